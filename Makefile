@@ -1,0 +1,46 @@
+# Thin wrapper over CMake presets. `make run` and `make test` install what is missing first.
+PRESET ?= dev
+BUILD  := build/$(PRESET)
+JOBS   ?= $(shell nproc)
+
+.PHONY: all deps build run test asan tsan release lint bench clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake --preset $(PRESET)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The main program: eleos-kvs when built, else the emulator demo.
+run: build
+	@if [ -x $(BUILD)/apps/kvs/eleos-kvs ]; then \
+	  exec $(BUILD)/apps/kvs/eleos-kvs $(ARGS); \
+	else exec $(BUILD)/apps/demo/eleos-demo $(ARGS); fi
+
+test: build
+	@bash tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) test PRESET=asan
+
+tsan:
+	$(MAKE) build PRESET=tsan
+	@bash tests/run.sh build/tsan -L concurrent
+
+release:
+	$(MAKE) build PRESET=release
+
+bench: 
+	$(MAKE) build PRESET=release
+	@bash bench/run.sh build/release $(ARGS)
+
+lint: build
+	@bash scripts/check_enclave_syscalls.sh $(BUILD)
+
+clean:
+	rm -rf build

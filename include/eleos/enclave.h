@@ -1,0 +1,228 @@
+/*
+ * eleos/enclave.h — the SGX platform interface.
+ *
+ * Everything in Eleos (exitless RPC, SUVM, the applications) is written against this
+ * interface. The only backend today is the SGX platform emulator in src/sim, which enforces
+ * SGX's rules with real Linux mechanisms and charges SGX's published costs through a cost
+ * model:
+ *
+ *   - ELRANGE: one reserved mapping per enclave. The enclave heap is carved only from it.
+ *   - EPC: a cap on resident ELRANGE pages. Touching a non-resident page is an asynchronous
+ *     exit (a real SIGSEGV); the emulated driver seals a victim page with AES-GCM into
+ *     untrusted swap and opens and verifies the faulting page.
+ *   - Enclave mode: a thread inside an ECALL runs with Linux Syscall User Dispatch in BLOCK
+ *     mode, so every system call it makes traps (SIGSYS) and becomes a counted, charged exit.
+ *
+ * What the emulator takes over in the process: the SIGSYS and SIGSEGV handlers (installed
+ * with the raw rt_sigaction syscall on the first eleos_enclave_create). SIGSEGVs outside any
+ * ELRANGE are passed to the handler that was installed before (or the default action).
+ * Enclave code may not install handlers for SIGSYS/SIGSEGV, create threads or processes, or
+ * change Syscall User Dispatch; such calls fail with -EPERM, as they cannot happen in SGX.
+ *
+ * Conventions: fallible functions return 0 or a negative errno. Unless said otherwise every
+ * function is MT-safe.
+ */
+#ifndef ELEOS_ENCLAVE_H
+#define ELEOS_ENCLAVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ELEOS_MUST_CHECK __attribute__((warn_unused_result))
+
+/* Page size of ELRANGE and EPC (SGX uses 4 KiB pages). */
+#define ELEOS_PAGE_SIZE 4096u
+
+/* Defaults. The EPC default is the usable part of SGX1's 128 MiB PRM. */
+#define ELEOS_ENCLAVE_DEFAULT_ELRANGE_SIZE (4ull << 30)
+#define ELEOS_ENCLAVE_DEFAULT_EPC_SIZE     (93ull << 20)
+
+/* Number of syscall numbers tracked individually in the statistics. */
+#define ELEOS_ENCLAVE_NSYSCALLS 512
+
+/*
+ * The cost model: extra TSC cycles busy-waited on top of what the emulator really does.
+ * The defaults are chosen so that real mechanism + extra lands near the published figures
+ * on the project's machine kind (see docs/emulator.md for the calibration):
+ *   - an OCALL / ECALL round trip (EEXIT + EENTER) totals about 8,200 cycles (HotCalls);
+ *   - an EPC page swap (AEX + EWB + ELDU + ERESUME) totals about 40,000 cycles (VAULT).
+ * A value of 0 turns that charge off. Each field can also be set through the environment
+ * (names in brackets), which overrides the config; eleos_cost_model_default() reads it.
+ */
+struct eleos_cost_model {
+    uint64_t ecall_cycles;      /* per ECALL round trip        [ELEOS_COST_ECALL]     */
+    uint64_t ocall_cycles;      /* per OCALL / syscall exit    [ELEOS_COST_OCALL]     */
+    uint64_t epc_fault_cycles;  /* per EPC fault that loads a page from swap
+                                                               [ELEOS_COST_EPC_FAULT] */
+    uint64_t epc_evict_cycles;  /* per page written back (EWB) [ELEOS_COST_EPC_EVICT] */
+    uint32_t pollute_kib;       /* KiB of untrusted scratch touched per exit to model TLB
+                                   and LLC pollution; 0 = off  [ELEOS_COST_POLLUTE_KIB] */
+};
+
+/* Default calibrated extras (cycles). */
+#define ELEOS_COST_DEFAULT_ECALL      6000u
+#define ELEOS_COST_DEFAULT_OCALL      6000u
+#define ELEOS_COST_DEFAULT_EPC_FAULT  20000u
+#define ELEOS_COST_DEFAULT_EPC_EVICT  12000u
+
+/* Fills *m with the calibrated defaults, then applies ELEOS_COST_* environment overrides.
+ * ELEOS_COST=0 in the environment turns every charge off. */
+void eleos_cost_model_default(struct eleos_cost_model *m);
+
+/* A model that charges nothing (only the real mechanism is paid). */
+void eleos_cost_model_off(struct eleos_cost_model *m);
+
+/* What to do when a swapped-out page fails verification (tampered or replayed swap). */
+enum eleos_integrity_policy {
+    /* The enclave is lost: the ECALL in progress returns -EBADMSG, so does every later one
+     * (like SGX_ERROR_ENCLAVE_LOST). The faulting thread never sees the bad data. */
+    ELEOS_INTEGRITY_LOSE_ENCLAVE = 0,
+    /* Print a diagnostic and abort the process. */
+    ELEOS_INTEGRITY_ABORT = 1,
+};
+
+struct eleos_enclave_config {
+    uint64_t elrange_size;      /* bytes of ELRANGE (rounded up to 64 MiB), 0 = default */
+    uint64_t epc_size;          /* EPC cap in bytes (rounded down to pages), 0 = default */
+    bool enforce;               /* trap syscalls in enclave mode (default true)          */
+    bool print_stats;           /* print the statistics table on destroy                 */
+    enum eleos_integrity_policy integrity_policy;
+    struct eleos_cost_model cost;
+    const char *name;           /* for messages; copied; NULL = "enclave"                */
+};
+
+/* Defaults: 4 GiB ELRANGE, 93 MiB EPC, enforcement on, cost model from
+ * eleos_cost_model_default(), ELEOS_ENFORCE=0 in the environment turns enforcement off. */
+void eleos_enclave_config_default(struct eleos_enclave_config *cfg);
+
+struct eleos_enclave;
+
+/* Creates an enclave. *out is owned by the caller until eleos_enclave_destroy.
+ * Errors: -EINVAL (bad config), -ENOMEM, -ENOSYS (kernel without Syscall User Dispatch). */
+ELEOS_MUST_CHECK int eleos_enclave_create(const struct eleos_enclave_config *cfg,
+                                          struct eleos_enclave **out);
+
+/* Destroys an enclave. No thread may be inside it. Its heap and ELRANGE contents are gone
+ * after the call; every pointer into it is invalid. Prints the statistics if configured. */
+void eleos_enclave_destroy(struct eleos_enclave *enc);
+
+/* --- Transitions ------------------------------------------------------------------------ */
+
+typedef long (*eleos_enclave_fn)(void *arg);
+
+/*
+ * ECALL: runs fn(arg) in enclave mode on the calling thread and returns 0, storing fn's
+ * result in *ret (may be NULL). Several threads may be inside one enclave at once; ECALLs
+ * nest inside OCALLs. Returns -EBADMSG if the enclave is lost (integrity failure), before
+ * or during the call. arg is passed through untouched (the emulator does not marshal).
+ */
+ELEOS_MUST_CHECK int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn,
+                                         void *arg, long *ret);
+
+/*
+ * OCALL: from enclave mode, runs fn(arg) in host mode on the calling thread and returns its
+ * result. Counted and charged as one exit round trip. Called in host mode, it just calls
+ * fn (no transition is counted).
+ */
+long eleos_enclave_ocall(eleos_enclave_fn fn, void *arg);
+
+/* The enclave the calling thread is executing in, or NULL in host mode. */
+struct eleos_enclave *eleos_enclave_current(void);
+
+/* True while the calling thread runs enclave code (inside an ECALL, not in an OCALL). */
+bool eleos_enclave_in_enclave_mode(void);
+
+/* --- Memory ----------------------------------------------------------------------------- */
+
+/*
+ * The enclave heap. Memory comes only from the enclave's ELRANGE (a mimalloc arena), so it
+ * counts against the EPC and is paged by the emulated driver. Callable in enclave or host
+ * mode, from any thread; makes no system call. Returns NULL on exhaustion (errno untouched).
+ * eleos_enclave_free(enc, NULL) is a no-op; freeing a pointer not from this enclave's heap
+ * aborts (our bug or the caller's, never a host input).
+ */
+void *eleos_enclave_malloc(struct eleos_enclave *enc, size_t size);
+void *eleos_enclave_calloc(struct eleos_enclave *enc, size_t count, size_t size);
+void *eleos_enclave_realloc(struct eleos_enclave *enc, void *p, size_t size);
+void *eleos_enclave_aligned_alloc(struct eleos_enclave *enc, size_t alignment, size_t size);
+void eleos_enclave_free(struct eleos_enclave *enc, void *p);
+
+/* Untrusted (host) memory: page-aligned, zeroed, outside every ELRANGE. Usable from both
+ * modes; allocation in enclave mode is an OCALL in real SGX and is counted as one here.
+ * NULL on failure. */
+void *eleos_untrusted_alloc(size_t size);
+void eleos_untrusted_free(void *p, size_t size);
+
+/* True if [p, p+size) lies entirely inside enc's ELRANGE. size 0 checks just p. */
+bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size);
+
+/* True if [p, p+size) lies entirely outside enc's ELRANGE (overflow counts as inside). */
+bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_t size);
+
+/* ELRANGE bounds (for tests and diagnostics). */
+void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size);
+
+/* --- Statistics ------------------------------------------------------------------------- */
+
+struct eleos_enclave_stats {
+    uint64_t ecalls;            /* ECALL round trips                                       */
+    uint64_t ocalls;            /* explicit OCALL round trips                              */
+    uint64_t syscall_exits;     /* syscalls trapped in enclave mode (each an exit)         */
+    uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS]; /* syscall_exits by syscall number         */
+    uint64_t syscalls_denied;   /* of those, refused with -EPERM (clone, execve, …)        */
+    uint64_t aex;               /* asynchronous exits: EPC faults + signals in enclave mode */
+    uint64_t epc_commits;       /* first touch of an ELRANGE page (zero page, no swap-in)  */
+    uint64_t epc_faults;        /* faults that loaded a page back from swap (ELDU)         */
+    uint64_t epc_evictions;     /* pages evicted from the EPC (EWB)                        */
+    uint64_t pages_sealed;      /* pages encrypted into swap                               */
+    uint64_t pages_opened;      /* pages decrypted and verified from swap                  */
+    uint64_t integrity_failures;/* swap pages that failed verification                    */
+    uint64_t epc_resident;      /* pages resident now                                      */
+    uint64_t epc_resident_max;  /* high-water mark of resident pages                       */
+    uint64_t epc_capacity;      /* the cap, in pages                                       */
+    uint64_t cycles_charged;    /* modeled cycles busy-waited by the cost model            */
+};
+
+/* Copies a snapshot of the counters (each read atomically; not one global instant). */
+void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_stats *out);
+
+/* Zeroes the counters (not epc_resident / epc_capacity). */
+void eleos_enclave_stats_reset(struct eleos_enclave *enc);
+
+/* Prints a readable table of the statistics to fd (host mode only). */
+void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd);
+
+/* The configuration in force (cost model after environment overrides). */
+void eleos_enclave_get_config(const struct eleos_enclave *enc, struct eleos_enclave_config *out);
+
+/* --- Time ------------------------------------------------------------------------------- */
+
+/* TSC read and its frequency (measured once per process against CLOCK_MONOTONIC). */
+uint64_t eleos_tsc(void);
+double eleos_tsc_ghz(void);
+
+/* --- Host-side view of swap: the adversary's handle, for tests and fault injection ------ */
+
+/*
+ * Returns the untrusted swap slot holding the sealed copy of ELRANGE page addr (4096 bytes
+ * of ciphertext; *tag gets its 16-byte MAC), or NULL if that page has never been swapped
+ * out. The host may rewrite these at will; the enclave must detect it. Host mode only.
+ */
+void *eleos_enclave_swap_slot(struct eleos_enclave *enc, const void *addr, uint8_t **tag);
+
+/* Forces the page holding addr out of the EPC now (as the driver would under pressure).
+ * 0, -EINVAL (not in ELRANGE), or -ENOENT (not resident). Host mode only. */
+ELEOS_MUST_CHECK int eleos_enclave_evict_page(struct eleos_enclave *enc, const void *addr);
+
+/* True once an integrity failure has lost the enclave. */
+bool eleos_enclave_is_lost(const struct eleos_enclave *enc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ELEOS_ENCLAVE_H */

@@ -56,7 +56,10 @@ extern "C" {
  */
 struct eleos_cost_model {
     uint64_t ecall_cycles;      /* per ECALL round trip        [ELEOS_COST_ECALL]     */
-    uint64_t ocall_cycles;      /* per OCALL / syscall exit    [ELEOS_COST_OCALL]     */
+    uint64_t ocall_cycles;      /* per explicit OCALL          [ELEOS_COST_OCALL]     */
+    uint64_t syscall_cycles;    /* per syscall trapped in enclave mode (the SDK's syscall
+                                   OCALL; on top of the real SIGSYS trap)
+                                                               [ELEOS_COST_SYSCALL]   */
     uint64_t epc_fault_cycles;  /* per EPC fault that loads a page from swap
                                                                [ELEOS_COST_EPC_FAULT] */
     uint64_t epc_evict_cycles;  /* per page written back (EWB) [ELEOS_COST_EPC_EVICT] */
@@ -67,6 +70,7 @@ struct eleos_cost_model {
 /* Default calibrated extras (cycles). */
 #define ELEOS_COST_DEFAULT_ECALL      6000u
 #define ELEOS_COST_DEFAULT_OCALL      6000u
+#define ELEOS_COST_DEFAULT_SYSCALL    6000u
 #define ELEOS_COST_DEFAULT_EPC_FAULT  20000u
 #define ELEOS_COST_DEFAULT_EPC_EVICT  12000u
 

@@ -1,0 +1,149 @@
+/*
+ * Internals of the SGX platform emulator. Shared by sim_*.c only.
+ *
+ * Trust: everything in src/sim plays the role of the CPU and the SGX driver. Its own
+ * metadata (page states, versions, the sealing key) lives in ordinary process memory that
+ * the emulator treats as "hardware"; the swap area is untrusted and may be rewritten by the
+ * host at any time.
+ */
+#ifndef ELEOS_SIM_INTERNAL_H
+#define ELEOS_SIM_INTERNAL_H
+
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/gcm.h"
+#include "eleos/enclave.h"
+
+/* --- allowed range (trampoline.S) --------------------------------------------------------- */
+extern char eleos_sim_allowed_start[];
+extern char eleos_sim_allowed_end[];
+extern char eleos_sim_sigreturn_insn[];
+void eleos_sim_restorer(void);
+long eleos_sim_raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+
+#define SIM_SELECTOR_ALLOW 0
+#define SIM_SELECTOR_BLOCK 1
+
+/* --- a spinlock that never makes a system call (usable in enclave mode and handlers) ---- */
+struct sim_spinlock {
+    atomic_flag flag;
+};
+#define SIM_SPINLOCK_INIT {ATOMIC_FLAG_INIT}
+void sim_spin_lock(struct sim_spinlock *l);
+void sim_spin_lock_yield(struct sim_spinlock *l); /* host mode / handlers only */
+void sim_spin_unlock(struct sim_spinlock *l);
+
+/* --- per-thread state ------------------------------------------------------------------- */
+struct sim_thread {
+    /* Syscall User Dispatch selector byte the kernel reads on every syscall. Written only by
+     * this thread (plain stores suffice: the kernel reads it on this thread's syscalls). */
+    volatile char selector;
+    bool sud_on;                     /* prctl done for this thread                        */
+    bool in_enclave;                 /* running enclave code (not in an OCALL)            */
+    bool in_handler;                 /* inside the emulator's SIGSEGV handler: recursion  */
+    bool holds_heap_lock;            /* inside mimalloc: an integrity failure here is fatal */
+    struct eleos_enclave *enc;       /* innermost enclave entered, NULL in host mode      */
+    sigjmp_buf *lost_jmp;            /* innermost ECALL's landing pad for "enclave lost"  */
+    uint8_t *pollute_buf;            /* untrusted scratch for the pollution knob          */
+    size_t pollute_size;
+};
+
+struct sim_thread *sim_thread_self(void);
+
+/* --- EPC paging (sim_epc.c) --------------------------------------------------------------- */
+
+enum sim_page_state {
+    SIM_PAGE_UNTOUCHED = 0, /* never committed: first touch gets a zero page          */
+    SIM_PAGE_RESIDENT = 1,  /* in the EPC, mapped read-write                           */
+    SIM_PAGE_SWAPPED = 2,   /* sealed in swap, mapped PROT_NONE                        */
+};
+
+struct sim_epc {
+    uint8_t *base;          /* ELRANGE, the enclave's view (MAP_SHARED over memfd)     */
+    uint8_t *alias;         /* the "hardware" view of the same memfd, always RW        */
+    size_t npages;
+    int memfd;
+    size_t cap_pages;       /* EPC capacity                                            */
+
+    struct sim_spinlock lock; /* protects everything below                             */
+    uint8_t *state;         /* enum sim_page_state per page                            */
+    uint64_t *version;      /* per page: version of its sealed copy (anti-replay)      */
+    uint32_t *fifo;         /* resident pages in load order: the eviction queue        */
+    size_t fifo_head, fifo_count;
+    uint64_t seal_counter;  /* next version; globally unique so a nonce never repeats  */
+    struct gcm gcm;
+
+    uint8_t *swap;          /* untrusted: npages × 4096 bytes of ciphertext            */
+    uint8_t *tags;          /* untrusted: npages × 16 bytes of MACs                    */
+    uint8_t *swapped_ever;  /* per page: has a sealed copy (for eleos_enclave_swap_slot) */
+};
+
+/* Fault outcome. */
+enum sim_fault {
+    SIM_FAULT_OK = 0,     /* retry the access                                          */
+    SIM_FAULT_LOST = 1,   /* integrity failure: the enclave is lost                     */
+    SIM_FAULT_FATAL = 2,  /* the emulator could not make progress (mprotect failed …)   */
+};
+
+int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size);
+void sim_epc_fini(struct sim_epc *epc);
+/* Resets contents to all-untouched (for ELRANGE reuse). Caller guarantees no users. */
+void sim_epc_reset(struct eleos_enclave *enc);
+enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr);
+int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr);
+
+/* --- heap (sim_heap.c) ------------------------------------------------------------------- */
+int sim_heap_init(struct eleos_enclave *enc);
+void sim_heap_fini(struct eleos_enclave *enc);
+
+/* --- cost model (sim_cost.c) --------------------------------------------------------------- */
+void sim_charge(struct eleos_enclave *enc, uint64_t cycles);
+void sim_pollute(struct eleos_enclave *enc, struct sim_thread *t);
+
+/* --- the enclave ------------------------------------------------------------------------- */
+struct sim_stats {
+    _Atomic uint64_t ecalls, ocalls, syscall_exits, syscalls_denied, aex;
+    _Atomic uint64_t epc_commits, epc_faults, epc_evictions, pages_sealed, pages_opened;
+    _Atomic uint64_t integrity_failures, epc_resident, epc_resident_max, cycles_charged;
+    _Atomic uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS];
+};
+
+struct eleos_enclave {
+    struct eleos_enclave_config cfg;
+    char name[32];
+    atomic_bool lost;
+    atomic_bool tearing_down;   /* destroy in progress: a page failing verification is
+                                   replaced by zeros (nobody can observe it any more)   */
+    _Atomic int threads_inside;
+    struct sim_epc epc;
+    void *heap;             /* mi_heap_t *                                             */
+    int arena_id;           /* mimalloc arena id of ELRANGE                            */
+    struct sim_region *region; /* the reusable ELRANGE reservation                     */
+    struct sim_stats stats;
+};
+
+/* ELRANGE reservations are pooled: mimalloc 2.0 cannot forget an arena, so a destroyed
+ * enclave's ELRANGE (and its arena) is kept and handed to the next enclave of that size. */
+struct sim_region {
+    struct sim_region *next;
+    uint8_t *base;
+    uint8_t *alias;
+    size_t size;
+    int memfd;
+    int arena_id;
+};
+
+/* Registry of live enclaves for the SIGSEGV handler (lock-free reads). */
+struct eleos_enclave *sim_registry_find(uintptr_t addr);
+
+static inline void sim_stat_add(_Atomic uint64_t *c, uint64_t n) {
+    /* Counters are statistics only: no ordering with anything else is needed. */
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void sim_die(const char *msg) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,517 @@
+/*
+ * SUVM paging: software page faults, CLOCK eviction, the background evictor, flush and
+ * resize of the page cache. Locking rules are in suvm_internal.h; in short:
+ *
+ *   - per-page LOCKED bit (CAS on the page-table word) serialises fill, eviction, flush,
+ *     free and direct access of one page; it is only ever *tried* by eviction, so a
+ *     faulting thread that holds one page's bit and evicts another cannot deadlock;
+ *   - pin counts keep linked pages resident (Dekker-style handshake with LOCKED);
+ *   - free_lock (leaf) protects the free-frame stack; resize_lock serialises resizes.
+ *
+ * No function here makes a system call or blocks in the kernel: waiting is spinning, and
+ * the only exit is the evictor's nap, an explicit OCALL.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/tsc.h"
+#include "suvm/suvm_internal.h"
+
+/* The evictor evicts this many pages per batch (as the Linux SGX reclaimer), then
+ * re-checks the watermark, so one batch costs ~16 seals (~20 µs) at most. */
+#define EVICT_BATCH 16u
+
+/* After its work is done the evictor polls the free count this long before napping:
+ * faults come in bursts, and a nap costs an exit. */
+#define EVICTOR_SPIN_NS 50000u
+
+/* Nap length through an OCALL: starts short and doubles while idle, so an idle evictor
+ * costs a few exits per second and a busy one reacts within ~50 µs. */
+#define EVICTOR_NAP_MIN_NS 50000u
+#define EVICTOR_NAP_MAX_NS 2000000u
+
+/* --- Free-frame stack ---------------------------------------------------------------------- */
+
+/* Returns a free frame (page field set to page + 1, so CLOCK skips it) or false. */
+static bool frame_pop(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
+    spin_lock(&s->free_lock);
+    uint32_t target = atomic_load_explicit(&s->target, memory_order_relaxed);
+    while (s->free_count) {
+        uint32_t f = s->free_stack[--s->free_count];
+        if (f >= target) { /* retired by a shrink in progress: park it */
+            atomic_store_explicit(&s->frames[f].parked, 1, memory_order_release);
+            continue;
+        }
+        atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
+        atomic_store_explicit(&s->frames[f].page, (uint32_t)page + 1, memory_order_relaxed);
+        spin_unlock(&s->free_lock);
+        *out = f;
+        return true;
+    }
+    atomic_store_explicit(&s->nfree, 0, memory_order_relaxed);
+    spin_unlock(&s->free_lock);
+    return false;
+}
+
+/* Puts an owned, empty frame back (or retires it if a shrink removed it). */
+static void frame_push(struct eleos_suvm *s, uint32_t f) {
+    atomic_store_explicit(&s->frames[f].page, 0, memory_order_relaxed);
+    spin_lock(&s->free_lock);
+    if (f < atomic_load_explicit(&s->target, memory_order_relaxed)) {
+        s->free_stack[s->free_count++] = f;
+        atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
+    } else {
+        atomic_store_explicit(&s->frames[f].parked, 1, memory_order_release);
+    }
+    spin_unlock(&s->free_lock);
+}
+
+/* --- Eviction ------------------------------------------------------------------------------ */
+
+enum evict_result { EV_SKIP, EV_DONE, EV_ERROR };
+
+/*
+ * Tries to evict frame f. On EV_DONE the caller owns the empty frame (page field 0).
+ * second_chance: honour and clear the reference bit (CLOCK); shrink and flush ignore it.
+ */
+static enum evict_result try_evict(struct eleos_suvm *s, uint32_t f, bool second_chance) {
+    struct frame *fr = &s->frames[f];
+    uint32_t pg = atomic_load_explicit(&fr->page, memory_order_relaxed);
+    if (!pg || atomic_load_explicit(&fr->pin, memory_order_relaxed))
+        return EV_SKIP;
+    if (second_chance && atomic_load_explicit(&fr->ref, memory_order_relaxed)) {
+        atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
+        return EV_SKIP;
+    }
+    uint64_t page = pg - 1;
+    struct pte *e = &s->pt[page];
+    uint32_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
+    if ((w & PTE_LOCKED) || (w & PTE_FRAME_MASK) != f + 1)
+        return EV_SKIP; /* stale hint, or the page is being filled */
+    /* seq_cst CAS then seq_cst pin load: pairs with the pinner's seq_cst increment then
+     * seq_cst re-read in suvm_page_pin; one of us sees the other. */
+    if (!atomic_compare_exchange_strong_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return EV_SKIP;
+    if (atomic_load_explicit(&fr->pin, memory_order_seq_cst)) {
+        suvm_page_unlock(s, page, w);
+        return EV_SKIP;
+    }
+    /* We own the page and the frame; the last unpin's release made its writes visible. */
+    uint32_t sealed = w & PTE_SEALED;
+    bool dirty = atomic_load_explicit(&fr->dirty, memory_order_relaxed);
+    if (dirty || !s->cfg.clean_drop) {
+        int r = suvm_seal_page(s, page, suvm_frame_addr(s, f));
+        if (r) {
+            /* Version exhausted or crypto error: the page stays cached, dirty. */
+            suvm_page_unlock(s, page, w);
+            return EV_ERROR;
+        }
+        sealed = PTE_SEALED;
+        suvm_stat_add(s, ST_DIRTY_WB, 1);
+    } else {
+        suvm_stat_add(s, ST_CLEAN_DROPS, 1);
+    }
+    suvm_stat_add(s, ST_EVICTIONS, 1);
+    atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
+    atomic_store_explicit(&fr->page, 0, memory_order_relaxed);
+    suvm_page_unlock(s, page, sealed);
+    return EV_DONE;
+}
+
+/* CLOCK: evicts one unpinned page and returns its frame, owned by the caller. */
+static int clock_evict_one(struct eleos_suvm *s, uint32_t *out) {
+    for (;;) {
+        uint32_t n = atomic_load_explicit(&s->nframes, memory_order_acquire);
+        uint32_t target = atomic_load_explicit(&s->target, memory_order_relaxed);
+        /* Two full turns clear every reference bit once; a third finds a victim unless
+         * every frame is pinned (or being filled). */
+        uint64_t budget = 3ull * n + 1;
+        bool evicted_retired = false;
+        while (budget--) {
+            uint32_t f = atomic_fetch_add_explicit(&s->clock_hand, 1, memory_order_relaxed) % n;
+            if (try_evict(s, f, true) != EV_DONE)
+                continue;
+            if (f < atomic_load_explicit(&s->target, memory_order_relaxed)) {
+                *out = f;
+                return 0;
+            }
+            frame_push(s, f); /* retired by a concurrent shrink: not ours to use */
+            evicted_retired = true;
+        }
+        if (!evicted_retired && target == atomic_load_explicit(&s->target,
+                                                               memory_order_relaxed))
+            return -ENOMEM;
+    }
+}
+
+/* A frame for page: from the free stack, else evicted on the spot by this thread. */
+static int frame_get(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
+    if (frame_pop(s, page, out))
+        return 0;
+    int r = clock_evict_one(s, out);
+    if (r == 0) {
+        atomic_store_explicit(&s->frames[*out].page, (uint32_t)page + 1, memory_order_relaxed);
+        suvm_stat_add(s, ST_SYNC_EVICT, 1);
+        return 0;
+    }
+    /* A frame may have been freed meanwhile (by the evictor or a free()). */
+    return frame_pop(s, page, out) ? 0 : r;
+}
+
+/* --- Faults -------------------------------------------------------------------------------- */
+
+int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out) {
+    struct pte *e = &s->pt[page];
+    for (;;) {
+        /* Acquire pairs with the release store that published the frame. */
+        uint32_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+        if (w & PTE_LOCKED) {
+            _mm_pause();
+            continue;
+        }
+        uint32_t fi = w & PTE_FRAME_MASK;
+        if (fi) {
+            struct frame *fr = &s->frames[fi - 1];
+            /* seq_cst pair with try_evict's CAS + pin load (see there). */
+            atomic_fetch_add_explicit(&fr->pin, 1, memory_order_seq_cst);
+            if (atomic_load_explicit(&e->word, memory_order_seq_cst) != w) {
+                atomic_fetch_sub_explicit(&fr->pin, 1, memory_order_relaxed);
+                continue;
+            }
+            if (!atomic_load_explicit(&fr->ref, memory_order_relaxed))
+                atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
+            if (write && !atomic_load_explicit(&fr->dirty, memory_order_relaxed))
+                atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
+            suvm_stat_add(s, ST_HITS, 1);
+            *out = fi - 1;
+            return 0;
+        }
+        /* Miss: whoever sets LOCKED fills the page; the others wait above and then find
+         * it resident, so concurrent faults on one page end on one frame. */
+        if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                   memory_order_acquire, memory_order_relaxed))
+            continue;
+        uint32_t f;
+        int r = frame_get(s, page, &f);
+        if (r) {
+            suvm_page_unlock(s, page, w);
+            return r;
+        }
+        struct frame *fr = &s->frames[f];
+        uint8_t *data = suvm_frame_addr(s, f);
+        if (w & PTE_SEALED) {
+            r = suvm_open_page(s, page, data);
+            if (r) {
+                frame_push(s, f);
+                suvm_page_unlock(s, page, w);
+                return r;
+            }
+            suvm_stat_add(s, ST_MAJOR, 1);
+        } else {
+            memset(data, 0, SUVM_PAGE_SIZE); /* never written (or freed): zeros */
+            suvm_stat_add(s, ST_MINOR, 1);
+        }
+        atomic_store_explicit(&fr->dirty, write, memory_order_relaxed);
+        atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
+        /* Pin before publishing, so no evictor can see the page resident and unpinned. */
+        atomic_fetch_add_explicit(&fr->pin, 1, memory_order_relaxed);
+        suvm_page_unlock(s, page, (w & PTE_SEALED) | (f + 1));
+        *out = f;
+        return 0;
+    }
+}
+
+uint32_t suvm_page_lock(struct eleos_suvm *s, uint64_t page) {
+    struct pte *e = &s->pt[page];
+    for (;;) {
+        uint32_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
+        if (w & PTE_LOCKED) {
+            _mm_pause();
+            continue;
+        }
+        /* seq_cst: a lock holder that then checks pins takes part in the pin handshake. */
+        if (atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                  memory_order_seq_cst, memory_order_relaxed))
+            return w;
+    }
+}
+
+bool suvm_page_pinned(struct eleos_suvm *s, uint64_t page) {
+    uint32_t w = atomic_load_explicit(&s->pt[page].word, memory_order_acquire);
+    uint32_t fi = w & PTE_FRAME_MASK;
+    return fi && atomic_load_explicit(&s->frames[fi - 1].pin, memory_order_acquire);
+}
+
+int suvm_page_release(struct eleos_suvm *s, uint64_t page, bool force) {
+    uint32_t w = suvm_page_lock(s, page);
+    uint32_t fi = w & PTE_FRAME_MASK;
+    if (fi) {
+        struct frame *fr = &s->frames[fi - 1];
+        if (atomic_load_explicit(&fr->pin, memory_order_seq_cst)) {
+            if (!force) {
+                suvm_page_unlock(s, page, w);
+                return -EBUSY;
+            }
+            /* A caller's use-after-free race: keep the frame, but its contents go. */
+            memset(suvm_frame_addr(s, fi - 1), 0, SUVM_PAGE_SIZE);
+            atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
+            if (s->nsub > 1)
+                s->pt[page].version = 0;
+            suvm_page_unlock(s, page, fi);
+            return 0;
+        }
+        atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
+        frame_push(s, fi - 1);
+    }
+    /* Sub-page mode: forget which sub-pages hold data; their versions stay (nonces). */
+    if (s->nsub > 1)
+        s->pt[page].version = 0;
+    suvm_page_unlock(s, page, 0);
+    return 0;
+}
+
+/* --- Flush --------------------------------------------------------------------------------- */
+
+int eleos_suvm_flush(struct eleos_suvm *s) {
+    int err = 0;
+    uint32_t n = atomic_load_explicit(&s->nframes, memory_order_acquire);
+    for (uint32_t f = 0; f < n; f++) {
+        struct frame *fr = &s->frames[f];
+        uint32_t pg = atomic_load_explicit(&fr->page, memory_order_relaxed);
+        if (!pg || !atomic_load_explicit(&fr->dirty, memory_order_relaxed) ||
+            atomic_load_explicit(&fr->pin, memory_order_relaxed))
+            continue;
+        uint64_t page = pg - 1;
+        struct pte *e = &s->pt[page];
+        uint32_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
+        if ((w & PTE_LOCKED) || (w & PTE_FRAME_MASK) != f + 1)
+            continue;
+        if (!atomic_compare_exchange_strong_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                     memory_order_seq_cst,
+                                                     memory_order_relaxed))
+            continue;
+        /* Pairs with suvm_page_pin, as in try_evict: a pinned page may be written while we
+         * seal, so it is skipped. */
+        if (atomic_load_explicit(&fr->pin, memory_order_seq_cst) ||
+            !atomic_load_explicit(&fr->dirty, memory_order_relaxed)) {
+            suvm_page_unlock(s, page, w);
+            continue;
+        }
+        int r = suvm_seal_page(s, page, suvm_frame_addr(s, f));
+        if (r) {
+            err = err ? err : r;
+            suvm_page_unlock(s, page, w);
+            continue;
+        }
+        atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
+        suvm_stat_add(s, ST_FLUSH_WB, 1);
+        suvm_page_unlock(s, page, w | PTE_SEALED);
+    }
+    return err;
+}
+
+/* --- Background evictor --------------------------------------------------------------------- */
+
+static long evictor_nap(void *arg) {
+    /* Host mode (inside the OCALL): the nanosleep here is the honest exit. */
+    uint64_t ns = (uint64_t)(uintptr_t)arg;
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                          .tv_nsec = (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+/* Evicts up to EVICT_BATCH pages to the free stack. Returns how many. */
+static uint32_t evict_batch(struct eleos_suvm *s) {
+    uint32_t done = 0;
+    uint32_t n = atomic_load_explicit(&s->nframes, memory_order_acquire);
+    uint64_t budget = 3ull * n;
+    while (done < EVICT_BATCH && budget--) {
+        uint32_t f = atomic_fetch_add_explicit(&s->clock_hand, 1, memory_order_relaxed) % n;
+        if (try_evict(s, f, true) == EV_DONE) {
+            frame_push(s, f);
+            done++;
+        }
+    }
+    return done;
+}
+
+long eleos_suvm_evictor_run(void *arg) {
+    struct eleos_suvm *s = arg;
+    if (atomic_exchange_explicit(&s->evictor_running, true, memory_order_acq_rel))
+        return -EBUSY;
+    uint64_t spin_cycles = (uint64_t)(EVICTOR_SPIN_NS * tsc_ghz());
+    uint64_t nap_ns = EVICTOR_NAP_MIN_NS;
+    /* Acquire pairs with the release in request_stop (nothing else is published). */
+    while (!atomic_load_explicit(&s->evictor_stop, memory_order_acquire)) {
+        uint32_t low = s->cfg.low_watermark, high = s->cfg.high_watermark;
+        if (atomic_load_explicit(&s->nfree, memory_order_relaxed) < low) {
+            while (atomic_load_explicit(&s->nfree, memory_order_relaxed) < high &&
+                   !atomic_load_explicit(&s->evictor_stop, memory_order_relaxed)) {
+                if (!evict_batch(s))
+                    break; /* everything pinned: faulting threads will cope */
+                suvm_stat_add(s, ST_EVICTOR_BATCHES, 1);
+            }
+            nap_ns = EVICTOR_NAP_MIN_NS;
+            continue;
+        }
+        uint64_t t0 = tsc_now();
+        bool work = false;
+        while (tsc_now() - t0 < spin_cycles) {
+            if (atomic_load_explicit(&s->nfree, memory_order_relaxed) < low ||
+                atomic_load_explicit(&s->evictor_stop, memory_order_relaxed)) {
+                work = true;
+                break;
+            }
+            _mm_pause();
+        }
+        if (work)
+            continue;
+        eleos_enclave_ocall(evictor_nap, (void *)(uintptr_t)nap_ns);
+        suvm_stat_add(s, ST_EVICTOR_NAPS, 1);
+        if (nap_ns < EVICTOR_NAP_MAX_NS)
+            nap_ns *= 2;
+    }
+    atomic_store_explicit(&s->evictor_stop, false, memory_order_relaxed);
+    atomic_store_explicit(&s->evictor_running, false, memory_order_release);
+    return 0;
+}
+
+void eleos_suvm_evictor_request_stop(struct eleos_suvm *s) {
+    atomic_store_explicit(&s->evictor_stop, true, memory_order_release); /* pairs: run */
+}
+
+/* --- Resize -------------------------------------------------------------------------------- */
+
+/* Allocates chunks for frames [nframes, new_frames) and makes them free. resize_lock held
+ * (or create). */
+int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames) {
+    uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    for (uint32_t c = old / SUVM_CHUNK_FRAMES; c < new_frames / SUVM_CHUNK_FRAMES; c++) {
+        s->chunks[c] = suvm_mem_alloc(s, SUVM_PAGE_SIZE, SUVM_CHUNK_SIZE);
+        if (!s->chunks[c]) {
+            while (c-- > old / SUVM_CHUNK_FRAMES) {
+                suvm_mem_free(s, s->chunks[c]);
+                s->chunks[c] = NULL;
+            }
+            return -ENOMEM;
+        }
+    }
+    for (uint32_t f = old; f < new_frames; f++) {
+        struct frame *fr = &s->frames[f];
+        atomic_store_explicit(&fr->page, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr->pin, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
+        atomic_store_explicit(&fr->parked, 0, memory_order_relaxed);
+    }
+    spin_lock(&s->free_lock);
+    atomic_store_explicit(&s->target, new_frames, memory_order_relaxed);
+    /* Push in reverse so low frames are handed out first. */
+    for (uint32_t f = new_frames; f-- > old;)
+        s->free_stack[s->free_count++] = f;
+    atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
+    spin_unlock(&s->free_lock);
+    /* Release: CLOCK scanners that see the new count see the initialised frames and the
+     * chunk pointers (pairs with the acquire loads of nframes). */
+    atomic_store_explicit(&s->nframes, new_frames, memory_order_release);
+    return 0;
+}
+
+/* Shrinks to new_frames: retire, evict, free. resize_lock held.
+ *
+ * A retired frame ends "parked" (free, off the stack) once it is empty: either it was free
+ * (parked here), or whoever empties it (this loop, CLOCK, free()) pushes it and frame_push
+ * parks it because it is above target. Nobody hands a frame above target out, so once all
+ * retired frames are parked their chunks can go. Undo un-parks under free_lock: a frame
+ * still owned by someone (evicted but not yet pushed) is not parked and is pushed by its
+ * owner, who then sees the restored target. */
+static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
+    uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    spin_lock(&s->free_lock);
+    atomic_store_explicit(&s->target, new_frames, memory_order_relaxed);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->free_count; i++) {
+        uint32_t f = s->free_stack[i];
+        if (f < new_frames)
+            s->free_stack[k++] = f;
+        else
+            atomic_store_explicit(&s->frames[f].parked, 1, memory_order_release);
+    }
+    s->free_count = k;
+    atomic_store_explicit(&s->nfree, k, memory_order_relaxed);
+    spin_unlock(&s->free_lock);
+    /* Frames being filled finish soon; pinned ones get a bounded wait, then the shrink is
+     * undone. */
+    uint64_t budget_cycles = (uint64_t)(100e6 * tsc_ghz()); /* 100 ms */
+    uint64_t t0 = tsc_now();
+    for (uint32_t f = new_frames; f < old; f++) {
+        /* Acquire pairs with the release that parked it: the last owner is done with the
+         * frame's data before the chunk is freed. */
+        while (!atomic_load_explicit(&s->frames[f].parked, memory_order_acquire)) {
+            enum evict_result r = EV_SKIP;
+            if (atomic_load_explicit(&s->frames[f].page, memory_order_relaxed)) {
+                r = try_evict(s, f, false);
+                if (r == EV_DONE) {
+                    frame_push(s, f); /* parks it */
+                    break;
+                }
+            }
+            if (r == EV_ERROR || tsc_now() - t0 > budget_cycles) {
+                spin_lock(&s->free_lock);
+                atomic_store_explicit(&s->target, old, memory_order_relaxed);
+                for (uint32_t g = new_frames; g < old; g++) {
+                    if (atomic_load_explicit(&s->frames[g].parked, memory_order_relaxed)) {
+                        atomic_store_explicit(&s->frames[g].parked, 0, memory_order_relaxed);
+                        s->free_stack[s->free_count++] = g;
+                    }
+                }
+                atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
+                spin_unlock(&s->free_lock);
+                return -EBUSY;
+            }
+            _mm_pause();
+        }
+    }
+    /* CLOCK may still look at retired frames: they are empty and stay empty, so try_evict
+     * skips them without touching their (freed) data. Publishing the count first keeps
+     * new scans away before the chunks go. */
+    atomic_store_explicit(&s->nframes, new_frames, memory_order_release);
+    for (uint32_t c = new_frames / SUVM_CHUNK_FRAMES; c < old / SUVM_CHUNK_FRAMES; c++) {
+        suvm_mem_free(s, s->chunks[c]);
+        s->chunks[c] = NULL;
+    }
+    return 0;
+}
+
+int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size) {
+    size_t chunks = new_size / SUVM_CHUNK_SIZE;
+    if (chunks == 0 || chunks * SUVM_CHUNK_FRAMES > s->max_frames)
+        return -EINVAL;
+    uint32_t n = (uint32_t)(chunks * SUVM_CHUNK_FRAMES);
+    spin_lock(&s->resize_lock);
+    uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    int r = 0;
+    if (n > old)
+        r = suvm_frames_grow(s, n);
+    else if (n < old)
+        r = frames_shrink(s, n);
+    spin_unlock(&s->resize_lock);
+    return r;
+}
+
+void suvm_frames_free_all(struct eleos_suvm *s) {
+    if (!s->chunks)
+        return;
+    for (uint32_t c = 0; c < s->max_frames / SUVM_CHUNK_FRAMES; c++) {
+        if (s->chunks[c]) {
+            /* Plaintext of SUVM data must not outlive the instance in the enclave heap. */
+            memset(s->chunks[c], 0, SUVM_CHUNK_SIZE);
+            suvm_mem_free(s, s->chunks[c]);
+            s->chunks[c] = NULL;
+        }
+    }
+}

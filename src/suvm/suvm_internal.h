@@ -1,0 +1,266 @@
+/*
+ * Private structures of SUVM, shared by the enclave_*.c files. The design is described at
+ * the top of enclave_suvm.c; the lock and ordering rules of each shared field are written
+ * next to it here.
+ */
+#ifndef ELEOS_SUVM_INTERNAL_H
+#define ELEOS_SUVM_INTERNAL_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <immintrin.h>
+
+#include "common/gcm.h"
+#include "eleos/suvm.h"
+
+#define SUVM_PAGE_SIZE  ELEOS_SUVM_PAGE_SIZE
+#define SUVM_PAGE_SHIFT ELEOS_SUVM_PAGE_SHIFT
+#define SUVM_PAGE_MASK  ((uint64_t)SUVM_PAGE_SIZE - 1)
+
+/* The page cache grows and shrinks in chunks of this many frames (256 KiB): big enough that
+ * the chunk table stays tiny, small enough to balloon in useful steps. */
+#define SUVM_CHUNK_FRAMES 64u
+#define SUVM_CHUNK_SIZE   ((size_t)SUVM_CHUNK_FRAMES * SUVM_PAGE_SIZE)
+
+/* AES-GCM contexts (with their bounce buffers) shared by all threads. A struct gcm is not
+ * MT-safe, and enclave code cannot allocate per-thread state cheaply, so threads take any
+ * free one; more than the number of cores buys nothing. */
+#define SUVM_NCRYPTO 8u
+
+/* Statistics shards: threads add to "their" shard to keep the counters' cache lines from
+ * bouncing between cores on every hit. */
+#define SUVM_NSHARDS 8u
+
+/* --- Spinlock: no futex, so holding or waiting on it never exits the enclave ------------- */
+
+struct spinlock {
+    _Atomic uint32_t v;
+};
+
+static inline void spin_lock(struct spinlock *l) {
+    for (;;) {
+        /* Pairs with the release store in spin_unlock. */
+        if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
+            return;
+        while (atomic_load_explicit(&l->v, memory_order_relaxed))
+            _mm_pause();
+    }
+}
+
+static inline void spin_unlock(struct spinlock *l) {
+    atomic_store_explicit(&l->v, 0, memory_order_release); /* pairs with spin_lock */
+}
+
+/* --- Page table --------------------------------------------------------------------------
+ *
+ * One 8-byte entry per backing page: this is all the per-page paging and crypto state the
+ * enclave keeps (the GCM tag lives in the backing store next to the ciphertext; it cannot be
+ * replayed because the version it was made under is the one kept here).
+ *
+ * word: PTE_LOCKED | PTE_SEALED | (frame index + 1, or 0 when not cached).
+ *   LOCKED is a per-page lock held while the page is filled, evicted, flushed, freed or
+ *   accessed directly; whoever sets it with a CAS owns the page's state until it stores the
+ *   word back without the bit (release; pairs with the acquire loads/CAS of the others).
+ *   SEALED: the backing store holds the current sealed copy (otherwise the page reads as
+ *   zeros: never written, or freed).
+ * version: page mode — the version of the sealed copy (only grows, never reset, so a nonce
+ *   is never reused); sub-page mode — bitmap of sub-pages holding sealed data (their
+ *   versions live in suvm->subver). Read and written only by the holder of LOCKED.
+ */
+#define PTE_LOCKED     (1u << 31)
+#define PTE_SEALED     (1u << 30)
+#define PTE_FRAME_MASK ((1u << 30) - 1)
+
+struct pte {
+    _Atomic uint32_t word;
+    uint32_t version;
+};
+
+/* --- Frames ------------------------------------------------------------------------------
+ *
+ * page: index + 1 of the page the frame holds or is being filled with, 0 when free or
+ *   retired. Written by the owner of that page's LOCKED bit (or of the free frame); read by
+ *   CLOCK scans, which only use it as a hint and confirm with the page's CAS.
+ * pin: number of links (spointers, bulk accesses in progress). 32 bits: a page can be
+ *   pinned by any number of spointers (the original Eleos used a byte). Pinners increment,
+ *   then re-read the page word; evictors set LOCKED, then read pin (both seq_cst: one of
+ *   the two always sees the other, so a pinned page is never evicted).
+ * ref: CLOCK reference bit, set on every link, cleared by the scan.
+ * dirty: set by write intent while pinned; read by the evictor after it has seen pin == 0
+ *   (the unpin is a release, so the writes to the frame are visible too).
+ * parked: the frame is free but retired by a shrink (not on the free stack). Written under
+ *   free_lock; read without it by the shrinking thread, which only waits for it.
+ */
+struct frame {
+    _Atomic uint32_t page;
+    _Atomic uint32_t pin;
+    _Atomic uint8_t ref;
+    _Atomic uint8_t dirty;
+    _Atomic uint8_t parked;
+};
+
+/* An AES-GCM context and a bounce buffer for snapshotting sealed data out of (and building
+ * it before copying into) untrusted memory. busy is a try-lock (acquire/release). */
+struct crypto_slot {
+    alignas(64) _Atomic uint32_t busy;
+    struct gcm gcm;
+    uint8_t *bounce; /* SUVM_PAGE_SIZE bytes of enclave memory */
+};
+
+enum suvm_stat {
+    ST_HITS,
+    ST_MINOR,
+    ST_MAJOR,
+    ST_EVICTIONS,
+    ST_CLEAN_DROPS,
+    ST_DIRTY_WB,
+    ST_FLUSH_WB,
+    ST_SYNC_EVICT,
+    ST_EVICTOR_BATCHES,
+    ST_EVICTOR_NAPS,
+    ST_SUB_READS,
+    ST_SUB_WRITES,
+    ST_BYTES_SEALED,
+    ST_BYTES_OPENED,
+    ST_INTEGRITY,
+    ST_COUNT
+};
+
+struct stat_shard {
+    alignas(64) _Atomic uint64_t c[ST_COUNT];
+};
+
+/* A slab: one page cut into objects of one power-of-two class (64 B .. 2 KiB). */
+struct slab {
+    uint64_t used;     /* bitmap of allocated objects (at most 64)                 */
+    uint32_t page;     /* page index                                               */
+    uint32_t next;     /* partial list / free-descriptor list: index + 1, 0 = end  */
+    uint32_t prev;     /* partial list: index + 1, 0 = head                        */
+    uint16_t nfree;    /* free objects                                             */
+    uint8_t cls;       /* object size = 64 << cls                                  */
+    uint8_t hwm;       /* objects below hwm may hold old data; above are zero      */
+};
+
+#define SUVM_NCLASSES 6u /* 64, 128, 256, 512, 1024, 2048 */
+
+/* Allocator page map values (struct eleos_suvm.amap). */
+#define AMAP_TYPE_MASK (3u << 30)
+#define AMAP_FREE      0u
+#define AMAP_RUN       (1u << 30) /* head of a page run; low bits: page count         */
+#define AMAP_TAIL      (2u << 30) /* inside a run                                      */
+#define AMAP_SLAB      (3u << 30) /* slab page; low bits: slab descriptor index        */
+#define AMAP_VAL_MASK  ((1u << 30) - 1)
+
+struct eleos_suvm {
+    struct eleos_enclave *enc;   /* NULL: host-mode instance                             */
+    struct eleos_suvm_config cfg;
+    uint64_t npages;             /* backing pages (page 0 reserved: address 0 is never valid) */
+    uint32_t nsub;               /* sub-pages per page (1 in page mode)                  */
+    uint32_t subsz;              /* bytes per sub-page (SUVM_PAGE_SIZE in page mode)      */
+    uint8_t key[32];
+
+    /* Enclave memory. */
+    struct pte *pt;              /* npages entries                                       */
+    uint32_t *subver;            /* sub-page mode: npages * nsub versions (LOCKED)       */
+
+    /* Untrusted memory: touched only through the helpers in enclave_seal.c. */
+    uint8_t *store;              /* npages * SUVM_PAGE_SIZE ciphertext                   */
+    uint8_t *tags;               /* npages * nsub * GCM_TAG_SIZE                         */
+    size_t store_size, tags_size;
+
+    /* The page cache. */
+    struct frame *frames;        /* max_frames descriptors                               */
+    uint8_t **chunks;            /* max_frames / SUVM_CHUNK_FRAMES chunk pointers; written
+                                    under resize_lock before the frames become reachable  */
+    uint32_t max_frames;
+    _Atomic uint32_t nframes;    /* frames scanned by CLOCK (release by resize)          */
+    _Atomic uint32_t target;     /* frames >= target are retired, never handed out       */
+    _Atomic uint32_t clock_hand;
+    struct spinlock resize_lock; /* serialises resize                                     */
+
+    struct spinlock free_lock;   /* protects free_stack and free_count                   */
+    uint32_t *free_stack;
+    uint32_t free_count;
+    _Atomic uint32_t nfree;      /* free_count, readable without the lock (evictor poll) */
+
+    struct crypto_slot *crypto;  /* SUVM_NCRYPTO slots                                   */
+
+    /* Allocator (enclave_alloc.c). alloc_lock protects everything below it. */
+    struct spinlock alloc_lock;
+    uint32_t *amap;              /* npages entries (AMAP_*)                              */
+    uint64_t *used;              /* bitmap of allocated pages                            */
+    uint64_t hint;               /* next-fit start page                                  */
+    struct slab *slabs;          /* descriptors (grown by realloc on the enclave heap)  */
+    uint32_t nslabs;             /* descriptors allocated                                */
+    uint32_t slab_free;          /* free descriptor list (index + 1)                     */
+    uint32_t partial[SUVM_NCLASSES]; /* partial slabs per class (index + 1)              */
+    _Atomic uint64_t allocated;  /* live allocation bytes (stats)                        */
+
+    /* Evictor. */
+    _Atomic bool evictor_stop;    /* set by request_stop, read by the loop               */
+    _Atomic bool evictor_running; /* one evictor per instance                             */
+
+    struct stat_shard stats[SUVM_NSHARDS];
+};
+
+/* --- enclave_suvm.c --- */
+void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size);
+void suvm_mem_free(struct eleos_suvm *s, void *p);
+void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n);
+/* Applies the integrity policy to a detected failure and returns -EBADMSG. */
+int suvm_integrity_failure(struct eleos_suvm *s, uint64_t page, uint32_t sub);
+
+static inline uint8_t *suvm_frame_addr(const struct eleos_suvm *s, uint32_t f) {
+    return s->chunks[f / SUVM_CHUNK_FRAMES] + (size_t)(f % SUVM_CHUNK_FRAMES) * SUVM_PAGE_SIZE;
+}
+
+/* --- enclave_seal.c --- */
+int suvm_crypto_init(struct eleos_suvm *s) __attribute__((warn_unused_result));
+void suvm_crypto_fini(struct eleos_suvm *s);
+/* Seal / open a whole page between frame data and the backing store. Caller holds LOCKED.
+ * seal bumps the version(s); -EOVERFLOW when a counter is exhausted (nothing changed). */
+int suvm_seal_page(struct eleos_suvm *s, uint64_t page, const uint8_t *src)
+    __attribute__((warn_unused_result));
+int suvm_open_page(struct eleos_suvm *s, uint64_t page, uint8_t *dst)
+    __attribute__((warn_unused_result));
+/* Sub-page mode: one sub-page. Caller holds LOCKED. open of a never-written sub-page
+ * yields zeros. */
+int suvm_seal_sub(struct eleos_suvm *s, uint64_t page, uint32_t sub, const uint8_t *src)
+    __attribute__((warn_unused_result));
+int suvm_open_sub(struct eleos_suvm *s, uint64_t page, uint32_t sub, uint8_t *dst)
+    __attribute__((warn_unused_result));
+
+/* --- enclave_paging.c --- */
+/* Pins page (faulting it in if needed) and returns its frame. */
+int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *frame)
+    __attribute__((warn_unused_result));
+static inline void suvm_page_unpin(struct eleos_suvm *s, uint32_t f) {
+    /* Release: the caller's accesses to the frame happen before an evictor that sees the
+     * count drop (pairs with the seq_cst load in try_evict / flush_one). */
+    atomic_fetch_sub_explicit(&s->frames[f].pin, 1, memory_order_release);
+}
+/* Takes the page's LOCKED bit, spinning while another thread holds it; returns the word
+ * as it was (without LOCKED). */
+uint32_t suvm_page_lock(struct eleos_suvm *s, uint64_t page);
+static inline void suvm_page_unlock(struct eleos_suvm *s, uint64_t page, uint32_t word) {
+    atomic_store_explicit(&s->pt[page].word, word, memory_order_release); /* pairs: lock */
+}
+/* Returns page to the never-written state, dropping its frame. -EBUSY if pinned (then
+ * nothing changes) unless force, in which case a pinned frame is zeroed in place. */
+int suvm_page_release(struct eleos_suvm *s, uint64_t page, bool force)
+    __attribute__((warn_unused_result));
+bool suvm_page_pinned(struct eleos_suvm *s, uint64_t page);
+int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames)
+    __attribute__((warn_unused_result));
+void suvm_frames_free_all(struct eleos_suvm *s);
+
+/* --- enclave_alloc.c --- */
+int suvm_alloc_init(struct eleos_suvm *s) __attribute__((warn_unused_result));
+void suvm_alloc_fini(struct eleos_suvm *s);
+size_t suvm_alloc_metadata_bytes(struct eleos_suvm *s);
+
+#endif

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/tsc.h"
 #include "suvm/suvm_internal.h"
@@ -219,6 +220,41 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
         atomic_fetch_add_explicit(&fr->pin, 1, memory_order_relaxed);
         suvm_page_unlock(s, page, (w & PTE_SEALED) | (f + 1));
         *out = f;
+        return 0;
+    }
+}
+
+int suvm_page_overwrite(struct eleos_suvm *s, uint64_t page, const void *src, int c) {
+    struct pte *e = &s->pt[page];
+    for (;;) {
+        uint32_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+        if (w & PTE_LOCKED) {
+            _mm_pause();
+            continue;
+        }
+        if (w & PTE_FRAME_MASK)
+            return 1;
+        if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                   memory_order_acquire, memory_order_relaxed))
+            continue;
+        uint32_t f;
+        int r = frame_get(s, page, &f);
+        if (r) {
+            suvm_page_unlock(s, page, w);
+            return r;
+        }
+        /* The new contents go in while the page is still LOCKED: nobody can see the
+         * frame's previous contents (another page's plaintext). */
+        uint8_t *data = suvm_frame_addr(s, f);
+        if (src)
+            memcpy(data, src, SUVM_PAGE_SIZE);
+        else
+            memset(data, c, SUVM_PAGE_SIZE);
+        struct frame *fr = &s->frames[f];
+        atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
+        atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
+        suvm_stat_add(s, ST_MINOR, 1);
+        suvm_page_unlock(s, page, (w & PTE_SEALED) | (f + 1));
         return 0;
     }
 }

@@ -243,6 +243,10 @@ static inline void suvm_page_unpin(struct eleos_suvm *s, uint32_t f) {
      * count drop (pairs with the seq_cst load in try_evict / flush_one). */
     atomic_fetch_sub_explicit(&s->frames[f].pin, 1, memory_order_release);
 }
+/* Writes a whole page that is not cached without opening its old copy (src, or bytes c
+ * when src is NULL). Returns 1 (nothing done) if the page is cached. */
+int suvm_page_overwrite(struct eleos_suvm *s, uint64_t page, const void *src, int c)
+    __attribute__((warn_unused_result));
 /* Takes the page's LOCKED bit, spinning while another thread holds it; returns the word
  * as it was (without LOCKED). */
 uint32_t suvm_page_lock(struct eleos_suvm *s, uint64_t page);

@@ -1,0 +1,285 @@
+/*
+ * SUVM — Secure User-managed Virtual Memory (DESIGN.md §4): instance lifetime, statistics.
+ *
+ * Design. An instance is created inside an enclave and lives entirely in its heap, except
+ * the backing store. Data flow of an access:
+ *
+ *   spointer / bulk op --(page index)--> page table entry (8 B, enclave)
+ *       resident and not LOCKED: pin the frame, done (a "hit")
+ *       else: CAS LOCKED; take a frame (free stack, else CLOCK-evict one on the spot);
+ *             SEALED? open + verify from the backing store (major) : zero-fill (minor);
+ *             publish the frame in the entry (release) and unlock.
+ *   eviction (background evictor in batches between the watermarks, or a faulting thread
+ *   when no frame is free): CLOCK over unpinned frames; dirty pages are sealed to the
+ *   backing store under a new version, clean ones dropped.
+ *
+ * Files: enclave_paging.c (faults, CLOCK, evictor, flush, resize), enclave_seal.c (AES-GCM
+ * and every access to untrusted memory), enclave_alloc.c (allocator), enclave_access.c
+ * (spointers, bulk and sub-page direct access), host_evictor.c (the host thread that runs
+ * the evictor inside the enclave).
+ *
+ * Threads. Any number of enclave threads may use an instance; plus at most one evictor.
+ * No code on the access paths makes a system call: waiting is spinning (spinlocks and the
+ * per-page LOCKED bit), memory comes from the enclave heap, the crypto contexts are set up
+ * at create. The evictor's nap is an explicit OCALL. create/destroy make a few counted
+ * exits (untrusted allocation of the backing store, OpenSSL context setup, randomness).
+ *
+ * Invariants. A pinned page is resident and never evicted. A page's version only grows
+ * while the key lives (free keeps it), so (key, nonce) pairs are never reused. Plaintext
+ * exists only in enclave memory (frames, bounce buffers, stack temporaries).
+ *
+ * Trust. The backing store (ciphertext and tags) is host-controlled: every read of it is a
+ * snapshot verified by AES-GCM against the version kept here. Not defended against:
+ * denial of service (the host can destroy the store), access-pattern leakage (which pages
+ * are faulted is visible to the host), and the enclave's own bugs (a spointer used after
+ * free reads another allocation's data).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "suvm/suvm_internal.h"
+
+/* Defaults from the Linux SGX reclaimer: start below 32 free frames, refill to 64. */
+#define DEFAULT_LOW_WATERMARK  32u
+#define DEFAULT_HIGH_WATERMARK 64u
+
+void eleos_suvm_config_default(struct eleos_suvm_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->cache_size = ELEOS_SUVM_DEFAULT_CACHE_SIZE;
+    cfg->backing_size = ELEOS_SUVM_DEFAULT_BACKING_SIZE;
+    cfg->key_size = ELEOS_SUVM_DEFAULT_KEY_SIZE;
+    cfg->clean_drop = true;
+    cfg->integrity_policy = ELEOS_SUVM_INTEGRITY_ERROR;
+}
+
+/* --- Memory: the enclave heap, or host memory for a host-mode instance --------------------- */
+
+static void *mem_alloc_in(struct eleos_enclave *enc, size_t align, size_t size) {
+    if (enc)
+        return eleos_enclave_aligned_alloc(enc, align, size);
+    void *p = NULL;
+    return posix_memalign(&p, align, size ? size : 1) ? NULL : p;
+}
+
+void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size) {
+    return mem_alloc_in(s->enc, align, size);
+}
+
+void suvm_mem_free(struct eleos_suvm *s, void *p) {
+    if (s->enc)
+        eleos_enclave_free(s->enc, p);
+    else
+        free(p);
+}
+
+/* --- Statistics ------------------------------------------------------------------------------ */
+
+static _Atomic unsigned shard_next;
+static _Thread_local unsigned shard_of_thread; /* index + 1; 0 = not assigned yet */
+
+void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n) {
+    unsigned k = shard_of_thread;
+    if (!k) {
+        k = atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed) % SUVM_NSHARDS + 1;
+        shard_of_thread = k;
+    }
+    /* Relaxed: counters order nothing. */
+    atomic_fetch_add_explicit(&s->stats[k - 1].c[st], n, memory_order_relaxed);
+}
+
+static uint64_t stat_sum(struct eleos_suvm *s, enum suvm_stat st) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < SUVM_NSHARDS; i++)
+        v += atomic_load_explicit(&s->stats[i].c[st], memory_order_relaxed);
+    return v;
+}
+
+/* Fixed enclave bytes per backing page: page table entry, allocator map and bit, and in
+ * sub-page mode one 32-bit version per sub-page. Times 8 to keep the bitmap's 1/8 exact. */
+static uint64_t per_page_metadata_x8(const struct eleos_suvm *s) {
+    uint64_t b = 8 * (sizeof(struct pte) + sizeof(uint32_t)) + 1;
+    if (s->nsub > 1)
+        b += 8ull * s->nsub * sizeof(uint32_t);
+    return b;
+}
+
+void eleos_suvm_stats(struct eleos_suvm *s, struct eleos_suvm_stats *out) {
+    memset(out, 0, sizeof *out);
+    out->hits = stat_sum(s, ST_HITS);
+    out->minor_faults = stat_sum(s, ST_MINOR);
+    out->major_faults = stat_sum(s, ST_MAJOR);
+    out->evictions = stat_sum(s, ST_EVICTIONS);
+    out->clean_drops = stat_sum(s, ST_CLEAN_DROPS);
+    out->dirty_writebacks = stat_sum(s, ST_DIRTY_WB);
+    out->flush_writebacks = stat_sum(s, ST_FLUSH_WB);
+    out->sync_evictions = stat_sum(s, ST_SYNC_EVICT);
+    out->evictor_batches = stat_sum(s, ST_EVICTOR_BATCHES);
+    out->evictor_naps = stat_sum(s, ST_EVICTOR_NAPS);
+    out->subpage_reads = stat_sum(s, ST_SUB_READS);
+    out->subpage_writes = stat_sum(s, ST_SUB_WRITES);
+    out->bytes_sealed = stat_sum(s, ST_BYTES_SEALED);
+    out->bytes_opened = stat_sum(s, ST_BYTES_OPENED);
+    out->integrity_failures = stat_sum(s, ST_INTEGRITY);
+    out->cache_frames = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    out->free_frames = atomic_load_explicit(&s->nfree, memory_order_relaxed);
+    out->allocated_bytes = atomic_load_explicit(&s->allocated, memory_order_relaxed);
+    out->slab_metadata_bytes = suvm_alloc_metadata_bytes(s);
+    uint64_t fixed = s->npages * per_page_metadata_x8(s) / 8;
+    uint64_t frames = (uint64_t)s->max_frames * (sizeof(struct frame) + sizeof(uint32_t)) +
+                      s->max_frames / SUVM_CHUNK_FRAMES * sizeof(uint8_t *);
+    out->metadata_bytes = fixed + frames + out->slab_metadata_bytes +
+                          SUVM_NCRYPTO * (sizeof(struct crypto_slot) + SUVM_PAGE_SIZE) +
+                          sizeof *s;
+    out->metadata_per_gib = ((1ull << 30) / SUVM_PAGE_SIZE) * per_page_metadata_x8(s) / 8;
+}
+
+void eleos_suvm_stats_reset(struct eleos_suvm *s) {
+    for (unsigned i = 0; i < SUVM_NSHARDS; i++)
+        for (unsigned k = 0; k < ST_COUNT; k++)
+            atomic_store_explicit(&s->stats[i].c[k], 0, memory_order_relaxed);
+}
+
+int suvm_integrity_failure(struct eleos_suvm *s, uint64_t page, uint32_t sub) {
+    suvm_stat_add(s, ST_INTEGRITY, 1);
+    if (s->cfg.integrity_policy == ELEOS_SUVM_INTEGRITY_ABORT) {
+        /* Continuing is not allowed by the configuration: the exit to print is moot. */
+        char msg[128];
+        int n = snprintf(msg, sizeof msg,
+                         "eleos-suvm: integrity failure on page %llu sub-page %u\n",
+                         (unsigned long long)page, sub);
+        if (n > 0) {
+            ssize_t w = write(2, msg, (size_t)n);
+            (void)w;
+        }
+        abort();
+    }
+    return -EBADMSG;
+}
+
+/* --- Lifetime ------------------------------------------------------------------------------- */
+
+static int check_config(const struct eleos_suvm_config *c) {
+    if (c->cache_size < SUVM_CHUNK_SIZE || c->backing_size < 2 * SUVM_PAGE_SIZE)
+        return -EINVAL;
+    size_t max = c->cache_max_size ? c->cache_max_size : c->cache_size;
+    if (max < c->cache_size)
+        return -EINVAL;
+    /* Frame indices + 1 must fit PTE_FRAME_MASK; page indices 32 bits (the nonce). */
+    if (max / SUVM_PAGE_SIZE >= PTE_FRAME_MASK ||
+        c->backing_size / SUVM_PAGE_SIZE >= UINT32_MAX)
+        return -EINVAL;
+    if (c->key_size != 16 && c->key_size != 24 && c->key_size != 32)
+        return -EINVAL;
+    if (c->subpage_size != 0 && c->subpage_size != 256 && c->subpage_size != 512 &&
+        c->subpage_size != 1024)
+        return -EINVAL;
+    if (c->integrity_policy != ELEOS_SUVM_INTEGRITY_ERROR &&
+        c->integrity_policy != ELEOS_SUVM_INTEGRITY_ABORT)
+        return -EINVAL;
+    return 0;
+}
+
+int eleos_suvm_create(const struct eleos_suvm_config *cfg, struct eleos_suvm **out) {
+    int r = check_config(cfg);
+    if (r)
+        return r;
+    struct eleos_enclave *enc = eleos_enclave_current();
+    struct eleos_suvm *s = mem_alloc_in(enc, 64, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->enc = enc;
+    s->cfg = *cfg;
+    s->npages = cfg->backing_size / SUVM_PAGE_SIZE;
+    s->nsub = cfg->subpage_size ? (uint32_t)(SUVM_PAGE_SIZE / cfg->subpage_size) : 1;
+    s->subsz = SUVM_PAGE_SIZE / s->nsub;
+    size_t max = cfg->cache_max_size ? cfg->cache_max_size : cfg->cache_size;
+    s->max_frames = (uint32_t)(max / SUVM_CHUNK_SIZE * SUVM_CHUNK_FRAMES);
+    uint32_t nframes = (uint32_t)(cfg->cache_size / SUVM_CHUNK_SIZE * SUVM_CHUNK_FRAMES);
+
+    /* Watermarks: defaults, clamped so small caches still have frames to use. */
+    uint32_t low = cfg->low_watermark ? cfg->low_watermark : DEFAULT_LOW_WATERMARK;
+    uint32_t high = cfg->high_watermark ? cfg->high_watermark : DEFAULT_HIGH_WATERMARK;
+    if (high > nframes / 2)
+        high = nframes / 2;
+    if (low >= high)
+        low = high / 2;
+    s->cfg.low_watermark = low;
+    s->cfg.high_watermark = high;
+
+    r = gcm_random_key(s->key, cfg->key_size);
+    if (r)
+        goto fail;
+    r = -ENOMEM;
+    s->pt = suvm_mem_alloc(s, 64, (size_t)s->npages * sizeof *s->pt);
+    if (!s->pt)
+        goto fail;
+    memset(s->pt, 0, (size_t)s->npages * sizeof *s->pt);
+    if (s->nsub > 1) {
+        size_t n = (size_t)s->npages * s->nsub * sizeof *s->subver;
+        s->subver = suvm_mem_alloc(s, 64, n);
+        if (!s->subver)
+            goto fail;
+        memset(s->subver, 0, n);
+    }
+    s->store_size = (size_t)s->npages * SUVM_PAGE_SIZE;
+    s->tags_size = (size_t)s->npages * s->nsub * GCM_TAG_SIZE;
+    s->store = eleos_untrusted_alloc(s->store_size);
+    s->tags = eleos_untrusted_alloc(s->tags_size);
+    if (!s->store || !s->tags)
+        goto fail;
+    s->frames = suvm_mem_alloc(s, 64, (size_t)s->max_frames * sizeof *s->frames);
+    s->chunks = suvm_mem_alloc(s, 64, s->max_frames / SUVM_CHUNK_FRAMES * sizeof *s->chunks);
+    s->free_stack = suvm_mem_alloc(s, 64, (size_t)s->max_frames * sizeof *s->free_stack);
+    if (!s->frames || !s->chunks || !s->free_stack)
+        goto fail;
+    memset(s->frames, 0, (size_t)s->max_frames * sizeof *s->frames);
+    memset(s->chunks, 0, s->max_frames / SUVM_CHUNK_FRAMES * sizeof *s->chunks);
+    r = suvm_crypto_init(s);
+    if (r)
+        goto fail;
+    r = suvm_alloc_init(s);
+    if (r)
+        goto fail;
+    r = suvm_frames_grow(s, nframes);
+    if (r)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    eleos_suvm_destroy(s);
+    return r;
+}
+
+void eleos_suvm_destroy(struct eleos_suvm *s) {
+    if (!s)
+        return;
+    suvm_frames_free_all(s);
+    suvm_alloc_fini(s);
+    suvm_crypto_fini(s);
+    if (s->store)
+        eleos_untrusted_free(s->store, s->store_size);
+    if (s->tags)
+        eleos_untrusted_free(s->tags, s->tags_size);
+    suvm_mem_free(s, s->pt);
+    suvm_mem_free(s, s->subver);
+    suvm_mem_free(s, s->frames);
+    suvm_mem_free(s, s->chunks);
+    suvm_mem_free(s, s->free_stack);
+    memset(s->key, 0, sizeof s->key);
+    suvm_mem_free(s, s);
+}
+
+void *eleos_suvm_backing_slot(struct eleos_suvm *s, uint64_t page, uint8_t **tags,
+                              size_t *tags_size) {
+    if (page >= s->npages)
+        return NULL;
+    if (tags)
+        *tags = s->tags + page * s->nsub * GCM_TAG_SIZE;
+    if (tags_size)
+        *tags_size = (size_t)s->nsub * GCM_TAG_SIZE;
+    return s->store + page * SUVM_PAGE_SIZE;
+}

@@ -191,6 +191,14 @@ static void *killer_main(void *arg) {
 }
 
 static void test_signals_in_enclave(void) {
+#if defined(__SANITIZE_THREAD__)
+    /* TSan runs every handler with all signals blocked, SIGSYS included, and the kernel kills
+     * a thread that traps while SIGSYS is blocked (docs/emulator.md). Runs in the other
+     * builds. */
+    fprintf(stderr, "test_signals_in_enclave: not run under TSan (its signal wrapper blocks "
+                    "SIGSYS)\n");
+    return;
+#endif
     struct eleos_enclave *e = new_enclave();
     struct sigaction sa = {0};
     sa.sa_handler = on_usr1;

@@ -36,9 +36,17 @@ struct eleos_enclave *sim_registry_find(uintptr_t addr) {
     return NULL;
 }
 
+static pid_t registry_pid; /* protected by registry_mu */
+
 static int registry_add(struct eleos_enclave *enc) {
     int r = -EMFILE;
     sim_spin_lock(&registry_mu);
+    if (registry_pid != getpid()) {
+        /* A forked child inherits the parent's entries but not their ELRANGEs. */
+        for (int i = 0; i < REGISTRY_MAX; i++)
+            atomic_store_explicit(&registry[i], NULL, memory_order_relaxed);
+        registry_pid = getpid();
+    }
     for (int i = 0; i < REGISTRY_MAX; i++) {
         if (!atomic_load_explicit(&registry[i], memory_order_relaxed)) {
             atomic_store_explicit(&registry[i], enc, memory_order_release);

@@ -55,7 +55,9 @@ enum heapd_op { HEAPD_NONE, HEAPD_NEW, HEAPD_DESTROY };
 static pthread_mutex_t heapd_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t heapd_cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t heapd_call_mu = PTHREAD_MUTEX_INITIALIZER; /* one request at a time */
-static bool heapd_started;
+/* The process whose heapd runs: a forked child has no heapd thread (and no ELRANGE, see
+ * MADV_DONTFORK below), so it starts its own. Protected by heapd_call_mu. */
+static pid_t heapd_pid;
 /* Request/response, protected by heapd_mu. */
 static enum heapd_op heapd_req;
 static int heapd_arena;
@@ -81,7 +83,10 @@ static void *heapd_main(void *unused) {
     return NULL;
 }
 
-static void heapd_once(void) {
+/* Caller holds heapd_call_mu. */
+static bool heapd_start_locked(void) {
+    if (heapd_pid == getpid())
+        return true;
     /* Global mimalloc options, set before any heap exists; nothing else in the process uses
      * mimalloc (it is not the system allocator here). */
     mi_option_disable(mi_option_allow_decommit);
@@ -94,17 +99,18 @@ static void heapd_once(void) {
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &a, heapd_main, NULL) == 0) {
         pthread_setname_np(th, "eleos-heapd");
-        heapd_started = true;
+        heapd_pid = getpid();
     }
     pthread_attr_destroy(&a);
+    return heapd_pid == getpid();
 }
 
 static mi_heap_t *heapd_call(enum heapd_op op, int arena, mi_heap_t *heap) {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, heapd_once);
-    if (!heapd_started)
-        return NULL;
     pthread_mutex_lock(&heapd_call_mu);
+    if (!heapd_start_locked()) {
+        pthread_mutex_unlock(&heapd_call_mu);
+        return NULL;
+    }
     pthread_mutex_lock(&heapd_mu);
     heapd_req = op;
     heapd_arena = arena;
@@ -123,6 +129,7 @@ static mi_heap_t *heapd_call(enum heapd_op op, int arena, mi_heap_t *heap) {
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sim_region *pool; /* free reservations, protected by pool_mu */
+static pid_t pool_pid;          /* the process they belong to, protected by pool_mu */
 
 static struct sim_region *region_new(size_t size) {
     struct sim_region *r = calloc(1, sizeof *r);
@@ -154,6 +161,10 @@ static struct sim_region *region_new(size_t size) {
         munmap(base, size);
         goto fail;
     }
+    /* Enclaves are not inherited across fork (as in SGX); above all the child must not share
+     * the parent's enclave memory through these MAP_SHARED views. */
+    madvise(base, size, MADV_DONTFORK);
+    madvise(r->alias, size, MADV_DONTFORK);
     r->base = base;
     r->size = size;
     r->arena_id = -1;
@@ -168,6 +179,12 @@ fail:
 struct sim_region *sim_region_get(size_t size);
 struct sim_region *sim_region_get(size_t size) {
     pthread_mutex_lock(&pool_mu);
+    if (pool_pid != getpid()) {
+        /* After fork the pooled reservations are not mapped here (MADV_DONTFORK): forget
+         * them, their memory belongs to the parent. */
+        pool = NULL;
+        pool_pid = getpid();
+    }
     for (struct sim_region **pp = &pool; *pp; pp = &(*pp)->next) {
         if ((*pp)->size == size) {
             struct sim_region *r = *pp;

@@ -51,7 +51,9 @@
 #define SYS_USER_DISPATCH 2
 #endif
 
-static _Thread_local struct sim_thread self;
+/* initial-exec: the handlers read this in signal context, where a lazy TLS allocation
+ * (__tls_get_addr, as in a dlopen'ed library) must never happen. */
+static _Thread_local struct sim_thread self __attribute__((tls_model("initial-exec")));
 
 struct sim_thread *sim_thread_self(void) {
     return &self;

@@ -49,6 +49,8 @@ struct sim_thread {
     sigjmp_buf *lost_jmp;            /* innermost ECALL's landing pad for "enclave lost"  */
     uint8_t *pollute_buf;            /* untrusted scratch for the pollution knob          */
     size_t pollute_size;
+    uint8_t *bounce;                 /* untrusted buffer of the syscall proxy             */
+    size_t bounce_size;
 };
 
 struct sim_thread *sim_thread_self(void);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "eleos/enclave.h"
 #include "harness.h"
@@ -325,7 +326,58 @@ static void test_create_destroy_reuse(void) {
     }
 }
 
-TEST_MAIN(TEST_CASE(test_working_set_3x_epc), TEST_CASE(test_untampered_roundtrip),
+struct pipe_io {
+    struct eleos_enclave *enc;
+    uint8_t *src, *dst;
+    int fds[2];
+    size_t size;
+};
+
+static long pipe_roundtrip(void *arg) {
+    struct pipe_io *io = arg;
+    /* Both buffers were evicted by the host: the syscall proxy marshals them through
+     * untrusted memory, faulting the pages in as it copies. */
+    ssize_t w = write(io->fds[1], io->src, io->size);
+    if (w != (ssize_t)io->size)
+        return -1;
+    size_t got = 0;
+    while (got < io->size) {
+        ssize_t r = read(io->fds[0], io->dst + got, io->size - got);
+        if (r <= 0)
+            return -2;
+        got += (size_t)r;
+    }
+    return memcmp(io->src, io->dst, io->size) == 0 ? 0 : -3;
+}
+
+static void test_syscalls_on_evicted_buffers(void) {
+    struct eleos_enclave *e = new_enclave(4 * MiB, false);
+    struct pipe_io io = {.enc = e, .size = 3 * PAGE + 100};
+    io.src = eleos_enclave_aligned_alloc(e, PAGE, 4 * PAGE);
+    io.dst = eleos_enclave_aligned_alloc(e, PAGE, 4 * PAGE);
+    REQUIRE(io.src && io.dst && pipe(io.fds) == 0);
+    for (size_t i = 0; i < io.size; i++)
+        io.src[i] = (uint8_t)(i * 7);
+    memset(io.dst, 0, 4 * PAGE);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(eleos_enclave_evict_page(e, io.src + i * PAGE), 0);
+        CHECK_EQ(eleos_enclave_evict_page(e, io.dst + i * PAGE), 0);
+    }
+    long ret = -9;
+    CHECK_EQ(eleos_enclave_ecall(e, pipe_roundtrip, &io, &ret), 0);
+    CHECK_EQ(ret, 0);
+    struct eleos_enclave_stats s;
+    eleos_enclave_stats(e, &s);
+    CHECK(s.epc_faults >= 7);
+    CHECK(s.syscalls[SYS_write] == 1 && s.syscalls[SYS_read] >= 1);
+    close(io.fds[0]);
+    close(io.fds[1]);
+    eleos_enclave_free(e, io.src);
+    eleos_enclave_free(e, io.dst);
+    eleos_enclave_destroy(e);
+}
+
+TEST_MAIN(TEST_CASE(test_working_set_3x_epc), TEST_CASE(test_syscalls_on_evicted_buffers), TEST_CASE(test_untampered_roundtrip),
           TEST_CASE(test_tampered_swap_detected), TEST_CASE(test_replayed_swap_detected),
           TEST_CASE(test_swapped_slots_detected), TEST_CASE(test_threads_paging_at_once),
           TEST_CASE(test_heap), TEST_CASE(test_create_destroy_reuse))

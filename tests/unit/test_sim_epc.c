@@ -217,11 +217,6 @@ struct worker {
 static void *worker_main(void *arg) {
     struct worker *w = arg;
     long ret = 0;
-    w->rc = eleos_enclave_ecall(w->enc, heap_alloc, &w->r, &ret);
-    if (w->rc || ret) {
-        w->rc = -1;
-        return NULL;
-    }
     for (int pass = 0; pass < 3; pass++) {
         w->r.salt += (uint64_t)pass * 1000;
         w->rc |= eleos_enclave_ecall(w->enc, fill, &w->r, &ret);
@@ -229,7 +224,6 @@ static void *worker_main(void *arg) {
         if (w->bad)
             break;
     }
-    eleos_enclave_free(w->enc, w->r.p);
     return NULL;
 }
 
@@ -237,16 +231,21 @@ static void test_threads_paging_at_once(void) {
     struct eleos_enclave *e = new_enclave(4 * MiB, false);
     struct worker w[NTHREADS];
     pthread_t th[NTHREADS];
+    /* All regions are live before any thread starts: 4 × 2 MiB over a 4 MiB EPC, so
+     * evictions happen however the threads are scheduled. */
     for (int i = 0; i < NTHREADS; i++) {
-        /* 4 × 2 MiB over a 4 MiB EPC: every pass evicts the other threads' pages. */
         w[i] = (struct worker){.enc = e, .r = {.enc = e, .words = 2 * MiB / 8, .salt = 77 + i,
                                                .stride = 0}};
-        REQUIRE(pthread_create(&th[i], NULL, worker_main, &w[i]) == 0);
+        long ret = -1;
+        REQUIRE(eleos_enclave_ecall(e, heap_alloc, &w[i].r, &ret) == 0 && ret == 0);
     }
+    for (int i = 0; i < NTHREADS; i++)
+        REQUIRE(pthread_create(&th[i], NULL, worker_main, &w[i]) == 0);
     for (int i = 0; i < NTHREADS; i++) {
         pthread_join(th[i], NULL);
         CHECK_EQ(w[i].rc, 0);
         CHECK_EQ(w[i].bad, 0);
+        eleos_enclave_free(e, w[i].r.p);
     }
     struct eleos_enclave_stats s;
     eleos_enclave_stats(e, &s);

@@ -1,0 +1,132 @@
+/*
+ * eleos/sys.h — exitless system calls for enclave code.
+ *
+ * Each wrapper marshals its arguments through the calling thread's untrusted bounce buffer
+ * (eleos_rpc_bounce), has the call run by a host worker (or on the exit path), and validates
+ * the result before copying anything back into enclave memory (Iago checks):
+ *   - a byte count never exceeds what was asked (or what fit in the bounce buffer);
+ *   - a failure carries an errno in [1, ELEOS_SYS_ERRNO_MAX];
+ *   - a file descriptor is in [0, ELEOS_SYS_FD_MAX];
+ *   - epoll_wait never returns more events than asked;
+ *   - returned lengths (socklen_t, optlen, msg_namelen, msg_controllen) never exceed the
+ *     space given, and returned structures have sane contents (stat sizes >= 0, timespec
+ *     nanoseconds < 1e9, two distinct pipe descriptors, lseek(SEEK_SET) lands where asked).
+ * A result that fails a check becomes -EIO and is counted (eleos_sys_stats); nothing of it
+ * reaches the caller. No enclave pointer is ever passed to the host.
+ *
+ * Return values follow the kernel: the result (>= 0) or a negative errno; errno is never
+ * touched. Transfers larger than the bounce buffer: writes are sent in chunks (stopping at
+ * the first short or failed chunk); reads return at most one bounce buffer's worth (a short
+ * read, which read(2) allows) so that a read never blocks for data the caller did not need.
+ * readv/writev are performed as one read/write of the gathered bounce buffer.
+ *
+ * Exit path switch: globally (eleos_sys_set_exitless) and per thread / per call
+ * (eleos_sys_thread_mode returns the previous mode, so a single call can be bracketed).
+ *
+ * Thread safety: every wrapper is MT-safe; each thread uses its own channel and bounce
+ * buffer. Call from enclave mode (host mode works too and is used by tests).
+ */
+#ifndef ELEOS_SYS_H
+#define ELEOS_SYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "eleos/rpc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest errno the kernel reports to user space (EHWPOISON). */
+#define ELEOS_SYS_ERRNO_MAX 133
+/* Largest descriptor accepted from the host: the kernel's ceiling for fs.nr_open. */
+#define ELEOS_SYS_FD_MAX    ((1 << 30) - 1)
+/* Bytes at the start of each bounce buffer reserved for marshalled structures. */
+#define ELEOS_SYS_META_SIZE 4096u
+
+/* --- host side -------------------------------------------------------------------------- */
+
+/* Registers the system-call executor (ELEOS_RPC_FN_SYSCALL) in pool. Host mode. It honours
+ * the pool's ELEOS_RPC_FAULT_* flags (tests). */
+ELEOS_MUST_CHECK int eleos_sys_host_register(struct eleos_rpc_pool *pool);
+
+/* --- enclave side ----------------------------------------------------------------------- */
+
+/* Sets the client the wrappers use (process wide; NULL detaches). Wrappers called without a
+ * client return -ENOSYS. */
+void eleos_sys_init(struct eleos_rpc_client *cl);
+
+enum eleos_sys_mode {
+    ELEOS_SYS_MODE_DEFAULT = 0, /* follow the global switch                              */
+    ELEOS_SYS_MODE_EXITLESS = 1,
+    ELEOS_SYS_MODE_EXIT = 2,
+};
+
+/* Global switch (default exitless). MT-safe. */
+void eleos_sys_set_exitless(bool on);
+/* The calling thread's mode, overriding the global switch; returns the previous mode. */
+enum eleos_sys_mode eleos_sys_thread_mode(enum eleos_sys_mode mode);
+
+struct eleos_sys_stats {
+    uint64_t iago_len;     /* byte counts or returned lengths larger than the request     */
+    uint64_t iago_errno;   /* errno values out of range                                  */
+    uint64_t iago_events;  /* epoll_wait returning more events than asked                */
+    uint64_t iago_struct;  /* insane returned structures or descriptors                  */
+};
+void eleos_sys_stats(struct eleos_sys_stats *out);
+void eleos_sys_stats_reset(void);
+
+ssize_t eleos_sys_read(int fd, void *buf, size_t count);
+ssize_t eleos_sys_write(int fd, const void *buf, size_t count);
+ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset);
+ssize_t eleos_sys_pwrite(int fd, const void *buf, size_t count, off_t offset);
+ssize_t eleos_sys_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t eleos_sys_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t eleos_sys_send(int fd, const void *buf, size_t len, int flags);
+ssize_t eleos_sys_recv(int fd, void *buf, size_t len, int flags);
+ssize_t eleos_sys_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen);
+ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                           socklen_t *addrlen);
+ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags);
+int eleos_sys_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+int eleos_sys_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int eleos_sys_socket(int domain, int type, int protocol);
+int eleos_sys_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int eleos_sys_listen(int fd, int backlog);
+int eleos_sys_shutdown(int fd, int how);
+int eleos_sys_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+int eleos_sys_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+int eleos_sys_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int eleos_sys_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int eleos_sys_close(int fd);
+int eleos_sys_openat(int dirfd, const char *path, int flags, mode_t mode);
+int eleos_sys_fstat(int fd, struct stat *st);
+off_t eleos_sys_lseek(int fd, off_t offset, int whence);
+int eleos_sys_fsync(int fd);
+int eleos_sys_ftruncate(int fd, off_t length);
+int eleos_sys_unlink(const char *path);
+int eleos_sys_epoll_create1(int flags);
+int eleos_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
+int eleos_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
+int eleos_sys_pipe2(int fds[2], int flags);
+int eleos_sys_eventfd(unsigned int initval, int flags);
+int eleos_sys_nanosleep(const struct timespec *req, struct timespec *rem);
+/* CLOCK_REALTIME/MONOTONIC(_RAW/_COARSE)/BOOTTIME are read through the vDSO (no exit, no
+ * RPC); other clocks go through RPC. Either way the result is validated. */
+int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts);
+pid_t eleos_sys_getpid(void);
+pid_t eleos_sys_getppid(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ELEOS_SYS_H */

@@ -1,0 +1,767 @@
+/*
+ * enclave_sys.c — the trusted half of exitless system calls: marshalling through the
+ * thread's untrusted bounce buffer and Iago checks on every result.
+ *
+ * Data flow per call: arguments that are buffers or structures are copied into the bounce
+ * buffer (structures into its first ELEOS_SYS_META_SIZE bytes, data after them); the
+ * request names only bounce addresses and plain integers; the result is validated as a
+ * number first, and only then is anything copied back, exactly as many bytes as the
+ * validated result allows, with lengths taken from enclave copies. Every value read back
+ * from the bounce buffer is read once into enclave memory (snapshot) and validated there:
+ * the host may rewrite the bounce buffer while we copy (the adversarial tests do).
+ *
+ * Invariants: no enclave pointer is ever put in a request; every copy out of the bounce
+ * buffer is bounded by a length the enclave computed or validated; a failed check yields
+ * -EIO and bumps a counter. No system call is made here (enclave code): everything goes
+ * through eleos_rpc_call, whose fast path is pure shared-memory spinning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "eleos/sys.h"
+
+/* Largest iovcnt accepted (the kernel's UIO_MAXIOV). */
+#define SYS_IOV_MAX 1024
+/* Offsets inside the metadata area. */
+#define META_HDR     0u    /* struct msghdr, stat, timespec pair, int pair, socklen_t… */
+#define META_IOV     128u  /* one struct iovec                                        */
+#define META_ADDRLEN 192u  /* socklen_t in/out                                        */
+#define META_ADDR    256u  /* struct sockaddr_storage                                 */
+#define META_CTRL    512u  /* control data of sendmsg/recvmsg                         */
+#define META_CTRL_MAX (ELEOS_SYS_META_SIZE - META_CTRL)
+
+static struct eleos_rpc_client *_Atomic g_client;
+static _Atomic bool g_exit;
+static _Thread_local enum eleos_sys_mode tl_mode;
+
+static _Atomic uint64_t st_len, st_errno, st_events, st_struct;
+
+void eleos_sys_init(struct eleos_rpc_client *cl) {
+    atomic_store_explicit(&g_client, cl, memory_order_release); /* pairs with client() */
+}
+
+void eleos_sys_set_exitless(bool on) {
+    atomic_store_explicit(&g_exit, !on, memory_order_relaxed);
+}
+
+enum eleos_sys_mode eleos_sys_thread_mode(enum eleos_sys_mode mode) {
+    enum eleos_sys_mode old = tl_mode;
+    tl_mode = mode;
+    return old;
+}
+
+void eleos_sys_stats(struct eleos_sys_stats *out) {
+    out->iago_len = atomic_load_explicit(&st_len, memory_order_relaxed);
+    out->iago_errno = atomic_load_explicit(&st_errno, memory_order_relaxed);
+    out->iago_events = atomic_load_explicit(&st_events, memory_order_relaxed);
+    out->iago_struct = atomic_load_explicit(&st_struct, memory_order_relaxed);
+}
+
+void eleos_sys_stats_reset(void) {
+    atomic_store_explicit(&st_len, 0, memory_order_relaxed);
+    atomic_store_explicit(&st_errno, 0, memory_order_relaxed);
+    atomic_store_explicit(&st_events, 0, memory_order_relaxed);
+    atomic_store_explicit(&st_struct, 0, memory_order_relaxed);
+}
+
+static long iago(_Atomic uint64_t *counter) {
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    return -EIO;
+}
+
+/* --- the call --------------------------------------------------------------------------- */
+
+static struct eleos_rpc_client *client(void) {
+    return atomic_load_explicit(&g_client, memory_order_acquire);
+}
+
+static uint32_t mode_flags(void) {
+    enum eleos_sys_mode m = tl_mode;
+    if (m == ELEOS_SYS_MODE_EXIT ||
+        (m == ELEOS_SYS_MODE_DEFAULT && atomic_load_explicit(&g_exit, memory_order_relaxed)))
+        return ELEOS_RPC_F_EXIT;
+    return 0;
+}
+
+/* Runs system call nr on the host. Returns the raw, unvalidated result. */
+static long sysc(uint32_t flags, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+                 uint64_t a5, uint64_t a6) {
+    struct eleos_rpc_client *cl = client();
+    if (!cl)
+        return -ENOSYS;
+    struct eleos_rpc_req req = {.fn = ELEOS_RPC_FN_SYSCALL,
+                                .flags = flags | mode_flags(),
+                                .args = {(uint64_t)nr, a1, a2, a3, a4, a5, a6}};
+    int64_t r;
+    int rc = eleos_rpc_call(cl, &req, &r);
+    return rc ? rc : (long)r;
+}
+#define SYS(fl, nr, a1, a2, a3, a4, a5, a6)                                                   \
+    sysc((fl), (nr), (uint64_t)(a1), (uint64_t)(a2), (uint64_t)(a3), (uint64_t)(a4),          \
+         (uint64_t)(a5), (uint64_t)(a6))
+
+/* --- Iago checks on numbers ------------------------------------------------------------- */
+
+/* A negative result must be a real errno. */
+static long check_err(long r) {
+    if (r < 0 && r < -ELEOS_SYS_ERRNO_MAX)
+        return iago(&st_errno);
+    return r;
+}
+/* A byte count in [0, max]. */
+static long check_len(long r, size_t max) {
+    r = check_err(r);
+    if (r >= 0 && (unsigned long)r > max)
+        return iago(&st_len);
+    return r;
+}
+/* 0 or an errno. */
+static long check_zero(long r) {
+    r = check_err(r);
+    if (r > 0)
+        return iago(&st_struct);
+    return r;
+}
+/* A new descriptor. */
+static long check_fd(long r) {
+    r = check_err(r);
+    if (r > ELEOS_SYS_FD_MAX)
+        return iago(&st_struct);
+    return r;
+}
+
+/* --- bounce buffer ---------------------------------------------------------------------- */
+
+struct bounce {
+    char *meta;      /* untrusted, ELEOS_SYS_META_SIZE bytes */
+    char *data;      /* untrusted, data_size bytes           */
+    size_t data_size;
+};
+
+static int get_bounce(struct bounce *b) {
+    struct eleos_rpc_client *cl = client();
+    if (!cl)
+        return -ENOSYS;
+    size_t size;
+    char *p = eleos_rpc_bounce(cl, &size);
+    if (!p)
+        return -ENOSPC;
+    if (size <= ELEOS_SYS_META_SIZE)
+        return -ENOBUFS;
+    b->meta = p;
+    b->data = p + ELEOS_SYS_META_SIZE;
+    b->data_size = size - ELEOS_SYS_META_SIZE;
+    return 0;
+}
+
+/* Copies n bytes out of untrusted memory (the single crossing point for data). */
+static void copy_in(void *dst, const void *untrusted_src, size_t n) {
+    memcpy(dst, untrusted_src, n);
+}
+static void copy_out(void *untrusted_dst, const void *src, size_t n) {
+    memcpy(untrusted_dst, src, n);
+}
+static socklen_t read_socklen(const char *meta) {
+    socklen_t v;
+    copy_in(&v, meta + META_ADDRLEN, sizeof v);
+    return v;
+}
+
+static size_t min_sz(size_t a, size_t b) {
+    return a < b ? a : b;
+}
+
+/* --- read / write family ---------------------------------------------------------------- */
+
+ssize_t eleos_sys_read(int fd, void *buf, size_t count) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz(count, b.data_size);
+    long r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, b.data, n, 0, 0, 0), n);
+    if (r > 0)
+        copy_in(buf, b.data, (size_t)r);
+    return r;
+}
+
+ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    if (offset < 0)
+        return -EINVAL;
+    size_t done = 0;
+    do {
+        size_t n = min_sz(count - done, b.data_size);
+        long r = check_len(SYS(0, SYS_pread64, fd, b.data, n, offset + (off_t)done, 0, 0), n);
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+        copy_in((char *)buf + done, b.data, (size_t)r);
+        done += (size_t)r;
+        if ((size_t)r < n)
+            break;
+    } while (done < count);
+    return (ssize_t)done;
+}
+
+/* Writes count bytes in bounce-sized chunks: chunk k comes from get(ctx, off, dst, n). */
+typedef void (*gather_fn)(const void *ctx, size_t off, void *dst, size_t n);
+
+static ssize_t write_chunks(long nr, int fd, size_t count, gather_fn get, const void *ctx,
+                            off_t offset, int flags, const struct sockaddr *addr,
+                            socklen_t addrlen) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    if (addr) {
+        if (addrlen > sizeof(struct sockaddr_storage))
+            return -EINVAL;
+        copy_out(b.meta + META_ADDR, addr, addrlen);
+    }
+    size_t done = 0;
+    do {
+        size_t n = min_sz(count - done, b.data_size);
+        get(ctx, done, b.data, n);
+        long r;
+        if (nr == SYS_pwrite64)
+            r = SYS(0, nr, fd, b.data, n, offset + (off_t)done, 0, 0);
+        else if (nr == SYS_sendto)
+            r = SYS(ELEOS_RPC_F_MAYBLOCK, nr, fd, b.data, n, flags,
+                    addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0, addr ? addrlen : 0);
+        else
+            r = SYS(ELEOS_RPC_F_MAYBLOCK, nr, fd, b.data, n, 0, 0, 0);
+        r = check_len(r, n);
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+        done += (size_t)r;
+        if ((size_t)r < n)
+            break;
+    } while (done < count);
+    return (ssize_t)done;
+}
+
+static void gather_flat(const void *ctx, size_t off, void *dst, size_t n) {
+    copy_out(dst, (const char *)ctx + off, n);
+}
+
+struct iov_src {
+    const struct iovec *iov;
+    int iovcnt;
+};
+
+/* Copies bytes [off, off+n) of the iovec array's concatenation to dst. */
+static void gather_iov(const void *ctx, size_t off, void *dst, size_t n) {
+    const struct iov_src *s = ctx;
+    char *d = dst;
+    for (int i = 0; i < s->iovcnt && n; i++) {
+        size_t len = s->iov[i].iov_len;
+        if (off >= len) {
+            off -= len;
+            continue;
+        }
+        size_t k = min_sz(len - off, n);
+        copy_out(d, (const char *)s->iov[i].iov_base + off, k);
+        d += k;
+        n -= k;
+        off = 0;
+    }
+}
+
+/* Scatters n bytes of untrusted src over the iovec array. */
+static void scatter_iov(const struct iovec *iov, int iovcnt, const char *src, size_t n) {
+    for (int i = 0; i < iovcnt && n; i++) {
+        size_t k = min_sz(iov[i].iov_len, n);
+        copy_in(iov[i].iov_base, src, k);
+        src += k;
+        n -= k;
+    }
+}
+
+/* Total length of an iovec array, or -EINVAL (bad count or overflow). */
+static ssize_t iov_total(const struct iovec *iov, int iovcnt) {
+    if (iovcnt < 0 || iovcnt > SYS_IOV_MAX || (iovcnt && !iov))
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t eleos_sys_write(int fd, const void *buf, size_t count) {
+    return write_chunks(SYS_write, fd, count, gather_flat, buf, 0, 0, NULL, 0);
+}
+
+ssize_t eleos_sys_pwrite(int fd, const void *buf, size_t count, off_t offset) {
+    if (offset < 0)
+        return -EINVAL;
+    return write_chunks(SYS_pwrite64, fd, count, gather_flat, buf, offset, 0, NULL, 0);
+}
+
+ssize_t eleos_sys_writev(int fd, const struct iovec *iov, int iovcnt) {
+    ssize_t total = iov_total(iov, iovcnt);
+    if (total < 0)
+        return total;
+    struct iov_src s = {iov, iovcnt};
+    return write_chunks(SYS_write, fd, (size_t)total, gather_iov, &s, 0, 0, NULL, 0);
+}
+
+ssize_t eleos_sys_readv(int fd, const struct iovec *iov, int iovcnt) {
+    ssize_t total = iov_total(iov, iovcnt);
+    if (total < 0)
+        return total;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz((size_t)total, b.data_size);
+    long r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, b.data, n, 0, 0, 0), n);
+    if (r > 0)
+        scatter_iov(iov, iovcnt, b.data, (size_t)r);
+    return r;
+}
+
+ssize_t eleos_sys_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen) {
+    return write_chunks(SYS_sendto, fd, len, gather_flat, buf, 0, flags, addr, addrlen);
+}
+
+ssize_t eleos_sys_send(int fd, const void *buf, size_t len, int flags) {
+    return eleos_sys_sendto(fd, buf, len, flags, NULL, 0);
+}
+
+/* Validates a returned address length and copies the address out. *addrlen in/out. */
+static long take_addr(const char *meta, struct sockaddr *addr, socklen_t *addrlen, socklen_t cap) {
+    if (!addr)
+        return 0;
+    socklen_t got = read_socklen(meta); /* once */
+    if (got > sizeof(struct sockaddr_storage))
+        return iago(&st_len);
+    copy_in(addr, meta + META_ADDR, min_sz(got, cap));
+    *addrlen = got; /* like the kernel: the real length, possibly more than was copied */
+    return 0;
+}
+
+/* Prepares the address area; returns the capacity given to the host. */
+static socklen_t put_addrlen(char *meta, const struct sockaddr *addr, const socklen_t *addrlen) {
+    if (!addr)
+        return 0;
+    socklen_t cap = *addrlen < sizeof(struct sockaddr_storage) ? *addrlen
+                                                                : sizeof(struct sockaddr_storage);
+    copy_out(meta + META_ADDRLEN, &cap, sizeof cap);
+    return cap;
+}
+
+ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                           socklen_t *addrlen) {
+    if (addr && !addrlen)
+        return -EFAULT;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz(len, b.data_size);
+    socklen_t cap = put_addrlen(b.meta, addr, addrlen);
+    long r = SYS(ELEOS_RPC_F_MAYBLOCK, SYS_recvfrom, fd, b.data, n, flags,
+                 addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
+                 addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0);
+    /* MSG_TRUNC: the real datagram length, which may exceed the buffer. */
+    r = check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : n);
+    if (r < 0)
+        return r;
+    long a = take_addr(b.meta, addr, addrlen, cap);
+    if (a < 0)
+        return a;
+    copy_in(buf, b.data, min_sz((size_t)r, n));
+    return r;
+}
+
+ssize_t eleos_sys_recv(int fd, void *buf, size_t len, int flags) {
+    return eleos_sys_recvfrom(fd, buf, len, flags, NULL, NULL);
+}
+
+ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
+    if (msg->msg_iovlen > SYS_IOV_MAX)
+        return -EINVAL;
+    ssize_t total = iov_total(msg->msg_iov, (int)msg->msg_iovlen);
+    if (total < 0)
+        return -EINVAL;
+    if (msg->msg_namelen > sizeof(struct sockaddr_storage) ||
+        (msg->msg_namelen && !msg->msg_name) || msg->msg_controllen > META_CTRL_MAX ||
+        (msg->msg_controllen && !msg->msg_control))
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz((size_t)total, b.data_size);
+    struct iov_src s = {msg->msg_iov, (int)msg->msg_iovlen};
+    gather_iov(&s, 0, b.data, n);
+    struct iovec biov = {b.data, n};
+    struct msghdr h = {0};
+    h.msg_iov = (struct iovec *)(b.meta + META_IOV);
+    h.msg_iovlen = 1;
+    if (msg->msg_namelen) {
+        copy_out(b.meta + META_ADDR, msg->msg_name, msg->msg_namelen);
+        h.msg_name = b.meta + META_ADDR;
+        h.msg_namelen = msg->msg_namelen;
+    }
+    if (msg->msg_controllen) {
+        copy_out(b.meta + META_CTRL, msg->msg_control, msg->msg_controllen);
+        h.msg_control = b.meta + META_CTRL;
+        h.msg_controllen = msg->msg_controllen;
+    }
+    copy_out(b.meta + META_IOV, &biov, sizeof biov);
+    copy_out(b.meta + META_HDR, &h, sizeof h);
+    return check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_sendmsg, fd, b.meta + META_HDR, flags, 0, 0, 0),
+                     n);
+}
+
+ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
+    if (msg->msg_iovlen > SYS_IOV_MAX)
+        return -EINVAL;
+    ssize_t total = iov_total(msg->msg_iov, (int)msg->msg_iovlen);
+    if (total < 0)
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz((size_t)total, b.data_size);
+    socklen_t namecap = msg->msg_name ? (socklen_t)min_sz(msg->msg_namelen,
+                                                           sizeof(struct sockaddr_storage))
+                                      : 0;
+    size_t ctrlcap = msg->msg_control ? min_sz(msg->msg_controllen, META_CTRL_MAX) : 0;
+    struct iovec biov = {b.data, n};
+    struct msghdr h = {0};
+    h.msg_iov = (struct iovec *)(b.meta + META_IOV);
+    h.msg_iovlen = 1;
+    h.msg_name = namecap ? b.meta + META_ADDR : NULL;
+    h.msg_namelen = namecap;
+    h.msg_control = ctrlcap ? b.meta + META_CTRL : NULL;
+    h.msg_controllen = ctrlcap;
+    copy_out(b.meta + META_IOV, &biov, sizeof biov);
+    copy_out(b.meta + META_HDR, &h, sizeof h);
+    long r = SYS(ELEOS_RPC_F_MAYBLOCK, SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0);
+    r = check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : n);
+    if (r < 0)
+        return r;
+    struct msghdr got;
+    copy_in(&got, b.meta + META_HDR, sizeof got); /* once; only lengths and flags are used */
+    if (got.msg_namelen > sizeof(struct sockaddr_storage) || got.msg_controllen > ctrlcap)
+        return iago(&st_len);
+    if (namecap)
+        copy_in(msg->msg_name, b.meta + META_ADDR, min_sz(got.msg_namelen, namecap));
+    msg->msg_namelen = msg->msg_name ? got.msg_namelen : 0;
+    if (ctrlcap)
+        copy_in(msg->msg_control, b.meta + META_CTRL, got.msg_controllen);
+    msg->msg_controllen = got.msg_controllen;
+    msg->msg_flags = got.msg_flags;
+    scatter_iov(msg->msg_iov, (int)msg->msg_iovlen, b.data, min_sz((size_t)r, n));
+    return r;
+}
+
+/* --- sockets ---------------------------------------------------------------------------- */
+
+/* accept4, getsockname, getpeername: a call that returns an address. */
+static long addr_call(long nr, uint32_t flags, int fd, struct sockaddr *addr, socklen_t *addrlen,
+                      int extra) {
+    if (addr && !addrlen)
+        return -EFAULT;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    socklen_t cap = put_addrlen(b.meta, addr, addrlen);
+    long r = SYS(flags, nr, fd, addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
+                 addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0, extra, 0, 0);
+    r = nr == SYS_accept4 ? check_fd(r) : check_zero(r);
+    if (r < 0)
+        return r;
+    long a = take_addr(b.meta, addr, addrlen, cap);
+    return a < 0 ? a : r;
+}
+
+int eleos_sys_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags) {
+    return (int)addr_call(SYS_accept4, ELEOS_RPC_F_MAYBLOCK, fd, addr, addrlen, flags);
+}
+
+int eleos_sys_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen) {
+    if (!addr)
+        return -EFAULT;
+    return (int)addr_call(SYS_getsockname, 0, fd, addr, addrlen, 0);
+}
+
+int eleos_sys_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen) {
+    if (!addr)
+        return -EFAULT;
+    return (int)addr_call(SYS_getpeername, 0, fd, addr, addrlen, 0);
+}
+
+/* connect, bind: a call that takes an address. */
+static long addr_in_call(long nr, uint32_t flags, int fd, const struct sockaddr *addr,
+                         socklen_t addrlen) {
+    if (addrlen > sizeof(struct sockaddr_storage) || (addrlen && !addr))
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    copy_out(b.meta + META_ADDR, addr, addrlen);
+    return check_zero(SYS(flags, nr, fd, b.meta + META_ADDR, addrlen, 0, 0, 0));
+}
+
+int eleos_sys_connect(int fd, const struct sockaddr *addr, socklen_t addrlen) {
+    return (int)addr_in_call(SYS_connect, ELEOS_RPC_F_MAYBLOCK, fd, addr, addrlen);
+}
+
+int eleos_sys_bind(int fd, const struct sockaddr *addr, socklen_t addrlen) {
+    return (int)addr_in_call(SYS_bind, 0, fd, addr, addrlen);
+}
+
+int eleos_sys_socket(int domain, int type, int protocol) {
+    return (int)check_fd(SYS(0, SYS_socket, domain, type, protocol, 0, 0, 0));
+}
+
+int eleos_sys_listen(int fd, int backlog) {
+    return (int)check_zero(SYS(0, SYS_listen, fd, backlog, 0, 0, 0, 0));
+}
+
+int eleos_sys_shutdown(int fd, int how) {
+    return (int)check_zero(SYS(0, SYS_shutdown, fd, how, 0, 0, 0, 0));
+}
+
+int eleos_sys_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen) {
+    if (optlen > META_CTRL_MAX || (optlen && !optval))
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    copy_out(b.meta + META_CTRL, optval, optlen);
+    return (int)check_zero(SYS(0, SYS_setsockopt, fd, level, optname, b.meta + META_CTRL,
+                               optlen, 0));
+}
+
+int eleos_sys_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen) {
+    if (!optlen || (*optlen && !optval))
+        return -EFAULT;
+    if (*optlen > META_CTRL_MAX)
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    socklen_t cap = *optlen;
+    copy_out(b.meta + META_ADDRLEN, &cap, sizeof cap);
+    long r = check_zero(SYS(0, SYS_getsockopt, fd, level, optname, b.meta + META_CTRL,
+                            b.meta + META_ADDRLEN, 0));
+    if (r < 0)
+        return (int)r;
+    socklen_t got = read_socklen(b.meta);
+    if (got > cap)
+        return (int)iago(&st_len);
+    copy_in(optval, b.meta + META_CTRL, got);
+    *optlen = got;
+    return 0;
+}
+
+/* --- files ------------------------------------------------------------------------------ */
+
+int eleos_sys_close(int fd) {
+    return (int)check_zero(SYS(0, SYS_close, fd, 0, 0, 0, 0, 0));
+}
+
+/* Copies a path into the data area. */
+static int put_path(struct bounce *b, const char *path) {
+    if (!path)
+        return -EFAULT;
+    size_t len = strnlen(path, PATH_MAX);
+    if (len >= PATH_MAX || len + 1 > b->data_size)
+        return -ENAMETOOLONG;
+    copy_out(b->data, path, len + 1);
+    return 0;
+}
+
+int eleos_sys_openat(int dirfd, const char *path, int flags, mode_t mode) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc || (rc = put_path(&b, path)))
+        return rc;
+    return (int)check_fd(SYS(0, SYS_openat, dirfd, b.data, flags, mode, 0, 0));
+}
+
+int eleos_sys_unlink(const char *path) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc || (rc = put_path(&b, path)))
+        return rc;
+    return (int)check_zero(SYS(0, SYS_unlinkat, AT_FDCWD, b.data, 0, 0, 0, 0));
+}
+
+int eleos_sys_fstat(int fd, struct stat *st) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    long r = check_zero(SYS(0, SYS_fstat, fd, b.meta + META_HDR, 0, 0, 0, 0));
+    if (r < 0)
+        return (int)r;
+    struct stat s;
+    copy_in(&s, b.meta + META_HDR, sizeof s); /* once, then validate the copy */
+    mode_t type = s.st_mode & S_IFMT;
+    if (s.st_size < 0 || s.st_blocks < 0 || s.st_blksize < 0 ||
+        !(type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
+          type == S_IFIFO || type == S_IFLNK || type == S_IFSOCK || type == 0))
+        return (int)iago(&st_struct);
+    *st = s;
+    return 0;
+}
+
+off_t eleos_sys_lseek(int fd, off_t offset, int whence) {
+    long r = check_err(SYS(0, SYS_lseek, fd, offset, whence, 0, 0, 0));
+    if (r >= 0 && whence == SEEK_SET && r != offset)
+        return iago(&st_struct);
+    return r;
+}
+
+int eleos_sys_fsync(int fd) {
+    return (int)check_zero(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_fsync, fd, 0, 0, 0, 0, 0));
+}
+
+int eleos_sys_ftruncate(int fd, off_t length) {
+    return (int)check_zero(SYS(0, SYS_ftruncate, fd, length, 0, 0, 0, 0));
+}
+
+/* --- epoll, pipes, eventfd -------------------------------------------------------------- */
+
+int eleos_sys_epoll_create1(int flags) {
+    return (int)check_fd(SYS(0, SYS_epoll_create1, flags, 0, 0, 0, 0, 0));
+}
+
+int eleos_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    if (event)
+        copy_out(b.meta + META_HDR, event, sizeof *event);
+    return (int)check_zero(SYS(0, SYS_epoll_ctl, epfd, op, fd,
+                               event ? (uint64_t)(uintptr_t)(b.meta + META_HDR) : 0, 0, 0));
+}
+
+int eleos_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout) {
+    if (maxevents <= 0 || !events)
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz((size_t)maxevents, b.data_size / sizeof(struct epoll_event));
+    long r = check_err(SYS(timeout ? ELEOS_RPC_F_MAYBLOCK : 0, SYS_epoll_wait, epfd, b.data, n,
+                           timeout, 0, 0));
+    if (r > (long)n)
+        return (int)iago(&st_events);
+    if (r > 0)
+        copy_in(events, b.data, (size_t)r * sizeof(struct epoll_event));
+    return (int)r;
+}
+
+int eleos_sys_pipe2(int fds[2], int flags) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    long r = check_zero(SYS(0, SYS_pipe2, b.meta + META_HDR, flags, 0, 0, 0, 0));
+    if (r < 0)
+        return (int)r;
+    int got[2];
+    copy_in(got, b.meta + META_HDR, sizeof got);
+    if (got[0] < 0 || got[1] < 0 || got[0] > ELEOS_SYS_FD_MAX || got[1] > ELEOS_SYS_FD_MAX ||
+        got[0] == got[1])
+        return (int)iago(&st_struct);
+    fds[0] = got[0];
+    fds[1] = got[1];
+    return 0;
+}
+
+int eleos_sys_eventfd(unsigned int initval, int flags) {
+    return (int)check_fd(SYS(0, SYS_eventfd2, initval, flags, 0, 0, 0, 0));
+}
+
+/* --- time ------------------------------------------------------------------------------- */
+
+static bool valid_ts(const struct timespec *ts) {
+    return ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000L;
+}
+
+int eleos_sys_nanosleep(const struct timespec *req, struct timespec *rem) {
+    if (!req)
+        return -EFAULT;
+    if (!valid_ts(req))
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    copy_out(b.meta + META_HDR, req, sizeof *req);
+    char *urem = b.meta + META_HDR + sizeof(struct timespec);
+    long r = check_zero(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_nanosleep, b.meta + META_HDR,
+                            rem ? (uint64_t)(uintptr_t)urem : 0, 0, 0, 0, 0));
+    if (r == -EINTR && rem) {
+        struct timespec got;
+        copy_in(&got, urem, sizeof got);
+        if (!valid_ts(&got) || got.tv_sec > req->tv_sec ||
+            (got.tv_sec == req->tv_sec && got.tv_nsec > req->tv_nsec))
+            return (int)iago(&st_struct);
+        *rem = got;
+    }
+    return (int)r;
+}
+
+int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts) {
+    struct timespec got;
+    if (clk == CLOCK_REALTIME || clk == CLOCK_MONOTONIC || clk == CLOCK_MONOTONIC_RAW ||
+        clk == CLOCK_REALTIME_COARSE || clk == CLOCK_MONOTONIC_COARSE || clk == CLOCK_BOOTTIME) {
+        /* vDSO: reads the kernel's (untrusted) time page, no system call. */
+        if (clock_gettime(clk, &got) != 0)
+            return -EINVAL;
+    } else {
+        struct bounce b;
+        int rc = get_bounce(&b);
+        if (rc)
+            return rc;
+        long r = check_zero(SYS(0, SYS_clock_gettime, clk, b.meta + META_HDR, 0, 0, 0, 0));
+        if (r < 0)
+            return (int)r;
+        copy_in(&got, b.meta + META_HDR, sizeof got);
+    }
+    if (!valid_ts(&got))
+        return (int)iago(&st_struct);
+    *ts = got;
+    return 0;
+}
+
+pid_t eleos_sys_getpid(void) {
+    long r = check_err(SYS(0, SYS_getpid, 0, 0, 0, 0, 0, 0));
+    if (r > INT_MAX)
+        return (pid_t)iago(&st_struct);
+    return (pid_t)r;
+}
+
+pid_t eleos_sys_getppid(void) {
+    long r = check_err(SYS(0, SYS_getppid, 0, 0, 0, 0, 0, 0));
+    if (r > INT_MAX)
+        return (pid_t)iago(&st_struct);
+    return (pid_t)r;
+}

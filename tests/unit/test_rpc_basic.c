@@ -1,0 +1,414 @@
+/*
+ * test_rpc_basic — exitless RPC from real (emulated) enclaves: synchronous, asynchronous
+ * and batched calls, the exit-path switches, statistics, sleeping workers and the
+ * exit-path wake, stop with calls in flight, id checks. No timings are asserted.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "eleos/rpc.h"
+#include "harness.h"
+
+/* The TSan runtime makes system calls of its own (shadow memory) inside enclave code, which
+ * the emulator rightly counts as exits; the zero-exit checks only hold without it. */
+#if defined(__SANITIZE_THREAD__)
+#define NO_SANITIZER_SYSCALLS 0
+#else
+#define NO_SANITIZER_SYSCALLS 1
+#endif
+
+#define FN_ADD  (ELEOS_RPC_FN_USER + 0)
+#define FN_SLOW (ELEOS_RPC_FN_USER + 1)
+
+static struct eleos_enclave *enc;
+static struct eleos_rpc_pool *pool;
+static _Atomic uint64_t add_calls;
+
+static int64_t fn_add(void *ctx, const uint64_t a[ELEOS_RPC_NARGS]) {
+    (void)ctx;
+    atomic_fetch_add_explicit(&add_calls, 1, memory_order_relaxed);
+    return (int64_t)(a[0] + a[1] + a[6]);
+}
+
+static int64_t fn_slow(void *ctx, const uint64_t a[ELEOS_RPC_NARGS]) {
+    (void)ctx;
+    struct timespec ts = {0, (long)a[0]};
+    nanosleep(&ts, NULL);
+    return (int64_t)a[1];
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void setup(unsigned workers, uint64_t spin_ns) {
+    struct eleos_enclave_config ec;
+    eleos_enclave_config_default(&ec);
+    eleos_cost_model_off(&ec.cost);
+    ec.elrange_size = 256u << 20;
+    ec.epc_size = 64u << 20;
+    int rc = eleos_enclave_create(&ec, &enc);
+    if (rc == -ENOSYS)
+        SKIP("no Syscall User Dispatch");
+    REQUIRE(rc == 0);
+    struct eleos_rpc_pool_config pc;
+    eleos_rpc_pool_config_default(&pc);
+    pc.workers = workers;
+    pc.spin_ns = spin_ns;
+    pc.ring_size = 16;
+    pc.channels = 8;
+    REQUIRE(eleos_rpc_pool_create(enc, &pc, &pool) == 0);
+    REQUIRE(eleos_rpc_pool_register(pool, FN_ADD, fn_add, NULL) == 0);
+    REQUIRE(eleos_rpc_pool_register(pool, FN_SLOW, fn_slow, NULL) == 0);
+    REQUIRE(eleos_rpc_pool_start(pool) == 0);
+}
+
+static void teardown(void) {
+    eleos_rpc_pool_destroy(pool);
+    eleos_enclave_destroy(enc);
+    pool = NULL;
+    enc = NULL;
+}
+
+/* --- enclave functions (run inside ECALLs) --------------------------------------------- */
+
+struct ctx {
+    struct eleos_rpc_client *cl;
+    long n;
+    long errors;
+};
+
+static struct eleos_rpc_client *make_client(void) {
+    size_t size;
+    void *area = eleos_rpc_pool_shared(pool, &size);
+    struct eleos_rpc_client *cl = NULL;
+    if (eleos_rpc_client_create(enc, area, size, &cl) != 0)
+        return NULL;
+    return cl;
+}
+
+static long e_sync(void *arg) {
+    struct ctx *c = arg;
+    for (long i = 0; i < c->n; i++) {
+        struct eleos_rpc_req r = {.fn = FN_ADD, .args = {(uint64_t)i, 1000, 0, 0, 0, 0, 7}};
+        int64_t ret = -1;
+        if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != i + 1007)
+            c->errors++;
+    }
+    return 0;
+}
+
+static long e_checks(void *arg) {
+    struct ctx *c = arg;
+    int64_t ret;
+    struct eleos_rpc_req bad = {.fn = ELEOS_RPC_MAX_FNS};
+    if (eleos_rpc_call(c->cl, &bad, &ret) != -EINVAL)
+        c->errors++;
+    struct eleos_rpc_req badflags = {.fn = FN_ADD, .flags = 0x80};
+    if (eleos_rpc_call(c->cl, &badflags, &ret) != -EINVAL)
+        c->errors++;
+    struct eleos_rpc_req unknown = {.fn = ELEOS_RPC_FN_USER + 50};
+    if (eleos_rpc_call(c->cl, &unknown, &ret) != 0 || ret != -ENOSYS)
+        c->errors++;
+    struct eleos_rpc_req null = {.fn = ELEOS_RPC_FN_NULL};
+    if (eleos_rpc_call(c->cl, &null, &ret) != 0 || ret != 0)
+        c->errors++;
+    /* A ticket never issued, and one redeemed twice. */
+    if (eleos_rpc_poll(c->cl, 12345, &ret) != -EINVAL)
+        c->errors++;
+    uint64_t tk;
+    struct eleos_rpc_req r = {.fn = FN_ADD, .args = {1, 2}};
+    if (eleos_rpc_submit(c->cl, &r, &tk) != 0 || eleos_rpc_wait(c->cl, tk, &ret) != 0 || ret != 3)
+        c->errors++;
+    if (eleos_rpc_wait(c->cl, tk, &ret) != -EINVAL)
+        c->errors++;
+    return 0;
+}
+
+static long e_exit_mode(void *arg) {
+    struct ctx *c = arg;
+    int64_t ret;
+    struct eleos_rpc_req r = {.fn = FN_ADD, .flags = ELEOS_RPC_F_EXIT, .args = {5, 6}};
+    if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 11)
+        c->errors++;
+    eleos_rpc_set_exitless(c->cl, false);
+    r.flags = 0;
+    for (int i = 0; i < 10; i++)
+        if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 11)
+            c->errors++;
+    /* Async and batched requests on the exit path complete at submission. */
+    uint64_t tk[4];
+    struct eleos_rpc_req rs[4];
+    for (int i = 0; i < 4; i++)
+        rs[i] = (struct eleos_rpc_req){.fn = FN_ADD, .args = {(uint64_t)i, 1}};
+    if (eleos_rpc_submit_batch(c->cl, rs, 4, tk) != 4)
+        c->errors++;
+    for (int i = 0; i < 4; i++)
+        if (eleos_rpc_poll(c->cl, tk[i], &ret) != 0 || ret != i + 1)
+            c->errors++;
+    eleos_rpc_set_exitless(c->cl, true);
+    return 0;
+}
+
+static long e_async(void *arg) {
+    struct ctx *c = arg;
+    enum { N = 12 };
+    uint64_t tk[N];
+    int64_t ret;
+    for (int i = 0; i < N; i++) {
+        struct eleos_rpc_req r = {.fn = FN_ADD, .args = {(uint64_t)i, 100}};
+        if (eleos_rpc_submit(c->cl, &r, &tk[i]) != 0)
+            c->errors++;
+    }
+    /* Redeem out of order: odd ones by polling until done, then even ones by waiting. */
+    for (int i = 1; i < N; i += 2) {
+        int rc;
+        while ((rc = eleos_rpc_poll(c->cl, tk[i], &ret)) == -EAGAIN)
+            ;
+        if (rc != 0 || ret != i + 100)
+            c->errors++;
+    }
+    for (int i = 0; i < N; i += 2)
+        if (eleos_rpc_wait(c->cl, tk[i], &ret) != 0 || ret != i + 100)
+            c->errors++;
+    /* Fill the ring: submit must stop with -EAGAIN, sync calls still work (exit path). */
+    uint64_t many[64];
+    int k = 0;
+    struct eleos_rpc_req r = {.fn = FN_ADD, .args = {1, 1}};
+    while (k < 64 && eleos_rpc_submit(c->cl, &r, &many[k]) == 0)
+        k++;
+    if (k != 16)
+        c->errors++;
+    if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 2)
+        c->errors++;
+    for (int i = 0; i < k; i++)
+        if (eleos_rpc_wait(c->cl, many[i], &ret) != 0 || ret != 2)
+            c->errors++;
+    return 0;
+}
+
+static long e_batch(void *arg) {
+    struct ctx *c = arg;
+    enum { N = 1000 };
+    static struct eleos_rpc_req rs[N];
+    static int64_t rets[N];
+    for (int i = 0; i < N; i++)
+        rs[i] = (struct eleos_rpc_req){.fn = FN_ADD, .args = {(uint64_t)i, 3}};
+    for (int rep = 0; rep < (int)c->n; rep++) {
+        memset(rets, 0xff, sizeof rets);
+        if (eleos_rpc_call_batch(c->cl, rs, N, rets) != 0)
+            c->errors++;
+        for (int i = 0; i < N; i++)
+            if (rets[i] != i + 3)
+                c->errors++;
+    }
+    /* With an async request outstanding the batch still completes. */
+    uint64_t tk;
+    int64_t ret;
+    if (eleos_rpc_submit(c->cl, &rs[5], &tk) != 0)
+        c->errors++;
+    if (eleos_rpc_call_batch(c->cl, rs, 100, rets) != 0 || rets[99] != 102)
+        c->errors++;
+    if (eleos_rpc_wait(c->cl, tk, &ret) != 0 || ret != 8)
+        c->errors++;
+    return 0;
+}
+
+static long e_one(void *arg) {
+    struct ctx *c = arg;
+    struct eleos_rpc_req r = {.fn = FN_ADD, .args = {2, 2}};
+    int64_t ret;
+    if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 4)
+        c->errors++;
+    return 0;
+}
+
+static long e_destroy(void *arg) {
+    eleos_rpc_client_destroy(arg);
+    return 0;
+}
+
+static long e_create(void *arg) {
+    struct ctx *c = arg;
+    c->cl = make_client();
+    return c->cl ? 0 : -1;
+}
+
+/* --- tests ------------------------------------------------------------------------------ */
+
+static void test_sync_exitless(void) {
+    setup(1, 0);
+    struct ctx c = {.n = 20000};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    eleos_enclave_stats_reset(enc);
+    REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(enc, &es);
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(c.cl, &cs);
+    CHECK_EQ(cs.calls, 20000);
+    CHECK_EQ(cs.exitless + cs.fallbacks, 20000);
+    /* No syscall from enclave code on any path; exits are OCALLs only, one per fallback. */
+    if (NO_SANITIZER_SYSCALLS)
+        CHECK_EQ(es.syscall_exits, 0);
+    CHECK_EQ(es.ocalls, cs.ocalls);
+    REQUIRE(eleos_enclave_ecall(enc, e_checks, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    eleos_rpc_client_stats(c.cl, &cs);
+    CHECK_EQ(cs.bad_ids, 2);
+    struct eleos_rpc_pool_stats ps;
+    eleos_rpc_pool_stats(pool, &ps);
+    CHECK_EQ(ps.bad_fn, 1);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    teardown();
+}
+
+static void test_exit_switch(void) {
+    setup(1, 0);
+    struct ctx c = {0};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    eleos_enclave_stats_reset(enc);
+    REQUIRE(eleos_enclave_ecall(enc, e_exit_mode, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(c.cl, &cs);
+    CHECK_EQ(cs.exit_calls, 15);
+    CHECK_EQ(cs.fallbacks, 0);
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(enc, &es);
+    CHECK_EQ(es.ocalls, 12); /* 11 single calls + 1 OCALL for the batch of 4 */
+    if (NO_SANITIZER_SYSCALLS)
+        CHECK_EQ(es.syscall_exits, 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    teardown();
+}
+
+static void test_async_and_batch(void) {
+    setup(1, 0);
+    struct ctx c = {.n = 20};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_async, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_batch, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(c.cl, &cs);
+    CHECK(cs.batches > 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    teardown();
+}
+
+/* Workers sleep after their budget; the next call takes the exit path once, wakes one,
+ * and the call after it is exitless again. */
+static void test_sleep_and_wake(void) {
+    /* A 50 ms budget: long against scheduling noise, so the calls after the wake reliably
+     * find the woken worker still spinning; 150 ms of quiet puts every worker to sleep. */
+    setup(2, 50000000);
+    struct ctx c = {0};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    for (int round = 0; round < 3; round++) {
+        sleep_ms(150);
+        struct eleos_rpc_pool_stats ps;
+        eleos_rpc_pool_stats(pool, &ps);
+        CHECK_EQ(ps.awake, 0);
+        struct eleos_rpc_client_stats before, after;
+        eleos_rpc_client_stats(c.cl, &before);
+        for (int i = 0; i < 5; i++)
+            REQUIRE(eleos_enclave_ecall(enc, e_one, &c, &rv) == 0);
+        eleos_rpc_client_stats(c.cl, &after);
+        CHECK_EQ(after.no_worker - before.no_worker, 1);
+        CHECK_EQ(after.calls - before.calls, 5);
+        eleos_rpc_pool_stats(pool, &ps);
+        CHECK(ps.exit_wakes >= (uint64_t)round + 1);
+    }
+    CHECK_EQ(c.errors, 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    teardown();
+}
+
+/* Stopping the pool while a call is in flight: the call completes; later calls go through
+ * the exit path; a restart makes them exitless again. */
+struct slow_ctx {
+    struct eleos_rpc_client *cl;
+    _Atomic int started;
+    long errors;
+};
+
+static long e_slow_calls(void *arg) {
+    struct slow_ctx *c = arg;
+    atomic_store(&c->started, 1);
+    for (int i = 0; i < 200; i++) {
+        struct eleos_rpc_req r = {.fn = FN_SLOW, .args = {50000, (uint64_t)i}};
+        int64_t ret;
+        if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != i)
+            c->errors++;
+        uint64_t tk;
+        if (eleos_rpc_submit(c->cl, &r, &tk) != 0 || eleos_rpc_wait(c->cl, tk, &ret) != 0 ||
+            ret != i)
+            c->errors++;
+    }
+    return 0;
+}
+
+#include <pthread.h>
+static void *ecall_thread(void *arg) {
+    long rv;
+    if (eleos_enclave_ecall(enc, e_slow_calls, arg, &rv) != 0)
+        ((struct slow_ctx *)arg)->errors++;
+    return NULL;
+}
+
+static void test_stop_in_flight(void) {
+    setup(2, 0);
+    struct ctx c0 = {0};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, &c0, &rv) == 0 && rv == 0);
+    struct slow_ctx sc = {.cl = c0.cl};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, ecall_thread, &sc) == 0);
+    while (!atomic_load(&sc.started))
+        ;
+    for (int i = 0; i < 4; i++) {
+        sleep_ms(3);
+        eleos_rpc_pool_stop(pool);
+        sleep_ms(3);
+        REQUIRE(eleos_rpc_pool_start(pool) == 0);
+    }
+    eleos_rpc_pool_stop(pool);
+    pthread_join(th, NULL);
+    CHECK_EQ(sc.errors, 0);
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(c0.cl, &cs);
+    CHECK_EQ(cs.calls, 400);
+    CHECK(cs.fallbacks > 0);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c0.cl, &rv) == 0);
+    teardown();
+}
+
+/* A geometry the enclave must refuse. */
+static void test_bad_area(void) {
+    setup(1, 0);
+    size_t size;
+    void *area = eleos_rpc_pool_shared(pool, &size);
+    struct eleos_rpc_client *cl = NULL;
+    CHECK_EQ(eleos_rpc_client_create(enc, area, size - 4096, &cl), -EINVAL);
+    CHECK_EQ(eleos_rpc_client_create(enc, (char *)area + 64, size - 4096, &cl), -EINVAL);
+    void *base;
+    size_t esize;
+    eleos_enclave_elrange(enc, &base, &esize);
+    CHECK_EQ(eleos_rpc_client_create(enc, base, size, &cl), -EINVAL);
+    CHECK_EQ(eleos_rpc_pool_register(pool, 3, fn_add, NULL), -EINVAL);
+    CHECK_EQ(eleos_rpc_pool_register(pool, ELEOS_RPC_MAX_FNS, fn_add, NULL), -EINVAL);
+    teardown();
+}
+
+TEST_MAIN(TEST_CASE(test_sync_exitless), TEST_CASE(test_exit_switch),
+          TEST_CASE(test_async_and_batch), TEST_CASE(test_sleep_and_wake),
+          TEST_CASE(test_stop_in_flight), TEST_CASE(test_bad_area))

@@ -1,0 +1,240 @@
+/*
+ * test_sys_basic — every exitless system-call wrapper against real descriptors (pipe, file,
+ * TCP and UDP loopback, epoll, eventfd), from enclave mode, on the exitless path and on the
+ * exit path. Enclave code must cause no syscall exit at all on the exitless path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "eleos/sys.h"
+#include "harness.h"
+
+/* The TSan runtime makes system calls of its own (shadow memory) inside enclave code, which
+ * the emulator rightly counts as exits; the zero-exit checks only hold without it. */
+#if defined(__SANITIZE_THREAD__)
+#define NO_SANITIZER_SYSCALLS 0
+#else
+#define NO_SANITIZER_SYSCALLS 1
+#endif
+
+static struct eleos_enclave *enc;
+static struct eleos_rpc_pool *pool;
+static struct eleos_rpc_client *cl;
+
+/* Failures inside the enclave are recorded (printing would be a syscall exit). */
+static int e_fail_line, e_fails;
+#define E_CHECK(c)                                                                          \
+    do {                                                                                    \
+        if (!(c)) {                                                                         \
+            e_fails++;                                                                      \
+            if (!e_fail_line)                                                               \
+                e_fail_line = __LINE__;                                                     \
+        }                                                                                   \
+    } while (0)
+
+static char path[64];
+
+static long e_create(void *arg) {
+    (void)arg;
+    size_t size;
+    void *area = eleos_rpc_pool_shared(pool, &size);
+    return eleos_rpc_client_create(enc, area, size, &cl);
+}
+
+static long e_destroy(void *arg) {
+    (void)arg;
+    eleos_sys_init(NULL);
+    eleos_rpc_client_destroy(cl);
+    return 0;
+}
+
+static void files(void) {
+    enum { BIG = 200000 };
+    static char out[BIG], in[BIG];
+    for (int i = 0; i < BIG; i++)
+        out[i] = (char)(i * 7 + 3);
+    int fd = eleos_sys_openat(AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    E_CHECK(fd >= 0);
+    /* Larger than the bounce buffer: chunked. */
+    E_CHECK(eleos_sys_write(fd, out, BIG) == BIG);
+    E_CHECK(eleos_sys_fsync(fd) == 0);
+    struct stat st;
+    E_CHECK(eleos_sys_fstat(fd, &st) == 0 && st.st_size == BIG && S_ISREG(st.st_mode));
+    E_CHECK(eleos_sys_pread(fd, in, BIG, 0) == BIG && memcmp(in, out, BIG) == 0);
+    E_CHECK(eleos_sys_lseek(fd, 100, SEEK_SET) == 100);
+    ssize_t n = eleos_sys_read(fd, in, BIG); /* one bounce buffer's worth at most */
+    E_CHECK(n > 0 && n < BIG && memcmp(in, out + 100, (size_t)n) == 0);
+    E_CHECK(eleos_sys_pwrite(fd, "hello", 5, 10) == 5);
+    char a[3], b[4];
+    struct iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
+    E_CHECK(eleos_sys_lseek(fd, 8, SEEK_SET) == 8);
+    E_CHECK(eleos_sys_readv(fd, iov, 2) == 7);
+    E_CHECK(memcmp(a, out + 8, 2) == 0 && a[2] == 'h' && memcmp(b, "ello", 4) == 0);
+    struct iovec wv[2] = {{"ab", 2}, {"cde", 3}};
+    E_CHECK(eleos_sys_lseek(fd, 0, SEEK_SET) == 0);
+    E_CHECK(eleos_sys_writev(fd, wv, 2) == 5);
+    E_CHECK(eleos_sys_pread(fd, in, 5, 0) == 5 && memcmp(in, "abcde", 5) == 0);
+    E_CHECK(eleos_sys_ftruncate(fd, 3) == 0);
+    E_CHECK(eleos_sys_fstat(fd, &st) == 0 && st.st_size == 3);
+    E_CHECK(eleos_sys_lseek(fd, 0, SEEK_END) == 3);
+    E_CHECK(eleos_sys_close(fd) == 0);
+    E_CHECK(eleos_sys_close(fd) == -EBADF);
+    E_CHECK(eleos_sys_unlink(path) == 0);
+    E_CHECK(eleos_sys_openat(AT_FDCWD, path, O_RDONLY, 0) == -ENOENT);
+}
+
+static void pipes_and_events(void) {
+    int p[2];
+    E_CHECK(eleos_sys_pipe2(p, O_CLOEXEC) == 0);
+    int ep = eleos_sys_epoll_create1(EPOLL_CLOEXEC);
+    E_CHECK(ep >= 0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 77};
+    E_CHECK(eleos_sys_epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) == 0);
+    struct epoll_event got[4];
+    E_CHECK(eleos_sys_epoll_wait(ep, got, 4, 0) == 0);
+    E_CHECK(eleos_sys_write(p[1], "xyz", 3) == 3);
+    E_CHECK(eleos_sys_epoll_wait(ep, got, 4, 1000) == 1 && got[0].data.u64 == 77);
+    char c[8];
+    E_CHECK(eleos_sys_read(p[0], c, sizeof c) == 3 && memcmp(c, "xyz", 3) == 0);
+    int efd = eleos_sys_eventfd(5, EFD_NONBLOCK);
+    E_CHECK(efd >= 0);
+    uint64_t v = 0;
+    E_CHECK(eleos_sys_read(efd, &v, sizeof v) == 8 && v == 5);
+    E_CHECK(eleos_sys_read(efd, &v, sizeof v) == -EAGAIN);
+    E_CHECK(eleos_sys_epoll_ctl(ep, EPOLL_CTL_DEL, p[0], NULL) == 0);
+    E_CHECK(eleos_sys_epoll_wait(ep, got, 0, 0) == -EINVAL);
+    E_CHECK(eleos_sys_close(efd) == 0 && eleos_sys_close(ep) == 0);
+    E_CHECK(eleos_sys_close(p[0]) == 0 && eleos_sys_close(p[1]) == 0);
+    struct timespec ts = {0, 1000000}, rem;
+    E_CHECK(eleos_sys_nanosleep(&ts, &rem) == 0);
+    struct timespec bad = {0, 1000000000L};
+    E_CHECK(eleos_sys_nanosleep(&bad, NULL) == -EINVAL);
+    struct timespec now;
+    E_CHECK(eleos_sys_clock_gettime(CLOCK_MONOTONIC, &now) == 0 && now.tv_nsec < 1000000000L);
+    E_CHECK(eleos_sys_clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now) == 0);
+    E_CHECK(eleos_sys_getppid() > 0 && eleos_sys_getpid() > 0);
+}
+
+static void sockets(void) {
+    int ls = eleos_sys_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    E_CHECK(ls >= 0);
+    int one = 1;
+    E_CHECK(eleos_sys_setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    E_CHECK(eleos_sys_bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0);
+    E_CHECK(eleos_sys_listen(ls, 8) == 0);
+    socklen_t len = sizeof sa;
+    E_CHECK(eleos_sys_getsockname(ls, (struct sockaddr *)&sa, &len) == 0 && len == sizeof sa &&
+            sa.sin_port != 0);
+    int val = 0;
+    socklen_t vlen = sizeof val;
+    E_CHECK(eleos_sys_getsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &val, &vlen) == 0 && val == 1 &&
+            vlen == sizeof val);
+    int c = eleos_sys_socket(AF_INET, SOCK_STREAM, 0);
+    E_CHECK(eleos_sys_connect(c, (struct sockaddr *)&sa, sizeof sa) == 0);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    int s = eleos_sys_accept4(ls, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+    E_CHECK(s >= 0 && plen == sizeof peer && peer.sin_family == AF_INET);
+    plen = sizeof peer;
+    E_CHECK(eleos_sys_getpeername(c, (struct sockaddr *)&peer, &plen) == 0 &&
+            peer.sin_port == sa.sin_port);
+    E_CHECK(eleos_sys_send(c, "ping", 4, 0) == 4);
+    char buf[16];
+    E_CHECK(eleos_sys_recv(s, buf, sizeof buf, 0) == 4 && memcmp(buf, "ping", 4) == 0);
+    char h1[2] = "ab", h2[3] = "cde";
+    struct iovec iov[2] = {{h1, 2}, {h2, 3}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    E_CHECK(eleos_sys_sendmsg(s, &m, 0) == 5);
+    char r1[1], r2[8];
+    struct iovec riov[2] = {{r1, 1}, {r2, 8}};
+    struct msghdr rm = {.msg_iov = riov, .msg_iovlen = 2};
+    E_CHECK(eleos_sys_recvmsg(c, &rm, 0) == 5 && r1[0] == 'a' && memcmp(r2, "bcde", 4) == 0);
+    E_CHECK(eleos_sys_shutdown(c, SHUT_WR) == 0);
+    E_CHECK(eleos_sys_recv(s, buf, sizeof buf, 0) == 0);
+    E_CHECK(eleos_sys_close(s) == 0 && eleos_sys_close(c) == 0 && eleos_sys_close(ls) == 0);
+    /* UDP with addresses. */
+    int u1 = eleos_sys_socket(AF_INET, SOCK_DGRAM, 0), u2 = eleos_sys_socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in ua = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    E_CHECK(eleos_sys_bind(u1, (struct sockaddr *)&ua, sizeof ua) == 0);
+    len = sizeof ua;
+    E_CHECK(eleos_sys_getsockname(u1, (struct sockaddr *)&ua, &len) == 0);
+    E_CHECK(eleos_sys_sendto(u2, "dgram", 5, 0, (struct sockaddr *)&ua, sizeof ua) == 5);
+    struct sockaddr_in from;
+    socklen_t flen = sizeof from;
+    E_CHECK(eleos_sys_recvfrom(u1, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen) == 5 &&
+            flen == sizeof from && from.sin_family == AF_INET && memcmp(buf, "dgram", 5) == 0);
+    E_CHECK(eleos_sys_close(u1) == 0 && eleos_sys_close(u2) == 0);
+}
+
+static long e_all(void *arg) {
+    (void)arg;
+    eleos_sys_init(cl);
+    files();
+    pipes_and_events();
+    sockets();
+    return 0;
+}
+
+static void run(bool exitless) {
+    struct eleos_enclave_config ec;
+    eleos_enclave_config_default(&ec);
+    eleos_cost_model_off(&ec.cost);
+    ec.elrange_size = 256u << 20;
+    int rc = eleos_enclave_create(&ec, &enc);
+    if (rc == -ENOSYS)
+        SKIP("no Syscall User Dispatch");
+    REQUIRE(rc == 0);
+    struct eleos_rpc_pool_config pc;
+    eleos_rpc_pool_config_default(&pc);
+    pc.workers = 2;
+    pc.channels = 4;
+    REQUIRE(eleos_rpc_pool_create(enc, &pc, &pool) == 0);
+    REQUIRE(eleos_sys_host_register(pool) == 0);
+    REQUIRE(eleos_rpc_pool_start(pool) == 0);
+    snprintf(path, sizeof path, "/tmp/eleos-sys-test-%d", (int)getpid());
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_create, NULL, &rv) == 0 && rv == 0);
+    eleos_sys_set_exitless(exitless);
+    eleos_enclave_stats_reset(enc);
+    e_fails = e_fail_line = 0;
+    REQUIRE(eleos_enclave_ecall(enc, e_all, NULL, &rv) == 0);
+    if (e_fails)
+        fprintf(stderr, "first enclave-side failure at line %d (%d failures)\n", e_fail_line,
+                e_fails);
+    CHECK_EQ(e_fails, 0);
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(enc, &es);
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(cl, &cs);
+    if (NO_SANITIZER_SYSCALLS)
+        if (NO_SANITIZER_SYSCALLS) /* enclave code itself never made a system call */
+        CHECK_EQ(es.syscall_exits, 0);
+    if (exitless)
+        CHECK_EQ(cs.exitless + cs.fallbacks, cs.calls);
+    else
+        CHECK_EQ(cs.exit_calls, cs.calls);
+    struct eleos_sys_stats ss;
+    eleos_sys_stats(&ss);
+    CHECK_EQ(ss.iago_len + ss.iago_errno + ss.iago_events + ss.iago_struct, 0);
+    eleos_sys_set_exitless(true);
+    REQUIRE(eleos_enclave_ecall(enc, e_destroy, NULL, &rv) == 0);
+    eleos_rpc_pool_destroy(pool);
+    eleos_enclave_destroy(enc);
+}
+
+static void test_exitless(void) {
+    run(true);
+}
+
+static void test_exit_path(void) {
+    run(false);
+}
+
+TEST_MAIN(TEST_CASE(test_exitless), TEST_CASE(test_exit_path))

@@ -163,6 +163,17 @@ void *eleos_enclave_realloc(struct eleos_enclave *enc, void *p, size_t size);
 void *eleos_enclave_aligned_alloc(struct eleos_enclave *enc, size_t alignment, size_t size);
 void eleos_enclave_free(struct eleos_enclave *enc, void *p);
 
+/*
+ * Gives the EPC pages of [addr, addr+size) back, like SGX2's page trimming or
+ * madvise(MADV_DONTNEED): every whole page in the range loses its contents (resident or
+ * swapped out) and its EPC frame; the next touch commits a zero page. Partial pages at the
+ * ends are left alone. This is how an enclave returns memory it no longer needs (SUVM's
+ * balloon) without waiting for the driver to page it out. The caller guarantees no thread
+ * uses the range; trim heap memory before freeing it (the allocator writes into freed
+ * blocks). 0, -EINVAL (not inside ELRANGE) or -EIO. Makes no exit.
+ */
+ELEOS_MUST_CHECK int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size);
+
 /* Untrusted (host) memory: page-aligned, zeroed, outside every ELRANGE. Usable from both
  * modes; allocation in enclave mode is an OCALL in real SGX and is counted as one here.
  * NULL on failure. */
@@ -190,6 +201,7 @@ struct eleos_enclave_stats {
     uint64_t epc_commits;       /* first touch of an ELRANGE page (zero page, no swap-in)  */
     uint64_t epc_faults;        /* faults that loaded a page back from swap (ELDU)         */
     uint64_t epc_evictions;     /* pages evicted from the EPC (EWB)                        */
+    uint64_t epc_trimmed;       /* pages given back with eleos_enclave_trim                */
     uint64_t pages_sealed;      /* pages encrypted into swap                               */
     uint64_t pages_opened;      /* pages decrypted and verified from swap                  */
     uint64_t integrity_failures;/* swap pages that failed verification                    */

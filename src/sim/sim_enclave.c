@@ -235,6 +235,7 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
     o->epc_commits = LOAD(epc_commits);
     o->epc_faults = LOAD(epc_faults);
     o->epc_evictions = LOAD(epc_evictions);
+    o->epc_trimmed = LOAD(epc_trimmed);
     o->pages_sealed = LOAD(pages_sealed);
     o->pages_opened = LOAD(pages_opened);
     o->integrity_failures = LOAD(integrity_failures);
@@ -250,7 +251,8 @@ void eleos_enclave_stats_reset(struct eleos_enclave *enc) {
     _Atomic uint64_t *all[] = {
         &enc->stats.ecalls, &enc->stats.ocalls, &enc->stats.syscall_exits,
         &enc->stats.syscalls_denied, &enc->stats.aex, &enc->stats.epc_commits,
-        &enc->stats.epc_faults, &enc->stats.epc_evictions, &enc->stats.pages_sealed,
+        &enc->stats.epc_faults, &enc->stats.epc_evictions, &enc->stats.epc_trimmed,
+        &enc->stats.pages_sealed,
         &enc->stats.pages_opened, &enc->stats.integrity_failures, &enc->stats.cycles_charged,
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -283,6 +285,7 @@ void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd) {
     ROW("EPC pages committed", s->epc_commits);
     ROW("EPC faults (swap-ins)", s->epc_faults);
     ROW("EPC evictions (EWB)", s->epc_evictions);
+    ROW("EPC pages trimmed", s->epc_trimmed);
     ROW("pages sealed", s->pages_sealed);
     ROW("pages opened", s->pages_opened);
     ROW("integrity failures", s->integrity_failures);

@@ -238,6 +238,53 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
     return ret;
 }
 
+int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
+    struct sim_epc *epc = &enc->epc;
+    if (size == 0)
+        return 0;
+    if (!eleos_enclave_within(enc, addr, size))
+        return -EINVAL;
+    /* Whole pages only: a partial page at either end keeps its contents. */
+    uintptr_t start = ((uintptr_t)addr + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+    uintptr_t end = ((uintptr_t)addr + size) & ~(uintptr_t)(PAGE - 1);
+    if (end <= start)
+        return 0;
+    size_t first = (start - (uintptr_t)epc->base) / PAGE, n = (end - start) / PAGE;
+    size_t dropped = 0, trimmed = 0;
+    int ret = 0;
+
+    sim_spin_lock_yield(&epc->lock);
+    /* One protection change and one hole for the whole range: afterwards every page in it
+     * is untouched, which is PROT_NONE with no frame. */
+    if (k_mprotect((void *)start, end - start, PROT_NONE) != 0 ||
+        k_punch(epc->memfd, first * PAGE, n * PAGE) != 0) {
+        ret = -EIO;
+        goto out;
+    }
+    for (size_t i = first; i < first + n; i++) {
+        if (epc->state[i] == SIM_PAGE_RESIDENT)
+            dropped++;
+        if (epc->state[i] != SIM_PAGE_UNTOUCHED)
+            trimmed++;
+        epc->state[i] = SIM_PAGE_UNTOUCHED;
+    }
+    if (dropped) {
+        /* Compact the FIFO once: keep the resident pages in their order. */
+        size_t kept = 0, cap = epc->cap_pages;
+        for (size_t i = 0; i < epc->fifo_count; i++) {
+            uint32_t p = epc->fifo[(epc->fifo_head + i) % cap];
+            if (epc->state[p] == SIM_PAGE_RESIDENT)
+                epc->fifo[(epc->fifo_head + kept++) % cap] = p;
+        }
+        epc->fifo_count = kept;
+        atomic_fetch_sub_explicit(&enc->stats.epc_resident, dropped, memory_order_relaxed);
+    }
+    sim_stat_add(&enc->stats.epc_trimmed, trimmed);
+out:
+    sim_spin_unlock(&epc->lock);
+    return ret;
+}
+
 void *eleos_enclave_swap_slot(struct eleos_enclave *enc, const void *addr, uint8_t **tag) {
     struct sim_epc *epc = &enc->epc;
     if (!eleos_enclave_within(enc, addr, 1))

@@ -87,6 +87,13 @@ static void *heapd_main(void *unused) {
 static bool heapd_start_locked(void) {
     if (heapd_pid == getpid())
         return true;
+    if (heapd_pid != 0) {
+        /* Forked child: the condition variable still counts the parent's heapd among its
+         * waiters, and that thread does not exist here. Start from fresh objects. */
+        pthread_mutex_init(&heapd_mu, NULL);
+        pthread_cond_init(&heapd_cv, NULL);
+        heapd_req = HEAPD_NONE;
+    }
     /* Global mimalloc options, set before any heap exists; nothing else in the process uses
      * mimalloc (it is not the system allocator here). */
     mi_option_disable(mi_option_allow_decommit);

@@ -110,6 +110,7 @@ struct sim_stats {
     _Atomic uint64_t ecalls, ocalls, syscall_exits, syscalls_denied, aex;
     _Atomic uint64_t epc_commits, epc_faults, epc_evictions, pages_sealed, pages_opened;
     _Atomic uint64_t integrity_failures, epc_resident, epc_resident_max, cycles_charged;
+    _Atomic uint64_t epc_trimmed;
     _Atomic uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS];
 };
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,5 +177,48 @@ static void test_host_access_and_nesting_rules(void) {
     eleos_enclave_destroy(e);
 }
 
-TEST_MAIN(TEST_CASE(test_cost_env_overrides), TEST_CASE(test_abort_policy),
+static void test_trim(void) {
+    struct eleos_enclave *e = make(4 * MiB, 0);
+    size_t size = 64 * 4096;
+    uint8_t *p = eleos_enclave_aligned_alloc(e, 4096, size);
+    REQUIRE(p);
+    memset(p, 0x77, size);
+    /* Half of it swapped out, half resident. */
+    for (size_t i = 0; i < 32; i++)
+        REQUIRE(eleos_enclave_evict_page(e, p + i * 4096) == 0);
+    struct eleos_enclave_stats s0, s1;
+    eleos_enclave_stats(e, &s0);
+    /* Unaligned range: the first and last partial pages keep their contents. */
+    CHECK_EQ(eleos_enclave_trim(e, p + 100, size - 200), 0);
+    eleos_enclave_stats(e, &s1);
+    CHECK_EQ(s1.epc_trimmed - s0.epc_trimmed, 62);
+    CHECK_EQ(s0.epc_resident - s1.epc_resident, 31); /* pages 32..62 were resident */
+    CHECK_EQ(p[0], 0x77);
+    CHECK_EQ(p[size - 1], 0x77);
+    long zeros = 0;
+    for (size_t i = 4096; i < size - 4096; i++)
+        zeros += p[i] == 0;
+    CHECK_EQ(zeros, (long)(size - 2 * 4096));
+    /* The memory is usable again, and paging still works after the FIFO was compacted. */
+    memset(p, 0x11, size);
+    uint8_t *big = eleos_enclave_malloc(e, 8 * MiB);
+    REQUIRE(big);
+    memset(big, 0x22, 8 * MiB);
+    long bad = 0;
+    for (size_t i = 0; i < size; i++)
+        bad += p[i] != 0x11;
+    for (size_t i = 0; i < 8 * MiB; i += 512)
+        bad += big[i] != 0x22;
+    CHECK_EQ(bad, 0);
+    eleos_enclave_stats(e, &s1);
+    CHECK(s1.epc_resident <= s1.epc_capacity);
+    CHECK_EQ(s1.integrity_failures, 0);
+    CHECK_EQ(eleos_enclave_trim(e, (char *)p - (1 << 30), 4096), -EINVAL);
+    CHECK_EQ(eleos_enclave_trim(e, p, 0), 0);
+    eleos_enclave_free(e, big);
+    eleos_enclave_free(e, p);
+    eleos_enclave_destroy(e);
+}
+
+TEST_MAIN(TEST_CASE(test_trim), TEST_CASE(test_cost_env_overrides), TEST_CASE(test_abort_policy),
           TEST_CASE(test_two_enclaves_paging), TEST_CASE(test_host_access_and_nesting_rules))

@@ -14,7 +14,11 @@
  * SIGINT/SIGTERM stop the accept loop; the statistics are printed on the way out.
  *
  *   eleos-pserver [--mode native|sgx|eleos] [-l ADDR] [-p PORT] [--table MiB] [--epc MiB]
- *                 [--cost on|off] [--pollute KiB] [--workers N]
+ *                 [--cache MiB] [--cost on|off] [--pollute KiB] [--workers N] [--spin-us N]
+ *
+ * --cache is SUVM's page cache in eleos mode (default 60 MiB, the paper's EPC++); --workers
+ * the number of RPC workers and --spin-us how long they spin idle before sleeping (default
+ * 2000); --pollute the cost model's per-exit cache-pollution knob.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -198,15 +202,20 @@ static void *conn_thread(void *arg) {
 static void usage(void) {
     fprintf(stderr,
             "usage: eleos-pserver [--mode native|sgx|eleos] [-l ADDR] [-p PORT] [--table MiB]\n"
-            "                     [--epc MiB] [--cost on|off] [--pollute KiB] [--workers N]\n");
+            "                     [--epc MiB] [--cache MiB] [--cost on|off] [--pollute KiB]\n"
+            "                     [--workers N] [--spin-us N]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *mode = "native", *addr = "127.0.0.1";
     int port = 7000;
-    uint64_t table_mib = 512, epc_mib = 93, pollute = 0;
+    uint64_t table_mib = 512, epc_mib = 93, pollute = 0, cache_mib = 0;
     unsigned workers = 1;
+    /* A busy server computes for up to milliseconds between its recv and send (a 64 KiB batch
+     * of SUVM updates): workers that sleep after the RPC library's 100 µs default would make
+     * the next call take the exit path. 2 ms covers a 4 KiB batch; --spin-us changes it. */
+    uint64_t spin_us = 2000;
     bool cost = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -221,12 +230,16 @@ int main(int argc, char **argv) {
             port = atoi(v);
         else if (!strcmp(a, "--table"))
             table_mib = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--cache"))
+            cache_mib = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--epc"))
             epc_mib = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--cost"))
             cost = strcmp(v, "off") != 0;
         else if (!strcmp(a, "--pollute"))
             pollute = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--spin-us"))
+            spin_us = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--workers"))
             workers = (unsigned)atoi(v);
         else
@@ -270,7 +283,7 @@ int main(int argc, char **argv) {
             }
             srv.table = &ft;
         } else {
-            r = pserver_eleos_setup(srv.enc, table_mib, workers, &srv.table_ops, &srv.table,
+            r = pserver_eleos_setup(srv.enc, table_mib, cache_mib, workers, spin_us * 1000, &srv.table_ops, &srv.table,
                                     &srv.io);
             if (r) {
                 fprintf(stderr, "eleos-pserver: eleos mode: %s\n", strerror(-r));

@@ -11,9 +11,11 @@
 int pserver_mode_thread_enter(struct eleos_enclave *enc, eleos_enclave_fn fn, void *arg,
                               long *ret);
 
-/* Sets up eleos mode: worker pool, exitless I/O, SUVM table of table_mib. 0 or -errno
- * (-ENOTSUP when the project was built without the RPC and SUVM libraries). */
-int pserver_eleos_setup(struct eleos_enclave *enc, uint64_t table_mib, unsigned workers,
+/* Sets up eleos mode: worker pool, exitless I/O, SUVM table of table_mib with a page cache
+ * of cache_mib (0 = SUVM's default, 60 MiB), RPC workers spinning spin_ns before they sleep.
+ * 0 or -errno. */
+int pserver_eleos_setup(struct eleos_enclave *enc, uint64_t table_mib, uint64_t cache_mib,
+                        unsigned workers, uint64_t spin_ns,
                         const struct ps_table_ops **table_ops, void **table,
                         const struct ps_io_ops **io);
 

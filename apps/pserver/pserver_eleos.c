@@ -1,0 +1,203 @@
+/*
+ * eleos-pserver, eleos mode: exitless network calls and a table in SUVM.
+ *
+ * Set-up (host mode, then one ECALL): an RPC worker pool with the system-call executor, the
+ * enclave-side RPC client, and an SUVM instance whose backing store holds the table and
+ * whose page cache (60 MiB, the paper's EPC++) fits the EPC. The table uses SUVM's sub-page
+ * mode (256 B): an increment of a key whose page is not cached opens and re-seals just the
+ * 256 B around it, as the paper's parameter server does.
+ *
+ * Concurrency: SUVM synchronises its own state, not the data, so a read-modify-write of a
+ * key is made atomic by a striped spinlock (enclave memory, no system call). Stripes are by
+ * sub-page, so two keys in one sealed sub-page never race on its re-seal either.
+ *
+ * Each connection thread enters the enclave once; its RPC channel is released when the
+ * connection ends (pserver_mode_thread_enter).
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "eleos/rpc.h"
+#include "eleos/suvm.h"
+#include "eleos/sys.h"
+#include "pserver_modes.h"
+
+#define SUBPAGE      256u
+/* Enough stripes that independent connections rarely collide, few enough to stay small. */
+#define LOCK_STRIPES 4096u
+
+struct suvm_table {
+    struct eleos_suvm *suvm;
+    uint64_t base;       /* SUVM address of entry 0 */
+    uint64_t entries;
+    atomic_flag locks[LOCK_STRIPES];
+    _Atomic uint64_t errors;
+};
+
+static struct eleos_rpc_pool *pool;
+static struct eleos_rpc_client *client;
+static struct suvm_table *table;
+
+static void stripe_lock(struct suvm_table *t, uint64_t addr) {
+    atomic_flag *l = &t->locks[(addr / SUBPAGE) % LOCK_STRIPES];
+    /* Acquire pairs with the release in stripe_unlock. */
+    while (atomic_flag_test_and_set_explicit(l, memory_order_acquire))
+        __builtin_ia32_pause();
+}
+
+static void stripe_unlock(struct suvm_table *t, uint64_t addr) {
+    atomic_flag_clear_explicit(&t->locks[(addr / SUBPAGE) % LOCK_STRIPES], memory_order_release);
+}
+
+static int suvm_inc(void *tp, const uint64_t *keys, uint32_t n) {
+    struct suvm_table *t = tp;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = t->base + (keys[i] % t->entries) * 8, v;
+        stripe_lock(t, addr);
+        int r = eleos_suvm_read_direct(t->suvm, addr, &v, sizeof v);
+        if (r == 0) {
+            v++;
+            r = eleos_suvm_write_direct(t->suvm, addr, &v, sizeof v);
+        }
+        stripe_unlock(t, addr);
+        if (r) {
+            atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
+            return r; /* -EBADMSG: the backing store was tampered with */
+        }
+    }
+    return 0;
+}
+
+static int suvm_get(void *tp, const uint64_t *keys, uint32_t n, uint64_t *out) {
+    struct suvm_table *t = tp;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t addr = t->base + (keys[i] % t->entries) * 8;
+        int r = eleos_suvm_read_direct(t->suvm, addr, &out[i], sizeof out[i]);
+        if (r) {
+            atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
+            return r;
+        }
+    }
+    return 0;
+}
+
+static const struct ps_table_ops suvm_ops = {"suvm, 256 B sub-pages", suvm_inc, suvm_get};
+
+static ssize_t rpc_recv(int fd, void *buf, size_t len) {
+    return eleos_sys_recv(fd, buf, len, 0);
+}
+
+static ssize_t rpc_send(int fd, const void *buf, size_t len) {
+    return eleos_sys_send(fd, buf, len, MSG_NOSIGNAL);
+}
+
+static int rpc_close(int fd) {
+    return eleos_sys_close(fd);
+}
+
+static const struct ps_io_ops rpc_io = {"exitless rpc", rpc_recv, rpc_send, rpc_close};
+
+struct setup {
+    struct eleos_enclave *enc;
+    uint64_t table_bytes;
+    uint64_t cache_bytes;
+    void *area;
+    size_t area_size;
+};
+
+/* Enclave side of the set-up: client, SUVM instance, table. */
+static long setup_in_enclave(void *arg) {
+    struct setup *su = arg;
+    int r = eleos_rpc_client_create(su->enc, su->area, su->area_size, &client);
+    if (r)
+        return r;
+    eleos_sys_init(client);
+    table = eleos_enclave_calloc(su->enc, 1, sizeof *table);
+    if (!table)
+        return -ENOMEM;
+    struct eleos_suvm_config cfg;
+    eleos_suvm_config_default(&cfg);
+    cfg.subpage_size = SUBPAGE;
+    if (su->cache_bytes)
+        cfg.cache_size = su->cache_bytes;
+    /* One page more than the table: SUVM reserves its address space's first page. */
+    cfg.backing_size = su->table_bytes + 2 * ELEOS_SUVM_PAGE_SIZE;
+    r = eleos_suvm_create(&cfg, &table->suvm);
+    if (r)
+        return r;
+    table->entries = su->table_bytes / 8;
+    /* Never-written pages read as zeros: the table starts at zero without touching it. */
+    return eleos_suvm_alloc(table->suvm, su->table_bytes, &table->base);
+}
+
+int pserver_eleos_setup(struct eleos_enclave *enc, uint64_t table_mib, uint64_t cache_mib,
+                        unsigned workers, uint64_t spin_ns,
+                        const struct ps_table_ops **table_ops, void **tablep,
+                        const struct ps_io_ops **io) {
+    struct eleos_rpc_pool_config pc;
+    eleos_rpc_pool_config_default(&pc);
+    pc.workers = workers ? workers : 1;
+    pc.spin_ns = spin_ns;
+    int r = eleos_rpc_pool_create(enc, &pc, &pool);
+    if (r)
+        return r;
+    if ((r = eleos_sys_host_register(pool)) != 0 || (r = eleos_rpc_pool_start(pool)) != 0)
+        return r;
+    struct setup su = {enc, table_mib << 20, cache_mib << 20, NULL, 0};
+    su.area = eleos_rpc_pool_shared(pool, &su.area_size);
+    long ret = 0;
+    r = eleos_enclave_ecall(enc, setup_in_enclave, &su, &ret);
+    if (r)
+        return r;
+    if (ret)
+        return (int)ret;
+    *table_ops = &suvm_ops;
+    *tablep = table;
+    *io = &rpc_io;
+    return 0;
+}
+
+struct enter {
+    eleos_enclave_fn fn;
+    void *arg;
+};
+
+static long run_and_detach(void *arg) {
+    struct enter *e = arg;
+    long r = e->fn(e->arg);
+    if (client)
+        eleos_rpc_thread_detach(client);
+    return r;
+}
+
+int pserver_mode_thread_enter(struct eleos_enclave *enc, eleos_enclave_fn fn, void *arg,
+                              long *ret) {
+    struct enter e = {fn, arg};
+    return eleos_enclave_ecall(enc, run_and_detach, &e, ret);
+}
+
+void pserver_mode_print_stats(int fd) {
+    if (!pool || !client || !table)
+        return;
+    struct eleos_rpc_client_stats cs;
+    struct eleos_rpc_pool_stats ps;
+    struct eleos_suvm_stats ss;
+    eleos_rpc_client_stats(client, &cs);
+    eleos_rpc_pool_stats(pool, &ps);
+    eleos_suvm_stats(table->suvm, &ss);
+    dprintf(fd,
+            "rpc: calls %llu, exitless %llu, fallbacks %llu (no worker %llu), ocalls %llu; "
+            "workers slept %llu times\n",
+            (unsigned long long)cs.calls, (unsigned long long)cs.exitless,
+            (unsigned long long)cs.fallbacks, (unsigned long long)cs.no_worker,
+            (unsigned long long)cs.ocalls, (unsigned long long)ps.sleeps);
+    dprintf(fd,
+            "suvm: hits %llu, major faults %llu, sub-pages read %llu / written %llu, "
+            "integrity failures %llu, table errors %llu\n",
+            (unsigned long long)ss.hits, (unsigned long long)ss.major_faults,
+            (unsigned long long)ss.subpage_reads, (unsigned long long)ss.subpage_writes,
+            (unsigned long long)ss.integrity_failures,
+            (unsigned long long)atomic_load(&table->errors));
+}

@@ -3,13 +3,16 @@
  *
  * Set-up (host mode, then one ECALL): an RPC worker pool with the system-call executor, the
  * enclave-side RPC client, and an SUVM instance whose backing store holds the table and
- * whose page cache (60 MiB, the paper's EPC++) fits the EPC. The table uses SUVM's sub-page
- * mode (256 B): an increment of a key whose page is not cached opens and re-seals just the
- * 256 B around it, as the paper's parameter server does.
- *
- * Concurrency: SUVM synchronises its own state, not the data, so a read-modify-write of a
- * key is made atomic by a striped spinlock (enclave memory, no system call). Stripes are by
- * sub-page, so two keys in one sealed sub-page never race on its re-seal either.
+ * whose page cache (60 MiB, the paper's EPC++) fits the EPC. Two access policies:
+ *   - the table fits the cache: page mode and spointers. After warm-up every increment is a
+ *     cache hit, an atomic add in the pinned frame (concurrent faults on a page end on one
+ *     frame, so atomics in it are shared by all threads);
+ *   - the table is larger: sub-page mode (256 B) and direct access, as the paper's parameter
+ *     server: an increment of a key whose page is not cached opens and re-seals just the
+ *     256 B around it instead of swapping a whole page in and another out. SUVM synchronises
+ *     its own state, not the data, so that read-modify-write is made atomic by a striped
+ *     spinlock (enclave memory, no system call), striped by sub-page so that two keys of one
+ *     sealed sub-page never race on its re-seal either.
  *
  * Each connection thread enters the enclave once; its RPC channel is released when the
  * connection ends (pserver_mode_thread_enter).
@@ -30,6 +33,7 @@
 
 struct suvm_table {
     struct eleos_suvm *suvm;
+    bool direct;         /* sub-page direct access (table larger than the cache) */
     uint64_t base;       /* SUVM address of entry 0 */
     uint64_t entries;
     atomic_flag locks[LOCK_STRIPES];
@@ -51,8 +55,34 @@ static void stripe_unlock(struct suvm_table *t, uint64_t addr) {
     atomic_flag_clear_explicit(&t->locks[(addr / SUBPAGE) % LOCK_STRIPES], memory_order_release);
 }
 
+/* Page-mode access through one spointer per batch: pins at most one page at a time. */
+static int spointer_batch(struct suvm_table *t, const uint64_t *keys, uint32_t n, uint64_t *out) {
+    struct eleos_suvm_ptr p;
+    int r = 0;
+    eleos_suvm_ptr_init(&p, t->suvm, t->base);
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        uint64_t *q;
+        eleos_suvm_ptr_set(&p, t->base + (keys[i] % t->entries) * 8);
+        if (out) {
+            r = eleos_suvm_ptr_deref(&p, (void **)&q);
+            if (r == 0)
+                out[i] = __atomic_load_n(q, __ATOMIC_RELAXED);
+        } else {
+            r = eleos_suvm_ptr_deref_w(&p, (void **)&q);
+            if (r == 0)
+                __atomic_fetch_add(q, 1, __ATOMIC_RELAXED);
+        }
+    }
+    eleos_suvm_ptr_fini(&p);
+    if (r)
+        atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
+    return r;
+}
+
 static int suvm_inc(void *tp, const uint64_t *keys, uint32_t n) {
     struct suvm_table *t = tp;
+    if (!t->direct)
+        return spointer_batch(t, keys, n, NULL);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t addr = t->base + (keys[i] % t->entries) * 8, v;
         stripe_lock(t, addr);
@@ -72,6 +102,8 @@ static int suvm_inc(void *tp, const uint64_t *keys, uint32_t n) {
 
 static int suvm_get(void *tp, const uint64_t *keys, uint32_t n, uint64_t *out) {
     struct suvm_table *t = tp;
+    if (!t->direct)
+        return spointer_batch(t, keys, n, out);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t addr = t->base + (keys[i] % t->entries) * 8;
         int r = eleos_suvm_read_direct(t->suvm, addr, &out[i], sizeof out[i]);
@@ -83,7 +115,10 @@ static int suvm_get(void *tp, const uint64_t *keys, uint32_t n, uint64_t *out) {
     return 0;
 }
 
-static const struct ps_table_ops suvm_ops = {"suvm, 256 B sub-pages", suvm_inc, suvm_get};
+static const struct ps_table_ops suvm_direct_ops = {"suvm, 256 B sub-page direct access",
+                                                    suvm_inc, suvm_get};
+static const struct ps_table_ops suvm_cached_ops = {"suvm, page cache + spointers", suvm_inc,
+                                                    suvm_get};
 
 static ssize_t rpc_recv(int fd, void *buf, size_t len) {
     return eleos_sys_recv(fd, buf, len, 0);
@@ -119,9 +154,11 @@ static long setup_in_enclave(void *arg) {
         return -ENOMEM;
     struct eleos_suvm_config cfg;
     eleos_suvm_config_default(&cfg);
-    cfg.subpage_size = SUBPAGE;
     if (su->cache_bytes)
         cfg.cache_size = su->cache_bytes;
+    table->direct = su->table_bytes > cfg.cache_size;
+    if (table->direct)
+        cfg.subpage_size = SUBPAGE;
     /* One page more than the table: SUVM reserves its address space's first page. */
     cfg.backing_size = su->table_bytes + 2 * ELEOS_SUVM_PAGE_SIZE;
     r = eleos_suvm_create(&cfg, &table->suvm);
@@ -153,7 +190,7 @@ int pserver_eleos_setup(struct eleos_enclave *enc, uint64_t table_mib, uint64_t 
         return r;
     if (ret)
         return (int)ret;
-    *table_ops = &suvm_ops;
+    *table_ops = table->direct ? &suvm_direct_ops : &suvm_cached_ops;
     *tablep = table;
     *io = &rpc_io;
     return 0;

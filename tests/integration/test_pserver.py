@@ -31,6 +31,7 @@ def start(mode, *extra):
     if "listening" not in line:
         p.kill()
         raise RuntimeError(f"server did not start: {line!r} {p.stdout.read()}")
+    p.start_line = line
     return p, port
 
 
@@ -95,7 +96,7 @@ def run_mode(mode, extra, load_args):
         s.close()
         check(f"{mode} server survives bad clients", len(data) == 8)
     finally:
-        out = stop(p)
+        out = p.start_line + stop(p)
     return out
 
 
@@ -123,6 +124,12 @@ check("eleos mode: table updates went through SUVM sub-pages",
       and "integrity failures 0" in suvm[0], out[-2000:])
 check("eleos mode: most calls exitless",
       calls and int(calls[0].split("exitless ")[1].split(",")[0]) > 0, out[-2000:])
+
+# eleos with a table that fits SUVM's cache: page mode and spointers (atomic adds in frames),
+# with several clients racing on the same keys.
+out = run_mode("eleos", ["--table", "8", "--epc", "93", "--cost", "off"],
+               ["-c", "3", "-b", "512", "-n", "300", "-k", "5000"])
+check("eleos mode with a cached table uses spointers", "page cache + spointers" in out, out[:300])
 
 print(f"{passed} passed, {failures} failed")
 sys.exit(1 if failures else 0)

@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""bench_pserver: the parameter-server experiment of the Eleos paper on the emulator.
+
+Throughput (keys/s) of eleos-pserver in native, sgx and eleos modes, for batches of 64 B to
+64 KiB, a working set that fits the EPC (32 MiB table) and one 5.5x larger (512 MiB table,
+93 MiB EPC, 60 MiB SUVM cache), cost model on and off. Every configuration is the median of
+R runs; ratios (eleos/sgx, native/sgx) are taken within the same run of this script.
+
+usage: bench_pserver.py BUILD_DIR [--quick] [--reps R] [--csv FILE]
+"""
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+args = sys.argv[1:]
+if not args or args[0].startswith("-"):
+    print(__doc__)
+    sys.exit(2)
+build = args.pop(0)
+quick = "--quick" in args
+reps = 3
+csv_path = None
+i = 0
+while i < len(args):
+    if args[i] == "--reps":
+        reps = int(args[i + 1]); i += 1
+    elif args[i] == "--csv":
+        csv_path = args[i + 1]; i += 1
+    elif args[i] != "--quick":
+        print(__doc__); sys.exit(2)
+    i += 1
+
+SERVER = os.path.join(build, "apps/pserver/eleos-pserver")
+LOAD = os.path.join(build, "apps/pserver/eleos-pserver-load")
+BATCHES = [64, 4096, 65536] if quick else [64, 512, 4096, 65536]
+SETS = [("small", 32), ("large", 512)] if not quick else [("small", 32), ("large", 256)]
+MODES = ["native", "sgx", "eleos"]
+KEYS_PER_RUN = 60000 if quick else 200000
+if quick:
+    reps = min(reps, 3)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(mode, table_mib, model):
+    port = free_port()
+    cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
+           "--cost", "on" if model else "off"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    if "listening" not in line:
+        p.kill()
+        raise RuntimeError(f"{' '.join(cmd)}: {line} {p.stdout.read()}")
+    return p, port
+
+
+def stop(p):
+    p.send_signal(2)
+    try:
+        p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+
+
+def run_load(port, batch, table_mib):
+    keys = table_mib * (1 << 20) // 8
+    n = max(20, KEYS_PER_RUN // (batch // 8))
+    r = subprocess.run([LOAD, "-p", str(port), "-c", "1", "-b", str(batch), "-n", str(n),
+                        "-k", str(keys), "--seed", str(int(time.time() * 1000) % 100000)],
+                       capture_output=True, text=True, timeout=600)
+    for tok in r.stdout.split():
+        if tok.startswith("keys_per_s="):
+            return float(tok.split("=")[1])
+    raise RuntimeError(f"load generator failed: {r.stdout} {r.stderr}")
+
+
+rows = []
+t0 = time.time()
+for set_name, table_mib in SETS:
+    for model in (False, True):
+        servers = {m: start(m, table_mib, model) for m in MODES}
+        try:
+            # Warm-up: touch the table once so sgx mode's first-touch commits are not measured.
+            for m in MODES:
+                run_load(servers[m][1], 65536, table_mib)
+            for batch in BATCHES:
+                res = {m: [] for m in MODES}
+                # Interleave the modes within each repetition: drift hits them alike.
+                for _ in range(reps):
+                    for m in MODES:
+                        res[m].append(run_load(servers[m][1], batch, table_mib))
+                med = {m: statistics.median(v) for m, v in res.items()}
+                rows.append((set_name, table_mib, "on" if model else "off", batch, med))
+                print(f"{set_name:5} {table_mib:4} MiB model {'on ' if model else 'off'} "
+                      f"batch {batch:6} B: native {med['native']:11.0f}  sgx {med['sgx']:11.0f}"
+                      f"  eleos {med['eleos']:11.0f} keys/s   eleos/sgx "
+                      f"{med['eleos'] / med['sgx']:5.2f}x  native/sgx "
+                      f"{med['native'] / med['sgx']:5.2f}x", flush=True)
+        finally:
+            for p, _ in servers.values():
+                stop(p)
+
+print(f"# {reps} reps per point, {KEYS_PER_RUN} keys per run, EPC 93 MiB, SUVM cache 60 MiB, "
+      f"RPC workers 1 (spin 2 ms); {time.time() - t0:.0f} s")
+if csv_path:
+    with open(csv_path, "w") as f:
+        f.write("set,table_mib,model,batch_bytes,native_keys_per_s,sgx_keys_per_s,"
+                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx\n")
+        for set_name, table_mib, model, batch, med in rows:
+            f.write(f"{set_name},{table_mib},{model},{batch},{med['native']:.0f},"
+                    f"{med['sgx']:.0f},{med['eleos']:.0f},{med['eleos'] / med['sgx']:.3f},"
+                    f"{med['native'] / med['sgx']:.3f}\n")

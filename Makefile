@@ -3,7 +3,7 @@ PRESET ?= dev
 BUILD  := build/$(PRESET)
 JOBS   ?= $(shell nproc)
 
-.PHONY: all deps build run test asan tsan release lint bench clean
+.PHONY: all deps build run test asan tsan release lint bench bench-quick clean
 
 all: build
 
@@ -35,9 +35,14 @@ tsan:
 release:
 	$(MAKE) build PRESET=release
 
-bench: 
+# The whole evaluation (about 20 minutes; `make bench ARGS=--quick` for a few): writes
+# bench/out/*.csv, docs/results.md and docs/plots/*.png.
+bench:
 	$(MAKE) build PRESET=release
 	@bash bench/run.sh build/release $(ARGS)
+
+bench-quick:
+	$(MAKE) bench ARGS=--quick
 
 lint: build
 	@bash scripts/check_enclave_syscalls.sh $(BUILD)

@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
         if (f) {
             fprintf(f, "operation,model_off_ns,model_off_cycles,model_on_ns,model_on_cycles\n");
             for (int w = 0; w < NWHAT; w++)
-                fprintf(f, "%s,%.1f,%.0f,%.1f,%.0f\n", names[w], res[0][w] / ghz, res[0][w],
+                fprintf(f, "\"%s\",%.1f,%.0f,%.1f,%.0f\n", names[w], res[0][w] / ghz, res[0][w],
                         res[1][w] / ghz, res[1][w]);
             fclose(f);
         }

@@ -56,7 +56,10 @@ def start(mode, table_mib, model):
     cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
            "--cost", "on" if model else "off"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
+    for _ in range(20):  # the server's first lines, until it listens
+        line = p.stdout.readline()
+        if not line or "listening" in line:
+            break
     if "listening" not in line:
         p.kill()
         raise RuntimeError(f"{' '.join(cmd)}: {line} {p.stdout.read()}")

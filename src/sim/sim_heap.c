@@ -100,6 +100,9 @@ static bool heapd_start_locked(void) {
     mi_option_disable(mi_option_page_reset);
     mi_option_disable(mi_option_abandoned_page_decommit);
     mi_option_set(mi_option_show_errors, 1);
+    /* Warnings (e.g. the backing heap falling back to over-allocation under ASan) are
+     * mimalloc's business and would interleave with the application's output. */
+    mi_option_set(mi_option_max_warnings, 0);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);

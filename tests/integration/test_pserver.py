@@ -27,11 +27,16 @@ def start(mode, *extra):
     port = free_port()
     p = subprocess.Popen([SERVER, "--mode", mode, "-p", str(port), *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
+    seen = []
+    for _ in range(20):  # the server's first lines, until it listens
+        line = p.stdout.readline()
+        seen.append(line)
+        if not line or "listening" in line:
+            break
     if "listening" not in line:
         p.kill()
-        raise RuntimeError(f"server did not start: {line!r} {p.stdout.read()}")
-    p.start_line = line
+        raise RuntimeError(f"server did not start: {seen!r} {p.stdout.read()}")
+    p.start_line = "".join(seen)
     return p, port
 
 

@@ -11,8 +11,13 @@
  * major fault against one 4 KiB AES-GCM open plus seal.
  *
  * Every figure is the median of REPEAT runs of OPS operations per thread, after a warm-up
- * run. Usage: bench_suvm_paging [--quick] [--sizes MB,MB,...] [--ops N]
- *   --quick: 64 MB and 128 MB data, EPC 24 MiB, cache 16 MiB, fewer operations.
+ * run. Usage: bench_suvm_paging [--quick] [--sizes MB,MB,...] [--ops N] [--evictor]
+ *                               [--csv FILE]
+ *   --quick:   64 MB data, EPC 24 MiB, cache 16 MiB, fewer operations (a few seconds).
+ *   --evictor: SUVM runs with the background evictor thread (eleos_suvm_evictor_start);
+ *              without it, faulting threads evict synchronously.
+ *   --csv:     one row per configuration, with the cost-model parameters it ran with.
+ *   --fault-only: just the metadata table and the fault-cost check.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,7 +41,10 @@ static const char *const backend_name[] = {"suvm", "sgx", "host"};
 
 static uint64_t epc_size = 93 * MiB, cache_size = 60 * MiB;
 static uint64_t ops_per_thread = 20000;
-static bool quick;
+static bool quick, use_evictor, fault_only;
+static FILE *csv;
+/* The cost model of the last enclave made with the model on / off (for the CSV). */
+static struct eleos_cost_model model_of[2];
 
 struct job {
     enum backend b;
@@ -188,7 +196,21 @@ static long teardown_sgx(void *arg) {
 
 static struct eleos_enclave *make_enclave(uint64_t data, bool model) {
     uint64_t elrange = ((data + cache_size + 512 * MiB) + (64 * MiB - 1)) & ~(64 * MiB - 1);
-    return suvm_t_enclave(elrange, epc_size, model);
+    struct eleos_enclave *e = suvm_t_enclave(elrange, epc_size, model);
+    struct eleos_enclave_config c;
+    eleos_enclave_get_config(e, &c);
+    model_of[model] = c.cost;
+    return e;
+}
+
+/* --evictor: the background evictor for an SUVM instance (NULL when not asked for). */
+static struct eleos_suvm_evictor *maybe_evictor(struct eleos_enclave *e, struct eleos_suvm *s) {
+    struct eleos_suvm_evictor *ev = NULL;
+    if (use_evictor && eleos_suvm_evictor_start(e, s, &ev)) {
+        fprintf(stderr, "evictor start failed\n");
+        exit(1);
+    }
+    return ev;
 }
 
 static void print_model(struct eleos_enclave *e) {
@@ -204,10 +226,24 @@ static void print_model(struct eleos_enclave *e) {
 
 static void row(uint64_t size, const char *what, int threads, bool write, int model,
                 double us) {
-    printf("%6llu MB  %-16s %d thr  %-5s model=%-3s  %9.2f us/op  %10.0f ops/s\n",
+    printf("%6llu MB  %-20s %d thr  %-5s model=%-3s  %9.2f us/op  %10.0f ops/s\n",
            (unsigned long long)(size / MB), what, threads, write ? "write" : "read",
            model < 0 ? "n/a" : model ? "on" : "off", us, threads * 1e6 / us);
     fflush(stdout);
+    if (csv) {
+        const struct eleos_cost_model *m = &model_of[model > 0];
+        bool none = model < 0;
+        fprintf(csv, "paging,%llu,%s,%d,%s,%s,%.3f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
+                (unsigned long long)(size / MB), what, threads, write ? "write" : "read",
+                none ? "n/a" : model ? "on" : "off", us, threads * 1e6 / us,
+                (unsigned long long)(epc_size / MiB), (unsigned long long)(cache_size / MiB),
+                (unsigned long long)(none ? 0 : m->ecall_cycles),
+                (unsigned long long)(none ? 0 : m->ocall_cycles),
+                (unsigned long long)(none ? 0 : m->syscall_cycles),
+                (unsigned long long)(none ? 0 : m->epc_fault_cycles),
+                (unsigned long long)(none ? 0 : m->epc_evict_cycles));
+        fflush(csv);
+    }
 }
 
 /* Results kept for the summary: [model][backend][threads-1][write] at the "key" size. */
@@ -230,20 +266,27 @@ static void run_size(uint64_t size) {
         proto.s = st.s;
         proto.base = st.base;
         proto.enc = e;
+        struct eleos_suvm_evictor *ev = maybe_evictor(e, st.s);
         eleos_enclave_stats_reset(e); /* count only the measured work, not the setup */
         for (int thr = 1; thr <= 2; thr++) {
             for (int w = 0; w <= 1; w++) {
                 proto.write = w;
                 double us = measure(&proto, thr);
-                row(size, "suvm", thr, w, model, us);
+                row(size, use_evictor ? "suvm+evictor" : "suvm", thr, w, model, us);
                 if (size == key_size)
                     key_us[model][B_SUVM][thr - 1][w] = us;
             }
         }
         struct eleos_enclave_stats es;
         eleos_enclave_stats(e, &es);
-        printf("#   suvm enclave: syscall_exits %llu epc_faults %llu\n",
-               (unsigned long long)es.syscall_exits, (unsigned long long)es.epc_faults);
+        eleos_suvm_evictor_stop(ev);
+        struct eleos_suvm_stats ss;
+        eleos_suvm_stats(st.s, &ss);
+        printf("#   suvm enclave: syscall_exits %llu ocalls %llu epc_faults %llu; suvm: "
+               "sync_evictions %llu evictor_batches %llu\n",
+               (unsigned long long)es.syscall_exits, (unsigned long long)es.ocalls,
+               (unsigned long long)es.epc_faults, (unsigned long long)ss.sync_evictions,
+               (unsigned long long)ss.evictor_batches);
         (void)suvm_t_run(e, teardown_suvm, &st);
         eleos_enclave_destroy(e);
 
@@ -353,6 +396,25 @@ struct fault_job {
     double us;
 };
 
+/* Untimed preparation so the victims are what the run claims: for the clean run, every
+ * cached page is sealed (flush) so evictions drop; for the dirty run, every frame holds a
+ * page written through a spointer, so evictions seal. */
+static long fault_prepare(void *arg) {
+    struct fault_job *f = arg;
+    if (!f->dirty)
+        return eleos_suvm_flush(f->s);
+    uint64_t n = f->size / 4096, frames = cache_size / 4096;
+    for (uint64_t k = 0; k < frames && k < n; k++) {
+        struct eleos_suvm_ptr p;
+        void *v;
+        eleos_suvm_ptr_init(&p, f->s, f->base + (n - 1 - k) * 4096);
+        if (eleos_suvm_ptr_deref_w(&p, &v) == 0)
+            (*(uint8_t *)v)++;
+        eleos_suvm_ptr_fini(&p);
+    }
+    return 0;
+}
+
 static long fault_ops(void *arg) {
     struct fault_job *f = arg;
     uint64_t rng = 99, n = f->size / 4096;
@@ -373,80 +435,158 @@ static long fault_ops(void *arg) {
     return 0;
 }
 
-static void fault_cost(void) {
-    /* AES-GCM reference. */
+/* One 4 KiB AES-GCM-128 seal and open on hot buffers: µs each, best of a few batches. */
+static void gcm_reference(double *seal_us, double *open_us) {
     struct gcm g;
     uint8_t key[16] = {1}, iv[12] = {0}, tag[16];
     static uint8_t a[4096], b[4096];
     if (gcm_init(&g, key, 16))
         exit(1);
     double best_seal = 1e9, best_open = 1e9;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 3; r++) {
         uint64_t t0 = eleos_tsc();
-        for (int i = 0; i < 20000; i++) {
+        for (int i = 0; i < 5000; i++) {
             iv[0] = (uint8_t)i;
             if (gcm_seal(&g, iv, iv, 12, a, b, 4096, tag))
                 exit(1);
         }
         uint64_t t1 = eleos_tsc();
-        for (int i = 0; i < 20000; i++)
+        for (int i = 0; i < 5000; i++)
             if (gcm_open(&g, iv, iv, 12, b, a, 4096, tag))
                 exit(1);
         uint64_t t2 = eleos_tsc();
-        double s = (double)(t1 - t0) / eleos_tsc_ghz() / 1e3 / 20000;
-        double o = (double)(t2 - t1) / eleos_tsc_ghz() / 1e3 / 20000;
-        best_seal = s < best_seal ? s : best_seal;
-        best_open = o < best_open ? o : best_open;
+        double sl = (double)(t1 - t0) / eleos_tsc_ghz() / 1e3 / 5000;
+        double op = (double)(t2 - t1) / eleos_tsc_ghz() / 1e3 / 5000;
+        best_seal = sl < best_seal ? sl : best_seal;
+        best_open = op < best_open ? op : best_open;
     }
     gcm_fini(&g);
+    *seal_us = best_seal;
+    *open_us = best_open;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof v[0], cmp_d);
+    return v[n / 2];
+}
+
+static void fault_cost(void) {
     uint64_t size = quick ? 64 * MiB : 512 * MiB;
     struct eleos_enclave *e = make_enclave(size, true);
     struct setup st = {.size = size, .clean_drop = true, .enc = e};
     if (suvm_t_run(e, setup_suvm, &st))
         exit(1);
-    struct fault_job fj = {.s = st.s, .base = st.base, .size = size, .ops = 50000};
+    struct fault_job fj = {.s = st.s, .base = st.base, .size = size, .ops = quick ? 10000 : 50000};
     /* Per major fault: time per access divided by the share of accesses that faulted
-     * (a hit costs tens of ns, so this slightly overstates the fault). */
-    double clean[REPEAT], dirty[REPEAT];
+     * (a hit costs tens of ns, so this slightly overstates the fault). The AES-GCM
+     * reference is measured next to each fault run and the ratio taken per repetition, so
+     * drift on a shared VM affects both sides alike. */
+    enum { FR = 5 };
+    double seal[FR], open[FR], clean[FR], dirty[FR], ratio[FR];
     struct eleos_suvm_stats ss;
-    for (int r = 0; r < REPEAT; r++) {
+    for (int r = 0; r < FR; r++) {
+        gcm_reference(&seal[r], &open[r]);
         fj.dirty = false;
+        (void)suvm_t_run(e, fault_prepare, &fj);
         eleos_suvm_stats_reset(st.s);
         (void)suvm_t_run(e, fault_ops, &fj);
         eleos_suvm_stats(st.s, &ss);
         clean[r] = fj.us * (double)fj.ops / (double)ss.major_faults;
         fj.dirty = true;
+        (void)suvm_t_run(e, fault_prepare, &fj);
         eleos_suvm_stats_reset(st.s);
         (void)suvm_t_run(e, fault_ops, &fj);
         eleos_suvm_stats(st.s, &ss);
         dirty[r] = fj.us * (double)fj.ops / (double)ss.major_faults;
+        ratio[r] = dirty[r] / (seal[r] + open[r]);
     }
-    qsort(clean, REPEAT, sizeof clean[0], cmp_d);
-    qsort(dirty, REPEAT, sizeof dirty[0], cmp_d);
     double hit = (double)ss.hits / (double)(ss.hits + ss.major_faults + ss.minor_faults);
-    printf("\n# fault cost (1 thread, %llu MB data, %llu MiB cache, hit rate %.3f)\n",
-           (unsigned long long)(size / MB), (unsigned long long)(cache_size / MiB), hit);
-    printf("aes-gcm-128 4 KiB: seal %.2f us, open %.2f us, open+seal %.2f us\n", best_seal,
-           best_open, best_seal + best_open);
-    printf("suvm major fault, clean victim (open + drop): %.2f us\n", clean[REPEAT / 2]);
-    printf("suvm major fault, dirty victim (open + seal): %.2f us = %.2fx (open+seal)\n",
-           dirty[REPEAT / 2], dirty[REPEAT / 2] / (best_seal + best_open));
+    double ms = median(seal, FR), mo = median(open, FR), mc = median(clean, FR);
+    double md = median(dirty, FR), mr = median(ratio, FR);
+    printf("\n# fault cost (1 thread, %llu MB data, %llu MiB cache, hit rate %.3f, median of "
+           "%d side-by-side runs)\n",
+           (unsigned long long)(size / MB), (unsigned long long)(cache_size / MiB), hit, FR);
+    printf("aes-gcm-128 4 KiB: seal %.2f us, open %.2f us, open+seal %.2f us\n", ms, mo,
+           ms + mo);
+    printf("suvm major fault, clean victim (open + drop): %.2f us\n", mc);
+    printf("suvm major fault, dirty victim (open + seal): %.2f us = %.2fx (open+seal)\n", md,
+           mr);
+    if (csv) {
+        fprintf(csv, "fault,%llu,gcm open+seal,1,n/a,n/a,%.3f,,,,,,,,\n",
+                (unsigned long long)(size / MB), ms + mo);
+        fprintf(csv, "fault,%llu,major clean victim,1,read,on,%.3f,,,,,,,,\n",
+                (unsigned long long)(size / MB), mc);
+        fprintf(csv, "fault,%llu,major dirty victim,1,write,on,%.3f,,,,,,,,\n",
+                (unsigned long long)(size / MB), md);
+        fprintf(csv, "fault,%llu,dirty/(open+seal) ratio,1,write,on,%.3f,,,,,,,,\n",
+                (unsigned long long)(size / MB), mr);
+    }
     (void)suvm_t_run(e, teardown_suvm, &st);
+    eleos_enclave_destroy(e);
+}
+
+/* --- enclave metadata per backing page, page and sub-page modes ------------------------- */
+
+struct meta_job {
+    size_t sub;
+    struct eleos_suvm_stats st;
+};
+
+static long meta_ops(void *arg) {
+    struct meta_job *m = arg;
+    struct eleos_suvm_config cfg;
+    eleos_suvm_config_default(&cfg);
+    cfg.cache_size = 1 * MiB;
+    cfg.backing_size = 64 * MiB;
+    cfg.subpage_size = m->sub;
+    struct eleos_suvm *s;
+    int r = eleos_suvm_create(&cfg, &s);
+    if (r)
+        return r;
+    eleos_suvm_stats(s, &m->st);
+    eleos_suvm_destroy(s);
+    return 0;
+}
+
+static void metadata(void) {
+    printf("\n# enclave metadata per 4 KiB backing page (page table, versions, allocator map)\n");
+    struct eleos_enclave *e = make_enclave(64 * MiB, false);
+    static const size_t subs[] = {0, 1024, 512, 256};
+    for (int i = 0; i < 4; i++) {
+        struct meta_job m = {.sub = subs[i]};
+        if (suvm_t_run(e, meta_ops, &m))
+            exit(1);
+        double per_page = (double)m.st.metadata_per_gib / (double)((1ull << 30) / 4096);
+        printf("%-14s %7.3f B/page  %6.2f MiB/GiB of backing store\n",
+               subs[i] ? (subs[i] == 1024 ? "sub-page 1 KiB" : subs[i] == 512 ? "sub-page 512 B"
+                                                                              : "sub-page 256 B")
+                       : "page mode",
+               per_page, (double)m.st.metadata_per_gib / (double)MiB);
+        if (csv)
+            fprintf(csv, "metadata,,%s %zu,,,,%.3f,,,,,,,,\n", subs[i] ? "subpage" : "page",
+                    subs[i] ? subs[i] : 4096, per_page);
+    }
     eleos_enclave_destroy(e);
 }
 
 int main(int argc, char **argv) {
     uint64_t sizes[8] = {200 * MB, 500 * MB, 1000 * MB, 1500 * MB};
     int nsizes = 4;
+    const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             quick = true;
             epc_size = 24 * MiB;
             cache_size = 16 * MiB;
-            ops_per_thread = 5000;
+            ops_per_thread = 2000;
             sizes[0] = 64 * MB;
-            sizes[1] = 128 * MB;
-            nsizes = 2;
+            nsizes = 1;
+        } else if (!strcmp(argv[i], "--fault-only")) {
+            fault_only = true;
+        } else if (!strcmp(argv[i], "--evictor")) {
+            use_evictor = true;
+        } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
+            csv_path = argv[++i];
         } else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
             nsizes = 0;
             for (char *t = strtok(argv[++i], ","); t && nsizes < 8; t = strtok(NULL, ","))
@@ -454,16 +594,42 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--ops") && i + 1 < argc) {
             ops_per_thread = strtoull(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--sizes MB,...] [--ops N]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--quick] [--sizes MB,...] [--ops N] [--evictor] [--fault-only] "
+                    "[--csv FILE]\n",
+                    argv[0]);
             return 2;
         }
     }
+    if (csv_path) {
+        csv = fopen(csv_path, "w");
+        if (!csv) {
+            perror(csv_path);
+            return 1;
+        }
+        fprintf(csv, "section,size_mb,config,threads,op,model,us_per_op,ops_per_s,epc_mib,"
+                     "cache_mib,ecall_cycles,ocall_cycles,syscall_cycles,epc_fault_cycles,"
+                     "epc_evict_cycles\n");
+    }
     key_size = nsizes >= 3 ? sizes[2] : sizes[nsizes - 1];
     printf("# bench_suvm_paging: EPC %llu MiB, SUVM cache %llu MiB, %llu ops/thread, "
-           "median of %d\n",
+           "median of %d, evictor %s\n",
            (unsigned long long)(epc_size / MiB), (unsigned long long)(cache_size / MiB),
-           (unsigned long long)ops_per_thread, REPEAT);
+           (unsigned long long)ops_per_thread, REPEAT, use_evictor ? "on" : "off");
+    struct eleos_cost_model on;
+    eleos_cost_model_default(&on);
+    printf("# cost model (on): ecall %llu ocall %llu syscall %llu epc_fault %llu epc_evict %llu "
+           "cycles extra; off: all 0\n",
+           (unsigned long long)on.ecall_cycles, (unsigned long long)on.ocall_cycles,
+           (unsigned long long)on.syscall_cycles, (unsigned long long)on.epc_fault_cycles,
+           (unsigned long long)on.epc_evict_cycles);
+    metadata();
     fault_cost();
+    if (fault_only) {
+        if (csv)
+            fclose(csv);
+        return 0;
+    }
     printf("\n# random 4 KiB items\n");
     for (int i = 0; i < nsizes; i++)
         run_size(sizes[i]);
@@ -479,5 +645,7 @@ int main(int argc, char **argv) {
                        key_us[model][B_SUVM][thr][w], key_us[model][B_SGX][thr][w],
                        key_us[model][B_HOST][thr][w],
                        key_us[model][B_SGX][thr][w] / key_us[model][B_SUVM][thr][w]);
+    if (csv)
+        fclose(csv);
     return 0;
 }

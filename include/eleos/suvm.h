@@ -9,7 +9,8 @@
  * Data is reached through SUVM addresses (64-bit offsets into the backing store; 0 is never
  * a valid allocation) and spointers, small structs that translate an SUVM address to its
  * frame in the page cache. A linked spointer pins its page; the inline fast path is one
- * test and one load. A miss is a software page fault handled inside the enclave.
+ * unsigned compare and one add, without atomics. A miss is a software page fault handled
+ * inside the enclave.
  *
  * Security: each sealed page (or sub-page) is bound by AES-GCM to its page index, sub-page
  * index and version; the current version of every page lives in the enclave. Tampering,
@@ -127,13 +128,21 @@ size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr);
  * threads on the same data (synchronising the data itself is the caller's business).
  */
 struct eleos_suvm_ptr {
-    /* Private: use the functions below. */
-    uint8_t *_rbase;        /* frame of the linked page, NULL if unlinked                 */
-    uint8_t *_wbase;        /* same, once write intent has marked the page dirty          */
-    uint64_t _addr;         /* the SUVM address                                           */
+    /* Private: use the functions below. The four fast-path fields share one 32-byte
+     * aligned block, so a dereference touches one cache line. */
+    uint64_t _addr __attribute__((aligned(32))); /* the SUVM address                      */
+    uint64_t _rpage;    /* SUVM address of the linked page, ELEOS_SUVM_PTR_UNLINKED_ if none  */
+    uint64_t _wpage;    /* same once write intent has marked the page dirty, else UNLINKED   */
+    uintptr_t _delta;   /* frame address - _rpage (mod 2^64): enclave pointer = _addr + _delta */
     struct eleos_suvm *_s;
-    uint32_t _frame;        /* frame index while linked                                   */
+    uint32_t _frame;    /* frame index while linked                                          */
 };
+
+/* _rpage/_wpage of an unlinked spointer: no valid address lies within a page of it, so the
+ * fast path's single unsigned compare fails and the slow path links. (An address in
+ * [2^63, 2^63 + 4096) is never valid either; the fast path does not check for it and
+ * returns a non-canonical pointer, which faults on use.) */
+#define ELEOS_SUVM_PTR_UNLINKED_ (1ull << 63)
 
 /* Initialises p at addr, unlinked. Never fails (addr is checked on first dereference). */
 void eleos_suvm_ptr_init(struct eleos_suvm_ptr *p, struct eleos_suvm *s, uint64_t addr);
@@ -144,8 +153,9 @@ void eleos_suvm_ptr_fini(struct eleos_suvm_ptr *p);
 /* Unlinks p, keeping its address: the page may be evicted until the next dereference. */
 void eleos_suvm_ptr_reset(struct eleos_suvm_ptr *p);
 
-/* Slow paths behind the inline functions. Not for direct use. */
-ELEOS_MUST_CHECK int eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, void **out);
+/* Slow paths behind the inline functions, kept out of line so the fast path stays small.
+ * Not for direct use. link_ returns the enclave pointer, or NULL with *err set. */
+void *eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, int *err);
 void eleos_suvm_ptr_unlink_(struct eleos_suvm_ptr *p);
 
 /* The SUVM address p points at. */
@@ -153,11 +163,13 @@ static inline uint64_t eleos_suvm_ptr_addr(const struct eleos_suvm_ptr *p) {
     return p->_addr;
 }
 
-/* Moves p to addr. Stays linked if addr is on the same page. */
+/* Moves p to addr. Stays linked if addr is on the same page; otherwise unlinks at once (the
+ * old page is no longer pinned). Fast path: one subtraction and one compare. */
 static inline void eleos_suvm_ptr_set(struct eleos_suvm_ptr *p, uint64_t addr) {
-    if ((addr ^ p->_addr) >> ELEOS_SUVM_PAGE_SHIFT && p->_rbase)
-        eleos_suvm_ptr_unlink_(p);
     p->_addr = addr;
+    if (__builtin_expect(addr - p->_rpage >= ELEOS_SUVM_PAGE_SIZE, 0) &&
+        p->_rpage != ELEOS_SUVM_PTR_UNLINKED_)
+        eleos_suvm_ptr_unlink_(p);
 }
 
 /* Pointer arithmetic: moves p by delta bytes (may be negative). */
@@ -167,26 +179,33 @@ static inline void eleos_suvm_ptr_add(struct eleos_suvm_ptr *p, int64_t delta) {
 
 /*
  * Read access: *out = enclave address of the byte at p, readable up to the end of its page.
- * Fast path when linked: one test, one load. Errors (slow path): -EFAULT (address outside
+ * Fast path when linked: one unsigned compare against the linked page and one add; no
+ * atomics (the pin was taken at link time). Errors (slow path): -EFAULT (address outside
  * the backing store or in its reserved first page), -EBADMSG (integrity failure), -ENOMEM
  * (every frame pinned).
  */
 ELEOS_MUST_CHECK static inline int eleos_suvm_ptr_deref(struct eleos_suvm_ptr *p, void **out) {
-    if (__builtin_expect(p->_rbase != NULL, 1)) {
-        *out = p->_rbase + (p->_addr & (ELEOS_SUVM_PAGE_SIZE - 1));
+    uint64_t a = p->_addr;
+    if (__builtin_expect(a - p->_rpage < ELEOS_SUVM_PAGE_SIZE, 1)) {
+        *out = (void *)(uintptr_t)(a + p->_delta);
         return 0;
     }
-    return eleos_suvm_ptr_link_(p, false, out);
+    int err = 0;
+    *out = eleos_suvm_ptr_link_(p, false, &err);
+    return err;
 }
 
 /* Write access: as eleos_suvm_ptr_deref, and marks the page dirty so eviction seals it. */
 ELEOS_MUST_CHECK static inline int eleos_suvm_ptr_deref_w(struct eleos_suvm_ptr *p,
                                                           void **out) {
-    if (__builtin_expect(p->_wbase != NULL, 1)) {
-        *out = p->_wbase + (p->_addr & (ELEOS_SUVM_PAGE_SIZE - 1));
+    uint64_t a = p->_addr;
+    if (__builtin_expect(a - p->_wpage < ELEOS_SUVM_PAGE_SIZE, 1)) {
+        *out = (void *)(uintptr_t)(a + p->_delta);
         return 0;
     }
-    return eleos_suvm_ptr_link_(p, true, out);
+    int err = 0;
+    *out = eleos_suvm_ptr_link_(p, true, &err);
+    return err;
 }
 
 /* Explicit dirty intent for a page already reached with deref (e.g. after a read the caller
@@ -225,7 +244,9 @@ ELEOS_MUST_CHECK int eleos_suvm_flush(struct eleos_suvm *s);
 
 /*
  * Resizes the page cache at run time (the balloon that lets enclaves share one EPC): grows
- * by allocating frames from the enclave heap, shrinks by evicting and freeing frames.
+ * by allocating frames from the enclave heap, shrinks by evicting the retired frames' pages,
+ * giving their EPC pages back to the platform (eleos_enclave_trim, no exit) and freeing
+ * them to the enclave heap, so the enclave's resident EPC drops by the shrunk amount.
  * new_size is rounded down to 256 KiB chunks and must lie in [one chunk, cache_max_size].
  * Concurrent use of s is allowed; concurrent resizes are serialised.
  * Errors: -EINVAL, -ENOMEM (growing), -EBUSY (shrinking would evict a page that stays

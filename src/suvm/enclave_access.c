@@ -24,19 +24,35 @@ static int check_range(const struct eleos_suvm *s, uint64_t addr, size_t size) {
 
 /* --- Spointers ------------------------------------------------------------------------------ */
 
+/*
+ * Representation (include/eleos/suvm.h): while linked, _rpage is the SUVM address of the
+ * pinned page and _delta turns an SUVM address on it into the frame's enclave address, so
+ * the inline fast path is `addr - _rpage < 4096` and `addr + _delta`. set/add keep the
+ * invariant "linked => _addr is on the linked page" by unlinking as soon as the address
+ * leaves the page; the pin is the only atomic, taken here and dropped in unlink.
+ */
+
+static void ptr_clear_link(struct eleos_suvm_ptr *p) {
+    p->_rpage = ELEOS_SUVM_PTR_UNLINKED_;
+    p->_wpage = ELEOS_SUVM_PTR_UNLINKED_;
+    p->_delta = 0;
+}
+
+static bool ptr_linked(const struct eleos_suvm_ptr *p) {
+    return p->_rpage != ELEOS_SUVM_PTR_UNLINKED_;
+}
+
 void eleos_suvm_ptr_init(struct eleos_suvm_ptr *p, struct eleos_suvm *s, uint64_t addr) {
-    p->_rbase = NULL;
-    p->_wbase = NULL;
     p->_addr = addr;
+    ptr_clear_link(p);
     p->_s = s;
     p->_frame = 0;
 }
 
 void eleos_suvm_ptr_unlink_(struct eleos_suvm_ptr *p) {
-    if (p->_rbase) {
+    if (ptr_linked(p)) {
         suvm_page_unpin(p->_s, p->_frame);
-        p->_rbase = NULL;
-        p->_wbase = NULL;
+        ptr_clear_link(p);
     }
 }
 
@@ -51,30 +67,41 @@ void eleos_suvm_ptr_fini(struct eleos_suvm_ptr *p) {
 }
 
 void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
-    if (p->_rbase && !p->_wbase) {
+    if (ptr_linked(p) && p->_wpage != p->_rpage) {
         /* Pinned, so the evictor reads dirty only after our unpin (release). */
         atomic_store_explicit(&p->_s->frames[p->_frame].dirty, 1, memory_order_relaxed);
-        p->_wbase = p->_rbase;
+        p->_wpage = p->_rpage;
     }
 }
 
-int eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, void **out) {
+void *eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, int *err) {
     struct eleos_suvm *s = p->_s;
-    if (!p->_rbase) {
-        if (!s || check_range(s, p->_addr, 1))
-            return -EFAULT;
+    uint64_t a = p->_addr;
+    /* Linked elsewhere cannot happen through set/add; a caller that wrote the private
+     * fields gets a clean relink rather than a stale frame. */
+    if (ptr_linked(p) && a - p->_rpage >= SUVM_PAGE_SIZE)
+        eleos_suvm_ptr_unlink_(p);
+    if (!ptr_linked(p)) {
+        if (!s || check_range(s, a, 1)) {
+            *err = -EFAULT;
+            return NULL;
+        }
         uint32_t f;
-        int r = suvm_page_pin(s, p->_addr >> SUVM_PAGE_SHIFT, write, &f);
-        if (r)
-            return r;
+        int r = suvm_page_pin(s, a >> SUVM_PAGE_SHIFT, write, &f);
+        if (r) {
+            *err = r;
+            return NULL;
+        }
+        uint64_t page_addr = a & ~SUVM_PAGE_MASK;
         p->_frame = f;
-        p->_rbase = suvm_frame_addr(s, f);
-        p->_wbase = write ? p->_rbase : NULL;
+        p->_rpage = page_addr;
+        p->_wpage = write ? page_addr : ELEOS_SUVM_PTR_UNLINKED_;
+        p->_delta = (uintptr_t)suvm_frame_addr(s, f) - (uintptr_t)page_addr;
     } else if (write) {
         eleos_suvm_ptr_mark_dirty(p);
     }
-    *out = p->_rbase + (p->_addr & SUVM_PAGE_MASK);
-    return 0;
+    *err = 0;
+    return (void *)(uintptr_t)(a + p->_delta);
 }
 
 /* --- Bulk ------------------------------------------------------------------------------------ */

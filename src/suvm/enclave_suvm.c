@@ -111,7 +111,7 @@ void eleos_suvm_stats(struct eleos_suvm *s, struct eleos_suvm_stats *out) {
     out->hits = stat_sum(s, ST_HITS);
     out->minor_faults = stat_sum(s, ST_MINOR);
     out->major_faults = stat_sum(s, ST_MAJOR);
-    out->evictions = stat_sum(s, ST_EVICTIONS);
+    out->evictions = stat_sum(s, ST_CLEAN_DROPS) + stat_sum(s, ST_DIRTY_WB);
     out->clean_drops = stat_sum(s, ST_CLEAN_DROPS);
     out->dirty_writebacks = stat_sum(s, ST_DIRTY_WB);
     out->flush_writebacks = stat_sum(s, ST_FLUSH_WB);

@@ -115,7 +115,6 @@ enum suvm_stat {
     ST_HITS,
     ST_MINOR,
     ST_MAJOR,
-    ST_EVICTIONS,
     ST_CLEAN_DROPS,
     ST_DIRTY_WB,
     ST_FLUSH_WB,

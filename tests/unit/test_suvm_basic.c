@@ -429,6 +429,87 @@ static long c_flush_resize(void *arg) {
     return 0;
 }
 
+/* Balloon: shrinking gives the EPC pages of the retired frames back to the platform. Runs
+ * in an enclave only (host-mode instances have no EPC); the stats are read in host mode
+ * between ECALLs. */
+struct balloon {
+    struct eleos_suvm *s;
+    uint64_t a;
+    size_t size;
+};
+#define BALLOON_DATA (16 * MiB)
+
+static long c_balloon_fill(void *arg) {
+    struct balloon *b = arg;
+    b->s = mk(8 * MiB, 8 * MiB, 2 * BALLOON_DATA, 0, true);
+    REQUIRE(eleos_suvm_alloc(b->s, BALLOON_DATA, &b->a) == 0);
+    for (uint64_t off = 0; off < BALLOON_DATA; off += 256)
+        CHECK_EQ(eleos_suvm_write(b->s, b->a + off, &off, sizeof off), 0);
+    return 0;
+}
+
+static long c_balloon_resize(void *arg) {
+    struct balloon *b = arg;
+    return eleos_suvm_resize(b->s, b->size);
+}
+
+static long c_balloon_check(void *arg) {
+    struct balloon *b = arg;
+    struct eleos_suvm_stats st;
+    eleos_suvm_stats(b->s, &st);
+    CHECK_EQ(st.cache_frames, b->size / PAGE);
+    long bad = 0;
+    for (uint64_t off = 0; off < BALLOON_DATA; off += 256) {
+        uint64_t v = 1;
+        CHECK_EQ(eleos_suvm_read(b->s, b->a + off, &v, sizeof v), 0);
+        bad += v != off;
+    }
+    CHECK_EQ(bad, 0);
+    return 0;
+}
+
+static long c_balloon_destroy(void *arg) {
+    struct balloon *b = arg;
+    eleos_suvm_destroy(b->s);
+    return 0;
+}
+
+static uint64_t resident(struct eleos_enclave *e) {
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(e, &es);
+    return es.epc_resident;
+}
+
+static void test_balloon_trim(void) {
+    struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
+    enc = e;
+    struct balloon b = {0};
+    REQUIRE(suvm_t_run(e, c_balloon_fill, &b) == 0);
+    uint64_t full = resident(e);
+    /* 8 MiB -> 1 MiB: 1792 frames leave; the heap may commit a page per freed chunk
+     * again for its own bookkeeping, so expect at least 90 % of them back. */
+    b.size = 1 * MiB;
+    CHECK_EQ(suvm_t_run(e, c_balloon_resize, &b), 0);
+    uint64_t small = resident(e);
+    uint64_t shrunk = 7 * MiB / PAGE;
+    CHECK(full > small);
+    CHECK(full - small >= shrunk * 9 / 10);
+    CHECK(full - small <= shrunk + 16);
+    CHECK_EQ(suvm_t_run(e, c_balloon_check, &b), 0);
+    /* Grow again: the cache refills (pages committed anew), data intact. */
+    b.size = 8 * MiB;
+    CHECK_EQ(suvm_t_run(e, c_balloon_resize, &b), 0);
+    CHECK_EQ(suvm_t_run(e, c_balloon_check, &b), 0);
+    CHECK(resident(e) >= small + shrunk * 9 / 10);
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(e, &es);
+    CHECK(es.epc_trimmed >= shrunk);
+    CHECK_EQ(es.epc_faults, 0);
+    CHECK_EQ(suvm_t_run(e, c_balloon_destroy, &b), 0);
+    enc = NULL;
+    eleos_enclave_destroy(e);
+}
+
 /* --- drivers: every case in the enclave, then as a host-mode instance ---------------------- */
 
 static void run_both(eleos_enclave_fn fn, void *arg) {
@@ -480,4 +561,5 @@ static void test_flush_resize(void) {
 TEST_MAIN(TEST_CASE(test_config), TEST_CASE(test_alloc_free_reuse), TEST_CASE(test_spointers),
           TEST_CASE(test_random_page_mode), TEST_CASE(test_random_subpage_256),
           TEST_CASE(test_random_subpage_1k), TEST_CASE(test_zero_fill_clean_drop),
-          TEST_CASE(test_no_clean_drop), TEST_CASE(test_flush_resize))
+          TEST_CASE(test_no_clean_drop), TEST_CASE(test_flush_resize),
+          TEST_CASE(test_balloon_trim))

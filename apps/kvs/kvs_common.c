@@ -1,0 +1,102 @@
+/*
+ * kvs_common.c — the libc heap adapter and the growable buffer (see kvs_common.h).
+ * Nothing here makes a system call on its own; the libc heap may (native mode only).
+ */
+#include "kvs_common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *libc_malloc(void *ctx, size_t size) {
+    (void)ctx;
+    return malloc(size);
+}
+static void *libc_realloc(void *ctx, void *p, size_t size) {
+    (void)ctx;
+    return realloc(p, size);
+}
+static void libc_free(void *ctx, void *p) {
+    (void)ctx;
+    free(p);
+}
+
+const struct kvs_alloc kvs_alloc_libc = {libc_malloc, libc_realloc, libc_free, NULL};
+
+/* First allocation of a buffer: one typical response or request fits without regrowth. */
+#define BUF_MIN_CAP 2048u
+
+void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a) {
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->alloc = a;
+}
+
+void kvs_buf_fini(struct kvs_buf *b) {
+    kvs_free(b->alloc, b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+int kvs_buf_reserve(struct kvs_buf *b, size_t extra) {
+    if (extra <= b->cap - b->len)
+        return 0;
+    if (extra > SIZE_MAX / 2 - b->len)
+        return -ENOMEM;
+    size_t want = b->len + extra;
+    size_t cap = b->cap ? b->cap : BUF_MIN_CAP;
+    while (cap < want)
+        cap *= 2;
+    char *p = b->alloc->realloc(b->alloc->ctx, b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int kvs_buf_append(struct kvs_buf *b, const void *p, size_t n) {
+    int r = kvs_buf_reserve(b, n);
+    if (r)
+        return r;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int kvs_buf_printf(struct kvs_buf *b, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof small)
+        return kvs_buf_append(b, small, (size_t)n);
+    int r = kvs_buf_reserve(b, (size_t)n + 1);
+    if (r)
+        return r;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void kvs_buf_consume(struct kvs_buf *b, size_t n) {
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void kvs_buf_shrink(struct kvs_buf *b, size_t keep) {
+    if (b->len == 0 && b->cap > keep)
+        kvs_buf_fini(b);
+}

@@ -1,0 +1,59 @@
+/*
+ * kvs_common.h — small pieces shared by every eleos-kvs module: the trusted-memory allocator
+ * interface and a growable byte buffer.
+ *
+ * In sgx and eleos modes the server's code runs inside the enclave, where glibc's malloc may
+ * issue mmap/brk (each an exit, and the memory would be untrusted). Everything the enclave
+ * allocates for itself (hash table, item headers, connection state, buffers) therefore goes
+ * through struct kvs_alloc, which is the enclave heap there and libc in native mode.
+ */
+#ifndef ELEOS_KVS_COMMON_H
+#define ELEOS_KVS_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVS_MUST_CHECK __attribute__((warn_unused_result))
+
+/* A heap. MT-safe implementations only. malloc returns NULL on exhaustion. */
+struct kvs_alloc {
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*realloc)(void *ctx, void *p, size_t size);
+    void (*free)(void *ctx, void *p);
+    void *ctx;
+};
+
+/* libc's heap (native mode, unit tests, the fuzzer). */
+extern const struct kvs_alloc kvs_alloc_libc;
+
+static inline void *kvs_malloc(const struct kvs_alloc *a, size_t size) {
+    return a->malloc(a->ctx, size);
+}
+static inline void kvs_free(const struct kvs_alloc *a, void *p) {
+    if (p)
+        a->free(a->ctx, p);
+}
+
+/* A growable byte buffer on a struct kvs_alloc heap. Caller serialises. */
+struct kvs_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    const struct kvs_alloc *alloc;
+};
+
+void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a);
+void kvs_buf_fini(struct kvs_buf *b);
+/* Makes room for extra more bytes. 0 or -ENOMEM (the buffer is unchanged then). */
+KVS_MUST_CHECK int kvs_buf_reserve(struct kvs_buf *b, size_t extra);
+KVS_MUST_CHECK int kvs_buf_append(struct kvs_buf *b, const void *p, size_t n);
+KVS_MUST_CHECK int kvs_buf_printf(struct kvs_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes. */
+void kvs_buf_consume(struct kvs_buf *b, size_t n);
+/* Frees the storage if it grew beyond keep bytes and is empty (a large multiget's buffer
+ * should not stay pinned to an idle connection). */
+void kvs_buf_shrink(struct kvs_buf *b, size_t keep);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * kvs_proto.h — the memcached text protocol as a pure function:
+ *   (connection state, input bytes) -> (bytes consumed, output bytes, store operations).
+ *
+ * No sockets, no clock, no system calls: the event loop feeds what it read, sends what comes
+ * out, and closes when asked; unit tests and the fuzzer call the same function directly.
+ * Replies follow memcached 1.6.18 byte for byte for the commands eleos-kvs implements
+ * (docs/kvs.md lists them); the meta protocol (mg/ms/...) is answered with ERROR.
+ */
+#ifndef ELEOS_KVS_PROTO_H
+#define ELEOS_KVS_PROTO_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvs_common.h"
+#include "kvs_store.h"
+
+/* The version we answer with: clients feature-detect on it, and we implement its text
+ * protocol. Our own version is in "stats" as eleos_version. */
+#define KVS_MEMCACHED_VERSION "1.6.18"
+#define KVS_ELEOS_VERSION "0.1"
+
+/* memcached: a command line without '\n' after this many bytes must be a large multiget,
+ * else the connection is closed. */
+#define KVS_LINE_SOFT_MAX 2048u
+/* Our bound on a multiget line (memcached's is only the heap); 1 MiB is ~4,000 maximal keys. */
+#define KVS_LINE_HARD_MAX (1u << 20)
+/* A single get's response is built in memory (values are copied out of the store under its
+ * lock, so SUVM can page them); beyond this it is refused with memcached's
+ * "SERVER_ERROR out of memory writing get response". */
+#define KVS_GET_RESPONSE_MAX (64u << 20)
+
+/* Per worker-thread counters; only the owner thread writes them, stats readers sum them. */
+#define KVS_THREAD_STATS(X)                                                                 \
+    X(get_cmds) X(get_hits) X(get_misses) X(touch_cmds) X(touch_hits) X(touch_misses)      \
+    X(set_cmds) X(delete_hits) X(delete_misses) X(incr_hits) X(incr_misses) X(decr_hits)    \
+    X(decr_misses) X(cas_hits) X(cas_misses) X(cas_badval) X(flush_cmds)                    \
+    X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)                    \
+    X(protocol_errors)
+
+struct kvs_thread_stats {
+#define KVS_X(f) _Atomic uint64_t f;
+    KVS_THREAD_STATS(KVS_X)
+#undef KVS_X
+};
+struct kvs_thread_totals {
+#define KVS_X(f) uint64_t f;
+    KVS_THREAD_STATS(KVS_X)
+#undef KVS_X
+};
+
+static inline void kvs_stat_add(_Atomic uint64_t *c, uint64_t n) {
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+void kvs_thread_stats_sum(const struct kvs_thread_stats *t, struct kvs_thread_totals *sum);
+void kvs_thread_stats_reset(struct kvs_thread_stats *t);
+
+/* Server-wide facts for "stats", filled by the server (zeros in tests). */
+struct kvs_server_info {
+    int64_t pid;
+    double rusage_user, rusage_system;
+    uint64_t max_connections, curr_connections, total_connections, rejected_connections;
+    uint64_t connection_structures, reserved_fds;
+    unsigned threads;
+    struct kvs_thread_totals totals;  /* summed over every worker                      */
+    bool have_totals;                 /* else the calling connection's thread is used  */
+};
+
+/* Shared by every connection. Hooks may be NULL. */
+struct kvs_ctx {
+    struct kvs_store *store;
+    const struct kvs_alloc *alloc;    /* trusted heap for connection buffers            */
+    _Atomic unsigned verbosity;
+    /* settings shown by "stats settings" */
+    unsigned port, maxconns, threads;
+    const char *interface;
+    size_t maxbytes;
+    /* hooks */
+    void (*server_info)(void *arg, struct kvs_server_info *out);
+    int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
+    void (*stats_reset)(void *arg);
+    void *hook_arg;
+};
+
+enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW };
+
+/* One connection's protocol state. Caller storage; one thread at a time. */
+struct kvs_proto {
+    struct kvs_ctx *ctx;
+    struct kvs_thread_stats *stats;
+    enum kvs_proto_state state;
+    bool noreply;
+    bool close;                       /* close once the output so far has been sent     */
+    bool abort;                       /* close at once, dropping unsent output (memcached's
+                                         conn_closing: HTTP requests, overlong lines)   */
+    enum kvs_store_cmd cmd;
+    uint64_t cas;
+    struct kvs_item *item;            /* value being received (KVS_PS_DATA)             */
+    size_t vlen, have;                /* value bytes expected / received                */
+    char crlf[2];                     /* the two bytes after the value                  */
+    uint8_t ncrlf;
+    uint64_t swallow;                 /* bytes left to discard (KVS_PS_SWALLOW)          */
+    size_t batch_start;               /* out->len when this feed began (one read batch)  */
+    size_t out_limit;                 /* stop taking commands once out holds this many
+                                         bytes (0 = no limit); the rest stays unconsumed */
+};
+
+void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_stats *st);
+/* Releases a half-received item (a client that disconnects mid-command). */
+void kvs_proto_fini(struct kvs_proto *p);
+
+/*
+ * Feeds input. Consumes complete commands and value bytes, appends replies to out, and
+ * returns how many bytes of in it consumed; an incomplete command line is left unconsumed
+ * (feed it again with more bytes appended). in is modified (lines are tokenized in place,
+ * as memcached does). Sets p->close when the connection must be closed after sending what
+ * is in out (quit), and also p->abort when unsent output must be dropped (a line too long
+ * to be a command, an HTTP request, out of memory building a reply).
+ */
+size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out);
+
+#endif

@@ -3,8 +3,10 @@
  *
  * Data flow. Each enclave thread owns one channel of the shared area (attached on its first
  * call, found again through a thread-local cache that stands in for SGX's TCS-local data).
- * A call writes its request line, publishes the channel's tail with release, and spins on
- * its response line until done == seq + 1; it never makes a system call on this path.
+ * A call writes its request line, marks it published (the line's last word, stored with
+ * release: workers poll the request line itself, so one cache line travels each way), and
+ * spins on its response line until done == seq + 1; it never makes a system call on this
+ * path.
  *
  * Exit path (an OCALL through eleos_enclave_ocall): taken at once when exitless is off
  * (globally or by ELEOS_RPC_F_EXIT), when no worker is awake (the OCALL wakes one on its
@@ -34,6 +36,13 @@
  * to be awake: workers busy elsewhere must not starve this caller. 1 ms is ten spin budgets'
  * worth of a request round trip on a loaded worker, and far above a normal claim delay. */
 #define RPC_RECLAIM_NS 1000000u
+
+/* A waiting caller starts watching `awake` (and its request's head) only after this long. A
+ * normal call completes well within it, and not reading the awake line while a worker runs
+ * an ELEOS_RPC_F_MAYBLOCK request (which writes that line twice) keeps the line from
+ * bouncing between the two cores on every such call. The price is at most this much extra
+ * latency before a request stranded by sleeping or stopped workers is taken back. */
+#define RPC_WATCH_NS 2000u
 
 /* Thread-local cache entries: a thread seldom talks to more than one or two enclaves. */
 #define RPC_TL_ENTRIES 4
@@ -71,6 +80,7 @@ struct eleos_rpc_client {
     uint32_t channels, ring;
     uint64_t bounce, stride, total;
     uint64_t reclaim_cycles;
+    uint64_t watch_cycles;
     _Atomic bool exitless;
     _Atomic uint64_t bad_ids;          /* requests refused by valid_req          */
     _Atomic uint32_t hwm;              /* trusted: channels handed out + 1       */
@@ -145,6 +155,7 @@ int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared, size_t size
     cl->stride = stride;
     cl->total = total;
     cl->reclaim_cycles = (uint64_t)(RPC_RECLAIM_NS * tsc_ghz());
+    cl->watch_cycles = (uint64_t)(RPC_WATCH_NS * tsc_ghz());
     atomic_init(&cl->exitless, true);
     cl->owner = eleos_enclave_calloc(enc, channels, sizeof *cl->owner);
     cl->chan_seq = eleos_enclave_calloc(enc, channels, sizeof *cl->chan_seq);
@@ -243,11 +254,20 @@ static void tl_forget(struct eleos_rpc_client *cl) {
 
 /* --- the exit path ---------------------------------------------------------------------- */
 
+/* Writes a request's fields (valid_req has bounded fn and flags to 16 bits). */
 static void put_req(struct rpc_req *rq, const struct eleos_rpc_req *r) {
-    atomic_store_explicit(&rq->fn, r->fn, memory_order_relaxed);
-    atomic_store_explicit(&rq->flags, r->flags, memory_order_relaxed);
+    atomic_store_explicit(&rq->fn, (uint16_t)r->fn, memory_order_relaxed);
+    atomic_store_explicit(&rq->flags, (uint16_t)r->flags, memory_order_relaxed);
     for (unsigned i = 0; i < ELEOS_RPC_NARGS; i++)
         atomic_store_explicit(&rq->args[i], r->args[i], memory_order_relaxed);
+}
+
+/* SUBMITTED: publishes request seq, whose fields are already in its slot. Release pairs
+ * with the workers' acquire load of pub (pending): the fields, in the same line, are
+ * visible once the mark is. */
+static void publish(struct rpc_thread *t, uint64_t seq) {
+    atomic_store_explicit(&t->req[seq & (t->cl->ring - 1)].pub, (uint32_t)(seq + 1),
+                          memory_order_release);
 }
 
 static long do_ocall(struct rpc_thread *t, uint32_t op, uint32_t flags, uint64_t first,
@@ -270,8 +290,9 @@ static int64_t exit_one(struct rpc_thread *t, const struct eleos_rpc_req *r, boo
 
 /*
  * Runs every unclaimed request of the channel, plus the not yet published requests
- * [t->tail, new_tail) already written to their slots, on the exit path, and publishes
- * new_tail. Returns how many *published* requests it took back.
+ * [t->tail, new_tail) already written to their slots (never marked published), on the exit
+ * path, and advances the trusted tail to new_tail. Returns how many *published* requests it
+ * took back.
  */
 static uint64_t take_back(struct rpc_thread *t, uint64_t new_tail, bool wake) {
     uint64_t h;
@@ -289,9 +310,10 @@ static uint64_t take_back(struct rpc_thread *t, uint64_t new_tail, bool wake) {
                     r.args[i] = atomic_load_explicit(&rq->args[i], memory_order_relaxed);
                 t->forced[s & (t->cl->ring - 1)] = exit_one(t, &r, wake);
                 t->state[s & (t->cl->ring - 1)] = S_FORCED;
+                /* Published all the same, so that workers do not stall at this slot once
+                 * the host repairs head (it may run it again: the host's own doing). */
+                publish(t, s);
             }
-            /* Pairs with the workers' acquire load of tail. */
-            atomic_store_explicit(&t->ch->tail, new_tail, memory_order_release);
             t->tail = new_tail;
             return 0;
         }
@@ -304,11 +326,8 @@ static uint64_t take_back(struct rpc_thread *t, uint64_t new_tail, bool wake) {
             break;
     }
     uint64_t old_tail = t->tail;
-    if (new_tail != old_tail) {
-        /* head is already past these, so no worker will take them. */
-        atomic_store_explicit(&t->ch->tail, new_tail, memory_order_release);
-        t->tail = new_tail;
-    }
+    /* [old_tail, new_tail) were never published and head is already past them. */
+    t->tail = new_tail;
     do_ocall(t, RPC_EXIT_RANGE, wake ? RPC_EXIT_WAKE : 0, h, new_tail);
     /* Every slot we ran must be done now; one that is not was dropped by the host. */
     for (uint64_t s = h; s != new_tail; s++) {
@@ -361,13 +380,15 @@ static int64_t wait_seq(struct rpc_thread *t, uint64_t seq) {
     int64_t r;
     if (try_complete(t, seq, &r))
         return r;
-    uint64_t t0 = tsc_now(), now = t0;
+    uint64_t t0 = tsc_now();
     unsigned spins = 0;
     while (!try_complete(t, seq, &r)) {
         /* The clock only every few spins: rdtsc costs as much as a pause. */
-        if ((++spins & 15) == 0)
-            now = tsc_now();
-        maybe_take_back(t, seq, now - t0);
+        if ((++spins & 15) == 0) {
+            uint64_t waited = tsc_now() - t0;
+            if (waited >= t->cl->watch_cycles)
+                maybe_take_back(t, seq, waited);
+        }
         _mm_pause();
     }
     own_add(&t->st->wait_cycles, tsc_now() - t0);
@@ -394,33 +415,34 @@ static unsigned submit_n(struct rpc_thread *t, const struct eleos_rpc_req *reqs,
         n = (unsigned)room;
     if (n == 0)
         return 0;
-    bool exitless = atomic_load_explicit(&cl->exitless, memory_order_relaxed);
-    bool forced = !exitless;
+    bool forced = !atomic_load_explicit(&cl->exitless, memory_order_relaxed);
+    for (unsigned k = 0; k < n; k++)
+        if (reqs[k].flags & ELEOS_RPC_F_EXIT)
+            forced = true;
+    bool to_workers = !forced && read_awake(cl) != 0;
     for (unsigned k = 0; k < n; k++) {
         uint64_t s = t->tail + k;
         put_req(&t->req[s & mask], &reqs[k]);
         t->state[s & mask] = S_INFLIGHT;
         if (tickets)
             tickets[k] = s;
-        if (reqs[k].flags & ELEOS_RPC_F_EXIT)
-            forced = true;
+        /* One at a time: a worker can start on the first while we write the rest. */
+        if (to_workers)
+            publish(t, s);
     }
     uint64_t new_tail = t->tail + n;
     own_add(&t->st->calls, n);
     if (n > 1)
         own_add(&t->st->batches, 1);
-    if (forced) {
+    if (to_workers) {
+        own_add(&t->st->submitted, n);
+        t->tail = new_tail;
+    } else if (forced) {
         own_add(&t->st->exit_calls, n);
         own_add(&t->st->reclaimed, take_back(t, new_tail, false));
-    } else if (read_awake(cl) == 0) {
+    } else {
         own_add(&t->st->no_worker, n);
         own_add(&t->st->reclaimed, take_back(t, new_tail, true));
-    } else {
-        own_add(&t->st->submitted, n);
-        /* SUBMITTED: the request lines above become visible to a worker that loads tail
-         * with acquire (serve_one). */
-        atomic_store_explicit(&t->ch->tail, new_tail, memory_order_release);
-        t->tail = new_tail;
     }
     return n;
 }
@@ -466,18 +488,32 @@ int eleos_rpc_submit(struct eleos_rpc_client *cl, const struct eleos_rpc_req *re
     return n < 0 ? n : 0;
 }
 
-int eleos_rpc_submit_batch(struct eleos_rpc_client *cl, const struct eleos_rpc_req *reqs,
-                           unsigned count, uint64_t *tickets) {
+/* Validates a batch and returns the calling thread's channel; NULL with *err = -EINVAL (a
+ * bad request, counted), -ENOSPC (no channel free) or 0 (empty batch: nothing to do). */
+static struct rpc_thread *batch_thread(struct eleos_rpc_client *cl,
+                                       const struct eleos_rpc_req *reqs, unsigned count,
+                                       int *err) {
+    *err = 0;
     for (unsigned i = 0; i < count; i++)
         if (!valid_req(&reqs[i])) {
             count_bad_id(cl);
-            return -EINVAL;
+            *err = -EINVAL;
+            return NULL;
         }
     if (count == 0)
-        return 0;
+        return NULL;
     struct rpc_thread *t = self(cl, true);
     if (!t)
-        return -ENOSPC;
+        *err = -ENOSPC;
+    return t;
+}
+
+int eleos_rpc_submit_batch(struct eleos_rpc_client *cl, const struct eleos_rpc_req *reqs,
+                           unsigned count, uint64_t *tickets) {
+    int err;
+    struct rpc_thread *t = batch_thread(cl, reqs, count, &err);
+    if (!t)
+        return err;
     unsigned n = submit_n(t, reqs, count, tickets);
     return n ? (int)n : -EAGAIN;
 }
@@ -518,16 +554,10 @@ int eleos_rpc_wait(struct eleos_rpc_client *cl, uint64_t ticket, int64_t *ret) {
 
 int eleos_rpc_call_batch(struct eleos_rpc_client *cl, const struct eleos_rpc_req *reqs,
                          unsigned count, int64_t *rets) {
-    for (unsigned i = 0; i < count; i++)
-        if (!valid_req(&reqs[i])) {
-            count_bad_id(cl);
-            return -EINVAL;
-        }
-    if (count == 0)
-        return 0;
-    struct rpc_thread *t = self(cl, true);
+    int err;
+    struct rpc_thread *t = batch_thread(cl, reqs, count, &err);
     if (!t)
-        return -ENOSPC;
+        return err;
     /* Refill only once a quarter of the ring is free, so one doorbell covers many calls. */
     uint32_t refill = cl->ring / 4 ? cl->ring / 4 : 1;
     uint64_t first = t->tail;

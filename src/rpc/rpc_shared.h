@@ -8,19 +8,25 @@
  *     line 1  awake     workers awake and spinning (host writes; enclave reads)
  *     line 2  chan_hwm  highest channel index in use + 1 (enclave writes; workers read)
  *   channel (one per enclave thread)
- *     line 0  tail      requests published (enclave writes with release)
- *     line 1  head      requests claimed (workers CAS; the enclave CASes to take back)
+ *     line 0  head      requests claimed (workers CAS; the enclave CASes to take back)
  *                       + a host-only back pointer to the pool (the enclave never reads it)
- *     line 2  exit_ctl  what the exit path (an OCALL) must do
- *     line 3  exit_req  the request of a single exit-path call
+ *     line 1  exit_ctl  what the exit path (an OCALL) must do
+ *     line 2  exit_req  the request of a single exit-path call
  *     ring    R request lines (enclave writes) then R response lines (workers write)
  *     bounce  the thread's bounce buffer (page aligned)
  *
  * Slot protocol, seq = a free-running 64-bit request number, slot = seq & (R-1):
  *   FREE       the enclave's trusted reap index has passed seq - R
- *   SUBMITTED  req[slot] written, then tail = seq + 1 stored with release
+ *   SUBMITTED  req[slot]'s fields written, then req[slot].pub = (uint32_t)(seq + 1) stored
+ *              with release
  *   ACCEPTED   a worker (or the enclave, taking it back) moved head from seq to seq + 1
  *   DONE       resp[slot].ret written, then resp[slot].done = seq + 1 with release
+ * A worker finds work by reading head h (its own line) and then the request line of slot h:
+ * the publication mark travels in the same cache line as the request, so a call costs one
+ * line transfer each way, as in the physical floor (no separate tail line to poll first).
+ * A slot's mark can only equal h + 1 if request h was published: the slot held h - R (or
+ * an older request) before, and 32 bits cannot wrap within one lap of the ring. Requests
+ * the enclave runs on the exit path are never marked; head is moved past them instead.
  * The enclave keeps tail, reap and per-slot consumption in trusted memory and only ever
  * compares what it reads (done, head) against its own values.
  *
@@ -39,7 +45,7 @@
 
 #define RPC_LINE    64u
 #define RPC_MAGIC   0x43505253454c45ull /* "ELESRPC" */
-#define RPC_VERSION 1u
+#define RPC_VERSION 2u
 
 struct rpc_area_hdr {
     alignas(RPC_LINE) _Atomic uint64_t magic;
@@ -54,9 +60,12 @@ struct rpc_area_hdr {
     alignas(RPC_LINE) _Atomic uint32_t chan_hwm;
 };
 
+/* fn and flags are validated by the enclave (fn < ELEOS_RPC_MAX_FNS, two flag bits) before
+ * they are written, so 16 bits each hold them and the publication mark fits in the line. */
 struct rpc_req {
-    _Atomic uint32_t fn;
-    _Atomic uint32_t flags;
+    _Atomic uint32_t pub;   /* (uint32_t)(seq + 1) once published; stored last, release */
+    _Atomic uint16_t fn;
+    _Atomic uint16_t flags;
     _Atomic uint64_t args[ELEOS_RPC_NARGS];
 };
 
@@ -80,7 +89,6 @@ struct rpc_exit_ctl {
 struct eleos_rpc_pool;
 
 struct rpc_chan {
-    alignas(RPC_LINE) _Atomic uint64_t tail;
     alignas(RPC_LINE) _Atomic uint64_t head;
     struct eleos_rpc_pool *host_pool; /* host-only; never read by the enclave */
     struct rpc_exit_ctl exit_ctl;
@@ -89,6 +97,7 @@ struct rpc_chan {
 };
 
 _Static_assert(sizeof(struct rpc_req) == RPC_LINE, "a request is one cache line");
+_Static_assert(ELEOS_RPC_MAX_FNS <= 65536u, "fn fits in rpc_req.fn");
 _Static_assert(sizeof(struct rpc_resp) == RPC_LINE, "a response is one cache line");
 _Static_assert(sizeof(struct rpc_chan) % RPC_LINE == 0, "channel header in whole lines");
 

@@ -362,16 +362,27 @@ static socklen_t put_addrlen(char *meta, const struct sockaddr *addr, const sock
     return cap;
 }
 
-ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
-                           socklen_t *addrlen) {
+/* The bounce buffer of a call that returns an address (addr may be NULL); *cap gets the
+ * address space given to the host. */
+static int addr_bounce(struct bounce *b, const struct sockaddr *addr, const socklen_t *addrlen,
+                       socklen_t *cap) {
     if (addr && !addrlen)
         return -EFAULT;
+    int rc = get_bounce(b);
+    if (rc)
+        return rc;
+    *cap = put_addrlen(b->meta, addr, addrlen);
+    return 0;
+}
+
+ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                           socklen_t *addrlen) {
     struct bounce b;
-    int rc = get_bounce(&b);
+    socklen_t cap;
+    int rc = addr_bounce(&b, addr, addrlen, &cap);
     if (rc)
         return rc;
     size_t n = min_sz(len, b.data_size);
-    socklen_t cap = put_addrlen(b.meta, addr, addrlen);
     long r = SYS(ELEOS_RPC_F_MAYBLOCK, SYS_recvfrom, fd, b.data, n, flags,
                  addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
                  addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0);
@@ -476,13 +487,11 @@ ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
 /* accept4, getsockname, getpeername: a call that returns an address. */
 static long addr_call(long nr, uint32_t flags, int fd, struct sockaddr *addr, socklen_t *addrlen,
                       int extra) {
-    if (addr && !addrlen)
-        return -EFAULT;
     struct bounce b;
-    int rc = get_bounce(&b);
+    socklen_t cap;
+    int rc = addr_bounce(&b, addr, addrlen, &cap);
     if (rc)
         return rc;
-    socklen_t cap = put_addrlen(b.meta, addr, addrlen);
     long r = SYS(flags, nr, fd, addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
                  addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0, extra, 0, 0);
     r = nr == SYS_accept4 ? check_fd(r) : check_zero(r);
@@ -609,16 +618,26 @@ int eleos_sys_unlink(const char *path) {
     return (int)check_zero(SYS(0, SYS_unlinkat, AT_FDCWD, b.data, 0, 0, 0, 0));
 }
 
-int eleos_sys_fstat(int fd, struct stat *st) {
+/* A call (nr, a1, out-pointer) that returns 0 and fills a structure: the structure goes
+ * through the metadata area and is copied into *out (enclave memory) once, for the caller
+ * to validate there. 0 or a negative errno. */
+static long struct_call(long nr, long a1, void *out, size_t size) {
     struct bounce b;
     int rc = get_bounce(&b);
     if (rc)
         return rc;
-    long r = check_zero(SYS(0, SYS_fstat, fd, b.meta + META_HDR, 0, 0, 0, 0));
+    long r = check_zero(SYS(0, nr, a1, b.meta + META_HDR, 0, 0, 0, 0));
+    if (r < 0)
+        return r;
+    copy_in(out, b.meta + META_HDR, size);
+    return 0;
+}
+
+int eleos_sys_fstat(int fd, struct stat *st) {
+    struct stat s;
+    long r = struct_call(SYS_fstat, fd, &s, sizeof s);
     if (r < 0)
         return (int)r;
-    struct stat s;
-    copy_in(&s, b.meta + META_HDR, sizeof s); /* once, then validate the copy */
     mode_t type = s.st_mode & S_IFMT;
     if (s.st_size < 0 || s.st_blocks < 0 || s.st_blksize < 0 ||
         !(type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
@@ -737,14 +756,9 @@ int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts) {
         if (clock_gettime(clk, &got) != 0)
             return -EINVAL;
     } else {
-        struct bounce b;
-        int rc = get_bounce(&b);
-        if (rc)
-            return rc;
-        long r = check_zero(SYS(0, SYS_clock_gettime, clk, b.meta + META_HDR, 0, 0, 0, 0));
+        long r = struct_call(SYS_clock_gettime, clk, &got, sizeof got);
         if (r < 0)
             return (int)r;
-        copy_in(&got, b.meta + META_HDR, sizeof got);
     }
     if (!valid_ts(&got))
         return (int)iago(&st_struct);
@@ -752,16 +766,18 @@ int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts) {
     return 0;
 }
 
-pid_t eleos_sys_getpid(void) {
-    long r = check_err(SYS(0, SYS_getpid, 0, 0, 0, 0, 0, 0));
+/* getpid, getppid: a process id in [0, INT_MAX] or an errno. */
+static pid_t pid_call(long nr) {
+    long r = check_err(SYS(0, nr, 0, 0, 0, 0, 0, 0));
     if (r > INT_MAX)
         return (pid_t)iago(&st_struct);
     return (pid_t)r;
 }
 
+pid_t eleos_sys_getpid(void) {
+    return pid_call(SYS_getpid);
+}
+
 pid_t eleos_sys_getppid(void) {
-    long r = check_err(SYS(0, SYS_getppid, 0, 0, 0, 0, 0, 0));
-    if (r > INT_MAX)
-        return (pid_t)iago(&st_struct);
-    return (pid_t)r;
+    return pid_call(SYS_getppid);
 }

@@ -9,14 +9,7 @@
 
 #include "eleos/rpc.h"
 #include "harness.h"
-
-/* The TSan runtime makes system calls of its own (shadow memory) inside enclave code, which
- * the emulator rightly counts as exits; the zero-exit checks only hold without it. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_SANITIZER_SYSCALLS 0
-#else
-#define NO_SANITIZER_SYSCALLS 1
-#endif
+#include "rpc_testutil.h"
 
 #define FN_ADD  (ELEOS_RPC_FN_USER + 0)
 #define FN_SLOW (ELEOS_RPC_FN_USER + 1)
@@ -44,30 +37,19 @@ static void sleep_ms(long ms) {
 }
 
 static void setup(unsigned workers, uint64_t spin_ns) {
-    struct eleos_enclave_config ec;
-    eleos_enclave_config_default(&ec);
-    eleos_cost_model_off(&ec.cost);
-    ec.elrange_size = 256u << 20;
-    ec.epc_size = 64u << 20;
-    int rc = eleos_enclave_create(&ec, &enc);
-    if (rc == -ENOSYS)
-        SKIP("no Syscall User Dispatch");
-    REQUIRE(rc == 0);
+    enc = rpc_test_enclave(64u << 20);
     struct eleos_rpc_pool_config pc;
     eleos_rpc_pool_config_default(&pc);
     pc.workers = workers;
     pc.spin_ns = spin_ns;
     pc.ring_size = 16;
     pc.channels = 8;
-    REQUIRE(eleos_rpc_pool_create(enc, &pc, &pool) == 0);
-    REQUIRE(eleos_rpc_pool_register(pool, FN_ADD, fn_add, NULL) == 0);
-    REQUIRE(eleos_rpc_pool_register(pool, FN_SLOW, fn_slow, NULL) == 0);
-    REQUIRE(eleos_rpc_pool_start(pool) == 0);
+    static const struct rpc_test_fn fns[] = {{FN_ADD, fn_add}, {FN_SLOW, fn_slow}};
+    pool = rpc_test_pool(enc, &pc, fns, 2, NULL);
 }
 
 static void teardown(void) {
-    eleos_rpc_pool_destroy(pool);
-    eleos_enclave_destroy(enc);
+    rpc_test_teardown(enc, pool);
     pool = NULL;
     enc = NULL;
 }
@@ -79,15 +61,6 @@ struct ctx {
     long n;
     long errors;
 };
-
-static struct eleos_rpc_client *make_client(void) {
-    size_t size;
-    void *area = eleos_rpc_pool_shared(pool, &size);
-    struct eleos_rpc_client *cl = NULL;
-    if (eleos_rpc_client_create(enc, area, size, &cl) != 0)
-        return NULL;
-    return cl;
-}
 
 static long e_sync(void *arg) {
     struct ctx *c = arg;
@@ -225,24 +198,13 @@ static long e_one(void *arg) {
     return 0;
 }
 
-static long e_destroy(void *arg) {
-    eleos_rpc_client_destroy(arg);
-    return 0;
-}
-
-static long e_create(void *arg) {
-    struct ctx *c = arg;
-    c->cl = make_client();
-    return c->cl ? 0 : -1;
-}
-
 /* --- tests ------------------------------------------------------------------------------ */
 
 static void test_sync_exitless(void) {
     setup(1, 0);
     struct ctx c = {.n = 20000};
     long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    c.cl = rpc_test_client(enc, pool, NULL);
     eleos_enclave_stats_reset(enc);
     REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
     CHECK_EQ(c.errors, 0);
@@ -263,7 +225,7 @@ static void test_sync_exitless(void) {
     struct eleos_rpc_pool_stats ps;
     eleos_rpc_pool_stats(pool, &ps);
     CHECK_EQ(ps.bad_fn, 1);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
     teardown();
 }
 
@@ -271,7 +233,7 @@ static void test_exit_switch(void) {
     setup(1, 0);
     struct ctx c = {0};
     long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    c.cl = rpc_test_client(enc, pool, NULL);
     eleos_enclave_stats_reset(enc);
     REQUIRE(eleos_enclave_ecall(enc, e_exit_mode, &c, &rv) == 0);
     CHECK_EQ(c.errors, 0);
@@ -284,7 +246,7 @@ static void test_exit_switch(void) {
     CHECK_EQ(es.ocalls, 12); /* 11 single calls + 1 OCALL for the batch of 4 */
     if (NO_SANITIZER_SYSCALLS)
         CHECK_EQ(es.syscall_exits, 0);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
     teardown();
 }
 
@@ -292,7 +254,7 @@ static void test_async_and_batch(void) {
     setup(1, 0);
     struct ctx c = {.n = 20};
     long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    c.cl = rpc_test_client(enc, pool, NULL);
     REQUIRE(eleos_enclave_ecall(enc, e_async, &c, &rv) == 0);
     CHECK_EQ(c.errors, 0);
     REQUIRE(eleos_enclave_ecall(enc, e_batch, &c, &rv) == 0);
@@ -300,7 +262,7 @@ static void test_async_and_batch(void) {
     struct eleos_rpc_client_stats cs;
     eleos_rpc_client_stats(c.cl, &cs);
     CHECK(cs.batches > 0);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
     teardown();
 }
 
@@ -312,7 +274,7 @@ static void test_sleep_and_wake(void) {
     setup(2, 50000000);
     struct ctx c = {0};
     long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, &c, &rv) == 0 && rv == 0);
+    c.cl = rpc_test_client(enc, pool, NULL);
     for (int round = 0; round < 3; round++) {
         sleep_ms(150);
         struct eleos_rpc_pool_stats ps;
@@ -329,7 +291,7 @@ static void test_sleep_and_wake(void) {
         CHECK(ps.exit_wakes >= (uint64_t)round + 1);
     }
     CHECK_EQ(c.errors, 0);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c.cl, &rv) == 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
     teardown();
 }
 
@@ -368,8 +330,7 @@ static void *ecall_thread(void *arg) {
 static void test_stop_in_flight(void) {
     setup(2, 0);
     struct ctx c0 = {0};
-    long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, &c0, &rv) == 0 && rv == 0);
+    c0.cl = rpc_test_client(enc, pool, NULL);
     struct slow_ctx sc = {.cl = c0.cl};
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, ecall_thread, &sc) == 0);
@@ -388,7 +349,7 @@ static void test_stop_in_flight(void) {
     eleos_rpc_client_stats(c0.cl, &cs);
     CHECK_EQ(cs.calls, 400);
     CHECK(cs.fallbacks > 0);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, c0.cl, &rv) == 0);
+    rpc_test_client_destroy(enc, c0.cl, NULL);
     teardown();
 }
 

@@ -11,14 +11,7 @@
 
 #include "eleos/rpc.h"
 #include "harness.h"
-
-/* The TSan runtime makes system calls of its own (shadow memory) inside enclave code, which
- * the emulator rightly counts as exits; the zero-exit checks only hold without it. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_SANITIZER_SYSCALLS 0
-#else
-#define NO_SANITIZER_SYSCALLS 1
-#endif
+#include "rpc_testutil.h"
 
 #define FN_MIX   (ELEOS_RPC_FN_USER + 0)
 #define FN_BLOCK (ELEOS_RPC_FN_USER + 1)
@@ -97,40 +90,17 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
-static long e_create(void *arg) {
-    (void)arg;
-    size_t size;
-    void *area = eleos_rpc_pool_shared(pool, &size);
-    return eleos_rpc_client_create(enc, area, size, &cl);
-}
-
-static long e_destroy(void *arg) {
-    (void)arg;
-    eleos_rpc_client_destroy(cl);
-    return 0;
-}
-
 static void test_stress(void) {
-    struct eleos_enclave_config ec;
-    eleos_enclave_config_default(&ec);
-    eleos_cost_model_off(&ec.cost);
-    ec.elrange_size = 256u << 20;
-    int rc = eleos_enclave_create(&ec, &enc);
-    if (rc == -ENOSYS)
-        SKIP("no Syscall User Dispatch");
-    REQUIRE(rc == 0);
+    enc = rpc_test_enclave(0);
     struct eleos_rpc_pool_config pc;
     eleos_rpc_pool_config_default(&pc);
     pc.workers = 3;
     pc.channels = 8;
     pc.ring_size = 16;
     pc.spin_ns = 50000;
-    REQUIRE(eleos_rpc_pool_create(enc, &pc, &pool) == 0);
-    REQUIRE(eleos_rpc_pool_register(pool, FN_MIX, fn_mix, NULL) == 0);
-    REQUIRE(eleos_rpc_pool_register(pool, FN_BLOCK, fn_block, NULL) == 0);
-    REQUIRE(eleos_rpc_pool_start(pool) == 0);
-    long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, NULL, &rv) == 0 && rv == 0);
+    static const struct rpc_test_fn fns[] = {{FN_MIX, fn_mix}, {FN_BLOCK, fn_block}};
+    pool = rpc_test_pool(enc, &pc, fns, 2, NULL);
+    cl = rpc_test_client(enc, pool, NULL);
     struct worker_arg wa[THREADS];
     pthread_t th[THREADS];
     for (unsigned i = 0; i < THREADS; i++) {
@@ -175,9 +145,8 @@ static void test_stress(void) {
             (unsigned long long)cs.no_worker, (unsigned long long)cs.ring_full,
             (unsigned long long)cs.reclaimed, (unsigned long long)ps.sleeps,
             (unsigned long long)ps.wakes);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, NULL, &rv) == 0);
-    eleos_rpc_pool_destroy(pool);
-    eleos_enclave_destroy(enc);
+    rpc_test_client_destroy(enc, cl, NULL);
+    rpc_test_teardown(enc, pool);
 }
 
 TEST_MAIN(TEST_CASE(test_stress))

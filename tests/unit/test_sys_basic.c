@@ -14,14 +14,7 @@
 
 #include "eleos/sys.h"
 #include "harness.h"
-
-/* The TSan runtime makes system calls of its own (shadow memory) inside enclave code, which
- * the emulator rightly counts as exits; the zero-exit checks only hold without it. */
-#if defined(__SANITIZE_THREAD__)
-#define NO_SANITIZER_SYSCALLS 0
-#else
-#define NO_SANITIZER_SYSCALLS 1
-#endif
+#include "rpc_testutil.h"
 
 static struct eleos_enclave *enc;
 static struct eleos_rpc_pool *pool;
@@ -39,20 +32,6 @@ static int e_fail_line, e_fails;
     } while (0)
 
 static char path[64];
-
-static long e_create(void *arg) {
-    (void)arg;
-    size_t size;
-    void *area = eleos_rpc_pool_shared(pool, &size);
-    return eleos_rpc_client_create(enc, area, size, &cl);
-}
-
-static long e_destroy(void *arg) {
-    (void)arg;
-    eleos_sys_init(NULL);
-    eleos_rpc_client_destroy(cl);
-    return 0;
-}
 
 static void files(void) {
     enum { BIG = 200000 };
@@ -183,24 +162,15 @@ static long e_all(void *arg) {
 }
 
 static void run(bool exitless) {
-    struct eleos_enclave_config ec;
-    eleos_enclave_config_default(&ec);
-    eleos_cost_model_off(&ec.cost);
-    ec.elrange_size = 256u << 20;
-    int rc = eleos_enclave_create(&ec, &enc);
-    if (rc == -ENOSYS)
-        SKIP("no Syscall User Dispatch");
-    REQUIRE(rc == 0);
+    enc = rpc_test_enclave(0);
     struct eleos_rpc_pool_config pc;
     eleos_rpc_pool_config_default(&pc);
     pc.workers = 2;
     pc.channels = 4;
-    REQUIRE(eleos_rpc_pool_create(enc, &pc, &pool) == 0);
-    REQUIRE(eleos_sys_host_register(pool) == 0);
-    REQUIRE(eleos_rpc_pool_start(pool) == 0);
+    pool = rpc_test_pool(enc, &pc, NULL, 0, eleos_sys_host_register);
     snprintf(path, sizeof path, "/tmp/eleos-sys-test-%d", (int)getpid());
+    cl = rpc_test_client(enc, pool, NULL);
     long rv;
-    REQUIRE(eleos_enclave_ecall(enc, e_create, NULL, &rv) == 0 && rv == 0);
     eleos_sys_set_exitless(exitless);
     eleos_enclave_stats_reset(enc);
     e_fails = e_fail_line = 0;
@@ -213,8 +183,7 @@ static void run(bool exitless) {
     eleos_enclave_stats(enc, &es);
     struct eleos_rpc_client_stats cs;
     eleos_rpc_client_stats(cl, &cs);
-    if (NO_SANITIZER_SYSCALLS)
-        if (NO_SANITIZER_SYSCALLS) /* enclave code itself never made a system call */
+    if (NO_SANITIZER_SYSCALLS) /* enclave code itself never made a system call */
         CHECK_EQ(es.syscall_exits, 0);
     if (exitless)
         CHECK_EQ(cs.exitless + cs.fallbacks, cs.calls);
@@ -224,9 +193,8 @@ static void run(bool exitless) {
     eleos_sys_stats(&ss);
     CHECK_EQ(ss.iago_len + ss.iago_errno + ss.iago_events + ss.iago_struct, 0);
     eleos_sys_set_exitless(true);
-    REQUIRE(eleos_enclave_ecall(enc, e_destroy, NULL, &rv) == 0);
-    eleos_rpc_pool_destroy(pool);
-    eleos_enclave_destroy(enc);
+    rpc_test_client_destroy(enc, cl, eleos_sys_init);
+    rpc_test_teardown(enc, pool);
 }
 
 static void test_exitless(void) {

@@ -31,6 +31,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include "common/tsc.h"
 #include "eleos/sys.h"
 
@@ -47,22 +49,6 @@ static const size_t sizes[] = {64, 256, 1024, 4096, 16384, 65536};
 static int reps = 11;
 static long base_iters = 4000; /* per measurement at 64 B; fewer for larger buffers */
 static FILE *csv;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void pin(int cpu) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(cpu, &s);
-    pthread_setaffinity_np(pthread_self(), sizeof s, &s);
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_rpc_io: %s: %s\n", what, strerror(errno));
@@ -274,7 +260,7 @@ static void run_model(bool model_on, const struct fds *fds) {
            "read ns", "", "", "speedup", "vs trap");
     printf("  %-5s %6s | %9s %9s %9s | %9s %9s %9s | %7s %7s\n", "medium", "size", "exitless",
            "exit", "trapped", "exitless", "exit", "trapped", "exitless", "exit");
-    pin(0);
+    bench_pin_cpu(0);
     for (int m = 0; m < M_COUNT; m++) {
         for (size_t s = 0; s < NSIZES; s++) {
             double w[P_COUNT][MAX_REPS], rd[P_COUNT][MAX_REPS];
@@ -297,8 +283,8 @@ static void run_model(bool model_on, const struct fds *fds) {
                 }
             double mw[P_COUNT], mr[P_COUNT];
             for (int p = 0; p < P_COUNT; p++) {
-                mw[p] = median(w[p], reps);
-                mr[p] = median(rd[p], reps);
+                mw[p] = bench_median(w[p], reps);
+                mr[p] = bench_median(rd[p], reps);
             }
             double trap = mw[P_TRAP] + mr[P_TRAP];
             printf("  %-5s %6zu | %9.0f %9.0f %9.0f | %9.0f %9.0f %9.0f | %6.2fx %6.2fx\n",

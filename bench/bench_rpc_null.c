@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include "bench_util.h"
+
 #include "common/tsc.h"
 #include "eleos/sys.h"
 
@@ -38,22 +40,6 @@
 static int reps = 11;
 static long iters = 200000;
 static FILE *csv;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void pin(int cpu) {
-    cpu_set_t s;
-    CPU_ZERO(&s);
-    CPU_SET(cpu, &s);
-    pthread_setaffinity_np(pthread_self(), sizeof s, &s);
-}
 
 /* --- physical floor ---------------------------------------------------------------------- */
 
@@ -65,7 +51,7 @@ static struct {
 
 static void *pong(void *arg) {
     long n = *(long *)arg;
-    pin(1);
+    bench_pin_cpu(1);
     atomic_store_explicit(&pp.ready, 1, memory_order_release);
     for (long i = 1; i <= n; i++) {
         while (atomic_load_explicit(&pp.req, memory_order_acquire) != (uint64_t)i)
@@ -82,7 +68,7 @@ static double floor_ns(void) {
     atomic_store(&pp.ready, 0);
     pthread_t th;
     pthread_create(&th, NULL, pong, &n);
-    pin(0);
+    bench_pin_cpu(0);
     /* The clock starts once the responder runs on its CPU (not its creation and wake-up). */
     while (!atomic_load_explicit(&pp.ready, memory_order_acquire))
         _mm_pause();
@@ -204,7 +190,7 @@ static double native_getppid_ns(void) {
             syscall(SYS_getppid);
         v[r] = tsc_to_ns(tsc_now() - t0) / (double)n;
     }
-    return median(v, reps);
+    return bench_median(v, reps);
 }
 
 static double cpu_s(void) {
@@ -265,7 +251,7 @@ static void run_model(bool model_on, double native_ppid) {
            model_on ? "ON" : "OFF", (unsigned long long)got.cost.ecall_cycles,
            (unsigned long long)got.cost.ocall_cycles, (unsigned long long)got.cost.syscall_cycles,
            got.cost.pollute_kib, (unsigned long long)pc.spin_ns, pc.ring_size);
-    pin(0);
+    bench_pin_cpu(0);
     long exit_n = iters / 10 > 1000 ? iters / 10 : 1000;
     /* Every repetition measures every row, the floor first: drift and other tenants of the
      * machine hit all rows alike. */
@@ -282,13 +268,13 @@ static void run_model(bool model_on, double native_ppid) {
         sleep_s(2e-3);
         v[R_FLOOR][r] = floor_ns();
     }
-    double floor = median(v[R_FLOOR], reps);
-    double t_exit = median(v[R_EXIT], reps);
-    double t_sync = median(v[R_SYNC], reps);
-    double t_batch = median(v[R_BATCH], reps);
-    double t_ppid_exit = median(v[R_PPID_EXIT], reps);
-    double t_ppid = median(v[R_PPID], reps);
-    double t_ppid_trap = median(v[R_PPID_TRAP], reps);
+    double floor = bench_median(v[R_FLOOR], reps);
+    double t_exit = bench_median(v[R_EXIT], reps);
+    double t_sync = bench_median(v[R_SYNC], reps);
+    double t_batch = bench_median(v[R_BATCH], reps);
+    double t_ppid_exit = bench_median(v[R_PPID_EXIT], reps);
+    double t_ppid = bench_median(v[R_PPID], reps);
+    double t_ppid_trap = bench_median(v[R_PPID_TRAP], reps);
     printf("  %-36s %10.1f ns\n", "floor (cache-line round trip)", floor);
     printf("  %-36s %10.1f ns\n", "null call, exit path (OCALL)", t_exit);
     printf("  %-36s %10.1f ns   %.2fx floor; exit path / this = %.1fx\n",
@@ -339,7 +325,7 @@ static void run_model(bool model_on, double native_ppid) {
         b.kind = K_SYNC;
         b.n = 1000;
     }
-    double idle_pct = median(idle, reps);
+    double idle_pct = bench_median(idle, reps);
     printf("  %-36s %10.3f %% of a core (median)\n", "idle pool CPU from 1 ms after", idle_pct);
     printf("  %-36s %10ld (max over %d idle periods, of 10 calls)\n", "first calls on exit path",
            first_exit_max, reps);

@@ -12,16 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
+
 #include "eleos/enclave.h"
 
 static int reps = 5;
 static uint64_t epc_mib = 93;
 static long touches = 200000;
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 struct job {
     struct eleos_enclave *enc;
@@ -88,7 +85,7 @@ static struct result run(bool model, size_t mult) {
         v[2][r] = faults > 0 ? (double)(t1 - t0) / faults : 0;
     }
     for (int k = 0; k < 3; k++)
-        qsort(v[k], (size_t)n, sizeof(double), cmp_d);
+        qsort(v[k], (size_t)n, sizeof(double), bench_cmp_double);
     struct result res = {v[0][n / 2], v[1][n / 2], v[2][n / 2]};
     eleos_enclave_free(e, j.buf);
     eleos_enclave_destroy(e);

@@ -17,20 +17,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include "eleos/enclave.h"
 
 static int reps = 11;
 static long iters = 20000;
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static long nothing(void *arg) {
     return (long)arg;
@@ -128,8 +120,8 @@ int main(int argc, char **argv) {
             voff[r] = run_once(off, (enum what)w);
             von[r] = run_once(on, (enum what)w);
         }
-        res[0][w] = median(voff, r_);
-        res[1][w] = median(von, r_);
+        res[0][w] = bench_median(voff, r_);
+        res[1][w] = bench_median(von, r_);
     }
     free(v);
     struct eleos_cost_model m;

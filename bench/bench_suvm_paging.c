@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #include "common/gcm.h"
 #include "eleos/enclave.h"
 #include "eleos/suvm.h"
@@ -118,11 +120,6 @@ static double timed(struct job *proto, int nthreads) {
     return now_s() - t0;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median µs per operation (per thread) over REPEAT runs after one warm-up. */
 static double measure(struct job *proto, int nthreads) {
     double t[REPEAT];
@@ -132,7 +129,7 @@ static double measure(struct job *proto, int nthreads) {
         proto->seed = (uint64_t)r + 2;
         t[r] = timed(proto, nthreads);
     }
-    qsort(t, REPEAT, sizeof t[0], cmp_d);
+    qsort(t, REPEAT, sizeof t[0], bench_cmp_double);
     return t[REPEAT / 2] * 1e6 / (double)proto->ops;
 }
 
@@ -465,11 +462,6 @@ static void gcm_reference(double *seal_us, double *open_us) {
     *open_us = best_open;
 }
 
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof v[0], cmp_d);
-    return v[n / 2];
-}
-
 static void fault_cost(void) {
     uint64_t size = quick ? 64 * MiB : 512 * MiB;
     struct eleos_enclave *e = make_enclave(size, true);
@@ -501,8 +493,8 @@ static void fault_cost(void) {
         ratio[r] = dirty[r] / (seal[r] + open[r]);
     }
     double hit = (double)ss.hits / (double)(ss.hits + ss.major_faults + ss.minor_faults);
-    double ms = median(seal, FR), mo = median(open, FR), mc = median(clean, FR);
-    double md = median(dirty, FR), mr = median(ratio, FR);
+    double ms = bench_median(seal, FR), mo = bench_median(open, FR), mc = bench_median(clean, FR);
+    double md = bench_median(dirty, FR), mr = bench_median(ratio, FR);
     printf("\n# fault cost (1 thread, %llu MB data, %llu MiB cache, hit rate %.3f, median of "
            "%d side-by-side runs)\n",
            (unsigned long long)(size / MB), (unsigned long long)(cache_size / MiB), hit, FR);

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
+
 #include "eleos/enclave.h"
 #include "eleos/suvm.h"
 #include "suvm/suvm_testutil.h"
@@ -161,11 +163,6 @@ static long teardown(void *arg) {
     return 0;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -209,9 +206,9 @@ int main(int argc, char **argv) {
         double ratio[RUNS];
         for (int k = 0; k < RUNS; k++)
             ratio[k] = c.ns[2 * t + 1][k] / c.ns[2 * t][k];
-        qsort(ratio, RUNS, sizeof(double), cmp_d);
-        qsort(c.ns[2 * t], RUNS, sizeof(double), cmp_d);
-        qsort(c.ns[2 * t + 1], RUNS, sizeof(double), cmp_d);
+        qsort(ratio, RUNS, sizeof(double), bench_cmp_double);
+        qsort(c.ns[2 * t], RUNS, sizeof(double), bench_cmp_double);
+        qsort(c.ns[2 * t + 1], RUNS, sizeof(double), bench_cmp_double);
         double raw = c.ns[2 * t][RUNS / 2], sp = c.ns[2 * t + 1][RUNS / 2];
         double ovh = (ratio[RUNS / 2] - 1) * 100;
         printf("%-15s raw %6.3f ns/word  spointer %6.3f ns/word  overhead %+6.1f %%\n",

@@ -67,6 +67,16 @@ def gnuplot(name, script):
     return f"![{name}](plots/{name}.png)\n"
 
 
+def rows_or_text(name):
+    """The benchmark's CSV as a table, else its raw text output; returns the rows (or None)."""
+    rows = read_csv(name)
+    if rows:
+        md.append(table(rows))
+    elif text(name):
+        md.append("```\n" + text(name).strip()[-6000:] + "\n```\n")
+    return rows
+
+
 def section(title, name, paper=None):
     md.append(f"\n## {title}\n")
     st = status(name)
@@ -122,42 +132,26 @@ plot '{data}' using 1:($2==0?$3:1/0) with linespoints title 'model off', \\
 section("Exitless RPC: null calls", "bench_rpc_null",
         "HotCalls ~620 cycles per call; SDK switchless ~0.6 us; cross-core cache-line round "
         "trip 0.12-0.26 us on this machine kind.")
-rows = read_csv("bench_rpc_null")
-if rows:
-    md.append(table(rows))
-elif text("bench_rpc_null"):
-    md.append("```\n" + text("bench_rpc_null").strip() + "\n```\n")
+rows_or_text("bench_rpc_null")
 
 section("Exitless RPC vs exits: read/write on a pipe, a file and TCP", "bench_rpc_io",
         "the Eleos authors report large network receives up to 2x slower from exits' indirect "
         "costs.")
-rows = read_csv("bench_rpc_io")
-if rows:
-    md.append(table(rows))
+rows_or_text("bench_rpc_io")
 
 # --- SUVM ---------------------------------------------------------------------------------
 section("SUVM vs emulated SGX paging: random 4 KiB accesses", "bench_suvm_paging",
         "Eleos SUVM: memcached and face verification about 2x faster at 5x the EPC; "
         "paging inside the enclave with no exits.")
-rows = read_csv("bench_suvm_paging")
-if rows:
-    md.append(table(rows))
-elif text("bench_suvm_paging"):
-    md.append("```\n" + text("bench_suvm_paging").strip()[-6000:] + "\n```\n")
+rows_or_text("bench_suvm_paging")
 
 section("Spointer overhead on data that fits", "bench_suvm_spointer")
-rows = read_csv("bench_suvm_spointer")
-if rows:
-    md.append(table(rows))
-elif text("bench_suvm_spointer"):
-    md.append("```\n" + text("bench_suvm_spointer").strip() + "\n```\n")
+rows_or_text("bench_suvm_spointer")
 
 # --- eleos-kvs ----------------------------------------------------------------------------
 section("eleos-kvs against memcached", "bench_kvs",
         "Eleos memcached up to 2.2x the throughput of plain SGX at up to 5x the EPC.")
-rows = read_csv("bench_kvs")
-if rows:
-    md.append(table(rows))
+rows_or_text("bench_kvs")
 
 # --- parameter server ---------------------------------------------------------------------
 section("Parameter server: native, sgx and eleos modes", "bench_pserver",

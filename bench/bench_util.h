@@ -1,0 +1,28 @@
+/* Small helpers shared by the benchmark programs: medians of repeated runs, CPU pinning. */
+#ifndef ELEOS_BENCH_UTIL_H
+#define ELEOS_BENCH_UTIL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+static inline int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (n >= 1); sorts v in place. */
+static inline double bench_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Pins the calling thread to one CPU (best effort: a failure leaves it unpinned). */
+static inline void bench_pin_cpu(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
+#endif

@@ -59,9 +59,23 @@
 /* The paper's EPC++ is 60 of 93 MiB; our item headers and hash table also live in the EPC,
  * so the default page cache leaves them a little more room. */
 #define DEFAULT_SUVM_CACHE_MIB 56u
+/* Without --suvm-cache the cache also leaves the EPC to the trusted metadata -m implies:
+ * about one item header (~100-150 B with key and heap overhead) and hash bucket per 1 KiB
+ * item, i.e. -m/16 (measured at -m 802, 1 KiB values: a 56 MiB cache made the EPC thrash on
+ * headers, 79k EPC faults to load, against 12k with 32 MiB, and 21% less throughput), plus
+ * 16 MiB for connection buffers and the rest of the heap. Never below 16 MiB. */
+#define SUVM_CACHE_MIN_MIB 16u
+#define SUVM_CACHE_EPC_RESERVE_MIB 16u
+#define SUVM_CACHE_META_DIV 16u
 /* SUVM address space beyond -m: every slab class may take a first page over the limit
  * (memcached's rule), plus a reserved first page of the SUVM address space. */
 #define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
+/* How long an idle RPC worker spins before it sleeps. Between two requests of a loaded
+ * server the workers' loops are busy inside the enclave (parsing, copying, SUVM faults) for
+ * tens of microseconds, longer still on a machine with fewer cores than threads, where a
+ * worker may wait a scheduler slice; a sleeping RPC worker turns the next call into an exit
+ * (a fallback). 2 ms, as apps/pserver; --rpc-spin-us changes it. */
+#define DEFAULT_RPC_SPIN_US 2000u
 
 struct options {
     unsigned port;
@@ -77,7 +91,9 @@ struct options {
     size_t epc_mib;
     bool cost;
     size_t suvm_cache_mib;
+    bool suvm_cache_set;
     unsigned rpc_workers;
+    uint64_t rpc_spin_us;
 };
 
 struct app {
@@ -113,11 +129,12 @@ static void usage(FILE *f) {
             "      --suvm=on|off      values in SUVM (default: on in eleos mode)\n"
             "      --epc=MB           emulated EPC size (default 93)\n"
             "      --cost=on|off      SGX cost model (default on; ELEOS_COST_* tune it)\n"
-            "      --suvm-cache=MB    SUVM page cache (default %u)\n"
+            "      --suvm-cache=MB    SUVM page cache (default %u, less for a large -m)\n"
             "      --rpc-workers=N    host RPC worker threads (default 1)\n"
+            "      --rpc-spin-us=N    idle spin of an RPC worker before it sleeps (default %u)\n"
             "  -h, --help\n",
             DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS, DEFAULT_MAXCONNS,
-            DEFAULT_SUVM_CACHE_MIB);
+            DEFAULT_SUVM_CACHE_MIB, DEFAULT_RPC_SPIN_US);
 }
 
 static bool parse_u64(const char *s, uint64_t max, uint64_t *out) {
@@ -158,7 +175,8 @@ static bool parse_onoff(const char *s, int *out) {
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { O_MODE = 256, O_RPC, O_SUVM, O_EPC, O_COST, O_SUVM_CACHE, O_RPC_WORKERS };
+    enum { O_MODE = 256, O_RPC, O_SUVM, O_EPC, O_COST, O_SUVM_CACHE, O_RPC_WORKERS,
+           O_RPC_SPIN };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"listen", required_argument, NULL, 'l'},
@@ -175,12 +193,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"cost", required_argument, NULL, O_COST},
         {"suvm-cache", required_argument, NULL, O_SUVM_CACHE},
         {"rpc-workers", required_argument, NULL, O_RPC_WORKERS},
+        {"rpc-spin-us", required_argument, NULL, O_RPC_SPIN},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS,
                           DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, KVS_MODE_ELEOS, -1,
                           -1, ELEOS_ENCLAVE_DEFAULT_EPC_SIZE >> 20, true,
-                          DEFAULT_SUVM_CACHE_MIB, 1};
+                          DEFAULT_SUVM_CACHE_MIB, false, 1, DEFAULT_RPC_SPIN_US};
     int c;
     uint64_t v;
     int onoff;
@@ -248,11 +267,17 @@ static int parse_options(int argc, char **argv, struct options *o) {
             if (!parse_u64(optarg, 1u << 20, &v) || v == 0)
                 goto bad;
             o->suvm_cache_mib = (size_t)v;
+            o->suvm_cache_set = true;
             break;
         case O_RPC_WORKERS:
             if (!parse_u64(optarg, ELEOS_RPC_MAX_WORKERS, &v) || v == 0)
                 goto bad;
             o->rpc_workers = (unsigned)v;
+            break;
+        case O_RPC_SPIN:
+            if (!parse_u64(optarg, 10u * 1000 * 1000, &v) || v == 0)
+                goto bad;
+            o->rpc_spin_us = v;
             break;
         default:
             usage(stderr);
@@ -262,6 +287,12 @@ static int parse_options(int argc, char **argv, struct options *o) {
     if (optind < argc) {
         fprintf(stderr, "eleos-kvs: unexpected argument '%s'\n", argv[optind]);
         return -EINVAL;
+    }
+    if (!o->suvm_cache_set) {
+        size_t reserve = SUVM_CACHE_EPC_RESERVE_MIB + o->mem_mib / SUVM_CACHE_META_DIV;
+        size_t fit = o->epc_mib > reserve ? o->epc_mib - reserve : 0;
+        if (fit < o->suvm_cache_mib)
+            o->suvm_cache_mib = fit > SUVM_CACHE_MIN_MIB ? fit : SUVM_CACHE_MIN_MIB;
     }
     if (o->mode == KVS_MODE_NATIVE && (o->rpc == 1 || o->suvm == 1)) {
         fprintf(stderr, "eleos-kvs: --rpc and --suvm need an enclave (--mode sgx or eleos)\n");
@@ -390,8 +421,17 @@ static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
         ESTAT("eleos_rpc_exitless", rs.exitless);
         ESTAT("eleos_rpc_exit_calls", rs.exit_calls);
         ESTAT("eleos_rpc_fallbacks", rs.fallbacks);
+        ESTAT("eleos_rpc_fallbacks_no_worker", rs.no_worker);
+        ESTAT("eleos_rpc_fallbacks_ring_full", rs.ring_full);
+        ESTAT("eleos_rpc_wait_cycles", rs.wait_cycles);
         ESTAT("eleos_rpc_ocalls", rs.ocalls);
         ESTAT("eleos_rpc_host_faults", rs.host_faults);
+    }
+    if (a->pool) {
+        struct eleos_rpc_pool_stats ps;
+        eleos_rpc_pool_stats(a->pool, &ps);
+        ESTAT("eleos_rpc_worker_sleeps", ps.sleeps);
+        ESTAT("eleos_rpc_worker_wakes", ps.wakes);
     }
     if (a->suvm) {
         struct eleos_suvm_stats ss;
@@ -531,6 +571,7 @@ static int start_enclave(struct app *a) {
         struct eleos_rpc_pool_config pc;
         eleos_rpc_pool_config_default(&pc);
         pc.workers = a->opt.rpc_workers;
+        pc.spin_ns = a->opt.rpc_spin_us * 1000;
         /* one channel per kvs worker, plus the setup/teardown/stats ECALL threads */
         pc.channels = a->opt.threads + 4;
         r = eleos_rpc_pool_create(a->enc, &pc, &a->pool);
@@ -659,11 +700,18 @@ int main(int argc, char **argv) {
     a->srv.workers = calloc(a->opt.threads, sizeof *a->srv.workers);
     if (!a->srv.workers)
         goto out_store;
-    unsigned started = 0;
+    /* Every worker's hand-over state exists before any worker runs: an acceptor may hand a
+     * connection to a worker that has not started its loop yet (it then keeps it). */
     for (unsigned i = 0; i < a->opt.threads; i++) {
         struct kvs_worker *w = &a->srv.workers[i];
         w->srv = &a->srv;
         w->id = i;
+        w->epfd = -1;
+        pthread_mutex_init(&w->lock, NULL);
+    }
+    unsigned started = 0;
+    for (unsigned i = 0; i < a->opt.threads; i++) {
+        struct kvs_worker *w = &a->srv.workers[i];
         if (enclave && !a->rpc_on) {
             w->io_ctx.bounce_size = KVS_IO_BOUNCE_SIZE;
             w->io_ctx.bounce = eleos_untrusted_alloc(KVS_IO_BOUNCE_SIZE);
@@ -705,9 +753,11 @@ int main(int argc, char **argv) {
             kvs_buf_fini(&a->stats_out);
         }
     }
-    for (unsigned i = 0; i < a->srv.nworkers; i++)
+    for (unsigned i = 0; i < a->srv.nworkers; i++) {
         if (a->srv.workers[i].io_ctx.bounce)
             eleos_untrusted_free(a->srv.workers[i].io_ctx.bounce, KVS_IO_BOUNCE_SIZE);
+        pthread_mutex_destroy(&a->srv.workers[i].lock);
+    }
     free(a->srv.workers);
 out_store:
     if (a->evictor)

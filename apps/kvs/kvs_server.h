@@ -18,6 +18,7 @@
 enum kvs_mode { KVS_MODE_NATIVE, KVS_MODE_SGX, KVS_MODE_ELEOS };
 
 struct kvs_worker;
+struct kvs_conn;
 
 struct kvs_server {
     struct kvs_ctx ctx;               /* shared protocol context (hooks point back here)   */
@@ -30,6 +31,7 @@ struct kvs_server {
     struct kvs_worker *workers;
     unsigned maxconns;
     int64_t pid;
+    _Atomic unsigned next_worker;     /* round-robin cursor for new connections            */
     _Atomic uint64_t curr_conns, total_conns, rejected_conns, conn_structs;
 };
 
@@ -40,6 +42,14 @@ struct kvs_worker {
     struct kvs_thread_stats stats;
     struct kvs_io_ctx io_ctx;
     int result;                       /* 0 or -errno when the loop ended                    */
+    /* Connections are handed out round-robin (memcached's dispatch): the worker that
+     * accepts one links it here and adds it to this worker's epoll set. lock protects the
+     * three fields below; it is taken by the owner only to link/unlink and by an acceptor
+     * to hand a connection over, so it is almost never contended. */
+    pthread_mutex_t lock;
+    int epfd;                         /* -1 until the loop has started, and after it ended */
+    bool closed;                      /* the loop has ended: take no more connections       */
+    struct kvs_conn *conns;
 };
 
 /* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave

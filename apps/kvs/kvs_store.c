@@ -235,7 +235,15 @@ int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out)
     s->evictions = cfg->evictions;
     s->process_started = cfg->now - KVS_CLOCK_ORIGIN_SLACK;
     atomic_init(&s->current_time, KVS_CLOCK_ORIGIN_SLACK);
-    if (pthread_mutex_init(&s->lock, NULL)) {
+    /* Adaptive: a waiter spins briefly before it sleeps. Critical sections are short (a
+     * lookup and one value copy), and sleeping is a futex call, which in enclave modes is an
+     * exit, costlier than the whole section. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    int mr = pthread_mutex_init(&s->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    if (mr) {
         kvs_free(s->meta, s);
         return -ENOMEM;
     }

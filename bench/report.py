@@ -137,13 +137,50 @@ rows_or_text("bench_rpc_null")
 section("Exitless RPC vs exits: read/write on a pipe, a file and TCP", "bench_rpc_io",
         "the Eleos authors report large network receives up to 2x slower from exits' indirect "
         "costs.")
-rows_or_text("bench_rpc_io")
+rows = rows_or_text("bench_rpc_io")
+if rows:
+    for medium in ("pipe", "tcp"):
+        data = os.path.join(plots, f"rpc_io_{medium}.dat")
+        pts = {}
+        for r in rows:
+            if r["medium"] == medium and r["model"] == "on":
+                pts.setdefault(int(r["size"]), {})[r["path"]] = r["op_ns"]
+        with open(data, "w") as f:
+            for size, v in sorted(pts.items()):
+                f.write(f"{size} {v.get('exitless', 'NaN')} {v.get('exit', 'NaN')} "
+                        f"{v.get('trapped', 'NaN')}\n")
+        md.append(gnuplot(f"rpc_io_{medium}", f"""set title 'write + read on a {medium}, model on'
+set xlabel 'bytes'; set ylabel 'ns per write+read'; set logscale xy
+plot '{data}' using 1:2 with linespoints title 'exitless RPC', \\
+     '{data}' using 1:3 with linespoints title 'RPC exit path (OCALL)', \\
+     '{data}' using 1:4 with linespoints title 'trapped syscall (exit)'
+"""))
 
 # --- SUVM ---------------------------------------------------------------------------------
 section("SUVM vs emulated SGX paging: random 4 KiB accesses", "bench_suvm_paging",
         "Eleos SUVM: memcached and face verification about 2x faster at 5x the EPC; "
         "paging inside the enclave with no exits.")
-rows_or_text("bench_suvm_paging")
+rows = rows_or_text("bench_suvm_paging")
+if rows:
+    data = os.path.join(plots, "suvm.dat")
+    pts = {}
+    for r in rows:
+        # Host memory runs no enclave, so its rows carry no model setting.
+        if r.get("section") == "paging" and r.get("op") == "read" \
+                and (r.get("model") == "on" or r.get("config") == "host") \
+                and r.get("config") in ("suvm", "sgx", "host"):
+            pts.setdefault((r["size_mb"], r["threads"]), {})[r["config"]] = r["us_per_op"]
+    with open(data, "w") as f:
+        for (size, thr), v in sorted(pts.items(), key=lambda kv: (int(kv[0][1]), int(kv[0][0]))):
+            if thr == "1":
+                f.write(f"{size} {v.get('suvm', 'NaN')} {v.get('sgx', 'NaN')} "
+                        f"{v.get('host', 'NaN')}\n")
+    md.append(gnuplot("suvm", f"""set title 'Random 4 KiB reads, 1 thread, EPC 93 MiB, SUVM cache 60 MiB, model on'
+set xlabel 'data set (MB)'; set ylabel 'microseconds per read'; set logscale y
+plot '{data}' using 1:2 with linespoints title 'SUVM', \\
+     '{data}' using 1:3 with linespoints title 'emulated SGX paging', \\
+     '{data}' using 1:4 with linespoints title 'host memory'
+"""))
 
 section("Spointer overhead on data that fits", "bench_suvm_spointer")
 rows_or_text("bench_suvm_spointer")

@@ -168,7 +168,15 @@ static int frame_get(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
 
 /* --- Faults -------------------------------------------------------------------------------- */
 
-int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out) {
+/*
+ * The first half of every fill: waits while another thread holds the page, then either finds
+ * it resident (returns 1, *wp = its word, nothing locked) or locks it and takes a frame for it
+ * (returns 0, *wp = the word before locking, *fp = the frame; the caller fills the frame and
+ * unlocks). Whoever sets LOCKED fills the page; the others wait and then find it resident, so
+ * concurrent faults on one page end on one frame. -errno if no frame could be had (the page
+ * is unlocked again).
+ */
+static int lock_for_fill(struct eleos_suvm *s, uint64_t page, uint32_t *wp, uint32_t *fp) {
     struct pte *e = &s->pt[page];
     for (;;) {
         /* Acquire pairs with the release store that published the frame. */
@@ -177,8 +185,28 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
             _mm_pause();
             continue;
         }
-        uint32_t fi = w & PTE_FRAME_MASK;
-        if (fi) {
+        *wp = w;
+        if (w & PTE_FRAME_MASK)
+            return 1;
+        if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
+                                                   memory_order_acquire, memory_order_relaxed))
+            continue;
+        int r = frame_get(s, page, fp);
+        if (r)
+            suvm_page_unlock(s, page, w);
+        return r;
+    }
+}
+
+int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out) {
+    struct pte *e = &s->pt[page];
+    for (;;) {
+        uint32_t w, f;
+        int r = lock_for_fill(s, page, &w, &f);
+        if (r < 0)
+            return r;
+        if (r == 1) {
+            uint32_t fi = w & PTE_FRAME_MASK;
             struct frame *fr = &s->frames[fi - 1];
             /* seq_cst pair with try_evict's CAS + pin load (see there). */
             atomic_fetch_add_explicit(&fr->pin, 1, memory_order_seq_cst);
@@ -193,17 +221,6 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
             suvm_stat_add(s, ST_HITS, 1);
             *out = fi - 1;
             return 0;
-        }
-        /* Miss: whoever sets LOCKED fills the page; the others wait above and then find
-         * it resident, so concurrent faults on one page end on one frame. */
-        if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
-                                                   memory_order_acquire, memory_order_relaxed))
-            continue;
-        uint32_t f;
-        int r = frame_get(s, page, &f);
-        if (r) {
-            suvm_page_unlock(s, page, w);
-            return r;
         }
         struct frame *fr = &s->frames[f];
         uint8_t *data = suvm_frame_addr(s, f);
@@ -230,38 +247,23 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
 }
 
 int suvm_page_overwrite(struct eleos_suvm *s, uint64_t page, const void *src, int c) {
-    struct pte *e = &s->pt[page];
-    for (;;) {
-        uint32_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-        if (w & PTE_LOCKED) {
-            _mm_pause();
-            continue;
-        }
-        if (w & PTE_FRAME_MASK)
-            return 1;
-        if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
-                                                   memory_order_acquire, memory_order_relaxed))
-            continue;
-        uint32_t f;
-        int r = frame_get(s, page, &f);
-        if (r) {
-            suvm_page_unlock(s, page, w);
-            return r;
-        }
-        /* The new contents go in while the page is still LOCKED: nobody can see the
-         * frame's previous contents (another page's plaintext). */
-        uint8_t *data = suvm_frame_addr(s, f);
-        if (src)
-            memcpy(data, src, SUVM_PAGE_SIZE);
-        else
-            memset(data, c, SUVM_PAGE_SIZE);
-        struct frame *fr = &s->frames[f];
-        atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
-        atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
-        suvm_stat_add(s, ST_MINOR, 1);
-        suvm_page_unlock(s, page, (w & PTE_SEALED) | (f + 1));
-        return 0;
-    }
+    uint32_t w, f;
+    int r = lock_for_fill(s, page, &w, &f);
+    if (r)
+        return r; /* 1: resident, the caller writes through the cache; or -errno */
+    /* The new contents go in while the page is still LOCKED: nobody can see the frame's
+     * previous contents (another page's plaintext). */
+    uint8_t *data = suvm_frame_addr(s, f);
+    if (src)
+        memcpy(data, src, SUVM_PAGE_SIZE);
+    else
+        memset(data, c, SUVM_PAGE_SIZE);
+    struct frame *fr = &s->frames[f];
+    atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
+    atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
+    suvm_stat_add(s, ST_MINOR, 1);
+    suvm_page_unlock(s, page, (w & PTE_SEALED) | (f + 1));
+    return 0;
 }
 
 uint32_t suvm_page_lock(struct eleos_suvm *s, uint64_t page) {

@@ -8,25 +8,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "eleos/enclave.h"
-#include "harness.h"
+#include "sim_testutil.h"
 
-#define MiB (1ull << 20)
 #define PAGE 4096u
 
 static struct eleos_enclave *new_enclave(uint64_t epc, bool cost) {
     struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
-    if (!cost)
-        eleos_cost_model_off(&cfg.cost);
-    cfg.elrange_size = 512 * MiB;
-    cfg.epc_size = epc;
-    struct eleos_enclave *e = NULL;
-    int r = eleos_enclave_create(&cfg, &e);
-    if (r == -ENOSYS)
-        SKIP("kernel lacks Syscall User Dispatch");
-    REQUIRE(r == 0 && e);
-    return e;
+    sim_test_config(&cfg, 512 * MiB, epc);
+    if (cost)
+        eleos_cost_model_default(&cfg.cost);
+    return sim_test_create(&cfg);
 }
 
 static uint64_t pattern(uint64_t i, uint64_t salt) {

@@ -7,22 +7,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "eleos/enclave.h"
-#include "harness.h"
+#include "sim_testutil.h"
 
 static struct eleos_enclave *new_enclave(void) {
     struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
+    sim_test_config(&cfg, 256 * MiB, 16 * MiB);
     cfg.enforce = true;
-    eleos_cost_model_off(&cfg.cost);
-    cfg.elrange_size = 256ull << 20;
-    cfg.epc_size = 16ull << 20;
-    struct eleos_enclave *e = NULL;
-    int r = eleos_enclave_create(&cfg, &e);
-    if (r == -ENOSYS)
-        SKIP("kernel lacks Syscall User Dispatch");
-    REQUIRE(r == 0 && e);
-    return e;
+    return sim_test_create(&cfg);
 }
 
 static long do_getppid(void *arg) {
@@ -229,13 +220,9 @@ static long enforcement_probe(void *arg) {
 
 static void test_enforcement_off(void) {
     struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
+    sim_test_config(&cfg, 128 * MiB, 8 * MiB);
     cfg.enforce = false;
-    eleos_cost_model_off(&cfg.cost);
-    cfg.elrange_size = 128ull << 20;
-    cfg.epc_size = 8ull << 20;
-    struct eleos_enclave *e = NULL;
-    REQUIRE(eleos_enclave_create(&cfg, &e) == 0);
+    struct eleos_enclave *e = sim_test_create(&cfg);
     long ret = 0;
     CHECK_EQ(eleos_enclave_ecall(e, enforcement_probe, NULL, &ret), 0);
     CHECK_EQ(ret, getppid());
@@ -266,15 +253,11 @@ static long count_charge(void *arg) {
 
 static void test_cost_model_charges(void) {
     struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
-    eleos_cost_model_off(&cfg.cost);
+    sim_test_config(&cfg, 128 * MiB, 8 * MiB);
     cfg.cost.ecall_cycles = 1000;
     cfg.cost.syscall_cycles = 3000;
     cfg.cost.pollute_kib = 64;
-    cfg.elrange_size = 128ull << 20;
-    cfg.epc_size = 8ull << 20;
-    struct eleos_enclave *e = NULL;
-    REQUIRE(eleos_enclave_create(&cfg, &e) == 0);
+    struct eleos_enclave *e = sim_test_create(&cfg);
     long ret;
     CHECK_EQ(eleos_enclave_ecall(e, count_charge, NULL, &ret), 0);
     struct eleos_enclave_stats s;

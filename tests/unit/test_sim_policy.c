@@ -9,24 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "eleos/enclave.h"
-#include "harness.h"
-
-#define MiB (1ull << 20)
+#include "sim_testutil.h"
 
 static struct eleos_enclave *make(uint64_t epc, enum eleos_integrity_policy pol) {
     struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
-    eleos_cost_model_off(&cfg.cost);
-    cfg.elrange_size = 256 * MiB;
-    cfg.epc_size = epc;
+    sim_test_config(&cfg, 256 * MiB, epc);
     cfg.integrity_policy = pol;
-    struct eleos_enclave *e = NULL;
-    int r = eleos_enclave_create(&cfg, &e);
-    if (r == -ENOSYS)
-        SKIP("kernel lacks Syscall User Dispatch");
-    REQUIRE(r == 0);
-    return e;
+    return sim_test_create(&cfg);
 }
 
 static void test_cost_env_overrides(void) {

@@ -20,6 +20,13 @@
  * read, which read(2) allows) so that a read never blocks for data the caller did not need.
  * readv/writev are performed as one read/write of the gathered bounce buffer.
  *
+ * Blocking: calls that may block (read/write on any fd, accept4, connect, fsync, nanosleep,
+ * epoll_wait with a timeout, socket transfers without MSG_DONTWAIT) are flagged
+ * ELEOS_RPC_F_MAYBLOCK, so the worker running one leaves the awake set and other threads do
+ * not queue behind it. Event loops on non-blocking sockets should pass MSG_DONTWAIT to
+ * send/recv/sendto/recvfrom/sendmsg/recvmsg (and use epoll_wait with timeout 0 while busy):
+ * those calls keep their worker awake and never push other threads to the exit path.
+ *
  * Exit path switch: globally (eleos_sys_set_exitless) and per thread / per call
  * (eleos_sys_thread_mode returns the previous mode, so a single call can be bracketed).
  *

@@ -86,6 +86,7 @@ struct eleos_rpc_client {
     _Atomic uint32_t hwm;              /* trusted: channels handed out + 1       */
     _Atomic(struct rpc_thread *) *owner; /* per channel; NULL = free            */
     uint64_t *chan_seq;                /* per channel: tail at the last detach   */
+    bool *chan_fenced;                 /* per channel: chan_seq set by this client */
     struct rpc_cstats *stats;          /* per channel                            */
 };
 
@@ -159,10 +160,12 @@ int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared, size_t size
     atomic_init(&cl->exitless, true);
     cl->owner = eleos_enclave_calloc(enc, channels, sizeof *cl->owner);
     cl->chan_seq = eleos_enclave_calloc(enc, channels, sizeof *cl->chan_seq);
+    cl->chan_fenced = eleos_enclave_calloc(enc, channels, sizeof *cl->chan_fenced);
     cl->stats = eleos_enclave_aligned_alloc(enc, RPC_LINE, channels * sizeof *cl->stats);
-    if (!cl->owner || !cl->chan_seq || !cl->stats) {
+    if (!cl->owner || !cl->chan_seq || !cl->chan_fenced || !cl->stats) {
         eleos_enclave_free(enc, cl->owner);
         eleos_enclave_free(enc, cl->chan_seq);
+        eleos_enclave_free(enc, cl->chan_fenced);
         eleos_enclave_free(enc, cl->stats);
         eleos_enclave_free(enc, cl);
         return -ENOMEM;
@@ -181,6 +184,27 @@ bool eleos_rpc_exitless(const struct eleos_rpc_client *cl) {
 }
 
 /* --- channels --------------------------------------------------------------------------- */
+
+/*
+ * First use of channel c by this client: the channel may carry an earlier client's history
+ * (a client destroyed and created again on the same pool, or an enclave that died with
+ * requests published). Sequence numbers continue from the head found there, one full ring
+ * lap further, and the lap is claimed by moving head past it (a CAS, as a worker claims):
+ * no worker runs a stale request after this, and neither stale publication marks (at most
+ * h + R) nor stale done values (at most h + R) can equal those of the new requests (from
+ * h + R + 1 on). Head is host-written, so a lying host can only pick where the numbering
+ * starts, which it could disturb anyway (denial of service); the trusted tail/reap
+ * bookkeeping starts consistent whatever it picks.
+ */
+static uint64_t fence_channel(struct eleos_rpc_client *cl, struct rpc_chan *ch) {
+    uint64_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    /* Pairs with the workers' claim CAS: a failure means a worker just claimed a stale
+     * request (h was updated); fence from there. */
+    while (!atomic_compare_exchange_weak_explicit(&ch->head, &h, h + cl->ring,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+        ;
+    return h + cl->ring;
+}
 
 static struct rpc_thread *attach(struct eleos_rpc_client *cl) {
     uint32_t R = cl->ring;
@@ -206,6 +230,10 @@ static struct rpc_thread *attach(struct eleos_rpc_client *cl) {
         t->resp = rpc_chan_resp(t->ch, R);
         t->bounce = rpc_chan_bounce(t->ch, R);
         t->st = &cl->stats[c];
+        if (!cl->chan_fenced[c]) {
+            cl->chan_seq[c] = fence_channel(cl, t->ch);
+            cl->chan_fenced[c] = true;
+        }
         t->tail = t->reap = cl->chan_seq[c];
         /* Trusted high-water mark first, then the workers' copy (fetch-max on host memory:
          * a host that lowers it only denies service to itself). Release pairs with the
@@ -636,6 +664,7 @@ void eleos_rpc_client_destroy(struct eleos_rpc_client *cl) {
     struct eleos_enclave *enc = cl->enc;
     eleos_enclave_free(enc, cl->owner);
     eleos_enclave_free(enc, cl->chan_seq);
+    eleos_enclave_free(enc, cl->chan_fenced);
     eleos_enclave_free(enc, cl->stats);
     eleos_enclave_free(enc, cl);
 }

@@ -101,6 +101,13 @@ static long sysc(uint32_t flags, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
     int rc = eleos_rpc_call(cl, &req, &r);
     return rc ? rc : (long)r;
 }
+/* Socket calls flagged MSG_DONTWAIT cannot block, so their worker stays in the awake set:
+ * an event loop on non-blocking sockets (eleos-kvs) would otherwise make every recv and send
+ * a "may block" call, during which other threads find no worker awake and take exits. */
+static uint32_t sock_block(int flags) {
+    return (flags & MSG_DONTWAIT) ? 0 : ELEOS_RPC_F_MAYBLOCK;
+}
+
 #define SYS(fl, nr, a1, a2, a3, a4, a5, a6)                                                   \
     sysc((fl), (nr), (uint64_t)(a1), (uint64_t)(a2), (uint64_t)(a3), (uint64_t)(a4),          \
          (uint64_t)(a5), (uint64_t)(a6))
@@ -234,7 +241,7 @@ static ssize_t write_chunks(long nr, int fd, size_t count, gather_fn get, const 
         if (nr == SYS_pwrite64)
             r = SYS(0, nr, fd, b.data, n, offset + (off_t)done, 0, 0);
         else if (nr == SYS_sendto)
-            r = SYS(ELEOS_RPC_F_MAYBLOCK, nr, fd, b.data, n, flags,
+            r = SYS(sock_block(flags), nr, fd, b.data, n, flags,
                     addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0, addr ? addrlen : 0);
         else
             r = SYS(ELEOS_RPC_F_MAYBLOCK, nr, fd, b.data, n, 0, 0, 0);
@@ -383,7 +390,7 @@ ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sock
     if (rc)
         return rc;
     size_t n = min_sz(len, b.data_size);
-    long r = SYS(ELEOS_RPC_F_MAYBLOCK, SYS_recvfrom, fd, b.data, n, flags,
+    long r = SYS(sock_block(flags), SYS_recvfrom, fd, b.data, n, flags,
                  addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
                  addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0);
     /* MSG_TRUNC: the real datagram length, which may exceed the buffer. */
@@ -434,8 +441,7 @@ ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
     }
     copy_out(b.meta + META_IOV, &biov, sizeof biov);
     copy_out(b.meta + META_HDR, &h, sizeof h);
-    return check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_sendmsg, fd, b.meta + META_HDR, flags, 0, 0, 0),
-                     n);
+    return check_len(SYS(sock_block(flags), SYS_sendmsg, fd, b.meta + META_HDR, flags, 0, 0, 0), n);
 }
 
 ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
@@ -463,7 +469,7 @@ ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
     h.msg_controllen = ctrlcap;
     copy_out(b.meta + META_IOV, &biov, sizeof biov);
     copy_out(b.meta + META_HDR, &h, sizeof h);
-    long r = SYS(ELEOS_RPC_F_MAYBLOCK, SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0);
+    long r = SYS(sock_block(flags), SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0);
     r = check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : n);
     if (r < 0)
         return r;

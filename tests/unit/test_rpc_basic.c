@@ -9,6 +9,7 @@
 
 #include "eleos/rpc.h"
 #include "harness.h"
+#include "rpc/rpc_shared.h" /* test_client_again writes a stale request */
 #include "rpc_testutil.h"
 
 #define FN_ADD  (ELEOS_RPC_FN_USER + 0)
@@ -353,6 +354,48 @@ static void test_stop_in_flight(void) {
     teardown();
 }
 
+/* A client created on an area an earlier client used (and one whose channel holds a stale
+ * published request) continues the channel's numbering: calls complete exitless with the
+ * right results instead of waiting for a sequence number the workers have long passed. */
+static void test_client_again(void) {
+    setup(1, 0);
+    struct ctx c = {.n = 1000};
+    long rv;
+    for (int round = 0; round < 3; round++) {
+        c.cl = rpc_test_client(enc, pool, NULL);
+        REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
+        CHECK_EQ(c.errors, 0);
+        struct eleos_rpc_client_stats cs;
+        eleos_rpc_client_stats(c.cl, &cs);
+        CHECK_EQ(cs.calls, 1000);
+        CHECK(cs.exitless > 0);
+        CHECK_EQ(cs.host_faults, 0);
+        rpc_test_client_destroy(enc, c.cl, NULL);
+    }
+    /* A stale request left published in channel 0 at its head (as by a client that died
+     * mid-call with the workers stopped): the next client must not take its result. */
+    size_t size;
+    char *area = eleos_rpc_pool_shared(pool, &size);
+    const struct rpc_area_hdr *hdr = (const void *)area;
+    struct rpc_chan *ch = rpc_chan_at(area, atomic_load(&hdr->chan_stride), 0);
+    uint32_t ring = atomic_load(&hdr->ring_size);
+    eleos_rpc_pool_stop(pool);
+    uint64_t h = atomic_load(&ch->head);
+    struct rpc_req *rq = &rpc_chan_req(ch)[h & (ring - 1)];
+    atomic_store(&rq->fn, FN_ADD);
+    atomic_store(&rq->flags, 0);
+    atomic_store(&rq->args[0], 40);
+    atomic_store(&rq->args[1], 2);
+    atomic_store(&rq->args[6], 0);
+    atomic_store(&rq->pub, (uint32_t)(h + 1));
+    REQUIRE(eleos_rpc_pool_start(pool) == 0);
+    c.cl = rpc_test_client(enc, pool, NULL);
+    REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
+    teardown();
+}
+
 /* A geometry the enclave must refuse. */
 static void test_bad_area(void) {
     setup(1, 0);
@@ -372,4 +415,5 @@ static void test_bad_area(void) {
 
 TEST_MAIN(TEST_CASE(test_sync_exitless), TEST_CASE(test_exit_switch),
           TEST_CASE(test_async_and_batch), TEST_CASE(test_sleep_and_wake),
-          TEST_CASE(test_stop_in_flight), TEST_CASE(test_bad_area))
+          TEST_CASE(test_stop_in_flight), TEST_CASE(test_client_again),
+          TEST_CASE(test_bad_area))

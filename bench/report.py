@@ -188,7 +188,97 @@ rows_or_text("bench_suvm_spointer")
 # --- eleos-kvs ----------------------------------------------------------------------------
 section("eleos-kvs against memcached", "bench_kvs",
         "Eleos memcached up to 2.2x the throughput of plain SGX at up to 5x the EPC.")
-rows_or_text("bench_kvs")
+rows = read_csv("bench_kvs")
+if rows:
+    KVS_SERVERS = ["memcached", "native", "sgx", "eleos", "rpc-only", "suvm-only"]
+    for r in rows:  # CSVs from before the uniform load had no "load" column
+        r["load"] = r.get("load") or "memcaslap"
+    uni = [r for r in rows if r["load"] == "uniform"]
+    mcs = [r for r in rows if r["load"] == "memcaslap"]
+
+    def kvs_ratio(a, b):
+        a, b = fnum(a), fnum(b)
+        return f"{a / b:.2f}" if a is not None and b else ""
+
+    if uni:
+        md.append("\n### Uniform random keys over the whole preloaded data set (eleos-kvs-load)\n\n"
+                  "Every request's key is uniform over all keys (the paper's memcached "
+                  "experiment), 16 connections, one request outstanding each. Operations per "
+                  "second (median over reps); model off rows have no memcached/native "
+                  "figures (those run once per grid point, model \"none\"). Faults are per "
+                  "operation, from the server's `stats`; preload = seconds to SET every key "
+                  "once (pipelined).\n\n")
+        by = {(r["value_bytes"], r["epc_mult"], r["mix"], r["model"], r["server"]): r for r in uni}
+        points = []
+        for r in uni:
+            if r["model"] == "none":
+                continue
+            p = (r["value_bytes"], r["epc_mult"], r["mix"], r["model"])
+            if p not in points:
+                points.append(p)
+        points.sort(key=lambda p: (int(p[0]), float(p[1]), p[2], p[3] != "on"))
+        cols = ["value_bytes", "data_mib", "epc_mult", "mix", "model"] + KVS_SERVERS + [
+            "eleos/sgx", "native/memcached", "sgx epc_faults/op", "eleos suvm_faults/op",
+            "eleos epc_faults/op", "sgx preload_s", "eleos preload_s"]
+        pivot = []
+        for (v, m, mix, model) in points:
+            def get(srv, v=v, m=m, mix=mix, model=model):
+                mdl = "none" if srv in ("memcached", "native") else model
+                return by.get((v, m, mix, mdl, srv), {})
+            row = {"value_bytes": v, "epc_mult": m, "mix": mix, "model": model,
+                   "data_mib": (get("sgx") or get("eleos")).get("data_mib", "")}
+            for srv in KVS_SERVERS:
+                if srv in ("memcached", "native") and model != "on":
+                    row[srv] = ""
+                else:
+                    row[srv] = get(srv).get("tps_median", "")
+            row["eleos/sgx"] = kvs_ratio(row["eleos"], row["sgx"])
+            row["native/memcached"] = kvs_ratio(row["native"], row["memcached"])
+            row["sgx epc_faults/op"] = get("sgx").get("epc_faults_per_op", "")
+            row["eleos suvm_faults/op"] = get("eleos").get("suvm_major_faults_per_op", "")
+            row["eleos epc_faults/op"] = get("eleos").get("epc_faults_per_op", "")
+            row["sgx preload_s"] = get("sgx").get("preload_s", "")
+            row["eleos preload_s"] = get("eleos").get("preload_s", "")
+            pivot.append(row)
+        md.append(table(pivot, cols))
+        head = [r for r in pivot if r["mix"] == "get" and r["model"] == "on" and r["eleos/sgx"]]
+        if head:
+            top = max(head, key=lambda r: float(r["epc_mult"]))
+            md.append(f"\nHeadline (uniform, GET-heavy, model on, {top['epc_mult']}x the EPC, "
+                      f"{top['value_bytes']} B values): eleos {top['eleos/sgx']}x sgx; native "
+                      f"{top['native/memcached'] or '?'}x memcached.\n")
+        vmin = min(uni, key=lambda r: int(r["value_bytes"]))["value_bytes"]
+        data = os.path.join(plots, "kvs_uniform.dat")
+        with open(data, "w") as f:
+            for (v, m, mix, model) in points:
+                if v == vmin and mix == "get" and model == "on":
+                    row = next(r for r in pivot if (r["value_bytes"], r["epc_mult"], r["mix"],
+                                                     r["model"]) == (v, m, mix, model))
+                    f.write(m + " " + " ".join(row[s_] or "NaN" for s_ in KVS_SERVERS) + "\n")
+        md.append(gnuplot("kvs_uniform", f"""set title 'eleos-kvs, uniform random GET-heavy (90%), {vmin} B values, model on'
+set xlabel 'data set / EPC'; set ylabel 'operations per second'; set logscale y
+set xrange [0:*]; set offsets 0, 0.5, 0, 0; set key top right
+plot for [i=2:{len(KVS_SERVERS) + 1}] '{data}' using 1:i with linespoints title word('{" ".join(KVS_SERVERS)}', i-1)
+"""))
+        md.append("\nAll uniform rows:\n\n")
+        md.append(table(uni, ["server", "mix", "value_bytes", "data_mib", "epc_mult", "keys",
+                              "model", "tps_median", "tps_runs", "vs_sgx", "vs_memcached",
+                              "get_hit_rate", "exits_per_op", "epc_faults_per_op",
+                              "suvm_major_faults_per_op", "rpc_fallbacks_per_op", "p50_us",
+                              "p99_us", "preload_s", "errors"]))
+        bad = [r for r in uni if (fnum(r.get("errors")) or 0) > 0]
+        if bad:
+            md.append(f"\n**{len(bad)} uniform row(s) had client-side errors** (see the "
+                      "errors column and bench/out/bench_kvs.err).\n")
+    if mcs:
+        md.append("\n### memcaslap (GETs only of keys the run itself SET)\n\n")
+        cols = [c for c in ["server", "mix", "value_bytes", "data_mib", "epc_mult", "model",
+                            "tps_median", "tps_runs", "vs_sgx", "vs_memcached", "get_hit_rate",
+                            "exits_per_op", "epc_faults_per_op", "suvm_major_faults_per_op",
+                            "rpc_fallbacks_per_op"] if c in mcs[0]]
+        md.append(table(mcs, cols))
+elif text("bench_kvs"):
+    md.append("```\n" + text("bench_kvs").strip()[-6000:] + "\n```\n")
 
 # --- parameter server ---------------------------------------------------------------------
 section("Parameter server: native, sgx and eleos modes", "bench_pserver",

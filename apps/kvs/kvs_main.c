@@ -423,6 +423,8 @@ static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
         ESTAT("eleos_rpc_fallbacks", rs.fallbacks);
         ESTAT("eleos_rpc_fallbacks_no_worker", rs.no_worker);
         ESTAT("eleos_rpc_fallbacks_ring_full", rs.ring_full);
+        ESTAT("eleos_rpc_fallbacks_unclaimed", rs.unclaimed);
+        ESTAT("eleos_rpc_fallbacks_backoff", rs.backoff);
         ESTAT("eleos_rpc_wait_cycles", rs.wait_cycles);
         ESTAT("eleos_rpc_ocalls", rs.ocalls);
         ESTAT("eleos_rpc_host_faults", rs.host_faults);

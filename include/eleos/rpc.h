@@ -183,6 +183,16 @@ void eleos_rpc_set_exitless(struct eleos_rpc_client *cl, bool on);
 bool eleos_rpc_exitless(const struct eleos_rpc_client *cl);
 
 /*
+ * Reclaim time (default 20 us; 0 restores it): a request that no worker has claimed after
+ * this long is taken back and run on the exit path, even though workers are counted awake
+ * (an awake worker may be preempted when threads outnumber cores, or busy with other
+ * threads' requests). The calling thread then sends its next few synchronous calls (4,
+ * doubling per consecutive timeout up to 256) straight to the exit path, and returns to
+ * exitless once workers claim a call in time again. MT-safe.
+ */
+void eleos_rpc_set_reclaim_ns(struct eleos_rpc_client *cl, uint64_t ns);
+
+/*
  * Synchronous call: runs req on a worker (or on the exit path: ELEOS_RPC_F_EXIT, exitless
  * off, no worker awake, the thread's ring full) and stores the host function's result in
  * *ret. The result is untrusted. Errors: -EINVAL (id out of bounds, unknown flags),
@@ -234,6 +244,9 @@ struct eleos_rpc_client_stats {
     uint64_t no_worker;     /*   of those: no worker awake at submission                 */
     uint64_t ring_full;     /*   of those: the thread's ring was full                    */
     uint64_t reclaimed;     /*   of those: submitted, then taken back (workers gone)     */
+    uint64_t unclaimed;     /*     of which: no worker claimed it within the reclaim time */
+    uint64_t backoff;       /*   of those: sync calls sent to the exit path after such a  */
+                            /*   timeout (eleos_rpc_set_reclaim_ns)                       */
     uint64_t ocalls;        /* OCALLs (exits) made by the RPC layer                      */
     uint64_t batches;       /* batched submissions                                       */
     uint64_t bad_ids;       /* calls refused: function id out of bounds                  */

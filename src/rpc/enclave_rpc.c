@@ -33,9 +33,26 @@
 #include "rpc/rpc_shared.h"
 
 /* A request published but unclaimed for this long is taken back even though a worker claims
- * to be awake: workers busy elsewhere must not starve this caller. 1 ms is ten spin budgets'
- * worth of a request round trip on a loaded worker, and far above a normal claim delay. */
-#define RPC_RECLAIM_NS 1000000u
+ * to be awake: a worker that is awake but not running (the OS preempted it: more runnable
+ * threads than cores) or busy elsewhere must not stall this caller. A claim normally takes
+ * well under 1 us, and a worker serving other threads' short requests claims within a few;
+ * 20 us is several exits' worth of waiting (an exit costs ~3 us with the SGX cost model), so
+ * waiting longer than that is never the cheaper choice. Settable per client. */
+#define RPC_RECLAIM_NS 20000u
+
+/* After a request had to be taken back because no worker claimed it in time (the workers are
+ * awake but not getting CPU time), the thread's next synchronous calls go straight to the
+ * exit path instead of each waiting out the reclaim time again: first RPC_BACKOFF_MIN calls,
+ * doubling on every consecutive timeout up to RPC_BACKOFF_MAX; a call that workers serve in
+ * time resets it. Sized so a back-off costs about as much in exits as one timed-out wait. */
+/* Right after this thread's exit path woke a sleeping worker, the worker may need far longer
+ * than the reclaim time to get onto a CPU (on a VM: the halted vCPU's wake-up). The thread's
+ * next exitless calls wait up to this long before taking a request back, so that waking
+ * costs one exit, not one per call until the worker runs ("the first call after idle takes
+ * the exit path at most once"). */
+#define RPC_WAKE_GRACE_NS 1000000u
+#define RPC_BACKOFF_MIN 4u
+#define RPC_BACKOFF_MAX 256u
 
 /* A waiting caller starts watching `awake` (and its request's head) only after this long. A
  * normal call completes well within it, and not reading the awake line while a worker runs
@@ -54,7 +71,7 @@ enum { S_FREE = 0, S_INFLIGHT = 1, S_FORCED = 2, S_CONSUMED = 3 };
 struct rpc_cstats {
     alignas(RPC_LINE) _Atomic uint64_t calls;
     _Atomic uint64_t submitted;   /* published to workers */
-    _Atomic uint64_t exit_calls, no_worker, ring_full, reclaimed, ocalls;
+    _Atomic uint64_t exit_calls, no_worker, ring_full, reclaimed, unclaimed, backoff, ocalls;
     _Atomic uint64_t batches, host_faults, wait_cycles;
 };
 
@@ -69,6 +86,10 @@ struct rpc_thread {
     uint64_t tail;             /* requests published (trusted copy)         */
     uint64_t reap;             /* oldest request not yet consumed           */
     uint8_t *state;            /* S_* per slot                              */
+    uint32_t backoff;          /* sync calls left to send to the exit path  */
+    uint32_t backoff_len;      /* the next back-off's length                */
+    bool timed_out;            /* the last wait took its request back late  */
+    bool woke;                 /* a worker was woken for us: be patient     */
     int64_t *forced;           /* result of an S_FORCED slot                */
 };
 
@@ -79,8 +100,9 @@ struct eleos_rpc_client {
     struct rpc_area_hdr *hdr;          /* untrusted */
     uint32_t channels, ring;
     uint64_t bounce, stride, total;
-    uint64_t reclaim_cycles;
+    _Atomic uint64_t reclaim_cycles;
     uint64_t watch_cycles;
+    uint64_t grace_cycles;
     _Atomic bool exitless;
     _Atomic uint64_t bad_ids;          /* requests refused by valid_req          */
     _Atomic uint32_t hwm;              /* trusted: channels handed out + 1       */
@@ -155,8 +177,9 @@ int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared, size_t size
     cl->bounce = bounce;
     cl->stride = stride;
     cl->total = total;
-    cl->reclaim_cycles = (uint64_t)(RPC_RECLAIM_NS * tsc_ghz());
+    atomic_init(&cl->reclaim_cycles, (uint64_t)(RPC_RECLAIM_NS * tsc_ghz()));
     cl->watch_cycles = (uint64_t)(RPC_WATCH_NS * tsc_ghz());
+    cl->grace_cycles = (uint64_t)(RPC_WAKE_GRACE_NS * tsc_ghz());
     atomic_init(&cl->exitless, true);
     cl->owner = eleos_enclave_calloc(enc, channels, sizeof *cl->owner);
     cl->chan_seq = eleos_enclave_calloc(enc, channels, sizeof *cl->chan_seq);
@@ -181,6 +204,13 @@ void eleos_rpc_set_exitless(struct eleos_rpc_client *cl, bool on) {
 
 bool eleos_rpc_exitless(const struct eleos_rpc_client *cl) {
     return atomic_load_explicit(&cl->exitless, memory_order_relaxed);
+}
+
+void eleos_rpc_set_reclaim_ns(struct eleos_rpc_client *cl, uint64_t ns) {
+    if (ns == 0)
+        ns = RPC_RECLAIM_NS;
+    atomic_store_explicit(&cl->reclaim_cycles, (uint64_t)((double)ns * tsc_ghz()),
+                          memory_order_relaxed);
 }
 
 /* --- channels --------------------------------------------------------------------------- */
@@ -397,11 +427,22 @@ static void consume(struct rpc_thread *t, uint64_t seq) {
 /* Rescues seq if no worker will run it: none awake, or unclaimed for too long. */
 static void maybe_take_back(struct rpc_thread *t, uint64_t seq, uint64_t waited) {
     uint64_t h;
-    if (read_awake(t->cl) != 0 && waited < t->cl->reclaim_cycles)
+    uint64_t limit = atomic_load_explicit(&t->cl->reclaim_cycles, memory_order_relaxed);
+    if (t->woke && limit < t->cl->grace_cycles)
+        limit = t->cl->grace_cycles;
+    bool late = waited >= limit;
+    if (read_awake(t->cl) != 0 && !late)
         return;
     if (!read_head(t, &h) || h > seq)
         return; /* claimed: a worker is on it (or the host lies: it may deny service) */
-    own_add(&t->st->reclaimed, take_back(t, t->tail, true));
+    uint64_t n = take_back(t, t->tail, true);
+    own_add(&t->st->reclaimed, n);
+    if (late && n) {
+        own_add(&t->st->unclaimed, n);
+        t->timed_out = true;
+    } else {
+        t->woke = true; /* taken back because none was awake: the OCALL woke one */
+    }
 }
 
 static int64_t wait_seq(struct rpc_thread *t, uint64_t seq) {
@@ -471,6 +512,7 @@ static unsigned submit_n(struct rpc_thread *t, const struct eleos_rpc_req *reqs,
     } else {
         own_add(&t->st->no_worker, n);
         own_add(&t->st->reclaimed, take_back(t, new_tail, true));
+        t->woke = true;
     }
     return n;
 }
@@ -496,15 +538,34 @@ int eleos_rpc_call(struct eleos_rpc_client *cl, const struct eleos_rpc_req *req,
         own_add(&t->st->calls, 1);
         own_add(&t->st->no_worker, 1);
         r = exit_one(t, req, true);
+        t->woke = true;
+    } else if (t->backoff) {
+        t->backoff--;
+        own_add(&t->st->calls, 1);
+        own_add(&t->st->backoff, 1);
+        r = exit_one(t, req, false);
     } else if (t->tail - t->reap == cl->ring) {
         own_add(&t->st->calls, 1);
         own_add(&t->st->ring_full, 1);
         r = exit_one(t, req, false);
     } else {
         uint64_t seq;
+        t->timed_out = false;
         (void)submit_n(t, req, 1, &seq);
         r = wait_seq(t, seq);
         consume(t, seq);
+        if (!t->timed_out)
+            t->woke = false; /* a worker is running for us: back to the short reclaim */
+        if (t->timed_out) {
+            /* Workers are awake but not claiming: stop paying the reclaim wait per call. */
+            if (t->backoff_len < RPC_BACKOFF_MIN)
+                t->backoff_len = RPC_BACKOFF_MIN;
+            t->backoff = t->backoff_len;
+            if (t->backoff_len < RPC_BACKOFF_MAX)
+                t->backoff_len *= 2;
+        } else {
+            t->backoff_len = RPC_BACKOFF_MIN;
+        }
     }
     *ret = r;
     return 0;
@@ -680,6 +741,8 @@ void eleos_rpc_client_stats(struct eleos_rpc_client *cl, struct eleos_rpc_client
         out->no_worker += atomic_load_explicit(&s->no_worker, memory_order_relaxed);
         out->ring_full += atomic_load_explicit(&s->ring_full, memory_order_relaxed);
         out->reclaimed += atomic_load_explicit(&s->reclaimed, memory_order_relaxed);
+        out->unclaimed += atomic_load_explicit(&s->unclaimed, memory_order_relaxed);
+        out->backoff += atomic_load_explicit(&s->backoff, memory_order_relaxed);
         out->ocalls += atomic_load_explicit(&s->ocalls, memory_order_relaxed);
         out->batches += atomic_load_explicit(&s->batches, memory_order_relaxed);
         out->host_faults += atomic_load_explicit(&s->host_faults, memory_order_relaxed);
@@ -687,5 +750,5 @@ void eleos_rpc_client_stats(struct eleos_rpc_client *cl, struct eleos_rpc_client
     }
     out->bad_ids = atomic_load_explicit(&cl->bad_ids, memory_order_relaxed);
     out->exitless = submitted - out->reclaimed;
-    out->fallbacks = out->no_worker + out->ring_full + out->reclaimed;
+    out->fallbacks = out->no_worker + out->ring_full + out->reclaimed + out->backoff;
 }

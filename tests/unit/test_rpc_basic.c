@@ -61,10 +61,13 @@ struct ctx {
     struct eleos_rpc_client *cl;
     long n;
     long errors;
+    uint64_t reclaim_ns; /* if set: the client's reclaim time */
 };
 
 static long e_sync(void *arg) {
     struct ctx *c = arg;
+    if (c->reclaim_ns)
+        eleos_rpc_set_reclaim_ns(c->cl, c->reclaim_ns);
     for (long i = 0; i < c->n; i++) {
         struct eleos_rpc_req r = {.fn = FN_ADD, .args = {(uint64_t)i, 1000, 0, 0, 0, 0, 7}};
         int64_t ret = -1;
@@ -359,7 +362,9 @@ static void test_stop_in_flight(void) {
  * right results instead of waiting for a sequence number the workers have long passed. */
 static void test_client_again(void) {
     setup(1, 0);
-    struct ctx c = {.n = 1000};
+    /* A reclaim time of 1 s: the workers, not the exit path, must serve the calls even on
+     * a loaded machine (without the fence every call would wait it out). */
+    struct ctx c = {.n = 1000, .reclaim_ns = 1000000000};
     long rv;
     for (int round = 0; round < 3; round++) {
         c.cl = rpc_test_client(enc, pool, NULL);
@@ -396,6 +401,64 @@ static void test_client_again(void) {
     teardown();
 }
 
+/* The only worker is awake but stuck in a long call that is not flagged MAYBLOCK (as a
+ * preempted worker would be): another thread's calls are taken back after the reclaim time,
+ * the thread backs off to the exit path, and all its calls complete while the long call is
+ * still running (it lasts 1 s; the other thread's 200 calls need a few ms at most). */
+struct hog_ctx {
+    struct eleos_rpc_client *cl;
+    _Atomic int started, done;
+    long errors;
+};
+
+static long e_hog(void *arg) {
+    struct hog_ctx *c = arg;
+    struct eleos_rpc_req r = {.fn = FN_SLOW, .args = {999999999, 7}};
+    atomic_store(&c->started, 1);
+    int64_t ret;
+    if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 7)
+        c->errors++;
+    atomic_store(&c->done, 1);
+    return 0;
+}
+
+static void *hog_thread(void *arg) {
+    long rv;
+    if (eleos_enclave_ecall(enc, e_hog, arg, &rv) != 0)
+        ((struct hog_ctx *)arg)->errors++;
+    return NULL;
+}
+
+static void test_worker_hogged(void) {
+    setup(1, 1000000000); /* spins for 1 s: never asleep, always counted awake */
+    struct hog_ctx hc = {0};
+    hc.cl = rpc_test_client(enc, pool, NULL);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, hog_thread, &hc) == 0);
+    while (!atomic_load(&hc.started))
+        ;
+    sleep_ms(20); /* let the worker claim the long call */
+    struct eleos_rpc_pool_stats ps;
+    eleos_rpc_pool_stats(pool, &ps);
+    CHECK_EQ(ps.awake, 1);
+    struct ctx c = {.cl = hc.cl, .n = 200};
+    long rv;
+    REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
+    CHECK_EQ(c.errors, 0);
+    CHECK_EQ(atomic_load(&hc.done), 0); /* finished while the worker was still hogged */
+    struct eleos_rpc_client_stats cs;
+    eleos_rpc_client_stats(c.cl, &cs);
+    CHECK(cs.unclaimed >= 1);
+    CHECK(cs.backoff >= 1);
+    CHECK_EQ(cs.no_worker, 0);
+    /* Each timeout is followed by a back-off, so far fewer than one timeout per call. */
+    CHECK(cs.unclaimed < 200 / 4);
+    pthread_join(th, NULL);
+    CHECK_EQ(hc.errors, 0);
+    rpc_test_client_destroy(enc, c.cl, NULL);
+    teardown();
+}
+
 /* A geometry the enclave must refuse. */
 static void test_bad_area(void) {
     setup(1, 0);
@@ -416,4 +479,5 @@ static void test_bad_area(void) {
 TEST_MAIN(TEST_CASE(test_sync_exitless), TEST_CASE(test_exit_switch),
           TEST_CASE(test_async_and_batch), TEST_CASE(test_sleep_and_wake),
           TEST_CASE(test_stop_in_flight), TEST_CASE(test_client_again),
+          TEST_CASE(test_worker_hogged),
           TEST_CASE(test_bad_area))

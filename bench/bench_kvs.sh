@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # eleos-kvs throughput, side by side in one invocation: real memcached, then eleos-kvs in
-# native, sgx, eleos, RPC-only (sgx --rpc on) and SUVM-only (sgx --suvm on) modes; same
+# native, sgx, eleos, eleos with RPC forced on (eleos --rpc on: eleos mode's default, --rpc
+# auto, leaves RPC off when the server threads leave no CPU for an RPC worker, as on a
+# 2-vCPU machine), RPC-only (sgx --rpc on) and SUVM-only (sgx --suvm on) modes; same
 # server worker threads (-t 2), same client threads (2) and connections (16). Two loads:
 #
 #   uniform    eleos-kvs-load (apps/kvs/kvs_load.c): every request's key is uniform over the
@@ -61,11 +63,11 @@ case $grid in
            costs="on"; servers_on="sgx eleos"; servers_off=""
            : "${secs:=3}" "${reps:=1}" ;;
   default) vsizes="1024"; u_mults="0.5 5"; m_mults="0.5 5"; u_mixes="get set"; m_mixes="get"
-           costs="on off"; servers_on="sgx eleos rpc-only suvm-only"; servers_off="sgx eleos"
+           costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"; servers_off="sgx eleos"
            : "${secs:=3}" "${reps:=2}" ;;
   full)    vsizes="1024 4096"; u_mults="0.5 2 5"; m_mults="0.5 2 5"; u_mixes="get set"
-           m_mixes="get set"; costs="on off"; servers_on="sgx eleos rpc-only suvm-only"
-           servers_off="sgx eleos rpc-only suvm-only"
+           m_mixes="get set"; costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"
+           servers_off="sgx eleos eleos-rpc rpc-only suvm-only"
            : "${secs:=5}" "${reps:=3}" ;;
 esac
 has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; } # list word
@@ -112,6 +114,7 @@ start_server() { # name cost
     native)    "$kvs" --mode native -p 0 "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     sgx)       "$kvs" --mode sgx -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos)     "$kvs" --mode eleos -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+    eleos-rpc) "$kvs" --mode eleos --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     rpc-only)  "$kvs" --mode sgx --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     suvm-only) "$kvs" --mode sgx --suvm on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
   esac

@@ -7,7 +7,9 @@ SUVM): --preload every key, then a short measuring run with --verify. Asserts ze
 and verify failures, hit ratio 1.0 after the preload, ops > 0, and that the server's
 get_hits / cmd_set cover what the generator counted. Native also runs many connections
 with pipelining and a SET-heavy mix. Finally: a port with nothing listening makes the
-generator exit 2 with a clear message, and bad options exit 2.
+generator exit 2 with a clear message, and bad options exit 2. The third scenario checks
+eleos mode's defaults: the balloon shrinks an auto-sized SUVM cache that crowds the item
+metadata out of a small EPC, and --rpc auto decides by the CPU count.
 """
 import csv
 import io
@@ -57,7 +59,7 @@ def check_run(mode, port, keys, vsize, extra=(), label="measure", get_ratio=0.9)
     return m
 
 
-def scenario(mode, server_args, keys, vsize):
+def scenario(mode, server_args, keys, vsize, check_server=None):
     srv = Server(kvs, mode, server_args)
     try:
         before = stats(srv)
@@ -86,6 +88,8 @@ def scenario(mode, server_args, keys, vsize):
         print("[%s] server: get_hits %s, EPC faults %s, SUVM major faults %s" % (
             mode, after.get("get_hits"), after.get("eleos_epc_faults", "-"),
             after.get("eleos_suvm_major_faults", "-")))
+        if check_server is not None:
+            check_server(after)
         if mode == "native":
             # many connections, pipelined, SET-heavy: replies stay matched to requests
             check_run(mode, srv.port, keys, vsize, ("-c", 300, "-T", 2, "--pipeline", 4),
@@ -101,6 +105,19 @@ try:
     scenario("native", ["-t", "2", "-m", "64", "-c", "1024"], 20000, 1024)
     # 20,000 x 1 KiB values through a 16 MiB SUVM cache in a 32 MiB EPC: SUVM pages.
     scenario("eleos", ["-t", "2", "-m", "48", "--epc", "32", "--suvm-cache", "16"], 20000, 1024)
+
+    # The balloon and --rpc auto: an auto-sized SUVM cache (16 MiB, the minimum start) fills a
+    # 16 MiB EPC, so the item headers and hash table fault; the host must shrink the cache
+    # until they fit. RPC: on only if the CPUs outnumber 2 server threads + 1 worker - 1.
+    def check_balloon(st):
+        c.true(int(st["eleos_suvm_balloon_shrinks"]) >= 1,
+               "[balloon] the SUVM cache was shrunk (%s times)" % st["eleos_suvm_balloon_shrinks"])
+        c.true(int(st["eleos_suvm_cache_frames"]) < (16 << 20) // 4096,
+               "[balloon] cache below its 16 MiB start (%s frames)" % st["eleos_suvm_cache_frames"])
+        want = "on" if (os.cpu_count() or 1) >= 3 else "off"
+        c.eq(st["eleos_rpc"], want, "[auto] RPC %s with %s CPUs for -t 2" % (want, os.cpu_count()))
+
+    scenario("eleos", ["-t", "2", "-m", "48", "--epc", "16"], 20000, 1024, check_balloon)
 
     # nothing listening: a port that was free a moment ago
     s = socket.socket()

@@ -5,9 +5,12 @@
 #include "kvs_common.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static void *libc_malloc(void *ctx, size_t size) {
     (void)ctx;
@@ -99,4 +102,55 @@ void kvs_buf_consume(struct kvs_buf *b, size_t n) {
 void kvs_buf_shrink(struct kvs_buf *b, size_t keep) {
     if (b->len == 0 && b->cap > keep)
         kvs_buf_fini(b);
+}
+
+/* --- kvs_lock ------------------------------------------------------------------------------ */
+
+/* Spins before sleeping: critical sections are a lookup and a value copy (a few us at most,
+ * more when a value faults), and a sleep costs an exit plus a wake-up exit for the holder. */
+#define KVS_LOCK_SPINS 2000
+
+static void futex_call(_Atomic uint32_t *word, int op, uint32_t val) {
+    /* Through libc: in enclave modes this traps and is counted as an exit. Errors (EAGAIN:
+     * the word moved on; EINTR; a host's games with the word) just send the waiter round its
+     * loop again, which re-checks the trusted state. */
+    (void)syscall(SYS_futex, (uint32_t *)word, op, val, NULL, NULL, 0);
+}
+
+void kvs_lock_init(struct kvs_lock *l, _Atomic uint32_t *wake) {
+    atomic_init(&l->state, 0);
+    atomic_init(&l->own_wake, 0);
+    l->wake = wake ? wake : &l->own_wake;
+}
+
+void kvs_lock_acquire(struct kvs_lock *l) {
+    uint32_t free_ = 0;
+    /* Acquire on success: pairs with the release in kvs_lock_release. */
+    if (atomic_compare_exchange_strong_explicit(&l->state, &free_, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return;
+    for (int i = 0; i < KVS_LOCK_SPINS; i++) {
+        __builtin_ia32_pause();
+        free_ = 0;
+        if (atomic_load_explicit(&l->state, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->state, &free_, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+    }
+    for (;;) {
+        /* Read the wake word before announcing ourselves: a release in between bumps it,
+         * so the futex wait below returns at once instead of missing the wake-up. */
+        uint32_t seen = atomic_load_explicit(l->wake, memory_order_acquire);
+        if (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) == 0)
+            return;
+        futex_call(l->wake, FUTEX_WAIT_PRIVATE, seen);
+    }
+}
+
+void kvs_lock_release(struct kvs_lock *l) {
+    /* Release: pairs with the acquiring exchange/CAS. */
+    if (atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2) {
+        atomic_fetch_add_explicit(l->wake, 1, memory_order_release);
+        futex_call(l->wake, FUTEX_WAKE_PRIVATE, 1);
+    }
 }

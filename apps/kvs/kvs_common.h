@@ -11,6 +11,7 @@
 #define ELEOS_KVS_COMMON_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +56,26 @@ void kvs_buf_consume(struct kvs_buf *b, size_t n);
 /* Frees the storage if it grew beyond keep bytes and is empty (a large multiget's buffer
  * should not stay pinned to an idle connection). */
 void kvs_buf_shrink(struct kvs_buf *b, size_t keep);
+
+/*
+ * A mutex whose state lives with the data it protects (trusted memory in enclave modes) but
+ * whose sleeping happens on a separate wake word that may live in untrusted memory, as the
+ * SGX SDK's mutex waits on an untrusted event: a futex on enclave memory fails with EFAULT
+ * whenever its EPC page is paged out (the kernel cannot read it), and glibc's pthread mutex
+ * then aborts the process. The host owning the wake word can only wake waiters early or
+ * never (denial of service); mutual exclusion rests on the trusted state alone. Waiters
+ * spin briefly before sleeping (a sleep is a futex call: an exit in enclave modes).
+ */
+struct kvs_lock {
+    _Atomic uint32_t state;     /* 0 free, 1 held, 2 held with possible sleepers */
+    _Atomic uint32_t own_wake;  /* the wake word when none is given              */
+    _Atomic uint32_t *wake;     /* futex word (untrusted in enclave modes)       */
+};
+
+/* wake: a 4-byte aligned word outside the enclave, or NULL to use one inside the lock
+ * (native mode, tests). */
+void kvs_lock_init(struct kvs_lock *l, _Atomic uint32_t *wake);
+void kvs_lock_acquire(struct kvs_lock *l);
+void kvs_lock_release(struct kvs_lock *l);
 
 #endif

@@ -122,6 +122,7 @@ struct app {
     size_t suvm_cache;        /* current page-cache size (main thread only)   */
     size_t balloon_target;    /* the size the host asks for (balloon ECALL)   */
     _Atomic uint64_t balloon_shrinks;
+    _Atomic uint32_t *lock_wake; /* untrusted page: the store lock's futex word */
     int stop_w;
     struct kvs_buf stats_out; /* filled by the final-stats ECALL */
 };
@@ -482,6 +483,13 @@ static long enclave_setup(void *arg) {
     sc.item_size_max = a->opt.item_size_max;
     sc.now = time(NULL);
     sc.meta = a->srv.alloc;
+    if (a->enc) {
+        /* Host-provided: it must really be outside the enclave, or a futex on it could hit
+         * a paged-out EPC page (EFAULT) or let the host alias trusted memory. */
+        if (!a->lock_wake || !eleos_enclave_outside(a->enc, (void *)a->lock_wake, 4096))
+            return -EINVAL;
+        sc.lock_wake = a->lock_wake;
+    }
     if (a->suvm_on) {
         struct eleos_suvm_config cfg;
         eleos_suvm_config_default(&cfg);
@@ -746,6 +754,13 @@ int main(int argc, char **argv) {
     }
     a->srv.maxconns = a->opt.maxconns;
     a->srv.pid = getpid();
+    if (enclave) {
+        a->lock_wake = eleos_untrusted_alloc(4096);
+        if (!a->lock_wake) {
+            fprintf(stderr, "eleos-kvs: out of memory\n");
+            goto out_store;
+        }
+    }
     int r = ecall_or_call(a, enclave_setup);
     if (r) {
         fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
@@ -854,6 +869,8 @@ out:
         eleos_rpc_pool_destroy(a->pool);
     if (a->enc)
         eleos_enclave_destroy(a->enc);
+    if (a->lock_wake)
+        eleos_untrusted_free((void *)a->lock_wake, 4096);
     if (a->srv.listen_fd >= 0)
         close(a->srv.listen_fd);
     if (a->srv.stop_fd >= 0)

@@ -87,7 +87,7 @@ struct slabclass {
 };
 
 struct kvs_store {
-    pthread_mutex_t lock;
+    struct kvs_lock lock;
     const struct kvs_alloc *meta;
     const struct kvs_mem_ops *mem;
     void *mem_ctx;
@@ -235,18 +235,8 @@ int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out)
     s->evictions = cfg->evictions;
     s->process_started = cfg->now - KVS_CLOCK_ORIGIN_SLACK;
     atomic_init(&s->current_time, KVS_CLOCK_ORIGIN_SLACK);
-    /* Adaptive: a waiter spins briefly before it sleeps. Critical sections are short (a
-     * lookup and one value copy), and sleeping is a futex call, which in enclave modes is an
-     * exit, costlier than the whole section. */
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-    int mr = pthread_mutex_init(&s->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
-    if (mr) {
-        kvs_free(s->meta, s);
-        return -ENOMEM;
-    }
+    /* The lock's state stays in the store (trusted); waiters sleep on cfg->lock_wake. */
+    kvs_lock_init(&s->lock, cfg->lock_wake);
 
     /* memcached's slabs_init: chunk sizes grow by the factor, 8-byte aligned, up to half a
      * page; then a half-page class; then our whole-page class for the largest items. */
@@ -273,7 +263,6 @@ int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out)
     s->hashpower = cfg->hashpower;
     s->buckets = meta_calloc(s, (size_t)1 << s->hashpower, sizeof *s->buckets);
     if (!s->buckets) {
-        pthread_mutex_destroy(&s->lock);
         kvs_free(s->meta, s);
         return -ENOMEM;
     }
@@ -296,7 +285,6 @@ void kvs_store_destroy(struct kvs_store *s) {
         kvs_free(s->meta, p->freelist);
     }
     kvs_free(s->meta, s->buckets);
-    pthread_mutex_destroy(&s->lock);
     kvs_free(s->meta, s);
 }
 
@@ -576,9 +564,9 @@ static int item_alloc_locked(struct kvs_store *s, const char *key, size_t nkey, 
 
 int kvs_store_item_alloc(struct kvs_store *s, const char *key, size_t nkey, uint32_t flags,
                          uint32_t exptime, size_t vlen, struct kvs_item **out) {
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     int r = item_alloc_locked(s, key, nkey, flags, exptime, vlen, out);
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return r;
 }
 
@@ -588,9 +576,9 @@ int kvs_store_item_write(struct kvs_store *s, struct kvs_item *it, size_t off, c
         return -EINVAL;
     int r = s->mem->write(s->mem_ctx, it->data + off, buf, size);
     if (r) {
-        pthread_mutex_lock(&s->lock);
+        kvs_lock_acquire(&s->lock);
         s->backend_errors++;
-        pthread_mutex_unlock(&s->lock);
+        kvs_lock_release(&s->lock);
     }
     return r;
 }
@@ -598,9 +586,9 @@ int kvs_store_item_write(struct kvs_store *s, struct kvs_item *it, size_t off, c
 void kvs_store_item_free(struct kvs_store *s, struct kvs_item *it) {
     if (!it)
         return;
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     item_free_locked(s, it);
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
 }
 
 /* Copies n value bytes between backend addresses through a bounce buffer (the backend
@@ -694,25 +682,25 @@ static enum kvs_store_result store_item_locked(struct kvs_store *s, struct kvs_i
 
 enum kvs_store_result kvs_store_item_link(struct kvs_store *s, struct kvs_item *it,
                                           enum kvs_store_cmd cmd, uint64_t cas_in) {
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     enum kvs_store_result r = store_item_locked(s, it, cmd, cas_in);
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return r;
 }
 
 void kvs_store_unlink_key(struct kvs_store *s, const char *key, size_t nkey) {
     uint32_t hv = hash_key(key, nkey);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     struct kvs_item *it = assoc_find_locked(s, key, nkey, hv);
     if (it)
         item_unlink_locked(s, it);
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
 }
 
 int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
                   uint32_t exptime, kvs_get_sink sink, void *arg) {
     uint32_t hv = hash_key(key, nkey);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     struct kvs_item *it = item_get_locked(s, key, nkey, hv);
     int r = 0;
     if (it) {
@@ -731,31 +719,31 @@ int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
             r = 1;
         }
     }
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return r;
 }
 
 enum kvs_store_result kvs_store_delete(struct kvs_store *s, const char *key, size_t nkey) {
     uint32_t hv = hash_key(key, nkey);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     struct kvs_item *it = item_get_locked(s, key, nkey, hv);
     if (it)
         item_unlink_locked(s, it);
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return it ? KVS_DELETED : KVS_NOT_FOUND;
 }
 
 enum kvs_store_result kvs_store_touch(struct kvs_store *s, const char *key, size_t nkey,
                                       uint32_t exptime) {
     uint32_t hv = hash_key(key, nkey);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     struct kvs_item *it = item_get_locked(s, key, nkey, hv);
     if (it) {
         it->exptime = exptime;
         it->fetched = 1;
         item_bump_locked(s, it);
     }
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return it ? KVS_TOUCHED : KVS_NOT_FOUND;
 }
 
@@ -786,7 +774,7 @@ enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size
     enum kvs_store_result res;
     char small[DELTA_STACK_BUF + 1];
     char *tmp = small;
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     struct kvs_item *it = item_get_locked(s, key, nkey, hv);
     if (!it) {
         res = KVS_NOT_FOUND;
@@ -858,14 +846,14 @@ enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size
         res = KVS_STORED;
     }
 out:
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     if (tmp != small)
         kvs_free(s->meta, tmp);
     return res;
 }
 
 void kvs_store_flush(struct kvs_store *s, int64_t delay) {
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     uint32_t now = kvs_store_current_time(s);
     uint32_t new_oldest = delay > 0 ? kvs_store_realtime(s, delay) : now;
     /* memcached with CAS on: everything stored up to this instant (oldest_cas) or last
@@ -873,12 +861,12 @@ void kvs_store_flush(struct kvs_store *s, int64_t delay) {
     s->oldest_live = new_oldest - 1;
     if (s->oldest_live <= now)
         s->oldest_cas = ++s->cas_id;
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
 }
 
 void kvs_store_stats(struct kvs_store *s, struct kvs_store_stats *o) {
     memset(o, 0, sizeof *o);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     o->curr_items = s->curr_items;
     o->total_items = s->total_items;
     o->bytes = s->bytes;
@@ -898,12 +886,12 @@ void kvs_store_stats(struct kvs_store *s, struct kvs_store_stats *o) {
     o->get_expired = s->get_expired;
     o->get_flushed = s->get_flushed;
     o->slab_classes = s->largest;
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
 }
 
 bool kvs_store_slab_stats(struct kvs_store *s, unsigned c, struct kvs_slab_stats *o) {
     memset(o, 0, sizeof *o);
-    pthread_mutex_lock(&s->lock);
+    kvs_lock_acquire(&s->lock);
     bool ok = c >= 1 && c <= s->largest;
     if (ok) {
         struct slabclass *p = &s->cls[c];
@@ -920,6 +908,6 @@ bool kvs_store_slab_stats(struct kvs_store *s, unsigned c, struct kvs_slab_stats
         o->reclaimed = p->reclaimed;
         o->age = p->tail ? kvs_store_current_time(s) - p->tail->time : 0;
     }
-    pthread_mutex_unlock(&s->lock);
+    kvs_lock_release(&s->lock);
     return ok;
 }

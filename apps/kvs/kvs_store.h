@@ -60,6 +60,8 @@ struct kvs_store_config {
     const struct kvs_mem_ops *mem;/* value backend                                         */
     void *mem_ctx;
     int64_t now;                  /* Unix time at creation (the clock origin)               */
+    _Atomic uint32_t *lock_wake;  /* the store lock's wake word: untrusted memory in enclave
+                                   * modes (see struct kvs_lock); NULL = inside the store   */
 };
 
 void kvs_store_config_default(struct kvs_store_config *cfg);

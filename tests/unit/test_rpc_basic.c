@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 
 #include "eleos/rpc.h"
@@ -14,6 +15,7 @@
 
 #define FN_ADD  (ELEOS_RPC_FN_USER + 0)
 #define FN_SLOW (ELEOS_RPC_FN_USER + 1)
+#define FN_HOG  (ELEOS_RPC_FN_USER + 2)
 
 static struct eleos_enclave *enc;
 static struct eleos_rpc_pool *pool;
@@ -411,9 +413,26 @@ struct hog_ctx {
     long errors;
 };
 
+static _Atomic int hog_running, hog_on_worker;
+
+/* Host function: 1 s of "work", noting whether a worker thread runs it. */
+static int64_t fn_hog(void *ctx, const uint64_t a[ELEOS_RPC_NARGS]) {
+    (void)ctx;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    atomic_store(&hog_on_worker, strncmp(name, "eleos-rpc", 9) == 0);
+    atomic_store(&hog_running, 1);
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    return (int64_t)a[0];
+}
+
 static long e_hog(void *arg) {
     struct hog_ctx *c = arg;
-    struct eleos_rpc_req r = {.fn = FN_SLOW, .args = {999999999, 7}};
+    struct eleos_rpc_req r = {.fn = FN_HOG, .args = {7}};
+    /* Patient while the worker picks the long call up (on a loaded machine that can take
+     * longer than 20 us); the other thread restores the default once it runs. */
+    eleos_rpc_set_reclaim_ns(c->cl, 1000000000);
     atomic_store(&c->started, 1);
     int64_t ret;
     if (eleos_rpc_call(c->cl, &r, &ret) != 0 || ret != 7)
@@ -430,18 +449,19 @@ static void *hog_thread(void *arg) {
 }
 
 static void test_worker_hogged(void) {
-    setup(1, 1000000000); /* spins for 1 s: never asleep, always counted awake */
+    setup(1, 2000000000); /* spins for 2 s: never asleep, always counted awake */
     struct hog_ctx hc = {0};
     hc.cl = rpc_test_client(enc, pool, NULL);
     pthread_t th;
+    REQUIRE(eleos_rpc_pool_register(pool, FN_HOG, fn_hog, NULL) == 0);
     REQUIRE(pthread_create(&th, NULL, hog_thread, &hc) == 0);
-    while (!atomic_load(&hc.started))
-        ;
-    sleep_ms(20); /* let the worker claim the long call */
+    while (!atomic_load(&hog_running))
+        sleep_ms(1);
+    CHECK_EQ(atomic_load(&hog_on_worker), 1);
     struct eleos_rpc_pool_stats ps;
     eleos_rpc_pool_stats(pool, &ps);
     CHECK_EQ(ps.awake, 1);
-    struct ctx c = {.cl = hc.cl, .n = 200};
+    struct ctx c = {.cl = hc.cl, .n = 200, .reclaim_ns = 20000};
     long rv;
     REQUIRE(eleos_enclave_ecall(enc, e_sync, &c, &rv) == 0);
     CHECK_EQ(c.errors, 0);

@@ -3,18 +3,27 @@
  * page cache (no faults after warm-up), inside an enclave, model off (no exits happen).
  *
  *   seq-word:  sum every 64-bit word in order; spointer: deref + add(8) per word (worst
- *              case: the check cannot be hoisted out of the loop);
+ *              case: the check cannot be hoisted out of the loop; the spointer is a local
+ *              variable, so it lives in registers: per word one compare, one address add,
+ *              one move add);
  *   seq-span:  same scan, spointer dereferenced once per page and the page scanned raw
  *              (how bulk code uses spointers);
- *   random:    64-bit reads at random word indices; spointer: set + deref per read.
+ *   random:    64-bit reads at random word indices; spointer: set + deref per read (a new
+ *              page almost every time: one slow-path call that unpins the old page, looks
+ *              up and pins the new one and counts a hit, three atomic RMWs).
  *
  * The raw seq-word loop is auto-vectorised at -O3 (several words per instruction), which no
  * per-word spointer loop can be; a second raw baseline compiled without vectorisation
  * ("seq-word-scalar") shows the overhead against one scalar load per word. Both are printed;
  * the spointer loop is the same in both rows.
  *
- * Medians of 5 runs. Usage: bench_suvm_spointer [--quick] [--csv FILE]
+ * Medians of 7 runs (each row's overhead is the median of the per-run ratios, raw and
+ * spointer measured back to back). Usage: bench_suvm_spointer [--quick] [--mib N] [--csv FILE]
  *   --quick: 8 MiB instead of 32 MiB (about a second).
+ *   --mib N: N MiB of data. At 32 MiB the scans stream from memory, which hides part of
+ *            any per-word work; with data that fits in the L2 (--mib 1) the loops are
+ *            compute-bound and show the per-word instruction cost itself. Small sizes are
+ *            scanned 32 MiB / N times per measurement.
  *   --csv FILE: one row per configuration (test, raw ns, spointer ns, overhead).
  */
 #include <stdint.h>
@@ -29,9 +38,12 @@
 #include "suvm/suvm_testutil.h"
 
 #define MiB SUVM_T_MIB
-#define RUNS 5
+#define RUNS 7
 
 static uint64_t data_size = 32 * MiB;
+/* Passes over the data per measurement: several when the data is small, so that the
+ * caches are warm and a run lasts long enough to time. */
+static uint64_t passes = 1;
 
 struct ctx {
     struct eleos_enclave *enc;
@@ -66,13 +78,21 @@ static long setup(void *arg) {
     return 0;
 }
 
-/* The scalar raw baseline: one load per word, as a per-word spointer loop does. */
-__attribute__((noinline, optimize("no-tree-vectorize"))) static uint64_t
+/* The scalar raw baseline: one load per word, as a per-word spointer loop does. noipa: the
+ * repeated calls of small-data runs must not be merged into one. */
+__attribute__((noinline, noipa, optimize("no-tree-vectorize"))) static uint64_t
 raw_scalar_sum(const uint64_t *w, uint64_t n) {
     uint64_t sum = 0;
     for (uint64_t i = 0; i < n; i++)
         sum += w[i];
     return sum;
+}
+
+/* The raw array, hidden from the optimiser once per pass, so that repeated passes over small
+ * data are really made. */
+static const uint64_t *opaque(const uint64_t *p) {
+    __asm__ volatile("" : "+r"(p));
+    return p;
 }
 
 static double ns_per(uint64_t t0, uint64_t n) {
@@ -81,46 +101,56 @@ static double ns_per(uint64_t t0, uint64_t n) {
 
 static long run(void *arg) {
     struct ctx *c = arg;
-    uint64_t n = data_size / 8;
+    uint64_t n = data_size / 8, np = passes;
     for (int k = 0; k < RUNS; k++) {
         uint64_t sum = 0, t0;
         struct eleos_suvm_ptr p;
         void *v;
         /* seq-word raw */
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < n; i++)
-            sum += c->raw[i];
-        c->ns[0][k] = ns_per(t0, n);
+        for (uint64_t ps = 0; ps < np; ps++) {
+            const uint64_t *raw = opaque(c->raw);
+            for (uint64_t i = 0; i < n; i++)
+                sum += raw[i];
+        }
+        c->ns[0][k] = ns_per(t0, n * np);
         /* seq-word spointer */
         t0 = eleos_tsc();
-        eleos_suvm_ptr_init(&p, c->s, c->base);
-        for (uint64_t i = 0; i < n; i++) {
-            if (eleos_suvm_ptr_deref(&p, &v))
-                return -1;
-            sum += *(uint64_t *)v;
-            eleos_suvm_ptr_add(&p, 8);
+        for (uint64_t ps = 0; ps < np; ps++) {
+            eleos_suvm_ptr_init(&p, c->s, c->base);
+            for (uint64_t i = 0; i < n; i++) {
+                if (eleos_suvm_ptr_deref(&p, &v))
+                    return -1;
+                sum += *(uint64_t *)v;
+                eleos_suvm_ptr_add(&p, 8);
+            }
+            eleos_suvm_ptr_fini(&p);
         }
-        eleos_suvm_ptr_fini(&p);
-        c->ns[1][k] = ns_per(t0, n);
+        c->ns[1][k] = ns_per(t0, n * np);
         /* seq-span raw = seq-word raw; spointer once per page */
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < n; i++)
-            sum += c->raw[i];
-        c->ns[2][k] = ns_per(t0, n);
-        t0 = eleos_tsc();
-        eleos_suvm_ptr_init(&p, c->s, c->base);
-        for (uint64_t pg = 0; pg < data_size / 4096; pg++) {
-            if (eleos_suvm_ptr_deref(&p, &v))
-                return -1;
-            const uint64_t *w = v;
-            for (unsigned i = 0; i < 512; i++)
-                sum += w[i];
-            eleos_suvm_ptr_add(&p, 4096);
+        for (uint64_t ps = 0; ps < np; ps++) {
+            const uint64_t *raw = opaque(c->raw);
+            for (uint64_t i = 0; i < n; i++)
+                sum += raw[i];
         }
-        eleos_suvm_ptr_fini(&p);
-        c->ns[3][k] = ns_per(t0, n);
+        c->ns[2][k] = ns_per(t0, n * np);
+        t0 = eleos_tsc();
+        for (uint64_t ps = 0; ps < np; ps++) {
+            eleos_suvm_ptr_init(&p, c->s, c->base);
+            for (uint64_t pg = 0; pg < data_size / 4096; pg++) {
+                if (eleos_suvm_ptr_deref(&p, &v))
+                    return -1;
+                const uint64_t *w = v;
+                for (unsigned i = 0; i < 512; i++)
+                    sum += w[i];
+                eleos_suvm_ptr_add(&p, 4096);
+            }
+            eleos_suvm_ptr_fini(&p);
+        }
+        c->ns[3][k] = ns_per(t0, n * np);
         /* random */
-        uint64_t rng = 11, m = n / 4;
+        uint64_t rng = 11, m = n / 4 * np;
         t0 = eleos_tsc();
         for (uint64_t i = 0; i < m; i++)
             sum += c->raw[suvm_t_rand(&rng) % n];
@@ -139,18 +169,21 @@ static long run(void *arg) {
         /* seq-word against the scalar raw loop; the spointer loop is run again, next to
          * it, so both rows see the same machine state. */
         t0 = eleos_tsc();
-        sum += raw_scalar_sum(c->raw, n);
-        c->ns[6][k] = ns_per(t0, n);
+        for (uint64_t ps = 0; ps < np; ps++)
+            sum += raw_scalar_sum(opaque(c->raw), n);
+        c->ns[6][k] = ns_per(t0, n * np);
         t0 = eleos_tsc();
-        eleos_suvm_ptr_init(&p, c->s, c->base);
-        for (uint64_t i = 0; i < n; i++) {
-            if (eleos_suvm_ptr_deref(&p, &v))
-                return -1;
-            sum += *(uint64_t *)v;
-            eleos_suvm_ptr_add(&p, 8);
+        for (uint64_t ps = 0; ps < np; ps++) {
+            eleos_suvm_ptr_init(&p, c->s, c->base);
+            for (uint64_t i = 0; i < n; i++) {
+                if (eleos_suvm_ptr_deref(&p, &v))
+                    return -1;
+                sum += *(uint64_t *)v;
+                eleos_suvm_ptr_add(&p, 8);
+            }
+            eleos_suvm_ptr_fini(&p);
         }
-        eleos_suvm_ptr_fini(&p);
-        c->ns[7][k] = ns_per(t0, n);
+        c->ns[7][k] = ns_per(t0, n * np);
         c->sink += sum;
     }
     return 0;
@@ -168,10 +201,17 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             data_size = 8 * MiB;
+        } else if (!strcmp(argv[i], "--mib") && i + 1 < argc) {
+            data_size = strtoull(argv[++i], NULL, 0) * MiB;
+            if (data_size < MiB || data_size > 1024 * MiB) {
+                fprintf(stderr, "--mib: 1 to 1024\n");
+                return 2;
+            }
+            passes = data_size < 32 * MiB ? 32 * MiB / data_size : 1;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv_path = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--mib N] [--csv FILE]\n", argv[0]);
             return 2;
         }
     }
@@ -189,9 +229,9 @@ int main(int argc, char **argv) {
     struct eleos_enclave_config ec;
     eleos_enclave_get_config(c.enc, &ec);
     static const char *const names[] = {"seq-word", "seq-span", "random", "seq-word-scalar"};
-    printf("# bench_suvm_spointer: %llu MiB resident in the page cache, in enclave, median of "
-           "%d\n",
-           (unsigned long long)(data_size / MiB), RUNS);
+    printf("# bench_suvm_spointer: %llu MiB resident in the page cache (%llu passes per run), "
+           "in enclave, median of %d\n",
+           (unsigned long long)(data_size / MiB), (unsigned long long)passes, RUNS);
     printf("# cost model: ecall %llu ocall %llu syscall %llu epc_fault %llu epc_evict %llu "
            "cycles extra (no exits or faults happen here); TSC %.2f GHz\n",
            (unsigned long long)ec.cost.ecall_cycles, (unsigned long long)ec.cost.ocall_cycles,

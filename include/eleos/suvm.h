@@ -121,96 +121,164 @@ size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr);
  *
  * A spointer is caller storage: init it, move it with set/add, dereference it, fini it.
  * Dereferencing links it to the page's frame (pinning the page) and returns an enclave
- * pointer valid up to the end of that page, until the spointer moves to another page, is
- * reset or is finalised. Write intent (deref_w) marks the page dirty; a page reached only
- * through reads is dropped, not re-sealed, on eviction. Moving within a page keeps the link.
- * A spointer is used by one thread at a time; different spointers may be used by different
- * threads on the same data (synchronising the data itself is the caller's business).
+ * pointer valid up to the end of that page, until the spointer is dereferenced on another
+ * page, is reset or is finalised. Write intent (deref_w) marks the page dirty; a page reached
+ * only through reads is dropped, not re-sealed, on eviction. A spointer is used by one thread
+ * at a time; different spointers may be used by different threads on the same data
+ * (synchronising the data itself is the caller's business).
+ *
+ * Moving (set/add) is arithmetic only: it never unlinks. The link follows the spointer at
+ * its next dereference, which, on another page, drops the old pin and takes the new one in
+ * one slow-path call. So a spointer pins at most one page at any time, the page it last
+ * dereferenced, until it is dereferenced elsewhere, reset or finalised; reset a spointer
+ * that is parked away from its page if that page must become evictable or freeable
+ * (eleos_suvm_free returns -EBUSY on a pinned page).
+ *
+ * The idiom for a scan is deref + use + add per element (or deref once per page, using the
+ * returned pointer up to the page end). Every function below is inline, and the out-of-line
+ * slow paths take the fields they need by value and return the new link by value, so no
+ * function ever receives the spointer's address: a spointer that is a local variable stays
+ * in registers and the per-element cost is one compare, one add for the address and one
+ * add to move (no atomics, no load or store of the spointer).
  */
 struct eleos_suvm_ptr {
-    /* Private: use the functions below. The four fast-path fields share one 32-byte
-     * aligned block, so a dereference touches one cache line. */
-    uint64_t _addr __attribute__((aligned(32))); /* the SUVM address                      */
-    uint64_t _rpage;    /* SUVM address of the linked page, ELEOS_SUVM_PTR_UNLINKED_ if none  */
-    uint64_t _wpage;    /* same once write intent has marked the page dirty, else UNLINKED   */
-    uintptr_t _delta;   /* frame address - _rpage (mod 2^64): enclave pointer = _addr + _delta */
+    /* Private: use the functions below. One 64-byte aligned block, so a spointer kept in
+     * memory touches one cache line.
+     * Invariant: the SUVM address is _rpage + _off (mod 2^64). Linked: _rpage is the
+     * pinned page, _base its frame, _rlim = 4096 (and _wlim = 4096 once written), so an
+     * access is in the linked page iff _off < _rlim, and its enclave address is
+     * _base + _off. Unlinked: _rpage = 0 (so _off is the address), _rlim = _wlim = 0 (every
+     * compare fails). */
+    uint64_t _off __attribute__((aligned(64)));
+    uint8_t *_base;
+    uint64_t _rlim;
+    uint64_t _wlim;
+    uint64_t _rpage;
     struct eleos_suvm *_s;
-    uint32_t _frame;    /* frame index while linked                                          */
+    uint32_t _frame;    /* frame index while linked */
 };
 
-/* _rpage/_wpage of an unlinked spointer: no valid address lies within a page of it, so the
- * fast path's single unsigned compare fails and the slow path links. (An address in
- * [2^63, 2^63 + 4096) is never valid either; the fast path does not check for it and
- * returns a non-canonical pointer, which faults on use.) */
-#define ELEOS_SUVM_PTR_UNLINKED_ (1ull << 63)
+/* Slow paths behind the inline functions. Not for direct use.
+ * link_: links addr (pinning its page, faulting it in if needed), first dropping the link
+ *   to rpage/frame (if rpage != 0) when addr is on another page; if addr is on rpage it
+ *   only marks the frame dirty (write). Returns the new link, or err != 0 with every old
+ *   link dropped.
+ * unpin_: drops a link. dirty_: marks a linked frame dirty. */
+struct eleos_suvm_link_ {
+    uint8_t *base;   /* the page's frame (enclave address) */
+    uint32_t frame;
+    int32_t err;     /* 0, or -errno and the spointer ends unlinked */
+};
+struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, uint64_t rpage,
+                                         uint32_t frame, bool write);
+void eleos_suvm_unpin_(struct eleos_suvm *s, uint32_t frame);
+void eleos_suvm_dirty_(struct eleos_suvm *s, uint32_t frame);
+
+/* Forgets the link (not the address) without unpinning. */
+static inline void eleos_suvm_ptr_clear_(struct eleos_suvm_ptr *p) {
+    p->_off += p->_rpage;
+    p->_rpage = 0;
+    p->_base = 0;
+    p->_rlim = 0;
+    p->_wlim = 0;
+}
 
 /* Initialises p at addr, unlinked. Never fails (addr is checked on first dereference). */
-void eleos_suvm_ptr_init(struct eleos_suvm_ptr *p, struct eleos_suvm *s, uint64_t addr);
-
-/* Unlinks p (unpins its page) and leaves it unusable until the next init. */
-void eleos_suvm_ptr_fini(struct eleos_suvm_ptr *p);
+static inline void eleos_suvm_ptr_init(struct eleos_suvm_ptr *p, struct eleos_suvm *s,
+                                       uint64_t addr) {
+    p->_off = addr;
+    p->_rpage = 0;
+    p->_base = 0;
+    p->_rlim = 0;
+    p->_wlim = 0;
+    p->_s = s;
+    p->_frame = 0;
+}
 
 /* Unlinks p, keeping its address: the page may be evicted until the next dereference. */
-void eleos_suvm_ptr_reset(struct eleos_suvm_ptr *p);
+static inline void eleos_suvm_ptr_reset(struct eleos_suvm_ptr *p) {
+    if (p->_rlim) {
+        eleos_suvm_unpin_(p->_s, p->_frame);
+        eleos_suvm_ptr_clear_(p);
+    }
+}
 
-/* Slow paths behind the inline functions, kept out of line so the fast path stays small.
- * Not for direct use. link_ returns the enclave pointer, or NULL with *err set. */
-void *eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, int *err);
-void eleos_suvm_ptr_unlink_(struct eleos_suvm_ptr *p);
+/* Unlinks p (unpins its page) and leaves it unusable until the next init. */
+static inline void eleos_suvm_ptr_fini(struct eleos_suvm_ptr *p) {
+    eleos_suvm_ptr_reset(p);
+    p->_s = 0;
+    p->_off = 0;
+}
 
 /* The SUVM address p points at. */
 static inline uint64_t eleos_suvm_ptr_addr(const struct eleos_suvm_ptr *p) {
-    return p->_addr;
+    return p->_rpage + p->_off;
 }
 
-/* Moves p to addr. Stays linked if addr is on the same page; otherwise unlinks at once (the
- * old page is no longer pinned). Fast path: one subtraction and one compare. */
-static inline void eleos_suvm_ptr_set(struct eleos_suvm_ptr *p, uint64_t addr) {
-    p->_addr = addr;
-    if (__builtin_expect(addr - p->_rpage >= ELEOS_SUVM_PAGE_SIZE, 0) &&
-        p->_rpage != ELEOS_SUVM_PTR_UNLINKED_)
-        eleos_suvm_ptr_unlink_(p);
-}
-
-/* Pointer arithmetic: moves p by delta bytes (may be negative). */
+/* Pointer arithmetic: moves p by delta bytes (may be negative). One add; the link is
+ * checked (and moved, if p left its page) by the next dereference. */
 static inline void eleos_suvm_ptr_add(struct eleos_suvm_ptr *p, int64_t delta) {
-    eleos_suvm_ptr_set(p, p->_addr + (uint64_t)delta);
+    p->_off += (uint64_t)delta;
+}
+
+/* Moves p to addr, as eleos_suvm_ptr_add (one subtraction). */
+static inline void eleos_suvm_ptr_set(struct eleos_suvm_ptr *p, uint64_t addr) {
+    eleos_suvm_ptr_add(p, (int64_t)(addr - eleos_suvm_ptr_addr(p)));
+}
+
+/* The shared slow path of deref/deref_w (kept small: one call, then the new fields). */
+static inline int eleos_suvm_ptr_slow_(struct eleos_suvm_ptr *p, bool write, void **out) {
+    uint64_t a = eleos_suvm_ptr_addr(p);
+    struct eleos_suvm_link_ l = eleos_suvm_link_(p->_s, a, p->_rpage, p->_frame, write);
+    if (__builtin_expect(l.err != 0, 0)) {
+        eleos_suvm_ptr_clear_(p);
+        *out = 0;
+        return l.err;
+    }
+    p->_rpage = a & ~(uint64_t)(ELEOS_SUVM_PAGE_SIZE - 1);
+    p->_off = a & (ELEOS_SUVM_PAGE_SIZE - 1);
+    p->_base = l.base;
+    p->_frame = l.frame;
+    p->_rlim = ELEOS_SUVM_PAGE_SIZE;
+    p->_wlim = write ? ELEOS_SUVM_PAGE_SIZE : 0;
+    *out = l.base + p->_off;
+    return 0;
 }
 
 /*
  * Read access: *out = enclave address of the byte at p, readable up to the end of its page.
- * Fast path when linked: one unsigned compare against the linked page and one add; no
- * atomics (the pin was taken at link time). Errors (slow path): -EFAULT (address outside
- * the backing store or in its reserved first page), -EBADMSG (integrity failure), -ENOMEM
+ * Fast path (p on its linked page): one compare and one add, no atomics (the pin was taken
+ * at link time). Otherwise the slow path links p's page, first dropping the old link.
+ * Errors (slow path; p ends unlinked, its old page unpinned): -EFAULT (address outside the
+ * backing store or in its reserved first page), -EBADMSG (integrity failure), -ENOMEM
  * (every frame pinned).
  */
 ELEOS_MUST_CHECK static inline int eleos_suvm_ptr_deref(struct eleos_suvm_ptr *p, void **out) {
-    uint64_t a = p->_addr;
-    if (__builtin_expect(a - p->_rpage < ELEOS_SUVM_PAGE_SIZE, 1)) {
-        *out = (void *)(uintptr_t)(a + p->_delta);
+    if (__builtin_expect(p->_off < p->_rlim, 1)) {
+        *out = p->_base + p->_off;
         return 0;
     }
-    int err = 0;
-    *out = eleos_suvm_ptr_link_(p, false, &err);
-    return err;
+    return eleos_suvm_ptr_slow_(p, false, out);
 }
 
 /* Write access: as eleos_suvm_ptr_deref, and marks the page dirty so eviction seals it. */
 ELEOS_MUST_CHECK static inline int eleos_suvm_ptr_deref_w(struct eleos_suvm_ptr *p,
                                                           void **out) {
-    uint64_t a = p->_addr;
-    if (__builtin_expect(a - p->_wpage < ELEOS_SUVM_PAGE_SIZE, 1)) {
-        *out = (void *)(uintptr_t)(a + p->_delta);
+    if (__builtin_expect(p->_off < p->_wlim, 1)) {
+        *out = p->_base + p->_off;
         return 0;
     }
-    int err = 0;
-    *out = eleos_suvm_ptr_link_(p, true, &err);
-    return err;
+    return eleos_suvm_ptr_slow_(p, true, out);
 }
 
-/* Explicit dirty intent for a page already reached with deref (e.g. after a read the caller
- * decided to modify it in place). No-op on an unlinked spointer. */
-void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p);
+/* Explicit dirty intent for the page p is linked to, i.e. last reached with deref (e.g.
+ * after a read the caller decided to modify it in place). No-op on an unlinked spointer. */
+static inline void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
+    if (p->_rlim && !p->_wlim) {
+        eleos_suvm_dirty_(p->_s, p->_frame);
+        p->_wlim = p->_rlim;
+    }
+}
 
 /* --- Bulk access between SUVM and enclave buffers (MT-safe; may cross pages) ------------ */
 

@@ -25,83 +25,55 @@ static int check_range(const struct eleos_suvm *s, uint64_t addr, size_t size) {
 /* --- Spointers ------------------------------------------------------------------------------ */
 
 /*
- * Representation (include/eleos/suvm.h): while linked, _rpage is the SUVM address of the
- * pinned page and _delta turns an SUVM address on it into the frame's enclave address, so
- * the inline fast path is `addr - _rpage < 4096` and `addr + _delta`. set/add keep the
- * invariant "linked => _addr is on the linked page" by unlinking as soon as the address
- * leaves the page; the pin is the only atomic, taken here and dropped in unlink.
+ * Representation (include/eleos/suvm.h): the address is _rpage + _off; while linked, _rpage
+ * is the pinned page, _base its frame and _rlim (_wlim once written) is 4096, so the inline
+ * fast path is `_off < _rlim` and `_base + _off`; unlinked, both limits are 0 and every
+ * compare fails. set/add are arithmetic only: a spointer may have moved off its linked page,
+ * and its next dereference takes the slow path, which drops the old pin and takes the new
+ * one in one call (link_). The pin is the only atomic, taken here and dropped here or in
+ * unpin_ (reset, fini).
+ *
+ * The functions here never see the spointer itself: the inline code passes the fields by
+ * value and stores the returned link, so callers can keep a spointer in registers.
  */
 
-static void ptr_clear_link(struct eleos_suvm_ptr *p) {
-    p->_rpage = ELEOS_SUVM_PTR_UNLINKED_;
-    p->_wpage = ELEOS_SUVM_PTR_UNLINKED_;
-    p->_delta = 0;
+void eleos_suvm_unpin_(struct eleos_suvm *s, uint32_t frame) {
+    suvm_page_unpin(s, frame);
 }
 
-static bool ptr_linked(const struct eleos_suvm_ptr *p) {
-    return p->_rpage != ELEOS_SUVM_PTR_UNLINKED_;
+void eleos_suvm_dirty_(struct eleos_suvm *s, uint32_t frame) {
+    /* Pinned, so the evictor reads dirty only after our unpin (release). */
+    atomic_store_explicit(&s->frames[frame].dirty, 1, memory_order_relaxed);
 }
 
-void eleos_suvm_ptr_init(struct eleos_suvm_ptr *p, struct eleos_suvm *s, uint64_t addr) {
-    p->_addr = addr;
-    ptr_clear_link(p);
-    p->_s = s;
-    p->_frame = 0;
-}
-
-void eleos_suvm_ptr_unlink_(struct eleos_suvm_ptr *p) {
-    if (ptr_linked(p)) {
-        suvm_page_unpin(p->_s, p->_frame);
-        ptr_clear_link(p);
-    }
-}
-
-void eleos_suvm_ptr_reset(struct eleos_suvm_ptr *p) {
-    eleos_suvm_ptr_unlink_(p);
-}
-
-void eleos_suvm_ptr_fini(struct eleos_suvm_ptr *p) {
-    eleos_suvm_ptr_unlink_(p);
-    p->_s = NULL;
-    p->_addr = 0;
-}
-
-void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
-    if (ptr_linked(p) && p->_wpage != p->_rpage) {
-        /* Pinned, so the evictor reads dirty only after our unpin (release). */
-        atomic_store_explicit(&p->_s->frames[p->_frame].dirty, 1, memory_order_relaxed);
-        p->_wpage = p->_rpage;
-    }
-}
-
-void *eleos_suvm_ptr_link_(struct eleos_suvm_ptr *p, bool write, int *err) {
-    struct eleos_suvm *s = p->_s;
-    uint64_t a = p->_addr;
-    /* Linked elsewhere cannot happen through set/add; a caller that wrote the private
-     * fields gets a clean relink rather than a stale frame. */
-    if (ptr_linked(p) && a - p->_rpage >= SUVM_PAGE_SIZE)
-        eleos_suvm_ptr_unlink_(p);
-    if (!ptr_linked(p)) {
-        if (!s || check_range(s, a, 1)) {
-            *err = -EFAULT;
-            return NULL;
+struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, uint64_t rpage,
+                                         uint32_t frame, bool write) {
+    struct eleos_suvm_link_ l = {NULL, 0, 0};
+    if (rpage) { /* linked (page 0 is never valid, so 0 means none) */
+        if (addr - rpage < SUVM_PAGE_SIZE) {
+            /* Linked for reading, now written (deref_w's slow path). */
+            if (write)
+                eleos_suvm_dirty_(s, frame);
+            l.frame = frame;
+            l.base = suvm_frame_addr(s, frame);
+            return l;
         }
-        uint32_t f;
-        int r = suvm_page_pin(s, a >> SUVM_PAGE_SHIFT, write, &f);
-        if (r) {
-            *err = r;
-            return NULL;
-        }
-        uint64_t page_addr = a & ~SUVM_PAGE_MASK;
-        p->_frame = f;
-        p->_rpage = page_addr;
-        p->_wpage = write ? page_addr : ELEOS_SUVM_PTR_UNLINKED_;
-        p->_delta = (uintptr_t)suvm_frame_addr(s, f) - (uintptr_t)page_addr;
-    } else if (write) {
-        eleos_suvm_ptr_mark_dirty(p);
+        /* Moved off its page since the last dereference: the link follows it. */
+        suvm_page_unpin(s, frame);
     }
-    *err = 0;
-    return (void *)(uintptr_t)(a + p->_delta);
+    if (!s || check_range(s, addr, 1)) {
+        l.err = -EFAULT;
+        return l;
+    }
+    uint32_t f;
+    int r = suvm_page_pin(s, addr >> SUVM_PAGE_SHIFT, write, &f);
+    if (r) {
+        l.err = r;
+        return l;
+    }
+    l.frame = f;
+    l.base = suvm_frame_addr(s, f);
+    return l;
 }
 
 /* --- Bulk ------------------------------------------------------------------------------------ */

@@ -22,6 +22,9 @@
  * re-checks the watermark, so one batch costs ~16 seals (~20 µs) at most. */
 #define EVICT_BATCH 16u
 
+/* How far past the clock hand a fault looks for the next fault's likely victim. */
+#define PEEK 8u
+
 /* After its work is done the evictor polls the free count this long before napping:
  * faults come in bursts, and a nap costs an exit. */
 #define EVICTOR_SPIN_NS 50000u
@@ -76,10 +79,78 @@ static void frame_push(struct eleos_suvm *s, uint32_t f) {
 enum evict_result { EV_SKIP, EV_DONE, EV_ERROR };
 
 /*
+ * A fault in progress, for the pipelined page-mode path (enclave_seal.c): the crypto slot it
+ * holds from the victim's seal to the end of its fill, the page it will open (prefetched
+ * while the victim is sealed), and the victim whose sealed copy is still pending in the slot.
+ * That victim's page stays LOCKED until its copy is written out and fenced (fault_done).
+ */
+struct fault_ctx {
+    struct crypto_slot *c; /* NULL until needed                                    */
+    uint64_t next;         /* page the fault opens, SUVM_NO_PAGE for a minor fault  */
+    uint64_t victim;       /* page sealed but not yet written out, or SUVM_NO_PAGE */
+    const uint8_t *ahead;  /* frame of the next fault's likely victim, or NULL          */
+};
+
+static void fault_ctx_init(struct fault_ctx *fc) {
+    fc->c = NULL;
+    fc->next = SUVM_NO_PAGE;
+    fc->victim = SUVM_NO_PAGE;
+    fc->ahead = NULL;
+}
+
+/* Completes the pending victim (if any): its copy out and fenced, its page unlocked as
+ * sealed and not cached. Keeps the slot. */
+static void fault_victim_done(struct eleos_suvm *s, struct fault_ctx *fc) {
+    if (fc->victim == SUVM_NO_PAGE)
+        return;
+    suvm_seal_complete(s, fc->c);
+    suvm_page_unlock(s, fc->victim, PTE_SEALED);
+    fc->victim = SUVM_NO_PAGE;
+}
+
+/* Ends the fault's use of the pipeline: victim done, slot released. */
+static void fault_done(struct eleos_suvm *s, struct fault_ctx *fc) {
+    fault_victim_done(s, fc);
+    if (fc->c) {
+        suvm_crypto_put(fc->c);
+        fc->c = NULL;
+    }
+}
+
+/*
+ * Look-ahead for the next fault: the first frame after the clock hand that CLOCK would evict
+ * as things stand (in use, unpinned, reference bit clear). Its page-table entry is
+ * prefetched here, and its frame is returned so that the current fault prefetches it, with
+ * write intent, while it encrypts and decrypts: the next fault then seals (dirty victim) or
+ * overwrites (clean victim) a frame that is already in the cache. CLOCK victims are cold by
+ * construction, so without this every dirty fault would wait for 4 KiB from DRAM before its
+ * seal could start. Only a hint: the frame is not owned and may be freed meanwhile (a
+ * prefetch never faults); the chunk pointer is read atomically for that reason.
+ */
+static const uint8_t *clock_peek(struct eleos_suvm *s, uint32_t n) {
+    uint32_t h = atomic_load_explicit(&s->clock_hand, memory_order_relaxed);
+    for (uint32_t i = 0; i < PEEK; i++) {
+        uint32_t g = (h + i) % n;
+        struct frame *fr = &s->frames[g];
+        uint32_t pg = atomic_load_explicit(&fr->page, memory_order_relaxed);
+        if (!pg || atomic_load_explicit(&fr->pin, memory_order_relaxed) ||
+            atomic_load_explicit(&fr->ref, memory_order_relaxed))
+            continue;
+        _mm_prefetch((const char *)&s->pt[pg - 1], _MM_HINT_T0);
+        uint8_t *chunk = __atomic_load_n(&s->chunks[g / SUVM_CHUNK_FRAMES], __ATOMIC_RELAXED);
+        return chunk ? chunk + (size_t)(g % SUVM_CHUNK_FRAMES) * SUVM_PAGE_SIZE : NULL;
+    }
+    return NULL;
+}
+
+/*
  * Tries to evict frame f. On EV_DONE the caller owns the empty frame (page field 0).
  * second_chance: honour and clear the reference bit (CLOCK); shrink and flush ignore it.
+ * fc (a faulting thread, page mode): a dirty victim is sealed with suvm_seal_defer and left
+ * pending in fc (its page still LOCKED) instead of being written out here.
  */
-static enum evict_result try_evict(struct eleos_suvm *s, uint32_t f, bool second_chance) {
+static enum evict_result try_evict(struct eleos_suvm *s, uint32_t f, bool second_chance,
+                                   struct fault_ctx *fc) {
     struct frame *fr = &s->frames[f];
     uint32_t pg = atomic_load_explicit(&fr->page, memory_order_relaxed);
     if (!pg || atomic_load_explicit(&fr->pin, memory_order_relaxed))
@@ -105,8 +176,19 @@ static enum evict_result try_evict(struct eleos_suvm *s, uint32_t f, bool second
     /* We own the page and the frame; the last unpin's release made its writes visible. */
     uint32_t sealed = w & PTE_SEALED;
     bool dirty = atomic_load_explicit(&fr->dirty, memory_order_relaxed);
+    bool defer = false;
+    if (fc && s->nsub == 1)
+        fc->ahead = clock_peek(s, atomic_load_explicit(&s->nframes, memory_order_relaxed));
     if (dirty || !s->cfg.clean_drop) {
-        int r = suvm_seal_page(s, page, suvm_frame_addr(s, f));
+        int r;
+        if (fc && s->nsub == 1) {
+            if (!fc->c)
+                fc->c = suvm_crypto_get(s);
+            r = suvm_seal_defer(s, fc->c, page, suvm_frame_addr(s, f), fc->next, fc->ahead);
+            defer = r == 0;
+        } else {
+            r = suvm_seal_page(s, page, suvm_frame_addr(s, f));
+        }
         if (r) {
             /* Version exhausted or crypto error: the page stays cached, dirty. */
             suvm_page_unlock(s, page, w);
@@ -122,12 +204,16 @@ static enum evict_result try_evict(struct eleos_suvm *s, uint32_t f, bool second
     atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
     atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
     atomic_store_explicit(&fr->page, 0, memory_order_relaxed);
-    suvm_page_unlock(s, page, sealed);
+    if (defer)
+        fc->victim = page; /* unlocked by fault_victim_done once written out */
+    else
+        suvm_page_unlock(s, page, sealed);
     return EV_DONE;
 }
 
-/* CLOCK: evicts one unpinned page and returns its frame, owned by the caller. */
-static int clock_evict_one(struct eleos_suvm *s, uint32_t *out) {
+/* CLOCK: evicts one unpinned page and returns its frame, owned by the caller. fc: as
+ * try_evict (NULL: evict synchronously). */
+static int clock_evict_one(struct eleos_suvm *s, uint32_t *out, struct fault_ctx *fc) {
     for (;;) {
         uint32_t n = atomic_load_explicit(&s->nframes, memory_order_acquire);
         uint32_t target = atomic_load_explicit(&s->target, memory_order_relaxed);
@@ -137,13 +223,16 @@ static int clock_evict_one(struct eleos_suvm *s, uint32_t *out) {
         bool evicted_retired = false;
         while (budget--) {
             uint32_t f = atomic_fetch_add_explicit(&s->clock_hand, 1, memory_order_relaxed) % n;
-            if (try_evict(s, f, true) != EV_DONE)
+            if (try_evict(s, f, true, fc) != EV_DONE)
                 continue;
             if (f < atomic_load_explicit(&s->target, memory_order_relaxed)) {
                 *out = f;
                 return 0;
             }
-            frame_push(s, f); /* retired by a concurrent shrink: not ours to use */
+            /* Retired by a concurrent shrink: not ours to use. */
+            if (fc)
+                fault_victim_done(s, fc);
+            frame_push(s, f);
             evicted_retired = true;
         }
         if (!evicted_retired && target == atomic_load_explicit(&s->target,
@@ -153,10 +242,10 @@ static int clock_evict_one(struct eleos_suvm *s, uint32_t *out) {
 }
 
 /* A frame for page: from the free stack, else evicted on the spot by this thread. */
-static int frame_get(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
+static int frame_get(struct eleos_suvm *s, uint64_t page, uint32_t *out, struct fault_ctx *fc) {
     if (frame_pop(s, page, out))
         return 0;
-    int r = clock_evict_one(s, out);
+    int r = clock_evict_one(s, out, fc);
     if (r == 0) {
         atomic_store_explicit(&s->frames[*out].page, (uint32_t)page + 1, memory_order_relaxed);
         suvm_stat_add(s, ST_SYNC_EVICT, 1);
@@ -176,7 +265,8 @@ static int frame_get(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
  * concurrent faults on one page end on one frame. -errno if no frame could be had (the page
  * is unlocked again).
  */
-static int lock_for_fill(struct eleos_suvm *s, uint64_t page, uint32_t *wp, uint32_t *fp) {
+static int lock_for_fill(struct eleos_suvm *s, uint64_t page, uint32_t *wp, uint32_t *fp,
+                         bool opens, struct fault_ctx *fc) {
     struct pte *e = &s->pt[page];
     for (;;) {
         /* Acquire pairs with the release store that published the frame. */
@@ -191,41 +281,70 @@ static int lock_for_fill(struct eleos_suvm *s, uint64_t page, uint32_t *wp, uint
         if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
                                                    memory_order_acquire, memory_order_relaxed))
             continue;
-        int r = frame_get(s, page, fp);
+        /* A fill that opens the page's sealed copy lets the victim's seal prefetch it. */
+        fc->next = opens && (w & PTE_SEALED) ? page : SUVM_NO_PAGE;
+        int r = frame_get(s, page, fp, fc);
         if (r)
             suvm_page_unlock(s, page, w);
         return r;
     }
 }
 
+/* Pins a page found resident with word w. False if the word changed meanwhile (retry). */
+static bool pin_resident(struct eleos_suvm *s, uint64_t page, uint32_t w, bool write,
+                         uint32_t *out) {
+    uint32_t fi = w & PTE_FRAME_MASK;
+    struct frame *fr = &s->frames[fi - 1];
+    /* seq_cst pair with try_evict's CAS + pin load (see there). */
+    atomic_fetch_add_explicit(&fr->pin, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->pt[page].word, memory_order_seq_cst) != w) {
+        atomic_fetch_sub_explicit(&fr->pin, 1, memory_order_relaxed);
+        return false;
+    }
+    if (!atomic_load_explicit(&fr->ref, memory_order_relaxed))
+        atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
+    if (write && !atomic_load_explicit(&fr->dirty, memory_order_relaxed))
+        atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
+    suvm_stat_add(s, ST_HITS, 1);
+    *out = fi - 1;
+    return true;
+}
+
 int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out) {
     struct pte *e = &s->pt[page];
     for (;;) {
-        uint32_t w, f;
-        int r = lock_for_fill(s, page, &w, &f);
-        if (r < 0)
+        /* The common case first: resident and not locked (acquire pairs with the release
+         * that published the frame). */
+        uint32_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+        if ((w & PTE_FRAME_MASK) && !(w & PTE_LOCKED)) {
+            if (pin_resident(s, page, w, write, out))
+                return 0;
+            continue;
+        }
+        uint32_t f;
+        struct fault_ctx fc;
+        fault_ctx_init(&fc);
+        int r = lock_for_fill(s, page, &w, &f, true, &fc);
+        if (r < 0) {
+            fault_done(s, &fc); /* nothing pending, but maybe a crypto slot */
             return r;
+        }
         if (r == 1) {
-            uint32_t fi = w & PTE_FRAME_MASK;
-            struct frame *fr = &s->frames[fi - 1];
-            /* seq_cst pair with try_evict's CAS + pin load (see there). */
-            atomic_fetch_add_explicit(&fr->pin, 1, memory_order_seq_cst);
-            if (atomic_load_explicit(&e->word, memory_order_seq_cst) != w) {
-                atomic_fetch_sub_explicit(&fr->pin, 1, memory_order_relaxed);
-                continue;
-            }
-            if (!atomic_load_explicit(&fr->ref, memory_order_relaxed))
-                atomic_store_explicit(&fr->ref, 1, memory_order_relaxed);
-            if (write && !atomic_load_explicit(&fr->dirty, memory_order_relaxed))
-                atomic_store_explicit(&fr->dirty, 1, memory_order_relaxed);
-            suvm_stat_add(s, ST_HITS, 1);
-            *out = fi - 1;
-            return 0;
+            if (pin_resident(s, page, w, write, out))
+                return 0;
+            continue;
         }
         struct frame *fr = &s->frames[f];
         uint8_t *data = suvm_frame_addr(s, f);
         if (w & PTE_SEALED) {
-            r = suvm_open_page(s, page, data);
+            if (s->nsub == 1) {
+                if (!fc.c)
+                    fc.c = suvm_crypto_get(s);
+                r = suvm_open_swap(s, fc.c, page, data, fc.ahead); /* writes the victim out */
+            } else {
+                r = suvm_open_page(s, page, data);
+            }
+            fault_done(s, &fc);
             if (r) {
                 frame_push(s, f);
                 suvm_page_unlock(s, page, w);
@@ -233,6 +352,7 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
             }
             suvm_stat_add(s, ST_MAJOR, 1);
         } else {
+            fault_done(s, &fc);
             memset(data, 0, SUVM_PAGE_SIZE); /* never written (or freed): zeros */
             suvm_stat_add(s, ST_MINOR, 1);
         }
@@ -248,7 +368,10 @@ int suvm_page_pin(struct eleos_suvm *s, uint64_t page, bool write, uint32_t *out
 
 int suvm_page_overwrite(struct eleos_suvm *s, uint64_t page, const void *src, int c) {
     uint32_t w, f;
-    int r = lock_for_fill(s, page, &w, &f);
+    struct fault_ctx fc;
+    fault_ctx_init(&fc);
+    int r = lock_for_fill(s, page, &w, &f, false, &fc);
+    fault_done(s, &fc); /* a sealed victim goes out now: there is no open to overlap with */
     if (r)
         return r; /* 1: resident, the caller writes through the cache; or -errno */
     /* The new contents go in while the page is still LOCKED: nobody can see the frame's
@@ -374,7 +497,7 @@ static uint32_t evict_batch(struct eleos_suvm *s) {
     uint64_t budget = 3ull * n;
     while (done < EVICT_BATCH && budget--) {
         uint32_t f = atomic_fetch_add_explicit(&s->clock_hand, 1, memory_order_relaxed) % n;
-        if (try_evict(s, f, true) == EV_DONE) {
+        if (try_evict(s, f, true, NULL) == EV_DONE) {
             frame_push(s, f);
             done++;
         }
@@ -434,11 +557,14 @@ void eleos_suvm_evictor_request_stop(struct eleos_suvm *s) {
 int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames) {
     uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
     for (uint32_t c = old / SUVM_CHUNK_FRAMES; c < new_frames / SUVM_CHUNK_FRAMES; c++) {
-        s->chunks[c] = suvm_mem_alloc(s, SUVM_PAGE_SIZE, SUVM_CHUNK_SIZE);
-        if (!s->chunks[c]) {
+        uint8_t *chunk = suvm_mem_alloc(s, SUVM_PAGE_SIZE, SUVM_CHUNK_SIZE);
+        /* Atomic (relaxed) because clock_peek reads chunk pointers of frames it does not own;
+         * everyone else is ordered after this by the release of nframes below. */
+        __atomic_store_n(&s->chunks[c], chunk, __ATOMIC_RELAXED);
+        if (!chunk) {
             while (c-- > old / SUVM_CHUNK_FRAMES) {
                 suvm_mem_free(s, s->chunks[c]);
-                s->chunks[c] = NULL;
+                __atomic_store_n(&s->chunks[c], NULL, __ATOMIC_RELAXED);
             }
             return -ENOMEM;
         }
@@ -478,7 +604,7 @@ static void chunk_release(struct eleos_suvm *s, uint32_t c) {
     if (!s->enc || eleos_enclave_trim(s->enc, chunk, SUVM_CHUNK_SIZE) != 0)
         memset(chunk, 0, SUVM_CHUNK_SIZE); /* host mode, or trim failed: wipe instead */
     suvm_mem_free(s, chunk);
-    s->chunks[c] = NULL;
+    __atomic_store_n(&s->chunks[c], NULL, __ATOMIC_RELAXED); /* see suvm_frames_grow */
 }
 
 /* Shrinks to new_frames: retire, evict, free. resize_lock held.
@@ -514,7 +640,7 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
         while (!atomic_load_explicit(&s->frames[f].parked, memory_order_acquire)) {
             enum evict_result r = EV_SKIP;
             if (atomic_load_explicit(&s->frames[f].page, memory_order_relaxed)) {
-                r = try_evict(s, f, false);
+                r = try_evict(s, f, false, NULL);
                 if (r == EV_DONE) {
                     frame_push(s, f); /* parks it */
                     break;

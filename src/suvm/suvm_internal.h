@@ -26,6 +26,9 @@
 #define SUVM_CHUNK_FRAMES 64u
 #define SUVM_CHUNK_SIZE   ((size_t)SUVM_CHUNK_FRAMES * SUVM_PAGE_SIZE)
 
+/* Huge page size the backing store is aligned to (see create). */
+#define SUVM_HUGE ((size_t)2 << 20)
+
 /* AES-GCM contexts (with their bounce buffers) shared by all threads. A struct gcm is not
  * MT-safe, and enclave code cannot allocate per-thread state cheaply, so threads take any
  * free one; more than the number of cores buys nothing. */
@@ -108,8 +111,14 @@ struct frame {
 struct crypto_slot {
     alignas(64) _Atomic uint32_t busy;
     struct gcm gcm;
-    uint8_t *bounce; /* SUVM_PAGE_SIZE bytes of enclave memory */
+    uint8_t *bounce;  /* SUVM_PAGE_SIZE bytes of enclave memory */
+    /* Fault path: a page sealed into bounce whose copy to the store is still pending
+     * (SUVM_NO_PAGE when none), and its tag. Owned by the slot's holder. */
+    uint64_t out_page;
+    uint8_t out_tag[GCM_TAG_SIZE];
 };
+
+#define SUVM_NO_PAGE UINT64_MAX
 
 enum suvm_stat {
     ST_HITS,
@@ -166,10 +175,13 @@ struct eleos_suvm {
     struct pte *pt;              /* npages entries                                       */
     uint32_t *subver;            /* sub-page mode: npages * nsub versions (LOCKED)       */
 
-    /* Untrusted memory: touched only through the helpers in enclave_seal.c. */
+    /* Untrusted memory: touched only through the helpers in enclave_seal.c. One mapping
+     * (ualloc), 2 MiB aligned inside it: the store, then the tags. */
     uint8_t *store;              /* npages * SUVM_PAGE_SIZE ciphertext                   */
     uint8_t *tags;               /* npages * nsub * GCM_TAG_SIZE                         */
     size_t store_size, tags_size;
+    uint8_t *ualloc;
+    size_t ualloc_size;
 
     /* The page cache. */
     struct frame *frames;        /* max_frames descriptors                               */
@@ -226,6 +238,22 @@ int suvm_seal_page(struct eleos_suvm *s, uint64_t page, const uint8_t *src)
     __attribute__((warn_unused_result));
 int suvm_open_page(struct eleos_suvm *s, uint64_t page, uint8_t *dst)
     __attribute__((warn_unused_result));
+/* The crypto slots: any free one (spins while all are busy; never blocks otherwise). */
+struct crypto_slot *suvm_crypto_get(struct eleos_suvm *s);
+void suvm_crypto_put(struct crypto_slot *c);
+/* The page-mode fault path (see enclave_seal.c), under the LOCKED bits of both pages:
+ * seal_defer seals page (a victim) from src into c's bounce buffer under a new version and
+ *   leaves its copy-out pending in c, prefetching the sealed copy of next (SUVM_NO_PAGE:
+ *   none) meanwhile; -EOVERFLOW / -EIO: nothing changed, nothing pending.
+ * open_swap opens page into dst (its frame), writing out c's pending copy on the way; on
+ *   return nothing is pending and the copy is fenced (even on failure: dst is then wiped).
+ * seal_complete writes out and fences c's pending copy, if any. */
+int suvm_seal_defer(struct eleos_suvm *s, struct crypto_slot *c, uint64_t page,
+                    const uint8_t *src, uint64_t next, const uint8_t *ahead)
+    __attribute__((warn_unused_result));
+int suvm_open_swap(struct eleos_suvm *s, struct crypto_slot *c, uint64_t page, uint8_t *dst,
+                   const uint8_t *ahead) __attribute__((warn_unused_result));
+void suvm_seal_complete(struct eleos_suvm *s, struct crypto_slot *c);
 /* Sub-page mode: one sub-page. Caller holds LOCKED. open of a never-written sub-page
  * yields zeros. */
 int suvm_seal_sub(struct eleos_suvm *s, uint64_t page, uint32_t sub, const uint8_t *src)

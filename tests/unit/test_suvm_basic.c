@@ -209,6 +209,84 @@ static long c_spointer(void *arg) {
     return 0;
 }
 
+/* The link follows the spointer: moves are arithmetic, the next dereference moves the pin
+ * (dropping the old one in the same call), errors leave it unlinked with nothing pinned, and
+ * the fast path works in both directions across page boundaries. */
+static long c_spointer_link(void *arg) {
+    (void)arg;
+    struct eleos_suvm *s = mk(256 * 1024, 0, 8 * MiB, 0, true); /* 64 frames */
+    uint64_t a, b;
+    CHECK_EQ(eleos_suvm_alloc(s, 4 * PAGE, &a), 0);
+    CHECK_EQ(eleos_suvm_alloc(s, PAGE, &b), 0);
+    for (uint64_t i = 0; i < 4 * PAGE / 8; i++)
+        CHECK_EQ(eleos_suvm_write(s, a + i * 8, &i, 8), 0);
+    struct eleos_suvm_ptr p;
+    void *v;
+    /* Backwards word by word from the last word: every value, across three page ends. */
+    eleos_suvm_ptr_init(&p, s, a + 4 * PAGE - 8);
+    for (uint64_t i = 4 * PAGE / 8; i-- > 0;) {
+        REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0);
+        if (*(uint64_t *)v != i) {
+            CHECK_EQ(*(uint64_t *)v, i);
+            break;
+        }
+        eleos_suvm_ptr_add(&p, -8);
+    }
+    CHECK_EQ(eleos_suvm_ptr_addr(&p), a - 8);
+    /* Off the page and back without a dereference in between: still the same link. */
+    eleos_suvm_ptr_set(&p, a + 8);
+    REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0);
+    eleos_suvm_ptr_add(&p, 3 * PAGE);
+    eleos_suvm_ptr_add(&p, -3 * (int64_t)PAGE);
+    void *w;
+    REQUIRE(eleos_suvm_ptr_deref(&p, &w) == 0);
+    CHECK(w == v);
+    /* A spointer that moved away still pins the page it last dereferenced (b's page here)
+     * until it is dereferenced elsewhere or reset. */
+    eleos_suvm_ptr_set(&p, b);
+    REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0);
+    eleos_suvm_ptr_set(&p, a);
+    CHECK_EQ(eleos_suvm_free(s, b), -EBUSY);
+    REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0); /* moves the pin to a's first page */
+    CHECK_EQ(eleos_suvm_free(s, b), 0);
+    CHECK_EQ(eleos_suvm_alloc(s, PAGE, &b), 0);
+    /* A failed dereference drops the old link: nothing stays pinned. */
+    eleos_suvm_ptr_set(&p, b);
+    REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0);
+    eleos_suvm_ptr_set(&p, 8 * MiB + 16); /* past the store */
+    CHECK_EQ(eleos_suvm_ptr_deref(&p, &v), -EFAULT);
+    CHECK(v == NULL);
+    CHECK_EQ(eleos_suvm_ptr_addr(&p), 8 * MiB + 16);
+    CHECK_EQ(eleos_suvm_free(s, b), 0);
+    CHECK_EQ(eleos_suvm_ptr_deref(&p, &v), -EFAULT); /* unlinked: fails again, cleanly */
+    /* Read link, then write intent on the same page: marks it dirty without relinking; the
+     * write survives eviction. mark_dirty on an unlinked spointer is a no-op. */
+    eleos_suvm_ptr_set(&p, a + PAGE);
+    REQUIRE(eleos_suvm_ptr_deref(&p, &v) == 0);
+    REQUIRE(eleos_suvm_ptr_deref_w(&p, &w) == 0);
+    CHECK(w == v);
+    *(uint64_t *)w = 4242;
+    eleos_suvm_ptr_reset(&p);
+    eleos_suvm_ptr_mark_dirty(&p);
+    uint64_t big;
+    CHECK_EQ(eleos_suvm_alloc(s, 2 * MiB, &big), 0);
+    for (uint64_t off = 0; off < 2 * MiB; off += PAGE)
+        CHECK_EQ(eleos_suvm_write(s, big + off, &off, sizeof off), 0);
+    uint64_t got = 0;
+    CHECK_EQ(eleos_suvm_read(s, a + PAGE, &got, 8), 0);
+    CHECK_EQ(got, 4242);
+    eleos_suvm_ptr_fini(&p);
+    /* A spointer in memory (not a local) works the same way. */
+    static struct eleos_suvm_ptr q;
+    eleos_suvm_ptr_init(&q, s, a + 2 * PAGE);
+    REQUIRE(eleos_suvm_ptr_deref(&q, &v) == 0);
+    CHECK_EQ(*(uint64_t *)v, 2 * PAGE / 8);
+    eleos_suvm_ptr_fini(&q);
+    CHECK_EQ(eleos_suvm_free(s, a), 0);
+    eleos_suvm_destroy(s);
+    return 0;
+}
+
 /* Random operations against a plain reference; the cache is 1/8 of the data. */
 struct rnd_arg {
     size_t sub;
@@ -530,6 +608,9 @@ static void test_alloc_free_reuse(void) {
 static void test_spointers(void) {
     run_both(c_spointer, NULL);
 }
+static void test_spointer_link(void) {
+    run_both(c_spointer_link, NULL);
+}
 static void test_random_page_mode(void) {
     struct rnd_arg a = {.sub = 0, .ref = malloc(DATA)};
     REQUIRE(a.ref);
@@ -559,6 +640,7 @@ static void test_flush_resize(void) {
 }
 
 TEST_MAIN(TEST_CASE(test_config), TEST_CASE(test_alloc_free_reuse), TEST_CASE(test_spointers),
+          TEST_CASE(test_spointer_link),
           TEST_CASE(test_random_page_mode), TEST_CASE(test_random_subpage_256),
           TEST_CASE(test_random_subpage_1k), TEST_CASE(test_zero_fill_clean_drop),
           TEST_CASE(test_no_clean_drop), TEST_CASE(test_flush_resize),

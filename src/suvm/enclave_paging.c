@@ -120,9 +120,9 @@ static void fault_done(struct eleos_suvm *s, struct fault_ctx *fc) {
 /*
  * Look-ahead for the next fault: the first frame after the clock hand that CLOCK would evict
  * as things stand (in use, unpinned, reference bit clear). Its page-table entry is
- * prefetched here, and its frame is returned so that the current fault prefetches it, with
- * write intent, while it encrypts and decrypts: the next fault then seals (dirty victim) or
- * overwrites (clean victim) a frame that is already in the cache. CLOCK victims are cold by
+ * prefetched here, and its frame is returned so that the current fault prefetches it (into
+ * L2) while it encrypts and decrypts: the next fault then seals (dirty victim) or overwrites
+ * (clean victim) a frame that is already in the cache. CLOCK victims are cold by
  * construction, so without this every dirty fault would wait for 4 KiB from DRAM before its
  * seal could start. Only a hint: the frame is not owned and may be freed meanwhile (a
  * prefetch never faults); the chunk pointer is read atomically for that reason.
@@ -281,8 +281,11 @@ static int lock_for_fill(struct eleos_suvm *s, uint64_t page, uint32_t *wp, uint
         if (!atomic_compare_exchange_weak_explicit(&e->word, &w, w | PTE_LOCKED,
                                                    memory_order_acquire, memory_order_relaxed))
             continue;
-        /* A fill that opens the page's sealed copy lets the victim's seal prefetch it. */
+        /* A fill that opens the page's sealed copy starts fetching it now, before the
+         * victim is chosen, and lets the victim's seal fetch the rest. */
         fc->next = opens && (w & PTE_SEALED) ? page : SUVM_NO_PAGE;
+        if (fc->next != SUVM_NO_PAGE)
+            suvm_fault_prefetch(s, page);
         int r = frame_get(s, page, fp, fc);
         if (r)
             suvm_page_unlock(s, page, w);

@@ -254,6 +254,9 @@ int suvm_seal_defer(struct eleos_suvm *s, struct crypto_slot *c, uint64_t page,
 int suvm_open_swap(struct eleos_suvm *s, struct crypto_slot *c, uint64_t page, uint8_t *dst,
                    const uint8_t *ahead) __attribute__((warn_unused_result));
 void suvm_seal_complete(struct eleos_suvm *s, struct crypto_slot *c);
+/* Starts fetching the sealed copy of page, which the calling fault will open (page mode;
+ * a hint only, nothing is read). */
+void suvm_fault_prefetch(struct eleos_suvm *s, uint64_t page);
 /* Sub-page mode: one sub-page. Caller holds LOCKED. open of a never-written sub-page
  * yields zeros. */
 int suvm_seal_sub(struct eleos_suvm *s, uint64_t page, uint32_t sub, const uint8_t *src)

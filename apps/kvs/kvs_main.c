@@ -75,11 +75,20 @@
  * headers, hash table, connections) no longer fits next to the cache; each costs ~16 us and
  * happens on a random metadata touch, while a smaller cache only loses the few hits a
  * uniform load gets from it (measured at 5x the EPC: 8 MiB instead of 24 MiB took EPC faults
- * from 0.4 per request to 0 and throughput up by about 40 %). The cache never grows back on
- * its own: the metadata of a server rarely shrinks. */
+ * from 0.4 per request to 0 and throughput up by about 40 %).
+ * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
+ * no EPC fault at all, the cache grows by a quarter, never beyond its starting size: the
+ * metadata may have shrunk (flush_all, deletes, expired items) or the load moved on. The
+ * grow is a probe: if the faults come back before the next wait has passed it was too much
+ * (the next shrink undoes it) and the wait doubles, up to BALLOON_GROW_WAIT_MAX (60 s), so a
+ * server at its limit tries again rarely; a grow that holds resets the wait. Resident EPC
+ * cannot tell this in advance: once the enclave outgrew the EPC it stays full of pages, most
+ * of them possibly cold. */
 #define BALLOON_PERIOD_MS 250
 #define BALLOON_FAULTS 64u
 #define BALLOON_MIN_MIB 2u
+#define BALLOON_GROW_WAIT 8u
+#define BALLOON_GROW_WAIT_MAX 240u
 /* SUVM address space beyond -m: every slab class may take a first page over the limit
  * (memcached's rule), plus a reserved first page of the SUVM address space. */
 #define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
@@ -120,8 +129,9 @@ struct app {
     struct eleos_rpc_client *rpc;
     bool rpc_on, suvm_on;
     size_t suvm_cache;        /* current page-cache size (main thread only)   */
+    size_t suvm_cache_start;  /* its size at start: the balloon's upper bound */
     size_t balloon_target;    /* the size the host asks for (balloon ECALL)   */
-    _Atomic uint64_t balloon_shrinks;
+    _Atomic uint64_t balloon_shrinks, balloon_grows;
     _Atomic uint32_t *lock_wake; /* untrusted page: the store lock's futex word */
     int stop_w;
     struct kvs_buf stats_out; /* filled by the final-stats ECALL */
@@ -461,6 +471,8 @@ static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
         eleos_suvm_stats(a->suvm, &ss);
         ESTAT("eleos_suvm_balloon_shrinks",
               atomic_load_explicit(&a->balloon_shrinks, memory_order_relaxed));
+        ESTAT("eleos_suvm_balloon_grows",
+              atomic_load_explicit(&a->balloon_grows, memory_order_relaxed));
         ESTAT("eleos_suvm_hits", ss.hits);
         ESTAT("eleos_suvm_minor_faults", ss.minor_faults);
         ESTAT("eleos_suvm_major_faults", ss.major_faults);
@@ -496,7 +508,7 @@ static long enclave_setup(void *arg) {
         size_t page = sc.item_size_max > KVS_SLAB_PAGE_SIZE ? sc.item_size_max
                                                              : KVS_SLAB_PAGE_SIZE;
         cfg.cache_size = a->opt.suvm_cache_mib << 20;
-        a->suvm_cache = cfg.cache_size;
+        a->suvm_cache = a->suvm_cache_start = cfg.cache_size;
         cfg.backing_size = sc.mem_limit + SUVM_BACKING_SLACK_PAGES * page;
         int r = eleos_suvm_create(&cfg, &a->suvm);
         if (r)
@@ -585,11 +597,13 @@ static int ecall_or_call(struct app *a, eleos_enclave_fn fn) {
     return r ? r : (int)ret;
 }
 
-/* Enclave side of the balloon: the requested size is host-chosen, so it is bounded here. */
+/* Enclave side of the balloon: the requested size is host-chosen, so it is bounded here
+ * (and eleos_suvm_resize refuses anything above the size the enclave created the cache
+ * with). */
 static long enclave_balloon(void *arg) {
     struct app *a = arg;
     size_t want = a->balloon_target;
-    if (want < ((size_t)BALLOON_MIN_MIB << 20) || want >= a->suvm_cache)
+    if (want < ((size_t)BALLOON_MIN_MIB << 20) || want > a->suvm_cache_start)
         return -EINVAL;
     int r = eleos_suvm_resize(a->suvm, want);
     if (r == 0)
@@ -597,24 +611,72 @@ static long enclave_balloon(void *arg) {
     return r;
 }
 
-/* One balloon step (host mode, main thread): shrink the SUVM cache if the enclave took more
- * than BALLOON_FAULTS EPC faults since the last step. */
-static void balloon_step(struct app *a, uint64_t *last_faults) {
+/* The host side's state between steps (main thread only). */
+struct balloon {
+    uint64_t last_faults; /* the enclave's EPC fault count at the last step       */
+    unsigned quiet;       /* consecutive periods without an EPC fault             */
+    unsigned wait;        /* quiet periods before the next grow                    */
+    bool probing;         /* a grow happened and has not held for `wait` yet       */
+};
+
+static void balloon_init(struct app *a, struct balloon *b) {
     struct eleos_enclave_stats st;
     eleos_enclave_stats(a->enc, &st);
-    uint64_t faults = st.epc_faults - *last_faults;
-    *last_faults = st.epc_faults;
-    size_t min = (size_t)BALLOON_MIN_MIB << 20;
-    if (faults <= BALLOON_FAULTS || a->suvm_cache <= min)
+    b->last_faults = st.epc_faults;
+    b->quiet = 0;
+    b->wait = BALLOON_GROW_WAIT;
+    b->probing = false;
+}
+
+static void balloon_resize(struct app *a, size_t want, uint64_t faults) {
+    bool grow = want > a->suvm_cache;
+    a->balloon_target = want;
+    if (ecall_or_call(a, enclave_balloon) != 0)
         return;
-    size_t want = a->suvm_cache - a->suvm_cache / 4;
-    a->balloon_target = want > min ? want : min;
-    if (ecall_or_call(a, enclave_balloon) == 0) {
-        atomic_fetch_add_explicit(&a->balloon_shrinks, 1, memory_order_relaxed);
-        if (a->opt.verbose)
-            fprintf(stderr, "eleos-kvs: %llu EPC faults in %d ms: SUVM cache now %zu KiB\n",
-                    (unsigned long long)faults, BALLOON_PERIOD_MS, a->suvm_cache >> 10);
+    atomic_fetch_add_explicit(grow ? &a->balloon_grows : &a->balloon_shrinks, 1,
+                              memory_order_relaxed);
+    if (a->opt.verbose)
+        fprintf(stderr, "eleos-kvs: %llu EPC faults in %d ms: SUVM cache now %zu KiB\n",
+                (unsigned long long)faults, BALLOON_PERIOD_MS, a->suvm_cache >> 10);
+}
+
+/* One balloon step (host mode, main thread, every BALLOON_PERIOD_MS): shrink the SUVM cache
+ * if the enclave took more than BALLOON_FAULTS EPC faults since the last step, grow it back
+ * after a quiet wait (see BALLOON_* above). */
+static void balloon_step(struct app *a, struct balloon *b) {
+    struct eleos_enclave_stats st;
+    eleos_enclave_stats(a->enc, &st);
+    uint64_t faults = st.epc_faults - b->last_faults;
+    b->last_faults = st.epc_faults;
+    size_t min = (size_t)BALLOON_MIN_MIB << 20;
+    if (faults > BALLOON_FAULTS) {
+        b->quiet = 0;
+        if (b->probing) { /* the last grow was too much */
+            b->probing = false;
+            b->wait = b->wait * 2 < BALLOON_GROW_WAIT_MAX ? b->wait * 2 : BALLOON_GROW_WAIT_MAX;
+        }
+        if (a->suvm_cache > min) {
+            size_t want = a->suvm_cache - a->suvm_cache / 4;
+            balloon_resize(a, want > min ? want : min, faults);
+        }
+        return;
     }
+    if (faults) {
+        b->quiet = 0;
+        return;
+    }
+    if (++b->quiet < b->wait)
+        return;
+    b->quiet = 0;
+    if (b->probing) { /* the last grow held */
+        b->probing = false;
+        b->wait = BALLOON_GROW_WAIT;
+    }
+    if (a->suvm_cache >= a->suvm_cache_start)
+        return;
+    size_t old = a->suvm_cache, step = old / 4 > min ? old / 4 : min;
+    balloon_resize(a, old + step < a->suvm_cache_start ? old + step : a->suvm_cache_start, 0);
+    b->probing = a->suvm_cache > old;
 }
 
 /*
@@ -818,11 +880,10 @@ int main(int argc, char **argv) {
         if (a->suvm && !a->opt.suvm_cache_set) {
             /* Auto-sized cache: run the balloon between signals. */
             struct timespec period = {0, BALLOON_PERIOD_MS * 1000000L};
-            struct eleos_enclave_stats st;
-            eleos_enclave_stats(a->enc, &st);
-            uint64_t last = st.epc_faults;
+            struct balloon b;
+            balloon_init(a, &b);
             while ((sig = sigtimedwait(&sigs, NULL, &period)) < 0)
-                balloon_step(a, &last);
+                balloon_step(a, &b);
         } else {
             sigwait(&sigs, &sig);
         }

@@ -9,7 +9,8 @@ get_hits / cmd_set cover what the generator counted. Native also runs many conne
 with pipelining and a SET-heavy mix. Finally: a port with nothing listening makes the
 generator exit 2 with a clear message, and bad options exit 2. The third scenario checks
 eleos mode's defaults: the balloon shrinks an auto-sized SUVM cache that crowds the item
-metadata out of a small EPC, and --rpc auto decides by the CPU count.
+metadata out of a small EPC and grows it back once the server is idle (every value still
+verifies after that), and --rpc auto decides by the CPU count.
 """
 import csv
 import io
@@ -17,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kvs_common import HOST, Checker, Server, stats  # noqa: E402
@@ -89,7 +91,7 @@ def scenario(mode, server_args, keys, vsize, check_server=None):
             mode, after.get("get_hits"), after.get("eleos_epc_faults", "-"),
             after.get("eleos_suvm_major_faults", "-")))
         if check_server is not None:
-            check_server(after)
+            check_server(after, srv, keys, vsize)
         if mode == "native":
             # many connections, pipelined, SET-heavy: replies stay matched to requests
             check_run(mode, srv.port, keys, vsize, ("-c", 300, "-T", 2, "--pipeline", 4),
@@ -109,13 +111,30 @@ try:
     # The balloon and --rpc auto: an auto-sized SUVM cache (16 MiB, the minimum start) fills a
     # 16 MiB EPC, so the item headers and hash table fault; the host must shrink the cache
     # until they fit. RPC: on only if the CPUs outnumber 2 server threads + 1 worker - 1.
-    def check_balloon(st):
+    def check_balloon(st, srv, keys, vsize):
+        shrunk = int(st["eleos_suvm_cache_frames"])
         c.true(int(st["eleos_suvm_balloon_shrinks"]) >= 1,
                "[balloon] the SUVM cache was shrunk (%s times)" % st["eleos_suvm_balloon_shrinks"])
-        c.true(int(st["eleos_suvm_cache_frames"]) < (16 << 20) // 4096,
-               "[balloon] cache below its 16 MiB start (%s frames)" % st["eleos_suvm_cache_frames"])
+        c.true(shrunk < (16 << 20) // 4096,
+               "[balloon] cache below its 16 MiB start (%d frames)" % shrunk)
         want = "on" if (os.cpu_count() or 1) >= 3 else "off"
         c.eq(st["eleos_rpc"], want, "[auto] RPC %s with %s CPUs for -t 2" % (want, os.cpu_count()))
+        # Idle, the enclave takes no EPC faults: after 2 s the balloon grows the cache back
+        # by a quarter (a probe), and again every 2 s while no faults come, up to 16 MiB.
+        deadline = time.time() + 15
+        grown = st
+        while time.time() < deadline:
+            time.sleep(0.5)
+            grown = stats(srv)
+            if int(grown["eleos_suvm_balloon_grows"]) >= 1:
+                break
+        c.true(int(grown["eleos_suvm_balloon_grows"]) >= 1,
+               "[balloon] idle: the cache grew back (%s times)" % grown["eleos_suvm_balloon_grows"])
+        frames = int(grown["eleos_suvm_cache_frames"])
+        c.true(shrunk < frames <= (16 << 20) // 4096,
+               "[balloon] idle: %d frames -> %d, at most the 16 MiB start" % (shrunk, frames))
+        # Every value still reads back right through the grown cache.
+        check_run("eleos", srv.port, keys, vsize, label="after the grow")
 
     scenario("eleos", ["-t", "2", "-m", "48", "--epc", "16"], 20000, 1024, check_balloon)
 

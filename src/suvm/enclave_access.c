@@ -78,6 +78,19 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
 
 /* --- Bulk ------------------------------------------------------------------------------------ */
 
+/* The part of [addr, addr + size) from byte `done` on that lies in one page. */
+struct span {
+    uint64_t page;
+    size_t off, n; /* offset in the page, length */
+};
+
+static struct span span_at(uint64_t addr, size_t size, size_t done) {
+    uint64_t a = addr + done;
+    size_t off = (size_t)(a & SUVM_PAGE_MASK);
+    size_t n = SUVM_PAGE_SIZE - off < size - done ? SUVM_PAGE_SIZE - off : size - done;
+    return (struct span){a >> SUVM_PAGE_SHIFT, off, n};
+}
+
 enum bulk_op { OP_READ, OP_WRITE, OP_SET, OP_CMP };
 
 static int bulk(struct eleos_suvm *s, uint64_t addr, size_t size, enum bulk_op op,
@@ -87,20 +100,17 @@ static int bulk(struct eleos_suvm *s, uint64_t addr, size_t size, enum bulk_op o
     int r = check_range(s, addr, size);
     if (r)
         return r;
-    size_t done = 0;
-    while (done < size) {
-        uint64_t a = addr + done;
-        uint64_t page = a >> SUVM_PAGE_SHIFT;
-        size_t off = (size_t)(a & SUVM_PAGE_MASK);
-        size_t n = SUVM_PAGE_SIZE - off < size - done ? SUVM_PAGE_SIZE - off : size - done;
+    for (size_t done = 0, n; done < size; done += n) {
+        struct span sp = span_at(addr, size, done);
+        uint64_t page = sp.page;
+        size_t off = sp.off;
+        n = sp.n;
         if ((op == OP_WRITE || op == OP_SET) && n == SUVM_PAGE_SIZE) {
             r = suvm_page_overwrite(s, page, op == OP_WRITE ? wbuf + done : NULL, c);
             if (r < 0)
                 return r;
-            if (r == 0) {
-                done += n;
+            if (r == 0)
                 continue;
-            }
         }
         uint32_t f;
         r = suvm_page_pin(s, page, op == OP_WRITE || op == OP_SET, &f);
@@ -128,7 +138,6 @@ static int bulk(struct eleos_suvm *s, uint64_t addr, size_t size, enum bulk_op o
         }
         }
         suvm_page_unpin(s, f);
-        done += n;
     }
     if (op == OP_CMP)
         *cmp = 0;
@@ -210,16 +219,13 @@ static int direct(struct eleos_suvm *s, uint64_t addr, uint8_t *rbuf, const uint
     int r = check_range(s, addr, size);
     if (r)
         return r;
-    size_t done = 0;
-    while (done < size) {
-        uint64_t a = addr + done;
-        size_t off = (size_t)(a & SUVM_PAGE_MASK);
-        size_t n = SUVM_PAGE_SIZE - off < size - done ? SUVM_PAGE_SIZE - off : size - done;
-        r = direct_page(s, a >> SUVM_PAGE_SHIFT, off, rbuf ? rbuf + done : NULL,
+    for (size_t done = 0, n; done < size; done += n) {
+        struct span sp = span_at(addr, size, done);
+        n = sp.n;
+        r = direct_page(s, sp.page, sp.off, rbuf ? rbuf + done : NULL,
                         wbuf ? wbuf + done : NULL, n);
         if (r)
             return r;
-        done += n;
     }
     return 0;
 }

@@ -376,7 +376,8 @@ struct eleos_suvm_stats {
 /* Snapshot of the counters (each read atomically, not one instant). MT-safe. */
 void eleos_suvm_stats(struct eleos_suvm *s, struct eleos_suvm_stats *out);
 
-/* Zeroes the event counters (not the gauges). MT-safe. */
+/* Zeroes the event counters (not the gauges). MT-safe; a count made by another thread at
+ * the same moment may survive the reset (counting takes no lock). */
 void eleos_suvm_stats_reset(struct eleos_suvm *s);
 
 /* --- For tests and fault injection: the adversary's view of the backing store ----------- */

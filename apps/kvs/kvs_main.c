@@ -77,7 +77,8 @@
  * uniform load gets from it (measured at 5x the EPC: 8 MiB instead of 24 MiB took EPC faults
  * from 0.4 per request to 0 and throughput up by about 40 %).
  * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
- * no EPC fault at all, the cache grows by a quarter, never beyond its starting size: the
+ * at most BALLOON_QUIET_FAULTS EPC faults per period (a stray metadata touch, a `stats`
+ * poll), the cache grows by a quarter, never beyond its starting size: the
  * metadata may have shrunk (flush_all, deletes, expired items) or the load moved on. The
  * grow is a probe: if the faults come back before the next wait has passed it was too much
  * (the next shrink undoes it) and the wait doubles, up to BALLOON_GROW_WAIT_MAX (60 s), so a
@@ -87,6 +88,7 @@
 #define BALLOON_PERIOD_MS 250
 #define BALLOON_FAULTS 64u
 #define BALLOON_MIN_MIB 2u
+#define BALLOON_QUIET_FAULTS 4u
 #define BALLOON_GROW_WAIT 8u
 #define BALLOON_GROW_WAIT_MAX 240u
 /* SUVM address space beyond -m: every slab class may take a first page over the limit
@@ -614,7 +616,7 @@ static long enclave_balloon(void *arg) {
 /* The host side's state between steps (main thread only). */
 struct balloon {
     uint64_t last_faults; /* the enclave's EPC fault count at the last step       */
-    unsigned quiet;       /* consecutive periods without an EPC fault             */
+    unsigned quiet;       /* consecutive quiet periods (few or no EPC faults)    */
     unsigned wait;        /* quiet periods before the next grow                    */
     bool probing;         /* a grow happened and has not held for `wait` yet       */
 };
@@ -661,7 +663,7 @@ static void balloon_step(struct app *a, struct balloon *b) {
         }
         return;
     }
-    if (faults) {
+    if (faults > BALLOON_QUIET_FAULTS) {
         b->quiet = 0;
         return;
     }

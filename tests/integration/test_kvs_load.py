@@ -119,7 +119,7 @@ try:
                "[balloon] cache below its 16 MiB start (%d frames)" % shrunk)
         want = "on" if (os.cpu_count() or 1) >= 3 else "off"
         c.eq(st["eleos_rpc"], want, "[auto] RPC %s with %s CPUs for -t 2" % (want, os.cpu_count()))
-        # Idle, the enclave takes no EPC faults: after 2 s the balloon grows the cache back
+        # Idle, the enclave takes (almost) no EPC faults: after 2 s the balloon grows the cache back
         # by a quarter (a probe), and again every 2 s while no faults come, up to 16 MiB.
         deadline = time.time() + 15
         grown = st

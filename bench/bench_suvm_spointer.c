@@ -10,7 +10,11 @@
  *              (how bulk code uses spointers);
  *   random:    64-bit reads at random word indices; spointer: set + deref per read (a new
  *              page almost every time: one slow-path call that unpins the old page, looks
- *              up and pins the new one and counts a hit, three atomic RMWs).
+ *              up and pins the new one and counts a hit, two atomic RMWs, which also keep
+ *              the loop's cache misses from overlapping);
+ *   random+hint: the same reads, the spointer loop calling eleos_suvm_prefetch for the
+ *              address HINT_AHEAD reads ahead (the raw loop is the plain one again, run next
+ *              to it).
  *
  * The raw seq-word loop is auto-vectorised at -O3 (several words per instruction), which no
  * per-word spointer loop can be; a second raw baseline compiled without vectorisation
@@ -39,6 +43,7 @@
 
 #define MiB SUVM_T_MIB
 #define RUNS 7
+#define HINT_AHEAD 16
 
 static uint64_t data_size = 32 * MiB;
 /* Passes over the data per measurement: several when the data is small, so that the
@@ -51,7 +56,8 @@ struct ctx {
     uint64_t base;
     uint64_t *raw;
     uint64_t sink;
-    double ns[8][RUNS]; /* raw/suvm x seq-word, seq-span, random, seq-word-scalar */
+    double ns[10][RUNS]; /* raw/suvm x seq-word, seq-span, random, seq-word-scalar,
+                            random+hint */
 };
 
 static long setup(void *arg) {
@@ -188,6 +194,27 @@ static long run(void *arg) {
         if (spointer_scan(c, n, np, &sum))
             return -1;
         c->ns[7][k] = ns_per(t0, n * np);
+        /* random+hint */
+        rng = 13;
+        t0 = eleos_tsc();
+        for (uint64_t i = 0; i < m; i++)
+            sum += c->raw[suvm_t_rand(&rng) % n];
+        c->ns[8][k] = ns_per(t0, m);
+        rng = 13;
+        uint64_t ahead = 13;
+        for (int i = 0; i < HINT_AHEAD; i++)
+            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
+        eleos_suvm_ptr_init(&p, c->s, c->base);
+        t0 = eleos_tsc();
+        for (uint64_t i = 0; i < m; i++) {
+            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
+            eleos_suvm_ptr_set(&p, c->base + (suvm_t_rand(&rng) % n) * 8);
+            if (eleos_suvm_ptr_deref(&p, &v))
+                return -1;
+            sum += *(uint64_t *)v;
+        }
+        eleos_suvm_ptr_fini(&p);
+        c->ns[9][k] = ns_per(t0, m);
         c->sink += sum;
     }
     return 0;
@@ -232,7 +259,8 @@ int main(int argc, char **argv) {
     }
     struct eleos_enclave_config ec;
     eleos_enclave_get_config(c.enc, &ec);
-    static const char *const names[] = {"seq-word", "seq-span", "random", "seq-word-scalar"};
+    static const char *const names[] = {"seq-word", "seq-span", "random", "seq-word-scalar",
+                                        "random+hint"};
     printf("# bench_suvm_spointer: %llu MiB resident in the page cache (%llu passes per run), "
            "in enclave, median of %d\n",
            (unsigned long long)(data_size / MiB), (unsigned long long)passes, RUNS);
@@ -246,7 +274,7 @@ int main(int argc, char **argv) {
         fprintf(csv, "test,data_mib,raw_ns_per_word,spointer_ns_per_word,overhead_pct\n");
     /* Overhead: the median of the per-run ratios (raw and spointer run back to back in
      * each run, so drift on a shared VM affects both alike), next to the median times. */
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < 5; t++) {
         double ratio[RUNS];
         for (int k = 0; k < RUNS; k++)
             ratio[k] = c.ns[2 * t + 1][k] / c.ns[2 * t][k];

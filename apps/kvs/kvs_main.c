@@ -78,11 +78,11 @@
  * from 0.4 per request to 0 and throughput up by about 40 %).
  * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
  * at most BALLOON_QUIET_FAULTS EPC faults per period (a stray metadata touch, a `stats`
- * poll), the cache grows by a quarter, never beyond its starting size: the
- * metadata may have shrunk (flush_all, deletes, expired items) or the load moved on. The
- * grow is a probe: if the faults come back before the next wait has passed it was too much
- * (the next shrink undoes it) and the wait doubles, up to BALLOON_GROW_WAIT_MAX (60 s), so a
- * server at its limit tries again rarely; a grow that holds resets the wait. Resident EPC
+ * poll), the cache grows by a quarter, never beyond its starting size: the metadata may have
+ * shrunk (flush_all, deletes, expired items) or the load moved on. The grow is a probe: if
+ * the faults come back before the next wait has passed it was too much (the next shrink
+ * undoes it) and the wait doubles, up to BALLOON_GROW_WAIT_MAX (60 s), so a server at its
+ * limit tries again rarely; a grow that holds resets the wait. Resident EPC
  * cannot tell this in advance: once the enclave outgrew the EPC it stays full of pages, most
  * of them possibly cold. */
 #define BALLOON_PERIOD_MS 250

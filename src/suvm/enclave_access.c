@@ -76,7 +76,7 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
     return l;
 }
 
-/* --- Prefetch hint ----------------------------------------------------------------------------- */
+/* --- Prefetch hint --------------------------------------------------------------------------- */
 
 void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr) {
     if (check_range(s, addr, 1))

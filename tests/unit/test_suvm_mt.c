@@ -2,8 +2,8 @@
  * SUVM under concurrency (label "concurrent": run under TSan too):
  *   - threads faulting the same pages at once end on one frame per page;
  *   - stress: threads doing random operations on their own regions (checked against their
- *     own reference) and reading a shared read-only region, with the background evictor
- *     running and a thread resizing the cache up and down under the load.
+ *     own reference) and reading a shared read-only region, with prefetch hints, the
+ *     background evictor running and a thread resizing the cache up and down under the load.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -155,6 +155,9 @@ static long c_worker(void *argp) {
         size_t size = 1 + (size_t)(suvm_t_rand(&rng) % (r & 0x10 ? 9000 : 200));
         size_t off = (size_t)(suvm_t_rand(&rng) % (REGION - size));
         int rr = 0;
+        /* Hints race with faults, evictions and resizes (no pin, no lock): harmless. */
+        eleos_suvm_prefetch(S, w->base + (r >> 8) % REGION);
+        eleos_suvm_prefetch(S, w->shared + (r >> 24) % SHARED);
         switch (r % 7) {
         case 0:
         case 1:

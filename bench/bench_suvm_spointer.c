@@ -125,6 +125,40 @@ static inline __attribute__((always_inline)) int spointer_scan(struct ctx *c, ui
     return 0;
 }
 
+/* m reads of random words (indices from seed) through the raw pointer. */
+static inline __attribute__((always_inline)) uint64_t raw_random(const uint64_t *raw, uint64_t n,
+                                                                 uint64_t m, uint64_t seed) {
+    uint64_t sum = 0;
+    for (uint64_t i = 0; i < m; i++)
+        sum += raw[suvm_t_rand(&seed) % n];
+    return sum;
+}
+
+/* The same reads through one spointer (set + deref each); with hint, each read first hints
+ * the address HINT_AHEAD reads later. Always inlined with a constant hint, so the plain loop
+ * has no trace of the hinted one. */
+static inline __attribute__((always_inline)) int spointer_random(struct ctx *c, uint64_t n,
+                                                                 uint64_t m, uint64_t seed,
+                                                                 bool hint, uint64_t *sum) {
+    struct eleos_suvm_ptr p;
+    void *v;
+    uint64_t ahead = seed;
+    if (hint)
+        for (int i = 0; i < HINT_AHEAD; i++)
+            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
+    eleos_suvm_ptr_init(&p, c->s, c->base);
+    for (uint64_t i = 0; i < m; i++) {
+        if (hint)
+            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
+        eleos_suvm_ptr_set(&p, c->base + (suvm_t_rand(&seed) % n) * 8);
+        if (eleos_suvm_ptr_deref(&p, &v))
+            return -1;
+        *sum += *(uint64_t *)v;
+    }
+    eleos_suvm_ptr_fini(&p);
+    return 0;
+}
+
 static long run(void *arg) {
     struct ctx *c = arg;
     uint64_t n = data_size / 8, np = passes;
@@ -168,21 +202,13 @@ static long run(void *arg) {
         }
         c->ns[3][k] = ns_per(t0, n * np);
         /* random */
-        uint64_t rng = 11, m = n / 4 * np;
+        uint64_t m = n / 4 * np;
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < m; i++)
-            sum += c->raw[suvm_t_rand(&rng) % n];
+        sum += raw_random(c->raw, n, m, 11);
         c->ns[4][k] = ns_per(t0, m);
-        rng = 11;
-        eleos_suvm_ptr_init(&p, c->s, c->base);
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < m; i++) {
-            eleos_suvm_ptr_set(&p, c->base + (suvm_t_rand(&rng) % n) * 8);
-            if (eleos_suvm_ptr_deref(&p, &v))
-                return -1;
-            sum += *(uint64_t *)v;
-        }
-        eleos_suvm_ptr_fini(&p);
+        if (spointer_random(c, n, m, 11, false, &sum))
+            return -1;
         c->ns[5][k] = ns_per(t0, m);
         /* seq-word against the scalar raw loop; the spointer loop is run again, next to
          * it, so both rows see the same machine state. */
@@ -195,25 +221,12 @@ static long run(void *arg) {
             return -1;
         c->ns[7][k] = ns_per(t0, n * np);
         /* random+hint */
-        rng = 13;
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < m; i++)
-            sum += c->raw[suvm_t_rand(&rng) % n];
+        sum += raw_random(c->raw, n, m, 13);
         c->ns[8][k] = ns_per(t0, m);
-        rng = 13;
-        uint64_t ahead = 13;
-        for (int i = 0; i < HINT_AHEAD; i++)
-            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
-        eleos_suvm_ptr_init(&p, c->s, c->base);
         t0 = eleos_tsc();
-        for (uint64_t i = 0; i < m; i++) {
-            eleos_suvm_prefetch(c->s, c->base + (suvm_t_rand(&ahead) % n) * 8);
-            eleos_suvm_ptr_set(&p, c->base + (suvm_t_rand(&rng) % n) * 8);
-            if (eleos_suvm_ptr_deref(&p, &v))
-                return -1;
-            sum += *(uint64_t *)v;
-        }
-        eleos_suvm_ptr_fini(&p);
+        if (spointer_random(c, n, m, 13, true, &sum))
+            return -1;
         c->ns[9][k] = ns_per(t0, m);
         c->sink += sum;
     }

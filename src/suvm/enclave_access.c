@@ -15,6 +15,12 @@
 /* Largest sub-page (see check_config): the stack temporary of direct access. */
 #define SUBPAGE_MAX 1024u
 
+/* Cache lines read ahead at the start of the next page when a spointer moves onto the page
+ * after the one it was linked to (measured: 16 best of 2 / 8 / 16). */
+#define READAHEAD_LINES 16u
+
+static void hint(struct eleos_suvm *s, uint64_t addr, unsigned lines);
+
 static int check_range(const struct eleos_suvm *s, uint64_t addr, size_t size) {
     uint64_t end = s->npages * SUVM_PAGE_SIZE;
     if (addr < SUVM_PAGE_SIZE || addr >= end || size > end - addr)
@@ -73,26 +79,38 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
     }
     l.frame = f;
     l.base = suvm_frame_addr(s, f);
+    /* Moved on to the next page: a scan. The next SUVM page lives in an unrelated frame, where
+     * the hardware prefetchers (which stop at 4 KiB boundaries) cannot follow, and the pins
+     * above are full barriers that drain the loads in flight; so read ahead the start of the
+     * page after this one (its frame's first lines, or its sealed copy's first chunk). A
+     * per-word scan over 32 MiB went from +5 % to -15 % against a raw scalar loop. */
+    if (rpage && (addr >> SUVM_PAGE_SHIFT) == (rpage >> SUVM_PAGE_SHIFT) + 1)
+        hint(s, (addr & ~(uint64_t)SUVM_PAGE_MASK) + SUVM_PAGE_SIZE, READAHEAD_LINES);
     return l;
 }
 
-/* --- Prefetch hint --------------------------------------------------------------------------- */
+/* --- Prefetch hints -------------------------------------------------------------------------- */
 
-void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr) {
+/* Hints `lines` cache lines from addr on (not past its page): the frame's lines if the page
+ * is cached, else its sealed copy as a fault or direct access would fetch it. Only a hint: no
+ * lock and no pin, so the frame may change under us; a prefetch of a stale address never
+ * faults, and the chunk pointer is read atomically (as clock_peek). */
+static void hint(struct eleos_suvm *s, uint64_t addr, unsigned lines) {
     if (check_range(s, addr, 1))
         return;
     uint64_t page = addr >> SUVM_PAGE_SHIFT;
-    /* Only a hint: no lock and no pin, so the frame may change under us; a prefetch of a
-     * stale address never faults, and the chunk pointer is read atomically (as clock_peek). */
     uint32_t w = atomic_load_explicit(&s->pt[page].word, memory_order_relaxed);
     uint32_t fi = w & PTE_FRAME_MASK;
     if (fi && !(w & PTE_LOCKED)) {
         uint32_t f = fi - 1;
         uint8_t *chunk = __atomic_load_n(&s->chunks[f / SUVM_CHUNK_FRAMES], __ATOMIC_RELAXED);
-        if (chunk)
-            _mm_prefetch((const char *)chunk + (size_t)(f % SUVM_CHUNK_FRAMES) * SUVM_PAGE_SIZE +
-                             (addr & SUVM_PAGE_MASK),
-                         _MM_HINT_T0);
+        if (!chunk)
+            return;
+        const char *frame =
+            (const char *)chunk + (size_t)(f % SUVM_CHUNK_FRAMES) * SUVM_PAGE_SIZE;
+        for (size_t off = addr & SUVM_PAGE_MASK, i = 0; i < lines && off < SUVM_PAGE_SIZE;
+             i++, off += 64)
+            _mm_prefetch(frame + off, _MM_HINT_T0);
     } else if (!fi && (w & PTE_SEALED)) {
         if (s->nsub == 1)
             suvm_fault_prefetch(s, page);
@@ -101,7 +119,9 @@ void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr) {
     }
 }
 
-/* --- Bulk ------------------------------------------------------------------------------------ */
+void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr) {
+    hint(s, addr, 1);
+}
 
 /* The part of [addr, addr + size) from byte `done` on that lies in one page. */
 struct span {

@@ -280,6 +280,17 @@ static const char *excerpt(const char *p, size_t n, char *buf, size_t cap) {
     return buf;
 }
 
+/* Counts and reports a reply that is not what request key idx (a SET or GET) allows; key is
+ * the caller's KEY_MAX + 1 buffer, left holding the key text. */
+static void unexpected_reply(struct thread *t, struct conn *c, const char *op, uint64_t idx,
+                             char *key, const char *p, size_t ll) {
+    t->c.errors++;
+    make_key(key, idx);
+    key[cfg.key_size] = 0;
+    char line[160];
+    report(t, c, "%s %s: reply \"%s\"", op, key, excerpt(p, ll, line, sizeof line));
+}
+
 static void set_events(struct thread *t, struct conn *c, bool out) {
     if (c->want_out == out)
         return;
@@ -440,13 +451,8 @@ static bool parse_replies(struct thread *t, struct conn *c, uint64_t now, size_t
         size_t ll = (size_t)(nl - p);
         struct req *r = &c->q[c->qhead];
         if (r->op == OP_SET) {
-            if (!(ll == 6 && memcmp(p, "STORED", 6) == 0)) {
-                t->c.errors++;
-                make_key(tmp, r->key);
-                tmp[cfg.key_size] = 0;
-                char line[160];
-                report(t, c, "SET %s: reply \"%s\"", tmp, excerpt(p, ll, line, sizeof line));
-            }
+            if (!(ll == 6 && memcmp(p, "STORED", 6) == 0))
+                unexpected_reply(t, c, "SET", r->key, tmp, p, ll);
             c->rpos += ll + 2;
             complete(t, c, now);
             continue;
@@ -459,11 +465,7 @@ static bool parse_replies(struct thread *t, struct conn *c, uint64_t now, size_t
             continue;
         }
         if (!(ll > 6 && memcmp(p, "VALUE ", 6) == 0)) {
-            t->c.errors++;
-            make_key(tmp, r->key);
-            tmp[cfg.key_size] = 0;
-            char line[160];
-            report(t, c, "GET %s: reply \"%s\"", tmp, excerpt(p, ll, line, sizeof line));
+            unexpected_reply(t, c, "GET", r->key, tmp, p, ll);
             c->rpos += ll + 2;
             complete(t, c, now);
             continue;

@@ -6,8 +6,7 @@
  *                       exit. Buffers are marshalled through the worker's untrusted bounce
  *                       buffer first, as the SGX SDK's edger8r does for [in]/[out] buffers:
  *                       the host never reads or writes enclave memory (it may be paged out).
- *   kvs_io_rpc_ops      enclave mode, RPC on: the exitless wrappers of eleos/sys.h (see
- *                       kvs_io.c for whether this build has them).
+ *   kvs_io_rpc_ops      enclave mode, RPC on: the exitless wrappers of eleos/sys.h.
  *
  * Functions return a count or 0, or -errno. ctx is the worker's struct kvs_io_ctx.
  */
@@ -23,7 +22,6 @@
 struct kvs_io_ctx {
     void *bounce;        /* untrusted memory (exit mode), NULL otherwise      */
     size_t bounce_size;
-    void *rpc;           /* struct eleos_rpc_client * when RPC is on           */
 };
 
 struct kvs_io_ops {
@@ -41,8 +39,7 @@ struct kvs_io_ops {
 
 extern const struct kvs_io_ops kvs_io_host_ops;
 extern const struct kvs_io_ops kvs_io_exit_ops;
-/* NULL when this build has no exitless system-call wrappers (eleos/sys.h). */
-extern const struct kvs_io_ops *const kvs_io_rpc_ops;
+extern const struct kvs_io_ops kvs_io_rpc_ops;
 
 /* Bounce buffer per worker for the exit path: one read or write of up to this size. */
 #define KVS_IO_BOUNCE_SIZE (64u << 10)

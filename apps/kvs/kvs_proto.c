@@ -16,7 +16,9 @@
  *
  * Differences from memcached, all invisible in the bytes exchanged: a SERVER_ERROR for a
  * value that will be swallowed is emitted at once rather than after the swallow; a multiget
- * line is bounded (KVS_LINE_HARD_MAX) and a single get's response too (KVS_GET_RESPONSE_MAX).
+ * line is bounded (KVS_LINE_HARD_MAX) and a single get's response too (KVS_GET_RESPONSE_MAX);
+ * a multiget whose replies reach out_limit is suspended between keys (KVS_PS_MGET) and
+ * resumed by a later feed, where memcached would hold references to the items instead.
  *
  * Nothing here makes a system call, reads a clock or trusts anything but the input bytes.
  */
@@ -255,32 +257,42 @@ static void *get_sink(void *arg, const struct kvs_get_info *info) {
     return dst;
 }
 
-static void process_get(struct kvs_proto *p, struct token *tokens, struct kvs_buf *out,
-                        bool return_cas, bool touch) {
-    struct token *key_token = &tokens[1];
-    uint32_t exptime = 0;
-    if (touch) {
-        int32_t e;
-        if (!safe_strtol(tokens[1].value, &e)) {
-            out_error(p, out, "CLIENT_ERROR invalid exptime argument");
-            return;
-        }
-        key_token++;
-        exptime = exptime_rel(p, e);
-    }
+/* Suspends a multiget before key_token: the line stays unconsumed (kvs_proto_feed keeps it)
+ * and its separators, which tokenize() turned into NULs, become spaces again so that the
+ * rest of the line tokenizes afresh when the output has drained. */
+static void mget_suspend(struct kvs_proto *p, char *line, const struct token *key_token) {
+    size_t next = (size_t)(key_token->value - line);
+    for (size_t i = next; i < p->mget_end; i++)
+        if (line[i] == '\0')
+            line[i] = ' ';
+    p->mget_next = next;
+    p->state = KVS_PS_MGET;
+}
+
+/* Serves the keys from key_token on. A multiget whose replies reach the connection's output
+ * limit is suspended between two keys (at least one key is served per call), so one short
+ * line cannot make the server copy an unbounded amount of values into memory. */
+static void get_keys(struct kvs_proto *p, char *line, struct token *key_token,
+                     struct kvs_buf *out) {
+    struct token tokens[MAX_TOKENS];
     size_t start = out->len;
     const char *fail = NULL;
+    bool served = false;
     do {
         while (key_token->length != 0) {
             if (key_token->length > KVS_KEY_MAX) {
                 fail = "CLIENT_ERROR bad command line format";
                 goto stop;
             }
+            if (served && p->out_limit && out->len >= p->out_limit) {
+                mget_suspend(p, line, key_token);
+                return;
+            }
             struct get_sink_arg a = {out, start, key_token->value, key_token->length,
-                                     return_cas};
+                                     p->mget_cas};
             size_t before = out->len;
-            int r = kvs_store_get(p->ctx->store, key_token->value, key_token->length, touch,
-                                  exptime, get_sink, &a);
+            int r = kvs_store_get(p->ctx->store, key_token->value, key_token->length,
+                                  p->mget_touch, p->mget_exptime, get_sink, &a);
             if (r < 0) {
                 out->len = before;
                 /* An SUVM integrity failure is reported, never served as data. */
@@ -288,12 +300,13 @@ static void process_get(struct kvs_proto *p, struct token *tokens, struct kvs_bu
                                  : "SERVER_ERROR out of memory writing get response";
                 goto stop;
             }
-            if (touch) {
+            if (p->mget_touch) {
                 kvs_stat_add(&p->stats->touch_cmds, 1);
                 kvs_stat_add(r ? &p->stats->touch_hits : &p->stats->touch_misses, 1);
             }
             kvs_stat_add(&p->stats->get_cmds, 1);
             kvs_stat_add(r ? &p->stats->get_hits : &p->stats->get_misses, 1);
+            served = true;
             key_token++;
         }
         /* More keys than one tokenization holds: tokenize the rest of the line. */
@@ -303,6 +316,7 @@ static void process_get(struct kvs_proto *p, struct token *tokens, struct kvs_bu
         }
     } while (key_token->value != NULL);
 stop:
+    p->state = KVS_PS_CMD;
     if (fail) {
         /* memcached culls every response not yet sent (conn_release_items), not only this
          * command's: replies generated from the same read batch vanish with it. */
@@ -311,6 +325,31 @@ stop:
         return;
     }
     out_raw(p, out, "END\r\n", 5);
+}
+
+static void process_get(struct kvs_proto *p, char *line, struct token *tokens,
+                        struct kvs_buf *out, bool return_cas, bool touch) {
+    struct token *key_token = &tokens[1];
+    p->mget_exptime = 0;
+    if (touch) {
+        int32_t e;
+        if (!safe_strtol(tokens[1].value, &e)) {
+            out_error(p, out, "CLIENT_ERROR invalid exptime argument");
+            return;
+        }
+        key_token++;
+        p->mget_exptime = exptime_rel(p, e);
+    }
+    p->mget_cas = return_cas;
+    p->mget_touch = touch;
+    get_keys(p, line, key_token, out);
+}
+
+/* Continues a suspended multiget; line is where the feed left it. */
+static void resume_get(struct kvs_proto *p, char *line, struct kvs_buf *out) {
+    struct token tokens[MAX_TOKENS];
+    tokenize(line + p->mget_next, tokens, MAX_TOKENS);
+    get_keys(p, line, tokens, out);
 }
 
 /* --- storage commands ----------------------------------------------------------------- */
@@ -729,13 +768,13 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
     } else if (first == 'g') {
         WANT_TOKENS(ntokens, 3, MAX_TOKENS);
         if (strcmp(cmd, "get") == 0)
-            process_get(p, tokens, out, false, false);
+            process_get(p, command, tokens, out, false, false);
         else if (strcmp(cmd, "gets") == 0)
-            process_get(p, tokens, out, true, false);
+            process_get(p, command, tokens, out, true, false);
         else if (strcmp(cmd, "gat") == 0)
-            process_get(p, tokens, out, false, true);
+            process_get(p, command, tokens, out, false, true);
         else if (strcmp(cmd, "gats") == 0)
-            process_get(p, tokens, out, true, true);
+            process_get(p, command, tokens, out, true, true);
         else
             out_error(p, out, "ERROR");
     } else if (first == 's') {
@@ -866,6 +905,13 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
         }
         if (p->out_limit && out->len >= p->out_limit)
             break;
+        if (p->state == KVS_PS_MGET) {
+            resume_get(p, in + pos, out);
+            if (p->state == KVS_PS_MGET)
+                break;
+            pos += p->mget_len;
+            continue;
+        }
         char *line = in + pos;
         char *nl = memchr(line, '\n', len - pos);
         if (!nl) {
@@ -878,7 +924,11 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
         if (el - line > 1 && el[-1] == '\r')
             el--;
         *el = '\0';
+        p->mget_end = (size_t)(el - line);
+        p->mget_len = consumed;
         process_command(p, line, out);
+        if (p->state == KVS_PS_MGET)
+            break; /* the line stays in the input until the multiget is done */
         pos += consumed;
     }
     return pos;

@@ -85,7 +85,9 @@ struct kvs_ctx {
     void *hook_arg;
 };
 
-enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW };
+/* KVS_PS_MGET: a multiget suspended at out_limit; its line is still the first unconsumed
+ * input, and the next feed (with the line at its start) continues it. */
+enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW, KVS_PS_MGET };
 
 /* One connection's protocol state. Caller storage; one thread at a time. */
 struct kvs_proto {
@@ -106,6 +108,10 @@ struct kvs_proto {
     size_t batch_start;               /* out->len when this feed began (one read batch)  */
     size_t out_limit;                 /* stop taking commands once out holds this many
                                          bytes (0 = no limit); the rest stays unconsumed */
+    /* the multiget in progress (KVS_PS_MGET): offsets into its line, its flags */
+    size_t mget_next, mget_end, mget_len;
+    uint32_t mget_exptime;
+    bool mget_cas, mget_touch;
 };
 
 void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_stats *st);
@@ -115,7 +121,8 @@ void kvs_proto_fini(struct kvs_proto *p);
 /*
  * Feeds input. Consumes complete commands and value bytes, appends replies to out, and
  * returns how many bytes of in it consumed; an incomplete command line is left unconsumed
- * (feed it again with more bytes appended). in is modified (lines are tokenized in place,
+ * (feed it again with more bytes appended), and so is a multiget suspended at out_limit
+ * (feed it again, starting with that line, once out has drained below the limit). in is modified (lines are tokenized in place,
  * as memcached does). Sets p->close when the connection must be closed after sending what
  * is in out (quit), and also p->abort when unsent output must be dropped (a line too long
  * to be a command, an HTTP request, out of memory building a reply).

@@ -1,13 +1,24 @@
 /*
- * kvs_server.h — the server's shared state and the worker event loop (kvs_net.c), used by
- * kvs_main.c (host side: options, enclave, threads, signals).
+ * kvs_server.h — the interface between eleos-kvs's two halves.
+ *
+ *   host_main.c        host side: options, the listening socket, the enclave and its
+ *                      services, worker threads, signals, the balloon's sampling, the final
+ *                      statistics. Holds no state the enclave relies on.
+ *   enclave_server.c   enclave side: the ECALL entry points below, the trusted server state
+ *                      (store, workers, connection table), the `stats` hooks.
+ *   enclave_net.c      enclave side: the worker event loop.
+ *
+ * The host hands the enclave plain values only. Every ECALL argument is either an integer
+ * or a host struct the enclave copies once and validates (struct kvs_setup); the enclave
+ * never keeps a pointer the host chose, except untrusted buffers it checked to lie outside
+ * the enclave. In native mode the same code runs on the host without an enclave.
  */
 #ifndef ELEOS_KVS_SERVER_H
 #define ELEOS_KVS_SERVER_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kvs_common.h"
@@ -17,54 +28,111 @@
 
 enum kvs_mode { KVS_MODE_NATIVE, KVS_MODE_SGX, KVS_MODE_ELEOS };
 
-struct kvs_worker;
-struct kvs_conn;
-
-struct kvs_server {
-    struct kvs_ctx ctx;               /* shared protocol context (hooks point back here)   */
-    struct kvs_store *store;
-    const struct kvs_alloc *alloc;    /* trusted heap: enclave heap in enclave modes       */
-    const struct kvs_io_ops *io;
-    int listen_fd;
-    int stop_fd;                      /* read end of the stop pipe: readable = stop        */
-    unsigned nworkers;
-    struct kvs_worker *workers;
-    unsigned maxconns;
-    int64_t pid;
-    _Atomic unsigned next_worker;     /* round-robin cursor for new connections            */
-    _Atomic uint64_t curr_conns, total_conns, rejected_conns, conn_structs;
-};
-
-struct kvs_worker {
-    struct kvs_server *srv;
-    unsigned id;
-    pthread_t thread;
-    struct kvs_thread_stats stats;
-    struct kvs_io_ctx io_ctx;
-    int result;                       /* 0 or -errno when the loop ended                    */
-    /* Connections are handed out round-robin (memcached's dispatch): the worker that
-     * accepts one links it here and adds it to this worker's epoll set. lock protects the
-     * three fields below; it is taken by the owner only to link/unlink and by an acceptor
-     * to hand a connection over, so it is almost never contended. */
-    pthread_mutex_t lock;
-    int epfd;                         /* -1 until the loop has started, and after it ended */
-    bool closed;                      /* the loop has ended: take no more connections       */
-    struct kvs_conn *conns;
-};
-
-/* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave
- * mode in sgx/eleos modes (all of its memory comes from srv->alloc; its system calls go
- * through srv->io). Frees every connection it owns before returning. */
-int kvs_worker_loop(struct kvs_worker *w);
-
-/* Per connection: initial read size, and the output level above which the connection stops
- * reading until its client has drained replies (a pipelining client cannot make us buffer
- * without bound). */
+/* Per connection: the receive size, and the unsent output above which a connection stops
+ * taking commands (and stops reading) until its client has drained replies. */
 #define KVS_READ_CHUNK (16u << 10)
-#define KVS_WBUF_HIGH (4u << 20)
+#define KVS_WBUF_HIGH (1u << 20)
 /* Events per epoll_wait: amortises the call (an exit in sgx mode) over a busy loop. */
 #define KVS_EPOLL_BATCH 64
 /* Accepts per listen-socket wakeup, so one worker does not hog a connection burst. */
 #define KVS_ACCEPT_BATCH 16
+/* After accept fails for lack of descriptors (EMFILE/ENFILE) a worker stops watching the
+ * listener for this long, or until one of its connections closes. */
+#define KVS_ACCEPT_BACKOFF_MS 100
+/* Largest -t and the interface name the enclave copies in. */
+#define KVS_MAX_THREADS 256u
+#define KVS_IFACE_MAX 64u
+
+/* Setup values, host -> enclave (copied once by kvs_enclave_setup, then validated). */
+struct kvs_setup {
+    enum kvs_mode mode;
+    bool rpc_on, suvm_on;
+    unsigned threads, maxconns, verbose, port;
+    size_t mem_limit, item_size_max;
+    size_t suvm_cache, suvm_backing;
+    int listen_fd, stop_fd;
+    char interface[KVS_IFACE_MAX];
+    /* untrusted memory the enclave may use (checked to lie outside it): */
+    void *rpc_area;          /* the RPC pool's shared area (rpc_on)               */
+    size_t rpc_area_size;
+    void *wake_page;         /* futex wake words for the enclave's locks          */
+    size_t wake_page_size;
+    /* written back by the enclave; opaque to the host: */
+    void *out_suvm;          /* the SUVM instance, for eleos_suvm_evictor_start   */
+};
+
+/* A host buffer the enclave writes a text report into (copied in, then checked). */
+struct kvs_report {
+    char *buf;
+    size_t cap;
+    size_t len;              /* written by the enclave */
+};
+
+/* Wake words the enclave needs: one per worker lock, the connection table's, the store's. */
+#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 2u)
+
+/* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
+long kvs_enclave_setup(void *setup);          /* struct kvs_setup *: 0 or -errno        */
+long kvs_enclave_worker(void *index);         /* (uintptr_t) worker index; runs the loop */
+long kvs_enclave_teardown(void *unused);
+long kvs_enclave_stats(void *report);         /* struct kvs_report *: `stats` output     */
+long kvs_enclave_balloon(void *bytes);        /* (uintptr_t) new SUVM cache size          */
+
+/* --- enclave side internals (enclave_server.c <-> enclave_net.c) ----------------------- */
+
+struct kvs_conn;
+
+struct kvs_worker {
+    unsigned id;
+    struct kvs_thread_stats stats;
+    struct kvs_io_ctx io_ctx;
+    char *scratch;                    /* KVS_READ_CHUNK receive buffer (trusted)          */
+    _Atomic bool entered;             /* a host thread runs this worker's loop            */
+    int result;                       /* 0 or -errno when the loop ended                  */
+    /* lock protects epfd and closed: an acceptor checks them to hand a connection over. */
+    struct kvs_lock lock;
+    int epfd;                         /* -1 until the loop has started, and after it ended */
+    bool closed;                      /* the loop has ended: take no more connections     */
+};
+
+/* Connections by slot. epoll carries (generation << 32 | slot) for a connection, never a
+ * pointer: the value comes back from the host, so it is looked up here and checked to be
+ * live and owned by the worker that got it. meta[slot] = generation << 32 | (owner + 1),
+ * 0 when free; only the owner frees a slot, so a lookup by the owner is stable. */
+struct kvs_conn_table {
+    struct kvs_lock lock;             /* the free list                                   */
+    uint32_t size;
+    _Atomic uint64_t *meta;
+    struct kvs_conn *_Atomic *conn;
+    uint32_t *gen;                    /* next generation per slot (under lock)            */
+    uint32_t *free_slots;
+    uint32_t nfree;
+};
+
+struct kvs_server {
+    struct kvs_ctx ctx;               /* shared protocol context (hooks point back here) */
+    struct kvs_store *store;
+    const struct kvs_alloc *alloc;    /* trusted heap: the enclave heap in enclave modes */
+    const struct kvs_io_ops *io;
+    int listen_fd;
+    int stop_fd;                      /* read end of the stop pipe: readable = stop      */
+    unsigned nworkers;
+    struct kvs_worker *workers;
+    unsigned maxconns;
+    struct kvs_conn_table conns;
+    _Atomic unsigned next_worker;     /* round-robin cursor for new connections          */
+    _Atomic uint64_t curr_conns, total_conns, rejected_conns, conn_structs;
+    _Atomic uint64_t host_faults;     /* host results refused (forged epoll tags, ...)   */
+    _Atomic uint64_t accept_backoffs; /* listener paused for lack of descriptors         */
+};
+
+/* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave
+ * mode in sgx/eleos modes (its memory comes from srv->alloc; its system calls go through
+ * srv->io). Closes every connection it owns before returning. */
+int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w);
+
+/* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */
+int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake);
+void kvs_conn_table_fini(struct kvs_server *srv);
 
 #endif

@@ -330,6 +330,49 @@ static void t_split_invariance(void) {
     free(ref);
 }
 
+/* A multiget whose replies reach out_limit is suspended between keys, keeps its line
+ * unconsumed, and resumes once the caller drained the output: the bytes are those of one
+ * unbounded run, and no call holds more than the limit plus one value. */
+static void t_multiget_bounded(void) {
+    struct env e;
+    env_init(&e, 0, 0);
+    char cmd[1100], line[4096];
+    size_t n = (size_t)snprintf(line, sizeof line, "get");
+    for (int i = 0; i < 40; i++) {
+        snprintf(cmd, sizeof cmd, "set k%d 0 0 1000\r\n%01000d\r\n", i, i);
+        char *r = feed_n(&e, cmd, strlen(cmd), 0, NULL);
+        CHECK(strcmp(r, "STORED\r\n") == 0);
+        free(r);
+        n += (size_t)snprintf(line + n, sizeof line - n, " k%d", i);
+    }
+    n += (size_t)snprintf(line + n, sizeof line - n, " missing\r\nversion\r\n");
+    size_t reflen;
+    char *ref = feed_n(&e, line, n, 0, &reflen);
+    /* Bounded: drain the output after every feed, as a socket would. */
+    e.p.out_limit = 4096;
+    struct kvs_buf all, in;
+    kvs_buf_init(&all, &kvs_alloc_libc);
+    kvs_buf_init(&in, &kvs_alloc_libc);
+    REQUIRE(kvs_buf_append(&in, line, n) == 0);
+    size_t max_out = 0, feeds = 0;
+    while (in.len && feeds < 1000) {
+        e.out.len = 0;
+        size_t used = kvs_proto_feed(&e.p, in.data, in.len, &e.out);
+        kvs_buf_consume(&in, used);
+        max_out = e.out.len > max_out ? e.out.len : max_out;
+        REQUIRE(kvs_buf_append(&all, e.out.data, e.out.len) == 0);
+        feeds++;
+    }
+    CHECK(feeds > 5);
+    CHECK(max_out < 4096 + 1100);
+    CHECK_EQ(all.len, reflen);
+    CHECK(all.len == reflen && memcmp(all.data, ref, reflen) == 0);
+    free(ref);
+    kvs_buf_fini(&all);
+    kvs_buf_fini(&in);
+    env_fini(&e);
+}
+
 static void t_stats(void) {
     struct env e;
     env_init(&e, 0, 0);
@@ -353,5 +396,5 @@ static void t_stats(void) {
 
 TEST_MAIN(TEST_CASE(t_basic), TEST_CASE(t_errors), TEST_CASE(t_too_large), TEST_CASE(t_incr),
           TEST_CASE(t_cas), TEST_CASE(t_expiry), TEST_CASE(t_flush), TEST_CASE(t_eviction),
-          TEST_CASE(t_close_rules), TEST_CASE(t_multiget_binary), TEST_CASE(t_split_invariance),
+          TEST_CASE(t_close_rules), TEST_CASE(t_multiget_binary), TEST_CASE(t_split_invariance), TEST_CASE(t_multiget_bounded),
           TEST_CASE(t_stats))

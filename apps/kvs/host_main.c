@@ -1,7 +1,9 @@
 /*
  * eleos-kvs — a memcached-compatible key-value server running in an (emulated) SGX enclave
  * on Eleos. This file is the host side: options, the listening socket, the enclave and its
- * services, worker threads, signals and the statistics printed at exit.
+ * services, worker threads, signals, the balloon's sampling and the statistics printed at
+ * exit. The server itself (store, connections, event loop) is enclave_server.c and
+ * enclave_net.c, reached only through the ECALLs of kvs_server.h.
  *
  * Modes:
  *   native   no enclave: host threads, libc system calls, values in host memory.
@@ -9,8 +11,7 @@
  *            call it makes is a trapped, counted exit; metadata and values live on the
  *            enclave heap and suffer emulated EPC paging.
  *   eleos    sgx plus exitless RPC for the network system calls (--rpc) and values in SUVM
- *            (--suvm); both default on and can be turned on or off separately, in sgx mode
- *            too (so "sgx --rpc on" is RPC only, "eleos --rpc off" SUVM only).
+ *            (--suvm); both can be turned on or off separately, in sgx mode too.
  *
  * Threads: main (host) creates the workers ("eleos-kvs/N"; the emulator refuses thread
  * creation inside an enclave), then waits for SIGINT/SIGTERM with sigwait: no asynchronous
@@ -18,8 +19,9 @@
  * To stop, main writes one byte to a pipe every worker's epoll watches, joins the workers,
  * prints the enclave's and the server's statistics, and tears everything down.
  *
- * Trust: host-side code here only handles sockets, threads and memory it owns; the enclave
- * state (store, connections) is created and destroyed by ECALLs (enclave_setup/teardown).
+ * Trust: nothing here is state the enclave relies on. The host hands the enclave integers
+ * and one setup struct it copies in; it keeps only its own handles and the untrusted memory
+ * it shares (the RPC area, the locks' wake words).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,11 +43,8 @@
 #include "eleos/enclave.h"
 #include "eleos/rpc.h"
 #include "eleos/suvm.h"
-#include "kvs_backend.h"
-#include "kvs_server.h"
-#if defined(KVS_HAVE_ELEOS_SYS)
 #include "eleos/sys.h"
-#endif
+#include "kvs_server.h"
 
 /* memcached's defaults, except the address: loopback, not every interface. */
 #define DEFAULT_PORT 11211
@@ -91,9 +90,6 @@
 #define BALLOON_QUIET_FAULTS 4u
 #define BALLOON_GROW_WAIT 8u
 #define BALLOON_GROW_WAIT_MAX 240u
-/* SUVM address space beyond -m: every slab class may take a first page over the limit
- * (memcached's rule), plus a reserved first page of the SUVM address space. */
-#define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
 /* How long an idle RPC worker spins before it sleeps. Between two requests of a loaded
  * server the workers' loops are busy inside the enclave (parsing, copying, SUVM faults) for
  * tens of microseconds, longer still on a machine with fewer cores than threads, where a
@@ -120,23 +116,20 @@ struct options {
     uint64_t rpc_spin_us;
 };
 
+/* Host-only state: handles, descriptors, threads. */
 struct app {
     struct options opt;
-    struct kvs_server srv;
-    struct kvs_alloc enclave_alloc;
     struct eleos_enclave *enc;
-    struct eleos_suvm *suvm;
     struct eleos_suvm_evictor *evictor;
     struct eleos_rpc_pool *pool;
-    struct eleos_rpc_client *rpc;
     bool rpc_on, suvm_on;
-    size_t suvm_cache;        /* current page-cache size (main thread only)   */
-    size_t suvm_cache_start;  /* its size at start: the balloon's upper bound */
-    size_t balloon_target;    /* the size the host asks for (balloon ECALL)   */
-    _Atomic uint64_t balloon_shrinks, balloon_grows;
-    _Atomic uint32_t *lock_wake; /* untrusted page: the store lock's futex word */
-    int stop_w;
-    struct kvs_buf stats_out; /* filled by the final-stats ECALL */
+    size_t suvm_cache;        /* the cache size last granted by the enclave (balloon) */
+    size_t suvm_cache_start;
+    void *wake_page;          /* untrusted: the enclave locks' wake words              */
+    size_t wake_page_size;
+    int listen_fd, stop_r, stop_w;
+    pthread_t *threads;
+    long *results;
 };
 
 static const char *mode_name(enum kvs_mode m) {
@@ -377,240 +370,58 @@ static int open_listener(const struct options *o, char *desc, size_t desc_size) 
     return fd;
 }
 
-static void raise_fd_limit(unsigned maxconns) {
+/* memcached's rule: the descriptor limit must cover -c, or the server does not start; the
+ * reserve beyond it is best effort (the event loop backs off on EMFILE). */
+static int raise_fd_limit(unsigned maxconns) {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl))
-        return;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) {
+        perror("eleos-kvs: getrlimit");
+        return -1;
+    }
     rlim_t want = (rlim_t)maxconns + RESERVED_FDS + 64;
     if (rl.rlim_cur >= want)
-        return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-        fprintf(stderr, "eleos-kvs: warning: only %llu descriptors for -c %u\n",
-                (unsigned long long)rl.rlim_cur, maxconns);
+        return 0;
+    struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                                  ? rl.rlim_max : want};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+        return 0;
+    if (rl.rlim_max >= want || (rl.rlim_max >= maxconns && rl.rlim_max != rl.rlim_cur)) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= maxconns)
+            return 0;
+    }
+    if (rl.rlim_cur >= maxconns)
+        return 0;
+    fprintf(stderr, "failed to set rlimit for open files. Try starting as root or requesting "
+                    "smaller maxconns value.\n");
+    return -1;
 }
 
-/* --- stats hooks (called from workers, in enclave mode in sgx/eleos) ----------------- */
+/* --- enclave calls ------------------------------------------------------------------------ */
 
-static void hook_server_info(void *arg, struct kvs_server_info *si) {
-    struct app *a = arg;
-    struct kvs_server *srv = &a->srv;
-    si->pid = srv->pid;
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0) { /* one exit in enclave modes */
-        si->rusage_user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
-        si->rusage_system = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-    }
-    si->max_connections = srv->maxconns;
-    si->curr_connections = atomic_load_explicit(&srv->curr_conns, memory_order_relaxed);
-    si->total_connections = atomic_load_explicit(&srv->total_conns, memory_order_relaxed);
-    si->rejected_connections = atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed);
-    si->connection_structures = atomic_load_explicit(&srv->conn_structs, memory_order_relaxed);
-    si->reserved_fds = RESERVED_FDS;
-    si->threads = srv->nworkers;
-    for (unsigned i = 0; i < srv->nworkers; i++)
-        kvs_thread_stats_sum(&srv->workers[i].stats, &si->totals);
-    si->have_totals = true;
-}
-
-static void hook_stats_reset(void *arg) {
-    struct app *a = arg;
-    for (unsigned i = 0; i < a->srv.nworkers; i++)
-        kvs_thread_stats_reset(&a->srv.workers[i].stats);
-}
-
-#define ESTAT(name, v)                                                                      \
-    do {                                                                                    \
-        int r_ = kvs_buf_printf(out, "STAT " name " %llu\r\n", (unsigned long long)(v));    \
-        if (r_)                                                                             \
-            return r_;                                                                      \
-    } while (0)
-
-static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
-    struct app *a = arg;
-    int r = kvs_buf_printf(out, "STAT eleos_mode %s\r\nSTAT eleos_rpc %s\r\nSTAT eleos_suvm %s\r\n",
-                           mode_name(a->opt.mode), a->rpc_on ? "on" : "off",
-                           a->suvm_on ? "on" : "off");
-    if (r)
-        return r;
-    if (a->enc) {
-        /* A snapshot struct of ~4 KiB: keep it off the (small) stack of a deep call. */
-        static _Thread_local struct eleos_enclave_stats es;
-        eleos_enclave_stats(a->enc, &es);
-        ESTAT("eleos_enclave_ecalls", es.ecalls);
-        ESTAT("eleos_enclave_ocalls", es.ocalls);
-        ESTAT("eleos_enclave_exits", es.syscall_exits);
-        ESTAT("eleos_enclave_aex", es.aex);
-        ESTAT("eleos_epc_faults", es.epc_faults);
-        ESTAT("eleos_epc_evictions", es.epc_evictions);
-        ESTAT("eleos_epc_resident_pages", es.epc_resident);
-        ESTAT("eleos_epc_capacity_pages", es.epc_capacity);
-        ESTAT("eleos_cycles_charged", es.cycles_charged);
-    }
-    if (a->rpc) {
-        struct eleos_rpc_client_stats rs;
-        eleos_rpc_client_stats(a->rpc, &rs);
-        ESTAT("eleos_rpc_calls", rs.calls);
-        ESTAT("eleos_rpc_exitless", rs.exitless);
-        ESTAT("eleos_rpc_exit_calls", rs.exit_calls);
-        ESTAT("eleos_rpc_fallbacks", rs.fallbacks);
-        ESTAT("eleos_rpc_fallbacks_no_worker", rs.no_worker);
-        ESTAT("eleos_rpc_fallbacks_ring_full", rs.ring_full);
-        ESTAT("eleos_rpc_fallbacks_unclaimed", rs.unclaimed);
-        ESTAT("eleos_rpc_fallbacks_backoff", rs.backoff);
-        ESTAT("eleos_rpc_wait_cycles", rs.wait_cycles);
-        ESTAT("eleos_rpc_ocalls", rs.ocalls);
-        ESTAT("eleos_rpc_host_faults", rs.host_faults);
-    }
-    if (a->pool) {
-        struct eleos_rpc_pool_stats ps;
-        eleos_rpc_pool_stats(a->pool, &ps);
-        ESTAT("eleos_rpc_worker_sleeps", ps.sleeps);
-        ESTAT("eleos_rpc_worker_wakes", ps.wakes);
-    }
-    if (a->suvm) {
-        struct eleos_suvm_stats ss;
-        eleos_suvm_stats(a->suvm, &ss);
-        ESTAT("eleos_suvm_balloon_shrinks",
-              atomic_load_explicit(&a->balloon_shrinks, memory_order_relaxed));
-        ESTAT("eleos_suvm_balloon_grows",
-              atomic_load_explicit(&a->balloon_grows, memory_order_relaxed));
-        ESTAT("eleos_suvm_hits", ss.hits);
-        ESTAT("eleos_suvm_minor_faults", ss.minor_faults);
-        ESTAT("eleos_suvm_major_faults", ss.major_faults);
-        ESTAT("eleos_suvm_evictions", ss.evictions);
-        ESTAT("eleos_suvm_clean_drops", ss.clean_drops);
-        ESTAT("eleos_suvm_dirty_writebacks", ss.dirty_writebacks);
-        ESTAT("eleos_suvm_integrity_failures", ss.integrity_failures);
-        ESTAT("eleos_suvm_cache_frames", ss.cache_frames);
-    }
-    return 0;
-}
-
-/* --- enclave-side setup, teardown, worker entry -------------------------------------- */
-
-static long enclave_setup(void *arg) {
-    struct app *a = arg;
-    struct kvs_store_config sc;
-    kvs_store_config_default(&sc);
-    sc.mem_limit = a->opt.mem_mib << 20;
-    sc.item_size_max = a->opt.item_size_max;
-    sc.now = time(NULL);
-    sc.meta = a->srv.alloc;
-    if (a->enc) {
-        /* Host-provided: it must really be outside the enclave, or a futex on it could hit
-         * a paged-out EPC page (EFAULT) or let the host alias trusted memory. */
-        if (!a->lock_wake || !eleos_enclave_outside(a->enc, (void *)a->lock_wake, 4096))
-            return -EINVAL;
-        sc.lock_wake = a->lock_wake;
-    }
-    if (a->suvm_on) {
-        struct eleos_suvm_config cfg;
-        eleos_suvm_config_default(&cfg);
-        size_t page = sc.item_size_max > KVS_SLAB_PAGE_SIZE ? sc.item_size_max
-                                                             : KVS_SLAB_PAGE_SIZE;
-        cfg.cache_size = a->opt.suvm_cache_mib << 20;
-        a->suvm_cache = a->suvm_cache_start = cfg.cache_size;
-        cfg.backing_size = sc.mem_limit + SUVM_BACKING_SLACK_PAGES * page;
-        int r = eleos_suvm_create(&cfg, &a->suvm);
-        if (r)
-            return r;
-        sc.mem = &kvs_mem_suvm_ops;
-        sc.mem_ctx = a->suvm;
-    } else if (a->enc) {
-        sc.mem = &kvs_mem_heap_ops;
-        sc.mem_ctx = (void *)a->srv.alloc;
-    }
-#if defined(KVS_HAVE_ELEOS_SYS)
-    if (a->rpc_on) {
-        size_t size;
-        void *shared = eleos_rpc_pool_shared(a->pool, &size);
-        int r = eleos_rpc_client_create(a->enc, shared, size, &a->rpc);
-        if (r)
-            return r;
-        eleos_sys_init(a->rpc);
-    }
-#endif
-    return kvs_store_create(&sc, &a->srv.store);
-}
-
-static long enclave_teardown(void *arg) {
-    struct app *a = arg;
-    kvs_store_destroy(a->srv.store);
-    a->srv.store = NULL;
-#if defined(KVS_HAVE_ELEOS_SYS)
-    if (a->rpc) {
-        eleos_sys_init(NULL);
-        eleos_rpc_client_destroy(a->rpc);
-        a->rpc = NULL;
-    }
-#endif
-    if (a->suvm) {
-        eleos_suvm_destroy(a->suvm);
-        a->suvm = NULL;
-    }
-    return 0;
-}
-
-/* Formats "stats" into a->stats_out through the protocol itself (same fields as a client
- * sees), inside the enclave in enclave modes. */
-static long enclave_format_stats(void *arg) {
-    struct app *a = arg;
-    struct kvs_thread_stats scratch;
-    memset(&scratch, 0, sizeof scratch);
-    struct kvs_proto p;
-    kvs_proto_init(&p, &a->srv.ctx, &scratch);
-    char cmd[] = "stats\r\n";
-    kvs_buf_init(&a->stats_out, a->srv.alloc);
-    kvs_proto_feed(&p, cmd, sizeof cmd - 1, &a->stats_out);
-    kvs_proto_fini(&p);
-    return 0;
-}
-
-static long enclave_worker_main(void *arg) {
-    return kvs_worker_loop(arg);
-}
-
-static void *worker_thread(void *arg) {
-    struct kvs_worker *w = arg;
-    struct app *a = (struct app *)((char *)w->srv - offsetof(struct app, srv));
-    char name[16];
-    snprintf(name, sizeof name, "eleos-kvs/%u", w->id);
-    pthread_setname_np(pthread_self(), name);
-    if (a->enc) {
-        long ret = 0;
-        int r = eleos_enclave_ecall(a->enc, enclave_worker_main, w, &ret);
-        w->result = r ? r : (int)ret;
-    } else {
-        w->result = kvs_worker_loop(w);
-    }
-    if (w->result)
-        fprintf(stderr, "eleos-kvs: worker %u stopped: %s\n", w->id, strerror(-w->result));
-    return NULL;
-}
-
-/* --- main ------------------------------------------------------------------------------ */
-
-static int ecall_or_call(struct app *a, eleos_enclave_fn fn) {
+static int ecall_or_call(struct app *a, eleos_enclave_fn fn, void *arg) {
     if (!a->enc)
-        return (int)fn(a);
+        return (int)fn(arg);
     long ret = 0;
-    int r = eleos_enclave_ecall(a->enc, fn, a, &ret);
+    int r = eleos_enclave_ecall(a->enc, fn, arg, &ret);
     return r ? r : (int)ret;
 }
 
-/* Enclave side of the balloon: the requested size is host-chosen, so it is bounded here
- * (and eleos_suvm_resize refuses anything above the size the enclave created the cache
- * with). */
-static long enclave_balloon(void *arg) {
-    struct app *a = arg;
-    size_t want = a->balloon_target;
-    if (want < ((size_t)BALLOON_MIN_MIB << 20) || want > a->suvm_cache_start)
-        return -EINVAL;
-    int r = eleos_suvm_resize(a->suvm, want);
-    if (r == 0)
-        a->suvm_cache = want;
-    return r;
+struct worker_arg {
+    struct app *app;
+    unsigned id;
+};
+
+static void *worker_thread(void *arg) {
+    struct worker_arg wa = *(struct worker_arg *)arg;
+    char name[16];
+    snprintf(name, sizeof name, "eleos-kvs/%u", wa.id);
+    pthread_setname_np(pthread_self(), name);
+    int r = ecall_or_call(wa.app, kvs_enclave_worker, (void *)(uintptr_t)wa.id);
+    wa.app->results[wa.id] = r;
+    if (r)
+        fprintf(stderr, "eleos-kvs: worker %u stopped: %s\n", wa.id, strerror(-r));
+    return NULL;
 }
 
 /* The host side's state between steps (main thread only). */
@@ -631,12 +442,9 @@ static void balloon_init(struct app *a, struct balloon *b) {
 }
 
 static void balloon_resize(struct app *a, size_t want, uint64_t faults) {
-    bool grow = want > a->suvm_cache;
-    a->balloon_target = want;
-    if (ecall_or_call(a, enclave_balloon) != 0)
+    if (ecall_or_call(a, kvs_enclave_balloon, (void *)(uintptr_t)want) != 0)
         return;
-    atomic_fetch_add_explicit(grow ? &a->balloon_grows : &a->balloon_shrinks, 1,
-                              memory_order_relaxed);
+    a->suvm_cache = want;
     if (a->opt.verbose)
         fprintf(stderr, "eleos-kvs: %llu EPC faults in %d ms: SUVM cache now %zu KiB\n",
                 (unsigned long long)faults, BALLOON_PERIOD_MS, a->suvm_cache >> 10);
@@ -706,27 +514,62 @@ static int start_enclave(struct app *a) {
         fprintf(stderr, "eleos-kvs: cannot create the enclave: %s\n", strerror(-r));
         return r;
     }
-    kvs_alloc_enclave(&a->enclave_alloc, a->enc);
-    a->srv.alloc = &a->enclave_alloc;
-#if defined(KVS_HAVE_ELEOS_SYS)
-    if (a->rpc_on) {
-        struct eleos_rpc_pool_config pc;
-        eleos_rpc_pool_config_default(&pc);
-        pc.workers = a->opt.rpc_workers;
-        pc.spin_ns = a->opt.rpc_spin_us * 1000;
-        /* one channel per kvs worker, plus the setup/teardown/stats ECALL threads */
-        pc.channels = a->opt.threads + 4;
-        r = eleos_rpc_pool_create(a->enc, &pc, &a->pool);
-        if (!r)
-            r = eleos_sys_host_register(a->pool);
-        if (!r)
-            r = eleos_rpc_pool_start(a->pool);
-        if (r) {
-            fprintf(stderr, "eleos-kvs: cannot start the RPC pool: %s\n", strerror(-r));
-            return r;
-        }
+    a->wake_page_size = 4096 * ((KVS_WAKE_WORDS(a->opt.threads) * 4 + 4095) / 4096);
+    a->wake_page = eleos_untrusted_alloc(a->wake_page_size);
+    if (!a->wake_page)
+        return -ENOMEM;
+    if (!a->rpc_on)
+        return 0;
+    struct eleos_rpc_pool_config pc;
+    eleos_rpc_pool_config_default(&pc);
+    pc.workers = a->opt.rpc_workers;
+    pc.spin_ns = a->opt.rpc_spin_us * 1000;
+    /* one channel per kvs worker, plus the setup/teardown/stats ECALL threads */
+    pc.channels = a->opt.threads + 4;
+    r = eleos_rpc_pool_create(a->enc, &pc, &a->pool);
+    if (!r)
+        r = eleos_sys_host_register(a->pool);
+    if (!r)
+        r = eleos_rpc_pool_start(a->pool);
+    if (r)
+        fprintf(stderr, "eleos-kvs: cannot start the RPC pool: %s\n", strerror(-r));
+    return r;
+}
+
+/* The setup values the enclave copies in (untrusted memory: a host struct). */
+static int setup_server(struct app *a) {
+    const struct options *o = &a->opt;
+    struct kvs_setup s;
+    memset(&s, 0, sizeof s);
+    s.mode = o->mode;
+    s.rpc_on = a->rpc_on;
+    s.suvm_on = a->suvm_on;
+    s.threads = o->threads;
+    s.maxconns = o->maxconns;
+    s.verbose = o->verbose;
+    s.port = o->port;
+    s.mem_limit = o->mem_mib << 20;
+    s.item_size_max = o->item_size_max;
+    s.suvm_cache = o->suvm_cache_mib << 20;
+    s.listen_fd = a->listen_fd;
+    s.stop_fd = a->stop_r;
+    snprintf(s.interface, sizeof s.interface, "%s", o->addr);
+    if (a->pool)
+        s.rpc_area = eleos_rpc_pool_shared(a->pool, &s.rpc_area_size);
+    s.wake_page = a->wake_page;
+    s.wake_page_size = a->wake_page_size;
+    int r = ecall_or_call(a, kvs_enclave_setup, &s);
+    if (r) {
+        fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
+        return r;
     }
-#endif
+    a->suvm_cache = a->suvm_cache_start = s.suvm_cache;
+    if (s.out_suvm) {
+        r = eleos_suvm_evictor_start(a->enc, s.out_suvm, &a->evictor);
+        if (r)
+            fprintf(stderr, "eleos-kvs: SUVM evictor not started (%s); faults evict inline\n",
+                    strerror(-r));
+    }
     return 0;
 }
 
@@ -770,125 +613,58 @@ static void print_banner(const struct app *a, const char *where) {
     fflush(stdout);
 }
 
-int main(int argc, char **argv) {
-    static struct app app; /* large (holds the server); zeroed */
-    struct app *a = &app;
-    if (parse_options(argc, argv, &a->opt))
-        return 2;
-    a->stop_w = -1;
-    a->srv.listen_fd = a->srv.stop_fd = -1;
-    bool enclave = a->opt.mode != KVS_MODE_NATIVE;
-    a->rpc_on = enclave && (a->opt.rpc >= 0 ? a->opt.rpc : a->opt.mode == KVS_MODE_ELEOS &&
-                                                              rpc_has_cores(&a->opt));
-    a->suvm_on = enclave && (a->opt.suvm >= 0 ? a->opt.suvm : a->opt.mode == KVS_MODE_ELEOS);
-    if (a->rpc_on && !kvs_io_rpc_ops) {
-        fprintf(stderr, "eleos-kvs: this build has no exitless system calls (eleos/sys.h); "
-                        "use --rpc off\n");
-        return 2;
+/* Waits for SIGINT/SIGTERM, running the balloon in between when the cache is auto-sized. */
+static int wait_for_signal(struct app *a, const sigset_t *sigs) {
+    int sig = 0;
+    if (a->suvm_on && !a->opt.suvm_cache_set) {
+        struct timespec period = {0, BALLOON_PERIOD_MS * 1000000L};
+        struct balloon b;
+        balloon_init(a, &b);
+        while ((sig = sigtimedwait(sigs, NULL, &period)) < 0)
+            balloon_step(a, &b);
+    } else {
+        sigwait(sigs, &sig);
     }
+    return sig;
+}
 
-    /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait below. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+static void print_final_stats(struct app *a) {
+    if (a->enc) {
+        printf("\n== enclave statistics ==\n");
+        fflush(stdout);
+        eleos_enclave_stats_print(a->enc, STDOUT_FILENO);
+    }
+    if (a->pool) {
+        struct eleos_rpc_pool_stats ps;
+        eleos_rpc_pool_stats(a->pool, &ps);
+        printf("\nRPC workers: %llu sleeps, %llu wakes\n", (unsigned long long)ps.sleeps,
+               (unsigned long long)ps.wakes);
+    }
+    struct kvs_report rep = {malloc(1u << 20), 1u << 20, 0};
+    if (rep.buf && ecall_or_call(a, kvs_enclave_stats, &rep) == 0 && rep.len <= rep.cap) {
+        printf("\n== eleos-kvs statistics (as \"stats\" reports them) ==\n");
+        fwrite(rep.buf, 1, rep.len, stdout);
+    }
+    fflush(stdout);
+    free(rep.buf);
+}
 
-    raise_fd_limit(a->opt.maxconns);
-    char where[96];
+/* Starts the workers, serves until a signal, stops them. 0, or 1 on any failure. */
+static int serve(struct app *a, const sigset_t *sigs, const char *where) {
+    unsigned n = a->opt.threads, started = 0;
+    struct worker_arg *args = calloc(n, sizeof *args);
+    a->threads = calloc(n, sizeof *a->threads);
+    a->results = calloc(n, sizeof *a->results);
     int rc = 1;
-    a->srv.listen_fd = open_listener(&a->opt, where, sizeof where);
-    if (a->srv.listen_fd < 0)
-        return 1;
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK)) {
-        perror("eleos-kvs: pipe");
-        goto out;
-    }
-    a->srv.stop_fd = pfd[0];
-    a->stop_w = pfd[1];
-
-    a->srv.alloc = &kvs_alloc_libc;
-    a->srv.io = &kvs_io_host_ops;
-    if (enclave) {
-        if (start_enclave(a))
-            goto out;
-        a->srv.io = a->rpc_on ? kvs_io_rpc_ops : &kvs_io_exit_ops;
-    }
-    a->srv.maxconns = a->opt.maxconns;
-    a->srv.pid = getpid();
-    if (enclave) {
-        a->lock_wake = eleos_untrusted_alloc(4096);
-        if (!a->lock_wake) {
-            fprintf(stderr, "eleos-kvs: out of memory\n");
-            goto out_store;
-        }
-    }
-    int r = ecall_or_call(a, enclave_setup);
-    if (r) {
-        fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
-        goto out_store;
-    }
-    if (a->suvm) {
-        r = eleos_suvm_evictor_start(a->enc, a->suvm, &a->evictor);
-        if (r)
-            fprintf(stderr, "eleos-kvs: SUVM evictor not started (%s); faults evict inline\n",
-                    strerror(-r));
-    }
-    struct kvs_ctx *ctx = &a->srv.ctx;
-    ctx->store = a->srv.store;
-    ctx->alloc = a->srv.alloc;
-    atomic_init(&ctx->verbosity, a->opt.verbose);
-    ctx->port = a->opt.port;
-    ctx->maxconns = a->opt.maxconns;
-    ctx->threads = a->opt.threads;
-    ctx->interface = a->opt.addr;
-    ctx->maxbytes = a->opt.mem_mib << 20;
-    ctx->server_info = hook_server_info;
-    ctx->eleos_stats = hook_eleos_stats;
-    ctx->stats_reset = hook_stats_reset;
-    ctx->hook_arg = a;
-
-    a->srv.nworkers = a->opt.threads;
-    a->srv.workers = calloc(a->opt.threads, sizeof *a->srv.workers);
-    if (!a->srv.workers)
-        goto out_store;
-    /* Every worker's hand-over state exists before any worker runs: an acceptor may hand a
-     * connection to a worker that has not started its loop yet (it then keeps it). */
-    for (unsigned i = 0; i < a->opt.threads; i++) {
-        struct kvs_worker *w = &a->srv.workers[i];
-        w->srv = &a->srv;
-        w->id = i;
-        w->epfd = -1;
-        pthread_mutex_init(&w->lock, NULL);
-    }
-    unsigned started = 0;
-    for (unsigned i = 0; i < a->opt.threads; i++) {
-        struct kvs_worker *w = &a->srv.workers[i];
-        if (enclave && !a->rpc_on) {
-            w->io_ctx.bounce_size = KVS_IO_BOUNCE_SIZE;
-            w->io_ctx.bounce = eleos_untrusted_alloc(KVS_IO_BOUNCE_SIZE);
-            if (!w->io_ctx.bounce)
-                break;
-        }
-        if (pthread_create(&w->thread, NULL, worker_thread, w))
+    for (unsigned i = 0; args && a->threads && a->results && i < n; i++) {
+        args[i] = (struct worker_arg){a, i};
+        if (pthread_create(&a->threads[i], NULL, worker_thread, &args[i]))
             break;
         started++;
     }
-    if (started == a->opt.threads) {
+    if (started == n) {
         print_banner(a, where);
-        int sig = 0;
-        if (a->suvm && !a->opt.suvm_cache_set) {
-            /* Auto-sized cache: run the balloon between signals. */
-            struct timespec period = {0, BALLOON_PERIOD_MS * 1000000L};
-            struct balloon b;
-            balloon_init(a, &b);
-            while ((sig = sigtimedwait(&sigs, NULL, &period)) < 0)
-                balloon_step(a, &b);
-        } else {
-            sigwait(&sigs, &sig);
-        }
+        int sig = wait_for_signal(a, sigs);
         printf("\neleos-kvs: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
         rc = 0;
     } else {
@@ -898,47 +674,77 @@ int main(int argc, char **argv) {
     if (write(a->stop_w, "x", 1) != 1)
         perror("eleos-kvs: stop pipe");
     for (unsigned i = 0; i < started; i++) {
-        pthread_join(a->srv.workers[i].thread, NULL);
-        if (a->srv.workers[i].result)
+        pthread_join(a->threads[i], NULL);
+        if (a->results[i])
             rc = 1;
     }
+    if (rc == 0)
+        print_final_stats(a);
+    free(args);
+    free(a->threads);
+    free(a->results);
+    return rc;
+}
 
-    if (rc == 0) {
-        if (a->enc) {
-            printf("\n== enclave statistics ==\n");
-            fflush(stdout);
-            eleos_enclave_stats_print(a->enc, STDOUT_FILENO);
-        }
-        if (ecall_or_call(a, enclave_format_stats) == 0) {
-            printf("\n== eleos-kvs statistics (as \"stats\" reports them) ==\n");
-            fwrite(a->stats_out.data, 1, a->stats_out.len, stdout);
-            fflush(stdout);
-            kvs_buf_fini(&a->stats_out);
-        }
-    }
-    for (unsigned i = 0; i < a->srv.nworkers; i++) {
-        if (a->srv.workers[i].io_ctx.bounce)
-            eleos_untrusted_free(a->srv.workers[i].io_ctx.bounce, KVS_IO_BOUNCE_SIZE);
-        pthread_mutex_destroy(&a->srv.workers[i].lock);
-    }
-    free(a->srv.workers);
-out_store:
+static void teardown(struct app *a, bool server_up, int *rc) {
     if (a->evictor)
         eleos_suvm_evictor_stop(a->evictor);
-    if (ecall_or_call(a, enclave_teardown))
-        rc = 1;
-out:
+    if (server_up && ecall_or_call(a, kvs_enclave_teardown, NULL))
+        *rc = 1;
     if (a->pool)
         eleos_rpc_pool_destroy(a->pool);
     if (a->enc)
         eleos_enclave_destroy(a->enc);
-    if (a->lock_wake)
-        eleos_untrusted_free((void *)a->lock_wake, 4096);
-    if (a->srv.listen_fd >= 0)
-        close(a->srv.listen_fd);
-    if (a->srv.stop_fd >= 0)
-        close(a->srv.stop_fd);
+    if (a->wake_page)
+        eleos_untrusted_free(a->wake_page, a->wake_page_size);
+    if (a->listen_fd >= 0)
+        close(a->listen_fd);
+    if (a->stop_r >= 0)
+        close(a->stop_r);
     if (a->stop_w >= 0)
         close(a->stop_w);
+}
+
+int main(int argc, char **argv) {
+    struct app app = {.listen_fd = -1, .stop_r = -1, .stop_w = -1};
+    struct app *a = &app;
+    if (parse_options(argc, argv, &a->opt))
+        return 2;
+    bool enclave = a->opt.mode != KVS_MODE_NATIVE;
+    a->rpc_on = enclave && (a->opt.rpc >= 0 ? a->opt.rpc : a->opt.mode == KVS_MODE_ELEOS &&
+                                                              rpc_has_cores(&a->opt));
+    a->suvm_on = enclave && (a->opt.suvm >= 0 ? a->opt.suvm : a->opt.mode == KVS_MODE_ELEOS);
+
+    /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (raise_fd_limit(a->opt.maxconns))
+        return 71; /* EX_OSERR, as memcached */
+    char where[96];
+    int rc = 1;
+    bool server_up = false;
+    int pfd[2];
+    a->listen_fd = open_listener(&a->opt, where, sizeof where);
+    if (a->listen_fd < 0)
+        return 1;
+    if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK)) {
+        perror("eleos-kvs: pipe");
+        goto out;
+    }
+    a->stop_r = pfd[0];
+    a->stop_w = pfd[1];
+    if (enclave && start_enclave(a))
+        goto out;
+    if (setup_server(a))
+        goto out;
+    server_up = true;
+    rc = serve(a, &sigs, where);
+out:
+    teardown(a, server_up, &rc);
     return rc;
 }

@@ -1,0 +1,499 @@
+/*
+ * enclave_net.c — the worker event loop (one per -t thread).
+ *
+ * Threads and data flow: every worker has its own epoll instance holding the shared
+ * listening socket (EPOLLEXCLUSIVE, so one connection wakes one worker), the stop pipe and
+ * its connections. The worker that accepts a connection hands it to the next worker in
+ * round-robin order (memcached's dispatch): it publishes the connection in the connection
+ * table with that worker as owner and adds it to that worker's epoll set. From then on the
+ * connection belongs to that worker alone, so its state needs no lock. Level-triggered: on
+ * readiness the loop reads once, feeds kvs_proto and sends the replies at once; only if the
+ * socket is full does it wait for EPOLLOUT.
+ *
+ * Memory a client can make us hold: a connection takes no commands and reads nothing while
+ * KVS_WBUF_HIGH bytes of its replies are unsent (a multiget is suspended between keys at
+ * that point), so its output is bounded by that plus one value and its input by one read
+ * plus one partial command line. Reads land in the worker's scratch buffer and replies are
+ * built in the worker's output buffer; a connection keeps buffers of its own only for what
+ * is left over (a partial line, unsent replies), so an idle connection holds none.
+ *
+ * Trust boundary: in sgx/eleos modes this loop runs inside the enclave for the worker's
+ * whole life. All its memory is trusted (srv->alloc); every system call goes through
+ * srv->io, which either traps (exit) or is exitless (RPC) and validates results there. The
+ * data word of each epoll event comes back from the host: it is a tag looked up in the
+ * connection table, never a pointer, and a tag that names no live connection of this worker
+ * is counted as a host fault and dropped. The clock is clock_gettime (vDSO, no exit).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvs_server.h"
+
+/* Message memcached sends to a connection over -c before closing it. */
+static const char too_many_conns[] = "ERROR Too many open connections\r\n";
+
+/* epoll tags of the two descriptors that are not connections; a connection's tag is
+ * generation << 32 | slot, and generations never reach 0xffffffff. */
+#define TAG_LISTEN UINT64_MAX
+#define TAG_STOP (UINT64_MAX - 1)
+/* Rounds of parse-and-send per event for a connection whose commands wait on its output. */
+#define SERVE_ROUNDS 4
+/* The largest unconsumed input: a partial command line plus one read. */
+#define RBUF_MAX (KVS_LINE_HARD_MAX + KVS_READ_CHUNK)
+
+struct kvs_conn {
+    int fd;
+    uint32_t slot;
+    uint64_t tag;
+    uint32_t events;          /* interest currently registered                  */
+    bool more;                /* commands wait in rbuf for the output to drain  */
+    struct kvs_proto proto;
+    struct kvs_buf rbuf;      /* unconsumed input                                */
+    struct kvs_buf wbuf;      /* unsent replies                                  */
+    size_t wpos;              /* bytes of wbuf already sent                      */
+};
+
+struct loop {
+    struct kvs_server *srv;
+    struct kvs_worker *w;
+    const struct kvs_io_ops *io;
+    struct kvs_io_ctx *ioc;
+    int epfd;
+    struct kvs_buf out;       /* replies being built for one connection          */
+    bool listen_paused;       /* accept backed off (no descriptors)              */
+    int64_t listen_resume_ms;
+    int64_t log_ms;           /* last accept-error message, and those held back  */
+    unsigned log_held;
+};
+
+static int64_t now_unix(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* vDSO: no exit */
+    return ts.tv_sec;
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no exit */
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- connection table ------------------------------------------------------------------- */
+
+int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake) {
+    struct kvs_conn_table *t = &srv->conns;
+    const struct kvs_alloc *a = srv->alloc;
+    uint32_t n = srv->maxconns;
+    kvs_lock_init(&t->lock, wake);
+    t->size = n;
+    t->meta = kvs_malloc(a, n * sizeof *t->meta);
+    t->conn = kvs_malloc(a, n * sizeof *t->conn);
+    t->gen = kvs_malloc(a, n * sizeof *t->gen);
+    t->free_slots = kvs_malloc(a, n * sizeof *t->free_slots);
+    if (!t->meta || !t->conn || !t->gen || !t->free_slots) {
+        kvs_conn_table_fini(srv);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        atomic_init(&t->meta[i], 0);
+        atomic_init(&t->conn[i], NULL);
+        t->gen[i] = 1;
+        t->free_slots[i] = n - 1 - i;
+    }
+    t->nfree = n;
+    return 0;
+}
+
+void kvs_conn_table_fini(struct kvs_server *srv) {
+    struct kvs_conn_table *t = &srv->conns;
+    kvs_free(srv->alloc, (void *)t->meta);
+    kvs_free(srv->alloc, (void *)t->conn);
+    kvs_free(srv->alloc, t->gen);
+    kvs_free(srv->alloc, t->free_slots);
+    memset(t, 0, sizeof *t);
+}
+
+/* Takes a free slot and gives c its tag; false if none is free. */
+static bool slot_take(struct kvs_server *srv, struct kvs_conn *c) {
+    struct kvs_conn_table *t = &srv->conns;
+    bool ok = false;
+    kvs_lock_acquire(&t->lock);
+    if (t->nfree) {
+        c->slot = t->free_slots[--t->nfree];
+        uint32_t g = t->gen[c->slot];
+        t->gen[c->slot] = g + 1 == UINT32_MAX ? 1 : g + 1;
+        c->tag = (uint64_t)g << 32 | c->slot;
+        ok = true;
+    }
+    kvs_lock_release(&t->lock);
+    return ok;
+}
+
+/* Makes c findable by its tag, owned by worker owner. Release: a worker that finds the
+ * slot's meta (acquire) sees the connection fully initialised. */
+static void slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner) {
+    struct kvs_conn_table *t = &srv->conns;
+    atomic_store_explicit(&t->conn[c->slot], c, memory_order_relaxed);
+    atomic_store_explicit(&t->meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),
+                          memory_order_release);
+}
+
+static void slot_give_back(struct kvs_server *srv, uint32_t slot) {
+    struct kvs_conn_table *t = &srv->conns;
+    atomic_store_explicit(&t->meta[slot], 0, memory_order_relaxed);
+    atomic_store_explicit(&t->conn[slot], NULL, memory_order_relaxed);
+    kvs_lock_acquire(&t->lock);
+    t->free_slots[t->nfree++] = slot;
+    kvs_lock_release(&t->lock);
+}
+
+/* The connection a host-returned tag names, if it is live and this worker's own. */
+static struct kvs_conn *conn_lookup(struct loop *l, uint64_t tag) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    uint32_t slot = (uint32_t)tag;
+    if (slot >= t->size)
+        return NULL;
+    uint64_t want = (tag & ~(uint64_t)UINT32_MAX) | (l->w->id + 1u);
+    if (atomic_load_explicit(&t->meta[slot], memory_order_acquire) != want)
+        return NULL;
+    return atomic_load_explicit(&t->conn[slot], memory_order_relaxed);
+}
+
+/* --- accept -------------------------------------------------------------------------------- */
+
+static void listener_resume(struct loop *l) {
+    if (!l->listen_paused)
+        return;
+    if (l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->listen_fd,
+                         EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN) == 0)
+        l->listen_paused = false;
+    else
+        l->listen_resume_ms = now_ms() + KVS_ACCEPT_BACKOFF_MS;
+}
+
+/* Out of descriptors: the level-triggered listener would fire again at once, so stop
+ * watching it for a while (memcached's accept_new_conns(false)). */
+static void listener_pause(struct loop *l, int err) {
+    int64_t now = now_ms();
+    if (!l->listen_paused &&
+        l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fd, 0, 0) == 0)
+        l->listen_paused = true;
+    l->listen_resume_ms = now + KVS_ACCEPT_BACKOFF_MS;
+    atomic_fetch_add_explicit(&l->srv->accept_backoffs, 1, memory_order_relaxed);
+    if (now - l->log_ms < 1000) {
+        l->log_held++;
+        return;
+    }
+    fprintf(stderr, "eleos-kvs: accept: %s (listener paused %d ms; %u such errors held back)\n",
+            strerror(-err), KVS_ACCEPT_BACKOFF_MS, l->log_held);
+    l->log_ms = now;
+    l->log_held = 0;
+}
+
+/* Closes a connection of l's worker (only the owner closes its connections). */
+static void conn_close(struct loop *l, struct kvs_conn *c) {
+    int fd = c->fd;
+    l->io->close(l->ioc, fd); /* also removes it from the epoll set */
+    kvs_proto_fini(&c->proto);
+    kvs_buf_fini(&c->rbuf);
+    kvs_buf_fini(&c->wbuf);
+    slot_give_back(l->srv, c->slot);
+    kvs_free(l->srv->alloc, c);
+    atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+    listener_resume(l); /* a descriptor is free again */
+    if (atomic_load_explicit(&l->srv->ctx.verbosity, memory_order_relaxed) > 1)
+        fprintf(stderr, "<%d connection closed.\n", fd);
+}
+
+/* Hands c to the next running worker (this one is running, so one always is): published
+ * in the table before the owner's epoll set can report it. */
+static bool conn_place(struct loop *l, struct kvs_conn *c) {
+    struct kvs_server *srv = l->srv;
+    unsigned n = srv->nworkers;
+    unsigned start = atomic_fetch_add_explicit(&srv->next_worker, 1, memory_order_relaxed);
+    for (unsigned k = 0; k < n; k++) {
+        struct kvs_worker *t = &srv->workers[(start + k) % n];
+        kvs_lock_acquire(&t->lock);
+        bool placed = false, failed = false;
+        if (!t->closed && t->epfd >= 0) {
+            c->proto.stats = &t->stats;
+            slot_publish(srv, c, t->id);
+            placed = l->io->epoll_ctl(l->ioc, t->epfd, EPOLL_CTL_ADD, c->fd, c->events,
+                                      c->tag) == 0;
+            failed = !placed;
+        }
+        kvs_lock_release(&t->lock);
+        if (placed)
+            return true;
+        if (failed)
+            return false;
+    }
+    return false;
+}
+
+static void conn_new(struct loop *l, int fd) {
+    struct kvs_server *srv = l->srv;
+    uint64_t curr = atomic_fetch_add_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+    if (curr >= srv->maxconns) {
+        atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
+        (void)l->io->send(l->ioc, fd, too_many_conns, sizeof too_many_conns - 1);
+        l->io->close(l->ioc, fd);
+        return;
+    }
+    struct kvs_conn *c = kvs_malloc(srv->alloc, sizeof *c);
+    if (c)
+        memset(c, 0, sizeof *c);
+    if (!c || !slot_take(srv, c)) {
+        kvs_free(srv->alloc, c);
+        atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+        l->io->close(l->ioc, fd);
+        return;
+    }
+    c->fd = fd;
+    c->events = EPOLLIN;
+    kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
+    kvs_buf_init(&c->rbuf, srv->alloc);
+    kvs_buf_init(&c->wbuf, srv->alloc);
+    if (!conn_place(l, c)) {
+        slot_give_back(srv, c->slot);
+        atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+        l->io->close(l->ioc, fd);
+        kvs_free(srv->alloc, c);
+        return;
+    }
+    atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->conn_structs, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&srv->ctx.verbosity, memory_order_relaxed) > 1)
+        fprintf(stderr, "<%d new client connection\n", fd);
+}
+
+static void do_accept(struct loop *l) {
+    for (int i = 0; i < KVS_ACCEPT_BATCH; i++) {
+        int fd = l->io->accept(l->ioc, l->srv->listen_fd);
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            listener_pause(l, fd);
+            return;
+        }
+        if (fd < 0) {
+            if (fd != -EAGAIN && fd != -EWOULDBLOCK && fd != -EINTR && fd != -ECONNABORTED)
+                fprintf(stderr, "eleos-kvs: accept: %s\n", strerror(-fd));
+            return;
+        }
+        conn_new(l, fd);
+    }
+}
+
+/* --- one connection ------------------------------------------------------------------------ */
+
+/* Sends buf from *pos on. Returns false if the connection died. */
+static bool send_buf(struct loop *l, struct kvs_conn *c, struct kvs_buf *buf, size_t *pos) {
+    while (*pos < buf->len) {
+        ssize_t n = l->io->send(l->ioc, c->fd, buf->data + *pos, buf->len - *pos);
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
+            break;
+        if (n == -EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        *pos += (size_t)n;
+        kvs_stat_add(&l->w->stats.bytes_written, (uint64_t)n);
+    }
+    return true;
+}
+
+/* Sends the connection's unsent replies; frees its buffer once they are all gone. */
+static bool conn_flush(struct loop *l, struct kvs_conn *c) {
+    if (!send_buf(l, c, &c->wbuf, &c->wpos))
+        return false;
+    if (c->wpos == c->wbuf.len) {
+        c->wbuf.len = c->wpos = 0;
+        kvs_buf_shrink(&c->wbuf, 0);
+    }
+    return true;
+}
+
+/* Sends the replies built in the worker's buffer; what the socket does not take now moves
+ * to the connection. */
+static bool out_flush(struct loop *l, struct kvs_conn *c) {
+    size_t pos = 0;
+    bool ok = send_buf(l, c, &l->out, &pos);
+    if (ok && pos < l->out.len)
+        ok = kvs_buf_append(&c->wbuf, l->out.data + pos, l->out.len - pos) == 0;
+    l->out.len = 0;
+    kvs_buf_shrink(&l->out, 4 * KVS_READ_CHUNK);
+    return ok;
+}
+
+/* Reads once. in and len: the input to parse (the scratch buffer, or the connection's
+ * leftover with the new bytes appended). false: close the connection. */
+static bool conn_read(struct loop *l, struct kvs_conn *c, char **in, size_t *len) {
+    char *dst = l->w->scratch;
+    size_t room = KVS_READ_CHUNK;
+    if (c->rbuf.len) {
+        if (c->rbuf.len >= RBUF_MAX || kvs_buf_reserve(&c->rbuf, KVS_READ_CHUNK))
+            return false;
+        dst = c->rbuf.data + c->rbuf.len;
+        room = KVS_READ_CHUNK;
+    }
+    ssize_t n = l->io->recv(l->ioc, c->fd, dst, room);
+    if (n == 0 || (n < 0 && n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR))
+        return false; /* EOF or error: a half-received value is dropped */
+    if (n < 0)
+        n = 0;
+    kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)n);
+    if (c->rbuf.len) {
+        c->rbuf.len += (size_t)n;
+        *in = c->rbuf.data;
+        *len = c->rbuf.len;
+    } else {
+        *in = dst;
+        *len = (size_t)n;
+    }
+    return true;
+}
+
+/* Parses in[0..len) into replies and keeps what the parser left. false: close now. */
+static bool conn_parse(struct loop *l, struct kvs_conn *c, char *in, size_t len) {
+    struct kvs_buf *out = c->wbuf.len ? &c->wbuf : &l->out;
+    c->proto.out_limit = (out == &c->wbuf ? c->wpos : 0) + KVS_WBUF_HIGH;
+    size_t used = kvs_proto_feed(&c->proto, in, len, out);
+    c->more = used < len && !c->proto.close &&
+              (c->proto.state == KVS_PS_MGET || out->len >= c->proto.out_limit);
+    bool ok = !c->proto.abort;
+    if (in == c->rbuf.data)
+        kvs_buf_consume(&c->rbuf, used);
+    else if (ok && used < len)
+        ok = kvs_buf_append(&c->rbuf, in + used, len - used) == 0;
+    kvs_buf_shrink(&c->rbuf, 0);
+    if (out != &l->out)
+        return ok;
+    if (ok)
+        return out_flush(l, c);
+    l->out.len = 0; /* these replies are this connection's: never another's */
+    return false;
+}
+
+/* Registers the interest the connection's state calls for (only when it changes). Commands
+ * waiting for the output to drain ask for EPOLLOUT too: the socket is writable, so the
+ * loop comes back to them without new input. */
+static bool conn_update_events(struct loop *l, struct kvs_conn *c) {
+    size_t pending = c->wbuf.len - c->wpos;
+    uint32_t want = pending || c->more ? EPOLLOUT : 0;
+    if (pending < KVS_WBUF_HIGH && !c->proto.close && !c->more && c->rbuf.len < RBUF_MAX)
+        want |= EPOLLIN;
+    if (want == c->events)
+        return true;
+    c->events = want;
+    return l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_MOD, c->fd, want, c->tag) == 0;
+}
+
+static void conn_event(struct loop *l, struct kvs_conn *c, uint32_t ev) {
+    char *in = c->rbuf.data;
+    size_t len = c->rbuf.len;
+    if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && (c->events & EPOLLIN) &&
+        !conn_read(l, c, &in, &len))
+        goto close;
+    for (int round = 0; round < SERVE_ROUNDS; round++) {
+        if (len && !c->proto.close && c->wbuf.len - c->wpos < KVS_WBUF_HIGH &&
+            !conn_parse(l, c, in, len))
+            goto close;
+        if (!conn_flush(l, c))
+            goto close;
+        if (!c->more || c->wbuf.len)
+            break;
+        in = c->rbuf.data;
+        len = c->rbuf.len;
+    }
+    if (c->proto.close && c->wpos == c->wbuf.len)
+        goto close;
+    if (conn_update_events(l, c))
+        return;
+close:
+    conn_close(l, c);
+}
+
+/* --- the loop -------------------------------------------------------------------------------- */
+
+static int loop_start(struct loop *l) {
+    int r = l->io->epoll_create(l->ioc);
+    if (r < 0)
+        return r;
+    l->epfd = r;
+    kvs_lock_acquire(&l->w->lock);
+    l->w->epfd = l->epfd;
+    kvs_lock_release(&l->w->lock);
+    r = l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->listen_fd,
+                         EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN);
+    if (!r)
+        r = l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->stop_fd, EPOLLIN, TAG_STOP);
+    return r;
+}
+
+/* Closes every connection this worker owns (after no more can be handed to it). */
+static void loop_finish(struct loop *l) {
+    kvs_lock_acquire(&l->w->lock);
+    l->w->closed = true;
+    l->w->epfd = -1;
+    kvs_lock_release(&l->w->lock);
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta == l->w->id + 1u)
+            conn_close(l, atomic_load_explicit(&t->conn[i], memory_order_relaxed));
+    }
+    if (l->epfd >= 0)
+        l->io->close(l->ioc, l->epfd);
+    kvs_buf_fini(&l->out);
+}
+
+/* Dispatches one batch of events; false when the stop pipe fired. */
+static bool dispatch(struct loop *l, const struct epoll_event *evs, int n) {
+    bool running = true;
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = evs[i].data.u64;
+        if (tag == TAG_STOP) {
+            running = false;
+        } else if (tag == TAG_LISTEN) {
+            if (!l->listen_paused)
+                do_accept(l);
+        } else {
+            struct kvs_conn *c = conn_lookup(l, tag);
+            if (c)
+                conn_event(l, c, evs[i].events);
+            else
+                atomic_fetch_add_explicit(&l->srv->host_faults, 1, memory_order_relaxed);
+        }
+    }
+    return running;
+}
+
+int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
+    struct loop l = {.srv = srv, .w = w, .io = srv->io, .ioc = &w->io_ctx, .epfd = -1};
+    kvs_buf_init(&l.out, srv->alloc);
+    int r = loop_start(&l);
+    struct epoll_event evs[KVS_EPOLL_BATCH];
+    bool running = r == 0;
+    while (running) {
+        int timeout = -1;
+        if (l.listen_paused) {
+            int64_t left = l.listen_resume_ms - now_ms();
+            if (left <= 0)
+                listener_resume(&l);
+            timeout = left <= 0 ? KVS_ACCEPT_BACKOFF_MS : (int)left;
+        }
+        int n = l.io->epoll_wait(l.ioc, l.epfd, evs, KVS_EPOLL_BATCH, timeout);
+        if (n == -EINTR)
+            continue;
+        if (n < 0) {
+            r = n;
+            break;
+        }
+        kvs_store_clock_set(srv->store, now_unix());
+        running = dispatch(&l, evs, n);
+    }
+    loop_finish(&l);
+    return r;
+}

@@ -1,0 +1,423 @@
+/*
+ * enclave_server.c — eleos-kvs inside the enclave: the ECALL entry points of kvs_server.h,
+ * the trusted server state and the `stats` hooks.
+ *
+ * Where state lives: everything the server relies on (store, workers, their locks and
+ * buffers, the connection table, the SUVM and RPC handles) is allocated on the enclave heap
+ * by the setup ECALL, and the one pointer to it is a global of this file. Globals of
+ * enclave_*.c files are the enclave image's data (an SGX enclave's .data, measured and in
+ * the EPC); the emulator does not protect them, but host_*.c code never names them, and no
+ * host value becomes a pointer here. The host passes integers, or one host struct that is
+ * copied in once (struct kvs_setup) and validated before anything is built from it.
+ *
+ * In native mode the same functions run on the host without an enclave: "enclave heap" is
+ * libc's, and the checks against the enclave's range are skipped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+
+#include "eleos/enclave.h"
+#include "eleos/rpc.h"
+#include "eleos/suvm.h"
+#include "eleos/sys.h"
+#include "kvs_backend.h"
+#include "kvs_server.h"
+
+/* SUVM address space beyond -m: every slab class may take a first page over the limit
+ * (memcached's rule), plus a reserved first page of the SUVM address space. */
+#define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
+/* The balloon never shrinks the SUVM cache below this. */
+#define BALLOON_MIN_BYTES (2u << 20)
+/* Descriptors memcached reserves beyond -c (shown by `stats`). */
+#define RESERVED_FDS 20u
+/* Largest `stats` report copied out to the host. */
+#define REPORT_MAX (16u << 20)
+
+struct kvs_enclave {
+    struct kvs_server srv;
+    struct kvs_alloc alloc;           /* the enclave heap (libc's in native mode)        */
+    struct kvs_setup set;             /* the validated copy of the host's setup values   */
+    struct eleos_enclave *enc;        /* NULL in native mode                              */
+    struct eleos_suvm *suvm;
+    struct eleos_rpc_client *rpc;
+    _Atomic uint32_t *wake;           /* untrusted wake words (enclave modes)             */
+    size_t suvm_cache, suvm_cache_start;
+    _Atomic uint64_t balloon_shrinks, balloon_grows;
+    _Atomic unsigned active;          /* workers inside their loop                        */
+    int64_t pid;
+};
+
+static struct kvs_enclave *kvs;
+
+static const char *mode_name(enum kvs_mode m) {
+    return m == KVS_MODE_NATIVE ? "native" : m == KVS_MODE_SGX ? "sgx" : "eleos";
+}
+
+/* Untrusted memory the host names must really be outside the enclave (else the host could
+ * make us use trusted memory as a bounce buffer or a futex word). */
+static bool host_range(const struct kvs_enclave *k, const void *p, size_t size) {
+    return !k->enc || (p && eleos_enclave_outside(k->enc, p, size));
+}
+
+static int setup_check(const struct kvs_enclave *k, const struct kvs_setup *s) {
+    if (s->mode > KVS_MODE_ELEOS || (s->mode == KVS_MODE_NATIVE) != !k->enc ||
+        ((s->rpc_on || s->suvm_on) && !k->enc))
+        return -EINVAL;
+    if (s->threads == 0 || s->threads > KVS_MAX_THREADS || s->maxconns == 0 ||
+        s->maxconns > (1u << 20) || s->mem_limit == 0 || s->mem_limit > (1ull << 40) ||
+        s->item_size_max < KVS_ITEM_SIZE_MIN || s->item_size_max > (1u << 30) ||
+        s->listen_fd < 0 || s->stop_fd < 0 || s->port > 65535)
+        return -EINVAL;
+    if (s->suvm_on && (s->suvm_cache < BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
+        return -EINVAL;
+    if (k->enc && (s->wake_page_size < KVS_WAKE_WORDS(s->threads) * sizeof(uint32_t) ||
+                   (uintptr_t)s->wake_page % sizeof(uint32_t) ||
+                   !host_range(k, s->wake_page, s->wake_page_size)))
+        return -EINVAL;
+    if (s->rpc_on && !host_range(k, s->rpc_area, s->rpc_area_size))
+        return -EINVAL;
+    return 0;
+}
+
+static _Atomic uint32_t *wake_word(struct kvs_enclave *k, size_t i) {
+    return k->wake ? &k->wake[i] : NULL;
+}
+
+static int workers_create(struct kvs_enclave *k) {
+    struct kvs_server *srv = &k->srv;
+    srv->nworkers = k->set.threads;
+    srv->workers = kvs_malloc(&k->alloc, srv->nworkers * sizeof *srv->workers);
+    if (!srv->workers)
+        return -ENOMEM;
+    memset(srv->workers, 0, srv->nworkers * sizeof *srv->workers);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct kvs_worker *w = &srv->workers[i];
+        w->id = i;
+        w->epfd = -1;
+        kvs_lock_init(&w->lock, wake_word(k, i));
+        w->scratch = kvs_malloc(&k->alloc, KVS_READ_CHUNK);
+        if (!w->scratch)
+            return -ENOMEM;
+        if (k->enc && !k->set.rpc_on) {
+            /* The exit path's bounce buffer: allocated here, so its address is ours. */
+            w->io_ctx.bounce = eleos_untrusted_alloc(KVS_IO_BOUNCE_SIZE);
+            if (!w->io_ctx.bounce)
+                return -ENOMEM;
+            w->io_ctx.bounce_size = KVS_IO_BOUNCE_SIZE;
+        }
+    }
+    return 0;
+}
+
+static void workers_destroy(struct kvs_enclave *k) {
+    struct kvs_server *srv = &k->srv;
+    if (!srv->workers)
+        return;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        struct kvs_worker *w = &srv->workers[i];
+        kvs_free(&k->alloc, w->scratch);
+        if (w->io_ctx.bounce)
+            eleos_untrusted_free(w->io_ctx.bounce, w->io_ctx.bounce_size);
+    }
+    kvs_free(&k->alloc, srv->workers);
+    srv->workers = NULL;
+}
+
+static int suvm_create(struct kvs_enclave *k, struct kvs_store_config *sc) {
+    struct eleos_suvm_config cfg;
+    eleos_suvm_config_default(&cfg);
+    size_t page = sc->item_size_max > KVS_SLAB_PAGE_SIZE ? sc->item_size_max
+                                                          : KVS_SLAB_PAGE_SIZE;
+    cfg.cache_size = k->set.suvm_cache;
+    cfg.backing_size = sc->mem_limit + SUVM_BACKING_SLACK_PAGES * page;
+    int r = eleos_suvm_create(&cfg, &k->suvm);
+    if (r)
+        return r;
+    k->suvm_cache = k->suvm_cache_start = cfg.cache_size;
+    sc->mem = &kvs_mem_suvm_ops;
+    sc->mem_ctx = k->suvm;
+    return 0;
+}
+
+static void hook_server_info(void *arg, struct kvs_server_info *si);
+static void hook_stats_reset(void *arg);
+static int hook_eleos_stats(void *arg, struct kvs_buf *out);
+
+static void ctx_fill(struct kvs_enclave *k) {
+    struct kvs_ctx *ctx = &k->srv.ctx;
+    ctx->store = k->srv.store;
+    ctx->alloc = k->srv.alloc;
+    atomic_init(&ctx->verbosity, k->set.verbose);
+    ctx->port = k->set.port;
+    ctx->maxconns = k->set.maxconns;
+    ctx->threads = k->set.threads;
+    ctx->interface = k->set.interface;
+    ctx->maxbytes = k->set.mem_limit;
+    ctx->server_info = hook_server_info;
+    ctx->eleos_stats = hook_eleos_stats;
+    ctx->stats_reset = hook_stats_reset;
+    ctx->hook_arg = k;
+}
+
+static int server_build(struct kvs_enclave *k) {
+    struct kvs_server *srv = &k->srv;
+    srv->alloc = &k->alloc;
+    srv->listen_fd = k->set.listen_fd;
+    srv->stop_fd = k->set.stop_fd;
+    srv->maxconns = k->set.maxconns;
+    srv->io = !k->enc ? &kvs_io_host_ops : k->set.rpc_on ? &kvs_io_rpc_ops : &kvs_io_exit_ops;
+    struct kvs_store_config sc;
+    kvs_store_config_default(&sc);
+    sc.mem_limit = k->set.mem_limit;
+    sc.item_size_max = k->set.item_size_max;
+    sc.now = time(NULL);
+    sc.meta = &k->alloc;
+    sc.lock_wake = wake_word(k, k->set.threads + 1u);
+    int r = 0;
+    if (k->set.suvm_on)
+        r = suvm_create(k, &sc);
+    else if (k->enc) {
+        sc.mem = &kvs_mem_heap_ops;
+        sc.mem_ctx = &k->alloc;
+    }
+    if (!r && k->set.rpc_on) {
+        r = eleos_rpc_client_create(k->enc, k->set.rpc_area, k->set.rpc_area_size, &k->rpc);
+        if (!r)
+            eleos_sys_init(k->rpc);
+    }
+    if (!r)
+        r = workers_create(k);
+    if (!r)
+        r = kvs_conn_table_init(srv, wake_word(k, k->set.threads));
+    if (!r)
+        r = kvs_store_create(&sc, &srv->store);
+    if (!r)
+        ctx_fill(k);
+    return r;
+}
+
+static void server_free(struct kvs_enclave *k) {
+    if (k->srv.store)
+        kvs_store_destroy(k->srv.store);
+    kvs_conn_table_fini(&k->srv);
+    workers_destroy(k);
+    if (k->rpc) {
+        eleos_sys_init(NULL);
+        eleos_rpc_client_destroy(k->rpc);
+    }
+    if (k->suvm)
+        eleos_suvm_destroy(k->suvm);
+    struct kvs_alloc a = k->alloc;
+    kvs_free(&a, k);
+}
+
+long kvs_enclave_setup(void *arg) {
+    struct eleos_enclave *enc = eleos_enclave_current();
+    if (kvs)
+        return -EBUSY;
+    if (enc && !eleos_enclave_outside(enc, arg, sizeof(struct kvs_setup)))
+        return -EINVAL;
+    struct kvs_alloc a = kvs_alloc_libc;
+    if (enc)
+        kvs_alloc_enclave(&a, enc);
+    struct kvs_enclave *k = kvs_malloc(&a, sizeof *k);
+    if (!k)
+        return -ENOMEM;
+    memset(k, 0, sizeof *k);
+    k->alloc = a;
+    k->enc = enc;
+    memcpy(&k->set, arg, sizeof k->set); /* the one read of the host's values */
+    k->set.interface[KVS_IFACE_MAX - 1] = '\0';
+    int r = setup_check(k, &k->set);
+    if (!r) {
+        k->wake = enc ? k->set.wake_page : NULL;
+        k->pid = getpid();
+        r = server_build(k);
+    }
+    if (r) {
+        server_free(k);
+        return r;
+    }
+    /* Opaque to the host: it only hands it back to the evictor ECALL, which checks it. */
+    ((struct kvs_setup *)arg)->out_suvm = k->suvm;
+    kvs = k;
+    return 0;
+}
+
+long kvs_enclave_worker(void *index) {
+    struct kvs_enclave *k = kvs;
+    uintptr_t i = (uintptr_t)index;
+    if (!k || i >= k->srv.nworkers)
+        return -EINVAL;
+    struct kvs_worker *w = &k->srv.workers[i];
+    if (atomic_exchange_explicit(&w->entered, true, memory_order_acq_rel))
+        return -EBUSY; /* one loop per worker, ever */
+    atomic_fetch_add_explicit(&k->active, 1, memory_order_acq_rel);
+    w->result = kvs_worker_loop(&k->srv, w);
+    atomic_fetch_sub_explicit(&k->active, 1, memory_order_acq_rel);
+    return w->result;
+}
+
+long kvs_enclave_teardown(void *unused) {
+    (void)unused;
+    struct kvs_enclave *k = kvs;
+    if (!k)
+        return 0;
+    if (atomic_load_explicit(&k->active, memory_order_acquire))
+        return -EBUSY;
+    kvs = NULL;
+    server_free(k);
+    return 0;
+}
+
+/* Formats `stats` through the protocol itself (the fields a client sees) and copies it out
+ * to the host's buffer, which must lie outside the enclave. */
+long kvs_enclave_stats(void *arg) {
+    struct kvs_enclave *k = kvs;
+    if (!k || !host_range(k, arg, sizeof(struct kvs_report)))
+        return -EINVAL;
+    struct kvs_report rep;
+    memcpy(&rep, arg, sizeof rep);
+    if (rep.cap > REPORT_MAX || !host_range(k, rep.buf, rep.cap))
+        return -EINVAL;
+    static struct kvs_thread_stats scratch;
+    struct kvs_proto p;
+    struct kvs_buf out;
+    kvs_proto_init(&p, &k->srv.ctx, &scratch);
+    kvs_buf_init(&out, &k->alloc);
+    char cmd[] = "stats\r\n";
+    kvs_proto_feed(&p, cmd, sizeof cmd - 1, &out);
+    kvs_proto_fini(&p);
+    size_t n = out.len < rep.cap ? out.len : rep.cap;
+    if (n)
+        memcpy(rep.buf, out.data, n);
+    kvs_buf_fini(&out);
+    ((struct kvs_report *)arg)->len = n;
+    return 0;
+}
+
+/* The balloon's resize: the size is the host's, so it is bounded here (and
+ * eleos_suvm_resize refuses anything above the size the cache was created with). */
+long kvs_enclave_balloon(void *bytes) {
+    struct kvs_enclave *k = kvs;
+    size_t want = (uintptr_t)bytes;
+    if (!k || !k->suvm || want < BALLOON_MIN_BYTES || want > k->suvm_cache_start)
+        return -EINVAL;
+    int r = eleos_suvm_resize(k->suvm, want);
+    if (r)
+        return r;
+    atomic_fetch_add_explicit(want > k->suvm_cache ? &k->balloon_grows : &k->balloon_shrinks,
+                              1, memory_order_relaxed);
+    k->suvm_cache = want;
+    return 0;
+}
+
+/* --- stats hooks (workers, in enclave mode in sgx/eleos) ------------------------------ */
+
+static void hook_server_info(void *arg, struct kvs_server_info *si) {
+    struct kvs_enclave *k = arg;
+    struct kvs_server *srv = &k->srv;
+    si->pid = k->pid;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) { /* one exit in enclave modes */
+        si->rusage_user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+        si->rusage_system = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    }
+    si->max_connections = srv->maxconns;
+    si->curr_connections = atomic_load_explicit(&srv->curr_conns, memory_order_relaxed);
+    si->total_connections = atomic_load_explicit(&srv->total_conns, memory_order_relaxed);
+    si->rejected_connections = atomic_load_explicit(&srv->rejected_conns, memory_order_relaxed);
+    si->connection_structures = atomic_load_explicit(&srv->conn_structs, memory_order_relaxed);
+    si->reserved_fds = RESERVED_FDS;
+    si->threads = srv->nworkers;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        kvs_thread_stats_sum(&srv->workers[i].stats, &si->totals);
+    si->have_totals = true;
+}
+
+static void hook_stats_reset(void *arg) {
+    struct kvs_enclave *k = arg;
+    for (unsigned i = 0; i < k->srv.nworkers; i++)
+        kvs_thread_stats_reset(&k->srv.workers[i].stats);
+}
+
+#define ESTAT(name, v)                                                                      \
+    do {                                                                                    \
+        int r_ = kvs_buf_printf(out, "STAT " name " %llu\r\n", (unsigned long long)(v));    \
+        if (r_)                                                                             \
+            return r_;                                                                      \
+    } while (0)
+
+static int stats_enclave(struct kvs_enclave *k, struct kvs_buf *out) {
+    /* A snapshot struct of ~4 KiB: keep it off the (small) stack of a deep call. */
+    static _Thread_local struct eleos_enclave_stats es;
+    eleos_enclave_stats(k->enc, &es);
+    ESTAT("eleos_enclave_ecalls", es.ecalls);
+    ESTAT("eleos_enclave_ocalls", es.ocalls);
+    ESTAT("eleos_enclave_exits", es.syscall_exits);
+    ESTAT("eleos_enclave_aex", es.aex);
+    ESTAT("eleos_epc_faults", es.epc_faults);
+    ESTAT("eleos_epc_evictions", es.epc_evictions);
+    ESTAT("eleos_epc_resident_pages", es.epc_resident);
+    ESTAT("eleos_epc_capacity_pages", es.epc_capacity);
+    ESTAT("eleos_cycles_charged", es.cycles_charged);
+    return 0;
+}
+
+static int stats_rpc(struct kvs_enclave *k, struct kvs_buf *out) {
+    struct eleos_rpc_client_stats rs;
+    eleos_rpc_client_stats(k->rpc, &rs);
+    ESTAT("eleos_rpc_calls", rs.calls);
+    ESTAT("eleos_rpc_exitless", rs.exitless);
+    ESTAT("eleos_rpc_exit_calls", rs.exit_calls);
+    ESTAT("eleos_rpc_fallbacks", rs.fallbacks);
+    ESTAT("eleos_rpc_fallbacks_no_worker", rs.no_worker);
+    ESTAT("eleos_rpc_fallbacks_ring_full", rs.ring_full);
+    ESTAT("eleos_rpc_fallbacks_unclaimed", rs.unclaimed);
+    ESTAT("eleos_rpc_fallbacks_backoff", rs.backoff);
+    ESTAT("eleos_rpc_wait_cycles", rs.wait_cycles);
+    ESTAT("eleos_rpc_ocalls", rs.ocalls);
+    ESTAT("eleos_rpc_host_faults", rs.host_faults);
+    return 0;
+}
+
+static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
+    struct eleos_suvm_stats ss;
+    eleos_suvm_stats(k->suvm, &ss);
+    ESTAT("eleos_suvm_balloon_shrinks",
+          atomic_load_explicit(&k->balloon_shrinks, memory_order_relaxed));
+    ESTAT("eleos_suvm_balloon_grows",
+          atomic_load_explicit(&k->balloon_grows, memory_order_relaxed));
+    ESTAT("eleos_suvm_hits", ss.hits);
+    ESTAT("eleos_suvm_minor_faults", ss.minor_faults);
+    ESTAT("eleos_suvm_major_faults", ss.major_faults);
+    ESTAT("eleos_suvm_evictions", ss.evictions);
+    ESTAT("eleos_suvm_clean_drops", ss.clean_drops);
+    ESTAT("eleos_suvm_dirty_writebacks", ss.dirty_writebacks);
+    ESTAT("eleos_suvm_integrity_failures", ss.integrity_failures);
+    ESTAT("eleos_suvm_cache_frames", ss.cache_frames);
+    return 0;
+}
+
+static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
+    struct kvs_enclave *k = arg;
+    int r = kvs_buf_printf(out, "STAT eleos_mode %s\r\nSTAT eleos_rpc %s\r\nSTAT eleos_suvm %s\r\n",
+                           mode_name(k->set.mode), k->set.rpc_on ? "on" : "off",
+                           k->set.suvm_on ? "on" : "off");
+    if (r)
+        return r;
+    ESTAT("eleos_host_faults", atomic_load_explicit(&k->srv.host_faults, memory_order_relaxed));
+    ESTAT("eleos_accept_backoffs",
+          atomic_load_explicit(&k->srv.accept_backoffs, memory_order_relaxed));
+    if (k->enc && (r = stats_enclave(k, out)))
+        return r;
+    if (k->rpc && (r = stats_rpc(k, out)))
+        return r;
+    if (k->suvm && (r = stats_suvm(k, out)))
+        return r;
+    return 0;
+}

@@ -64,8 +64,6 @@ struct loop {
     struct kvs_buf out;       /* replies being built for one connection          */
     bool listen_paused;       /* accept backed off (no descriptors)              */
     int64_t listen_resume_ms;
-    int64_t log_ms;           /* last accept-error message, and those held back  */
-    unsigned log_held;
 };
 
 static int64_t now_unix(void) {
@@ -181,15 +179,15 @@ static void listener_pause(struct loop *l, int err) {
         l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fd, 0, 0) == 0)
         l->listen_paused = true;
     l->listen_resume_ms = now + KVS_ACCEPT_BACKOFF_MS;
-    atomic_fetch_add_explicit(&l->srv->accept_backoffs, 1, memory_order_relaxed);
-    if (now - l->log_ms < 1000) {
-        l->log_held++;
+    uint64_t n = atomic_fetch_add_explicit(&l->srv->accept_backoffs, 1, memory_order_relaxed);
+    /* One message a second for the whole server, however many workers back off. */
+    int64_t last = atomic_load_explicit(&l->srv->accept_log_ms, memory_order_relaxed);
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong_explicit(&l->srv->accept_log_ms, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
         return;
-    }
-    fprintf(stderr, "eleos-kvs: accept: %s (listener paused %d ms; %u such errors held back)\n",
-            strerror(-err), KVS_ACCEPT_BACKOFF_MS, l->log_held);
-    l->log_ms = now;
-    l->log_held = 0;
+    fprintf(stderr, "eleos-kvs: accept: %s (listener paused %d ms; %llu pauses so far)\n",
+            strerror(-err), KVS_ACCEPT_BACKOFF_MS, (unsigned long long)n + 1);
 }
 
 /* Closes a connection of l's worker (only the owner closes its connections). */

@@ -124,6 +124,7 @@ struct kvs_server {
     _Atomic uint64_t curr_conns, total_conns, rejected_conns, conn_structs;
     _Atomic uint64_t host_faults;     /* host results refused (forged epoll tags, ...)   */
     _Atomic uint64_t accept_backoffs; /* listener paused for lack of descriptors         */
+    _Atomic int64_t accept_log_ms;    /* when the last accept error was logged           */
 };
 
 /* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave

@@ -35,8 +35,8 @@ def need_pymemcache():
 
 
 class Server:
-    def __init__(self, binary, mode="native", args=(), start_timeout=30.0):
-        cmd = [binary, "-p", "0", "-l", HOST, "--mode", mode] + list(args)
+    def __init__(self, binary, mode="native", args=(), start_timeout=30.0, prefix=()):
+        cmd = list(prefix) + [binary, "-p", "0", "-l", HOST, "--mode", mode] + list(args)
         if mode != "native" and "--cost" not in args:
             # The tests check behaviour, not speed: the cost model only slows them down.
             cmd += ["--cost", "off"]
@@ -148,6 +148,13 @@ class Checker:
 
     def true(self, cond, what):
         self.eq(bool(cond), True, what)
+
+    def finish_server(self, server):
+        """Stops a server started for one part of a test; it must exit cleanly."""
+        rc, out = server.stop()
+        self.eq(rc, 0, "server exits cleanly on SIGTERM")
+        if rc != 0:
+            print(out.decode(errors="replace")[-3000:])
 
     def finish(self, server=None):
         if server is not None:

@@ -1,0 +1,260 @@
+"""eleos-kvs against a hostile host and hostile clients (issue: values the enclave trusted,
+servers a client could exhaust).
+
+usage: test_kvs_hostile.py BINARY MODE SHIM [server args...]
+
+- forged epoll events (LD_PRELOAD shim rewriting the data words the host returns): the
+  server keeps serving correct values, counts the forgeries, exits cleanly;
+- a client that pipelines requests without reading replies, and clients sending multigets
+  of large values without reading: the server's memory stays bounded;
+- idle connections hold no buffers;
+- fewer descriptors than -c: the listener backs off instead of spinning, and start-up is
+  refused where memcached refuses it.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_kvs_common import (Checker, Server, connect, need_pymemcache, recv_until,  # noqa: E402
+                             stats, wait_for)
+
+MIB = 1 << 20
+
+
+def rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start(binary, mode, extra, env=None, prefix=()):
+    old = dict(os.environ)
+    try:
+        if env:
+            os.environ.update(env)
+        return Server(binary, mode, list(extra), prefix=prefix)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def check_values(ck, server, rounds, what):
+    from pymemcache.client.base import Client
+    c = Client(server.addr(), connect_timeout=10, timeout=10)
+    bad = 0
+    for r in range(rounds):
+        for i in range(50):
+            key = "k%d" % i
+            want = ("v%d-%d-" % (r, i)).encode() * (1 + i * 7)
+            if not c.set(key, want):
+                bad += 1
+            if c.get(key) != want:
+                bad += 1
+    c.close()
+    ck.eq(bad, 0, what)
+
+
+def t_forged_epoll(ck, binary, mode, extra, shim):
+    env = {"LD_PRELOAD": shim, "HOSTILE_EPOLL": "1",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = start(binary, mode, extra, env=env)
+    try:
+        check_values(ck, srv, 20, "values correct while the host forges epoll events")
+        st = stats(srv)
+        ck.true(int(st.get("eleos_host_faults", "0")) > 0,
+                "forged epoll words are counted as host faults (%s)" % st.get("eleos_host_faults"))
+    finally:
+        rc, out = srv.stop()
+    ck.eq(rc, 0, "server exits cleanly after forged events")
+    ck.true(b"hostile_host: forged" in out, "the shim was active")
+
+
+def grow_during(srv, fn):
+    base = rss(srv.proc.pid)
+    peak = [base]
+
+    def sample():
+        peak[0] = max(peak[0], rss(srv.proc.pid))
+    fn(sample)
+    sample()
+    return peak[0] - base
+
+
+def push_without_reading(socks, payload, seconds, sample):
+    """Sends payload repeatedly on every socket, never reading, until the server stops
+    taking bytes (every socket blocked for 1 s) or `seconds` pass."""
+    for s in socks:
+        s.setblocking(False)
+    end = time.time() + seconds
+    last_progress = time.time()
+    sent = 0
+    while time.time() < end and time.time() - last_progress < 1.0:
+        for s in socks:
+            try:
+                sent += s.send(payload)
+                last_progress = time.time()
+            except BlockingIOError:
+                pass
+        sample()
+        time.sleep(0.001)
+    return sent
+
+
+def t_pipelining_unread(ck, binary, mode, extra):
+    srv = start(binary, mode, extra + ["-m", "64"])
+    try:
+        c = connect(srv)
+        c.sendall(b"set big 0 0 200000\r\n" + b"b" * 200000 + b"\r\n")
+        ck.eq(recv_until(c, b"\r\n"), b"STORED\r\n", "big value stored")
+        s = connect(srv)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        req = b"get big\r\n" * 4096
+        box = {}
+        grown = grow_during(srv, lambda sample: box.update(
+            sent=push_without_reading([s], req, 6.0, sample)))
+        ck.true(grown < 96 * MIB, "unread pipelined gets: server grew %d MiB (sent %d MiB)"
+                % (grown // MIB, box["sent"] // MIB))
+        s.close()
+        check_values(ck, srv, 1, "server serves after the unread client is gone")
+        c.close()
+    finally:
+        ck.finish_server(srv)
+
+
+def t_multiget_amplification(ck, binary, mode, extra):
+    srv = start(binary, mode, extra + ["-m", "128"])
+    try:
+        c = connect(srv)
+        for i in range(40):
+            c.sendall(b"set m%d 0 0 500000\r\n" % i + b"m" * 500000 + b"\r\n")
+            ck.eq(recv_until(c, b"\r\n"), b"STORED\r\n", "value %d stored" % i)
+        line = b"get " + b" ".join(b"m%d" % i for i in range(40)) + b"\r\n"
+        socks = [connect(srv) for _ in range(8)]
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        box = {}
+        grown = grow_during(srv, lambda sample: box.update(
+            sent=push_without_reading(socks, line * 8, 6.0, sample)))
+        ck.true(grown < 96 * MIB, "8 unread multiget connections: server grew %d MiB"
+                % (grown // MIB))
+        # The replies are all there for a client that does read.
+        r = socks[0]
+        r.setblocking(True)
+        r.settimeout(10)
+        got = b""
+        while got.count(b"END\r\n") < 1:
+            chunk = r.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        ck.true(got.startswith(b"VALUE m0 0 500000\r\n") and
+                got.split(b"END\r\n")[0].count(b"VALUE ") == 40,
+                "a multiget's replies arrive complete when read")
+        for s in socks:
+            s.close()
+        c.close()
+    finally:
+        ck.finish_server(srv)
+
+
+def t_idle_connections(ck, binary, mode, extra):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    srv = start(binary, mode, extra + ["-c", "4000"])
+    socks = []
+    try:
+        warm = [connect(srv) for _ in range(50)]
+        for s in warm:
+            s.sendall(b"version\r\n")
+            recv_until(s, b"\r\n")
+        base = rss(srv.proc.pid)
+        # One 12 KB request each (a multiget of missing keys), then silence: the read
+        # buffer it needed must not stay with the connection.
+        req = b"get " + b" ".join(b"k%05d" % i for i in range(1700)) + b"\r\n"
+        for _ in range(2000):
+            s = connect(srv)
+            s.sendall(req)
+            socks.append(s)
+        for s in socks:
+            ck.eq(recv_until(s, b"END\r\n"), b"END\r\n", "multiget of missing keys")
+        time.sleep(0.3)
+        grown = rss(srv.proc.pid) - base
+        ck.true(grown < 16 * MIB, "2000 idle connections cost %d KiB" % (grown // 1024))
+        for s in warm:
+            s.close()
+    finally:
+        for s in socks:
+            s.close()
+        ck.finish_server(srv)
+
+
+def t_descriptors(ck, binary, mode, extra):
+    # Without CAP_SYS_RESOURCE the server cannot raise its hard limit (root could).
+    prefix = ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource",
+              "prlimit", "--nofile=200:200", "--"]
+    try:
+        subprocess.run(prefix + ["true"], check=True, timeout=10)
+    except (OSError, subprocess.CalledProcessError) as e:
+        ck.true(False, "setpriv/prlimit usable: %s" % e)
+        return
+    p = subprocess.run(prefix + [binary, "-p", "0", "-l", "127.0.0.1", "--mode", mode,
+                                 "-c", "500"] + extra, capture_output=True, timeout=30)
+    ck.eq(p.returncode, 71, "-c above the descriptor limit is refused (memcached's EX_OSERR)")
+    ck.true(b"failed to set rlimit" in p.stderr, "with memcached's message")
+    srv = start(binary, mode, extra + ["-c", "190"], prefix=prefix)
+    socks = []
+    try:
+        for _ in range(260):
+            try:
+                socks.append(socket.create_connection(srv.addr(), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.5)
+        cpu0, t0 = cpu_seconds(srv.proc.pid), time.time()
+        time.sleep(2.0)
+        busy = (cpu_seconds(srv.proc.pid) - cpu0) / (time.time() - t0)
+        ck.true(busy < 0.3, "out of descriptors, the server idles (%.0f %% of a core)"
+                % (busy * 100))
+        for s in socks[:150]:
+            s.close()
+        ck.true(wait_for(lambda: int(stats(srv)["curr_connections"]) > 0, 10),
+                "accepts again once descriptors are free")
+    finally:
+        for s in socks:
+            s.close()
+        rc, out = srv.stop()
+    ck.eq(rc, 0, "server exits cleanly")
+    lines = out.count(b"eleos-kvs: accept:")
+    ck.true(lines < 10, "accept errors are rate-limited (%d lines)" % lines)
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__)
+        sys.exit(2)
+    binary, mode, shim = sys.argv[1:4]
+    extra = sys.argv[4:]
+    need_pymemcache()
+    ck = Checker("test_kvs_hostile[%s]" % mode)
+    t_forged_epoll(ck, binary, mode, extra, shim)
+    t_pipelining_unread(ck, binary, mode, extra)
+    t_multiget_amplification(ck, binary, mode, extra)
+    t_idle_connections(ck, binary, mode, extra)
+    t_descriptors(ck, binary, mode, extra)
+    ck.finish()
+
+
+if __name__ == "__main__":
+    main()

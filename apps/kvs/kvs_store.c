@@ -348,7 +348,7 @@ static void slabs_free_locked(struct kvs_store *s, unsigned c, uint64_t chunk) {
 
 static uint32_t hash_key(const char *key, size_t nkey) {
     /* FNV-1a, folded to 32 bits: the table is trusted memory and keys are client data, but
-     * denial of service is out of scope (DESIGN.md §7). */
+     * denial of service is out of scope (docs/design.md). */
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < nkey; i++) {
         h ^= (uint8_t)key[i];

@@ -1,5 +1,5 @@
 /*
- * eleos/suvm.h — SUVM: Secure User-managed Virtual Memory (DESIGN.md §4).
+ * eleos/suvm.h — SUVM: Secure User-managed Virtual Memory (docs/design.md).
  *
  * Paging done by the enclave itself, without exits. An SUVM instance owns
  *   - a page cache ("EPC++") of 4 KiB frames in enclave memory, sized to fit in the EPC, so

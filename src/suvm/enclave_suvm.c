@@ -1,5 +1,5 @@
 /*
- * SUVM — Secure User-managed Virtual Memory (DESIGN.md §4): instance lifetime, statistics.
+ * SUVM — Secure User-managed Virtual Memory (docs/design.md): instance lifetime, statistics.
  *
  * Design. An instance is created inside an enclave and lives entirely in its heap, except
  * the backing store. Data flow of an access:

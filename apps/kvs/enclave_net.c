@@ -215,7 +215,7 @@ static bool conn_place(struct loop *l, struct kvs_conn *c) {
         struct kvs_worker *t = &srv->workers[(start + k) % n];
         kvs_lock_acquire(&t->lock);
         bool placed = false, failed = false;
-        if (!t->closed && t->epfd >= 0) {
+        if (t->running) {
             c->proto.stats = &t->stats;
             slot_publish(srv, c, t->id);
             placed = l->io->epoll_ctl(l->ioc, t->epfd, EPOLL_CTL_ADD, c->fd, c->events,
@@ -415,25 +415,38 @@ close:
 
 /* --- the loop -------------------------------------------------------------------------------- */
 
-static int loop_start(struct loop *l) {
-    int r = l->io->epoll_create(l->ioc);
-    if (r < 0)
-        return r;
-    l->epfd = r;
-    kvs_lock_acquire(&l->w->lock);
-    l->w->epfd = l->epfd;
-    kvs_lock_release(&l->w->lock);
-    r = l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->listen_fd,
-                         EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN);
+/* Creates the worker's epoll instance with the listener and the stop pipe in it. Done at
+ * set-up for every worker, so a worker never needs a descriptor to start (a server out of
+ * descriptors would otherwise lose workers that start late). */
+int kvs_worker_prepare(struct kvs_server *srv, struct kvs_worker *w) {
+    int epfd = srv->io->epoll_create(&w->io_ctx);
+    if (epfd < 0)
+        return epfd;
+    int r = srv->io->epoll_ctl(&w->io_ctx, epfd, EPOLL_CTL_ADD, srv->listen_fd,
+                               EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN);
     if (!r)
-        r = l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->stop_fd, EPOLLIN, TAG_STOP);
-    return r;
+        r = srv->io->epoll_ctl(&w->io_ctx, epfd, EPOLL_CTL_ADD, srv->stop_fd, EPOLLIN, TAG_STOP);
+    if (r) {
+        srv->io->close(&w->io_ctx, epfd);
+        return r;
+    }
+    w->epfd = epfd;
+    return 0;
+}
+
+/* From now on acceptors may hand this worker connections. */
+static void loop_start(struct loop *l) {
+    l->epfd = l->w->epfd;
+    kvs_lock_acquire(&l->w->lock);
+    l->w->running = true;
+    kvs_lock_release(&l->w->lock);
 }
 
 /* Closes every connection this worker owns (after no more can be handed to it). */
 static void loop_finish(struct loop *l) {
     kvs_lock_acquire(&l->w->lock);
     l->w->closed = true;
+    l->w->running = false;
     l->w->epfd = -1;
     kvs_lock_release(&l->w->lock);
     struct kvs_conn_table *t = &l->srv->conns;
@@ -471,9 +484,12 @@ static bool dispatch(struct loop *l, const struct epoll_event *evs, int n) {
 int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
     struct loop l = {.srv = srv, .w = w, .io = srv->io, .ioc = &w->io_ctx, .epfd = -1};
     kvs_buf_init(&l.out, srv->alloc);
-    int r = loop_start(&l);
+    if (w->epfd < 0)
+        return -EBADF;
+    loop_start(&l);
+    int r = 0;
     struct epoll_event evs[KVS_EPOLL_BATCH];
-    bool running = r == 0;
+    bool running = true;
     while (running) {
         int timeout = -1;
         if (l.listen_paused) {
@@ -483,11 +499,15 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
             timeout = left <= 0 ? KVS_ACCEPT_BACKOFF_MS : (int)left;
         }
         int n = l.io->epoll_wait(l.ioc, l.epfd, evs, KVS_EPOLL_BATCH, timeout);
-        if (n == -EINTR)
-            continue;
-        if (n < 0) {
-            r = n;
+        if (n == -EBADF || n == -EINVAL) {
+            r = n; /* the epoll instance itself is gone */
             break;
+        }
+        if (n < 0) {
+            /* EINTR, a lie the I/O layer refused (EIO), a passing shortage: go round. */
+            if (n != -EINTR)
+                atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);
+            continue;
         }
         kvs_store_clock_set(srv->store, now_unix());
         running = dispatch(&l, evs, n);

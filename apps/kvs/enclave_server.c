@@ -32,8 +32,6 @@
 #define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
 /* The balloon never shrinks the SUVM cache below this. */
 #define BALLOON_MIN_BYTES (2u << 20)
-/* Descriptors memcached reserves beyond -c (shown by `stats`). */
-#define RESERVED_FDS 20u
 /* Largest `stats` report copied out to the host. */
 #define REPORT_MAX (16u << 20)
 
@@ -53,10 +51,6 @@ struct kvs_enclave {
 
 static struct kvs_enclave *kvs;
 
-static const char *mode_name(enum kvs_mode m) {
-    return m == KVS_MODE_NATIVE ? "native" : m == KVS_MODE_SGX ? "sgx" : "eleos";
-}
-
 /* Untrusted memory the host names must really be outside the enclave (else the host could
  * make us use trusted memory as a bounce buffer or a futex word). */
 static bool host_range(const struct kvs_enclave *k, const void *p, size_t size) {
@@ -64,7 +58,7 @@ static bool host_range(const struct kvs_enclave *k, const void *p, size_t size) 
 }
 
 static int setup_check(const struct kvs_enclave *k, const struct kvs_setup *s) {
-    if (s->mode > KVS_MODE_ELEOS || (s->mode == KVS_MODE_NATIVE) != !k->enc ||
+    if (s->mode > APP_MODE_ELEOS || (s->mode == APP_MODE_NATIVE) != !k->enc ||
         ((s->rpc_on || s->suvm_on) && !k->enc))
         return -EINVAL;
     if (s->threads == 0 || s->threads > KVS_MAX_THREADS || s->maxconns == 0 ||
@@ -119,6 +113,8 @@ static void workers_destroy(struct kvs_enclave *k) {
         return;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         struct kvs_worker *w = &srv->workers[i];
+        if (w->epfd >= 0) /* a worker whose loop never ran */
+            srv->io->close(&w->io_ctx, w->epfd);
         kvs_free(&k->alloc, w->scratch);
         if (w->io_ctx.bounce)
             eleos_untrusted_free(w->io_ctx.bounce, w->io_ctx.bounce_size);
@@ -191,6 +187,8 @@ static int server_build(struct kvs_enclave *k) {
     }
     if (!r)
         r = workers_create(k);
+    for (unsigned i = 0; !r && i < srv->nworkers; i++)
+        r = kvs_worker_prepare(srv, &srv->workers[i]);
     if (!r)
         r = kvs_conn_table_init(srv, wake_word(k, k->set.threads));
     if (!r)
@@ -406,13 +404,14 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
 static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
     struct kvs_enclave *k = arg;
     int r = kvs_buf_printf(out, "STAT eleos_mode %s\r\nSTAT eleos_rpc %s\r\nSTAT eleos_suvm %s\r\n",
-                           mode_name(k->set.mode), k->set.rpc_on ? "on" : "off",
+                           app_mode_name(k->set.mode), k->set.rpc_on ? "on" : "off",
                            k->set.suvm_on ? "on" : "off");
     if (r)
         return r;
     ESTAT("eleos_host_faults", atomic_load_explicit(&k->srv.host_faults, memory_order_relaxed));
     ESTAT("eleos_accept_backoffs",
           atomic_load_explicit(&k->srv.accept_backoffs, memory_order_relaxed));
+    ESTAT("eleos_wait_errors", atomic_load_explicit(&k->srv.wait_errors, memory_order_relaxed));
     if (k->enc && (r = stats_enclave(k, out)))
         return r;
     if (k->rpc && (r = stats_rpc(k, out)))

@@ -40,10 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app_options.h"
 #include "eleos/enclave.h"
-#include "eleos/rpc.h"
-#include "eleos/suvm.h"
-#include "eleos/sys.h"
+#include "host_platform.h"
 #include "kvs_server.h"
 
 /* memcached's defaults, except the address: loopback, not every interface. */
@@ -53,9 +52,6 @@
 #define DEFAULT_THREADS 4u
 #define DEFAULT_MAXCONNS 1024u
 #define LISTEN_BACKLOG 1024
-/* Descriptors kept beyond -c for listeners, epoll instances and pipes (memcached reserves
- * 20). */
-#define RESERVED_FDS 20u
 /* The paper's EPC++ is 60 of 93 MiB; our item headers and hash table also live in the EPC,
  * so the default page cache leaves them a little more room. */
 #define DEFAULT_SUVM_CACHE_MIB 56u
@@ -105,24 +101,13 @@ struct options {
     unsigned maxconns;
     size_t item_size_max;
     unsigned verbose;
-    enum kvs_mode mode;
-    int rpc;            /* -1 = mode default */
-    int suvm;
-    size_t epc_mib;
-    bool cost;
-    size_t suvm_cache_mib;
-    bool suvm_cache_set;
-    unsigned rpc_workers;
-    uint64_t rpc_spin_us;
+    struct app_platform_opts plat;
 };
 
 /* Host-only state: handles, descriptors, threads. */
 struct app {
     struct options opt;
-    struct eleos_enclave *enc;
-    struct eleos_suvm_evictor *evictor;
-    struct eleos_rpc_pool *pool;
-    bool rpc_on, suvm_on;
+    struct app_platform pf;
     size_t suvm_cache;        /* the cache size last granted by the enclave (balloon) */
     size_t suvm_cache_start;
     void *wake_page;          /* untrusted: the enclave locks' wake words              */
@@ -131,10 +116,6 @@ struct app {
     pthread_t *threads;
     long *results;
 };
-
-static const char *mode_name(enum kvs_mode m) {
-    return m == KVS_MODE_NATIVE ? "native" : m == KVS_MODE_SGX ? "sgx" : "eleos";
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -146,61 +127,59 @@ static void usage(FILE *f) {
             "  -c, --conn-limit=N     max simultaneous connections (default %u)\n"
             "  -I, --max-item-size=S  item size limit, k/m suffix (default 1m, min 1k)\n"
             "  -v, --verbose          more output (-vv: every connection)\n"
-            "      --mode=M           native | sgx | eleos (default eleos)\n"
-            "      --rpc=on|off|auto  exitless system calls (default auto in eleos mode: on\n"
-            "                         when the CPUs outnumber -t + --rpc-workers - 1)\n"
-            "      --suvm=on|off      values in SUVM (default: on in eleos mode)\n"
-            "      --epc=MB           emulated EPC size (default 93)\n"
-            "      --cost=on|off      SGX cost model (default on; ELEOS_COST_* tune it)\n"
-            "      --suvm-cache=MB    SUVM page cache (default %u, less for a large -m;\n"
-            "                         then shrunk at run time while the EPC faults)\n"
-            "      --rpc-workers=N    host RPC worker threads (default 1)\n"
-            "      --rpc-spin-us=N    idle spin of an RPC worker before it sleeps (default %u)\n"
             "  -h, --help\n",
-            DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS, DEFAULT_MAXCONNS,
-            DEFAULT_SUVM_CACHE_MIB, DEFAULT_RPC_SPIN_US);
+            DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS, DEFAULT_MAXCONNS);
+    struct app_platform_opts d;
+    app_platform_opts_default(&d, APP_MODE_ELEOS, DEFAULT_SUVM_CACHE_MIB, DEFAULT_RPC_SPIN_US);
+    app_platform_usage(f, &d);
+    fprintf(f, "  (without --suvm-cache the cache is made smaller for a large -m, then shrunk\n"
+               "   at run time while the enclave takes EPC faults)\n");
 }
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v > max || s[0] == '-')
-        return false;
-    *out = v;
-    return true;
+/* Applies one of eleos-kvs's own flags; false on a bad value. */
+static bool kvs_opt(struct options *o, int c, const char *arg) {
+    uint64_t v;
+    switch (c) {
+    case 'p':
+        if (!app_parse_u64(arg, 65535, &v))
+            return false;
+        o->port = (unsigned)v;
+        return true;
+    case 'l': o->addr = arg; return strlen(arg) < KVS_IFACE_MAX;
+    case 'm':
+        if (!app_parse_u64(arg, 1u << 20, &v) || v == 0)
+            return false;
+        o->mem_mib = (size_t)v;
+        return true;
+    case 't':
+        if (!app_parse_u64(arg, KVS_MAX_THREADS, &v) || v == 0)
+            return false;
+        o->threads = (unsigned)v;
+        return true;
+    case 'c':
+        if (!app_parse_u64(arg, 1u << 20, &v) || v == 0)
+            return false;
+        o->maxconns = (unsigned)v;
+        return true;
+    case 'I':
+        return app_parse_size(arg, &o->item_size_max) && o->item_size_max >= KVS_ITEM_SIZE_MIN &&
+               o->item_size_max <= (1u << 30);
+    default: return false;
+    }
 }
 
-static bool parse_size(const char *s, size_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-')
-        return false;
-    unsigned shift = 0;
-    if (*end == 'k' || *end == 'K')
-        shift = 10, end++;
-    else if (*end == 'm' || *end == 'M')
-        shift = 20, end++;
-    if (*end || v > (1ull << 40) >> shift)
-        return false;
-    *out = (size_t)(v << shift);
-    return true;
-}
-
-static bool parse_onoff(const char *s, int *out) {
-    if (strcmp(s, "on") == 0)
-        *out = 1;
-    else if (strcmp(s, "off") == 0)
-        *out = 0;
-    else
-        return false;
-    return true;
+/* Without --suvm-cache, the cache leaves the EPC room for the metadata -m implies. */
+static void size_suvm_cache(struct options *o) {
+    struct app_platform_opts *p = &o->plat;
+    if (p->suvm_cache_set)
+        return;
+    size_t reserve = SUVM_CACHE_EPC_RESERVE_MIB + o->mem_mib / SUVM_CACHE_META_DIV;
+    size_t fit = p->epc_mib > reserve ? p->epc_mib - reserve : 0;
+    if (fit < p->suvm_cache_mib)
+        p->suvm_cache_mib = fit > SUVM_CACHE_MIN_MIB ? fit : SUVM_CACHE_MIN_MIB;
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { O_MODE = 256, O_RPC, O_SUVM, O_EPC, O_COST, O_SUVM_CACHE, O_RPC_WORKERS,
-           O_RPC_SPIN };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"listen", required_argument, NULL, 'l'},
@@ -210,102 +189,28 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"max-item-size", required_argument, NULL, 'I'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
-        {"mode", required_argument, NULL, O_MODE},
-        {"rpc", required_argument, NULL, O_RPC},
-        {"suvm", required_argument, NULL, O_SUVM},
-        {"epc", required_argument, NULL, O_EPC},
-        {"cost", required_argument, NULL, O_COST},
-        {"suvm-cache", required_argument, NULL, O_SUVM_CACHE},
-        {"rpc-workers", required_argument, NULL, O_RPC_WORKERS},
-        {"rpc-spin-us", required_argument, NULL, O_RPC_SPIN},
+        APP_PLATFORM_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS,
-                          DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, KVS_MODE_ELEOS, -1,
-                          -1, ELEOS_ENCLAVE_DEFAULT_EPC_SIZE >> 20, true,
-                          DEFAULT_SUVM_CACHE_MIB, false, 1, DEFAULT_RPC_SPIN_US};
+                          DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, {0}};
+    app_platform_opts_default(&o->plat, APP_MODE_ELEOS, DEFAULT_SUVM_CACHE_MIB,
+                              DEFAULT_RPC_SPIN_US);
     int c;
-    uint64_t v;
-    int onoff;
     while ((c = getopt_long(argc, argv, "p:l:m:t:c:I:vh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if (!parse_u64(optarg, 65535, &v))
-                goto bad;
-            o->port = (unsigned)v;
-            break;
-        case 'l': o->addr = optarg; break;
-        case 'm':
-            if (!parse_u64(optarg, 1u << 20, &v) || v == 0)
-                goto bad;
-            o->mem_mib = (size_t)v;
-            break;
-        case 't':
-            if (!parse_u64(optarg, 256, &v) || v == 0)
-                goto bad;
-            o->threads = (unsigned)v;
-            break;
-        case 'c':
-            if (!parse_u64(optarg, 1u << 20, &v) || v == 0)
-                goto bad;
-            o->maxconns = (unsigned)v;
-            break;
-        case 'I':
-            if (!parse_size(optarg, &o->item_size_max) || o->item_size_max < KVS_ITEM_SIZE_MIN ||
-                o->item_size_max > (1u << 30))
-                goto bad;
-            break;
-        case 'v': o->verbose++; break;
-        case 'h': usage(stdout); exit(0);
-        case O_MODE:
-            if (strcmp(optarg, "native") == 0)
-                o->mode = KVS_MODE_NATIVE;
-            else if (strcmp(optarg, "sgx") == 0)
-                o->mode = KVS_MODE_SGX;
-            else if (strcmp(optarg, "eleos") == 0)
-                o->mode = KVS_MODE_ELEOS;
-            else
-                goto bad;
-            break;
-        case O_RPC:
-            if (strcmp(optarg, "auto") == 0)
-                onoff = -1;
-            else if (!parse_onoff(optarg, &onoff))
-                goto bad;
-            o->rpc = onoff;
-            break;
-        case O_SUVM:
-            if (!parse_onoff(optarg, &onoff))
-                goto bad;
-            o->suvm = onoff;
-            break;
-        case O_EPC:
-            if (!parse_u64(optarg, 1u << 20, &v) || v == 0)
-                goto bad;
-            o->epc_mib = (size_t)v;
-            break;
-        case O_COST:
-            if (!parse_onoff(optarg, &onoff))
-                goto bad;
-            o->cost = onoff;
-            break;
-        case O_SUVM_CACHE:
-            if (!parse_u64(optarg, 1u << 20, &v) || v == 0)
-                goto bad;
-            o->suvm_cache_mib = (size_t)v;
-            o->suvm_cache_set = true;
-            break;
-        case O_RPC_WORKERS:
-            if (!parse_u64(optarg, ELEOS_RPC_MAX_WORKERS, &v) || v == 0)
-                goto bad;
-            o->rpc_workers = (unsigned)v;
-            break;
-        case O_RPC_SPIN:
-            if (!parse_u64(optarg, 10u * 1000 * 1000, &v) || v == 0)
-                goto bad;
-            o->rpc_spin_us = v;
-            break;
-        default:
+        int r = app_platform_opt(&o->plat, c, optarg, "eleos-kvs");
+        if (r < 0)
+            return -EINVAL;
+        if (r > 0)
+            continue;
+        if (c == 'v') {
+            o->verbose++;
+        } else if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        } else if (c == '?' || !kvs_opt(o, c, optarg)) {
+            if (c != '?')
+                fprintf(stderr, "eleos-kvs: bad value for option -%c: '%s'\n", c, optarg);
             usage(stderr);
             return -EINVAL;
         }
@@ -314,21 +219,8 @@ static int parse_options(int argc, char **argv, struct options *o) {
         fprintf(stderr, "eleos-kvs: unexpected argument '%s'\n", argv[optind]);
         return -EINVAL;
     }
-    if (!o->suvm_cache_set) {
-        size_t reserve = SUVM_CACHE_EPC_RESERVE_MIB + o->mem_mib / SUVM_CACHE_META_DIV;
-        size_t fit = o->epc_mib > reserve ? o->epc_mib - reserve : 0;
-        if (fit < o->suvm_cache_mib)
-            o->suvm_cache_mib = fit > SUVM_CACHE_MIN_MIB ? fit : SUVM_CACHE_MIN_MIB;
-    }
-    if (o->mode == KVS_MODE_NATIVE && (o->rpc == 1 || o->suvm == 1)) {
-        fprintf(stderr, "eleos-kvs: --rpc and --suvm need an enclave (--mode sgx or eleos)\n");
-        return -EINVAL;
-    }
-    return 0;
-bad:
-    fprintf(stderr, "eleos-kvs: bad value for option -%c: '%s'\n", c < 256 ? c : '-', optarg);
-    usage(stderr);
-    return -EINVAL;
+    size_suvm_cache(o);
+    return app_platform_opts_check(&o->plat, "eleos-kvs") ? -EINVAL : 0;
 }
 
 /* --- listening socket (host) ---------------------------------------------------------- */
@@ -399,14 +291,6 @@ static int raise_fd_limit(unsigned maxconns) {
 
 /* --- enclave calls ------------------------------------------------------------------------ */
 
-static int ecall_or_call(struct app *a, eleos_enclave_fn fn, void *arg) {
-    if (!a->enc)
-        return (int)fn(arg);
-    long ret = 0;
-    int r = eleos_enclave_ecall(a->enc, fn, arg, &ret);
-    return r ? r : (int)ret;
-}
-
 struct worker_arg {
     struct app *app;
     unsigned id;
@@ -417,7 +301,7 @@ static void *worker_thread(void *arg) {
     char name[16];
     snprintf(name, sizeof name, "eleos-kvs/%u", wa.id);
     pthread_setname_np(pthread_self(), name);
-    int r = ecall_or_call(wa.app, kvs_enclave_worker, (void *)(uintptr_t)wa.id);
+    int r = app_ecall(&wa.app->pf, kvs_enclave_worker, (void *)(uintptr_t)wa.id);
     wa.app->results[wa.id] = r;
     if (r)
         fprintf(stderr, "eleos-kvs: worker %u stopped: %s\n", wa.id, strerror(-r));
@@ -434,7 +318,7 @@ struct balloon {
 
 static void balloon_init(struct app *a, struct balloon *b) {
     struct eleos_enclave_stats st;
-    eleos_enclave_stats(a->enc, &st);
+    eleos_enclave_stats(a->pf.enc, &st);
     b->last_faults = st.epc_faults;
     b->quiet = 0;
     b->wait = BALLOON_GROW_WAIT;
@@ -442,7 +326,7 @@ static void balloon_init(struct app *a, struct balloon *b) {
 }
 
 static void balloon_resize(struct app *a, size_t want, uint64_t faults) {
-    if (ecall_or_call(a, kvs_enclave_balloon, (void *)(uintptr_t)want) != 0)
+    if (app_ecall(&a->pf, kvs_enclave_balloon, (void *)(uintptr_t)want) != 0)
         return;
     a->suvm_cache = want;
     if (a->opt.verbose)
@@ -455,7 +339,7 @@ static void balloon_resize(struct app *a, size_t want, uint64_t faults) {
  * after a quiet wait (see BALLOON_* above). */
 static void balloon_step(struct app *a, struct balloon *b) {
     struct eleos_enclave_stats st;
-    eleos_enclave_stats(a->enc, &st);
+    eleos_enclave_stats(a->pf.enc, &st);
     uint64_t faults = st.epc_faults - b->last_faults;
     b->last_faults = st.epc_faults;
     size_t min = (size_t)BALLOON_MIN_MIB << 20;
@@ -489,51 +373,15 @@ static void balloon_step(struct app *a, struct balloon *b) {
     b->probing = a->suvm_cache > old;
 }
 
-/*
- * --rpc auto: exitless calls pay off only if the RPC workers get CPU time of their own. A
- * worker polls; on a machine where the server threads already occupy every CPU, it takes
- * that time from them, and callers wait for a worker the scheduler has not run (measured on
- * a 2-vCPU VM, -t 2, 5x the EPC, uniform GETs: RPC on took throughput from 42k to 23k
- * requests/s, about 0.9 exit-path fallbacks per call even so). So auto turns RPC on when the
- * online CPUs number at least -t + --rpc-workers, leaving one worker's CPU shared at most.
- */
-static bool rpc_has_cores(const struct options *o) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 && (unsigned long)cpus >= o->threads + o->rpc_workers;
-}
-
-static int start_enclave(struct app *a) {
-    struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
-    cfg.epc_size = (uint64_t)a->opt.epc_mib << 20;
-    cfg.name = "eleos-kvs";
-    if (!a->opt.cost)
-        eleos_cost_model_off(&cfg.cost);
-    int r = eleos_enclave_create(&cfg, &a->enc);
-    if (r) {
-        fprintf(stderr, "eleos-kvs: cannot create the enclave: %s\n", strerror(-r));
+/* The platform, and the untrusted page of wake words for the enclave's locks. */
+static int start_platform(struct app *a) {
+    int r = app_platform_start(&a->pf, &a->opt.plat, "eleos-kvs", "eleos-kvs", a->opt.threads,
+                               0);
+    if (r || !a->pf.enc)
         return r;
-    }
     a->wake_page_size = 4096 * ((KVS_WAKE_WORDS(a->opt.threads) * 4 + 4095) / 4096);
     a->wake_page = eleos_untrusted_alloc(a->wake_page_size);
-    if (!a->wake_page)
-        return -ENOMEM;
-    if (!a->rpc_on)
-        return 0;
-    struct eleos_rpc_pool_config pc;
-    eleos_rpc_pool_config_default(&pc);
-    pc.workers = a->opt.rpc_workers;
-    pc.spin_ns = a->opt.rpc_spin_us * 1000;
-    /* one channel per kvs worker, plus the setup/teardown/stats ECALL threads */
-    pc.channels = a->opt.threads + 4;
-    r = eleos_rpc_pool_create(a->enc, &pc, &a->pool);
-    if (!r)
-        r = eleos_sys_host_register(a->pool);
-    if (!r)
-        r = eleos_rpc_pool_start(a->pool);
-    if (r)
-        fprintf(stderr, "eleos-kvs: cannot start the RPC pool: %s\n", strerror(-r));
-    return r;
+    return a->wake_page ? 0 : -ENOMEM;
 }
 
 /* The setup values the enclave copies in (untrusted memory: a host struct). */
@@ -541,35 +389,29 @@ static int setup_server(struct app *a) {
     const struct options *o = &a->opt;
     struct kvs_setup s;
     memset(&s, 0, sizeof s);
-    s.mode = o->mode;
-    s.rpc_on = a->rpc_on;
-    s.suvm_on = a->suvm_on;
+    s.mode = o->plat.mode;
+    s.rpc_on = a->pf.rpc_on;
+    s.suvm_on = a->pf.suvm_on;
     s.threads = o->threads;
     s.maxconns = o->maxconns;
     s.verbose = o->verbose;
     s.port = o->port;
     s.mem_limit = o->mem_mib << 20;
     s.item_size_max = o->item_size_max;
-    s.suvm_cache = o->suvm_cache_mib << 20;
+    s.suvm_cache = o->plat.suvm_cache_mib << 20;
     s.listen_fd = a->listen_fd;
     s.stop_fd = a->stop_r;
     snprintf(s.interface, sizeof s.interface, "%s", o->addr);
-    if (a->pool)
-        s.rpc_area = eleos_rpc_pool_shared(a->pool, &s.rpc_area_size);
+    s.rpc_area = app_platform_rpc_area(&a->pf, &s.rpc_area_size);
     s.wake_page = a->wake_page;
     s.wake_page_size = a->wake_page_size;
-    int r = ecall_or_call(a, kvs_enclave_setup, &s);
+    int r = app_ecall(&a->pf, kvs_enclave_setup, &s);
     if (r) {
         fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
         return r;
     }
     a->suvm_cache = a->suvm_cache_start = s.suvm_cache;
-    if (s.out_suvm) {
-        r = eleos_suvm_evictor_start(a->enc, s.out_suvm, &a->evictor);
-        if (r)
-            fprintf(stderr, "eleos-kvs: SUVM evictor not started (%s); faults evict inline\n",
-                    strerror(-r));
-    }
+    app_platform_start_evictor(&a->pf, s.out_suvm, "eleos-kvs");
     return 0;
 }
 
@@ -577,21 +419,23 @@ static void print_banner(const struct app *a, const char *where) {
     const struct options *o = &a->opt;
     printf("eleos-kvs %s: a memcached-compatible key-value server (text protocol)\n",
            KVS_ELEOS_VERSION);
-    if (a->enc) {
+    const struct app_platform_opts *p = &o->plat;
+    bool rpc_on = a->pf.rpc_on;
+    if (a->pf.enc) {
         struct eleos_enclave_config cfg;
-        eleos_enclave_get_config(a->enc, &cfg);
+        eleos_enclave_get_config(a->pf.enc, &cfg);
         printf("  mode %s: workers run inside the enclave (EPC %zu MiB, cost model %s)\n",
-               mode_name(o->mode), o->epc_mib,
+               app_mode_name(p->mode), p->epc_mib,
                cfg.cost.syscall_cycles || cfg.cost.ecall_cycles ? "on" : "off");
-        printf("    RPC  %s: network system calls %s%s\n", a->rpc_on ? "on " : "off",
-               a->rpc_on ? "go to host workers without exits (eleos/sys.h)"
+        printf("    RPC  %s: network system calls %s%s\n", rpc_on ? "on " : "off",
+               rpc_on ? "go to host workers without exits (eleos/sys.h)"
                          : "trap and exit the enclave",
-               o->rpc < 0 && o->mode == KVS_MODE_ELEOS
-                   ? (a->rpc_on ? " (auto: a CPU per RPC worker)"
+               p->rpc < 0 && p->mode == APP_MODE_ELEOS
+                   ? (rpc_on ? " (auto: a CPU per RPC worker)"
                                 : " (auto: no CPU left for an RPC worker; --rpc on forces it)")
                    : "");
-        if (a->suvm_on)
-            printf("    SUVM on : values in SUVM, page cache %zu MiB\n", o->suvm_cache_mib);
+        if (a->pf.suvm_on)
+            printf("    SUVM on : values in SUVM, page cache %zu MiB\n", p->suvm_cache_mib);
         else
             printf("    SUVM off: values on the enclave heap (emulated EPC paging)\n");
     } else {
@@ -616,7 +460,7 @@ static void print_banner(const struct app *a, const char *where) {
 /* Waits for SIGINT/SIGTERM, running the balloon in between when the cache is auto-sized. */
 static int wait_for_signal(struct app *a, const sigset_t *sigs) {
     int sig = 0;
-    if (a->suvm_on && !a->opt.suvm_cache_set) {
+    if (a->pf.suvm_on && !a->opt.plat.suvm_cache_set) {
         struct timespec period = {0, BALLOON_PERIOD_MS * 1000000L};
         struct balloon b;
         balloon_init(a, &b);
@@ -629,19 +473,9 @@ static int wait_for_signal(struct app *a, const sigset_t *sigs) {
 }
 
 static void print_final_stats(struct app *a) {
-    if (a->enc) {
-        printf("\n== enclave statistics ==\n");
-        fflush(stdout);
-        eleos_enclave_stats_print(a->enc, STDOUT_FILENO);
-    }
-    if (a->pool) {
-        struct eleos_rpc_pool_stats ps;
-        eleos_rpc_pool_stats(a->pool, &ps);
-        printf("\nRPC workers: %llu sleeps, %llu wakes\n", (unsigned long long)ps.sleeps,
-               (unsigned long long)ps.wakes);
-    }
+    app_platform_print_stats(&a->pf);
     struct kvs_report rep = {malloc(1u << 20), 1u << 20, 0};
-    if (rep.buf && ecall_or_call(a, kvs_enclave_stats, &rep) == 0 && rep.len <= rep.cap) {
+    if (rep.buf && app_ecall(&a->pf, kvs_enclave_stats, &rep) == 0 && rep.len <= rep.cap) {
         printf("\n== eleos-kvs statistics (as \"stats\" reports them) ==\n");
         fwrite(rep.buf, 1, rep.len, stdout);
     }
@@ -687,14 +521,13 @@ static int serve(struct app *a, const sigset_t *sigs, const char *where) {
 }
 
 static void teardown(struct app *a, bool server_up, int *rc) {
-    if (a->evictor)
-        eleos_suvm_evictor_stop(a->evictor);
-    if (server_up && ecall_or_call(a, kvs_enclave_teardown, NULL))
+    if (a->pf.evictor) { /* before teardown: it runs inside the enclave */
+        eleos_suvm_evictor_stop(a->pf.evictor);
+        a->pf.evictor = NULL;
+    }
+    if (server_up && app_ecall(&a->pf, kvs_enclave_teardown, NULL))
         *rc = 1;
-    if (a->pool)
-        eleos_rpc_pool_destroy(a->pool);
-    if (a->enc)
-        eleos_enclave_destroy(a->enc);
+    app_platform_stop(&a->pf);
     if (a->wake_page)
         eleos_untrusted_free(a->wake_page, a->wake_page_size);
     if (a->listen_fd >= 0)
@@ -710,10 +543,6 @@ int main(int argc, char **argv) {
     struct app *a = &app;
     if (parse_options(argc, argv, &a->opt))
         return 2;
-    bool enclave = a->opt.mode != KVS_MODE_NATIVE;
-    a->rpc_on = enclave && (a->opt.rpc >= 0 ? a->opt.rpc : a->opt.mode == KVS_MODE_ELEOS &&
-                                                              rpc_has_cores(&a->opt));
-    a->suvm_on = enclave && (a->opt.suvm >= 0 ? a->opt.suvm : a->opt.mode == KVS_MODE_ELEOS);
 
     /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait. */
     sigset_t sigs;
@@ -738,7 +567,7 @@ int main(int argc, char **argv) {
     }
     a->stop_r = pfd[0];
     a->stop_w = pfd[1];
-    if (enclave && start_enclave(a))
+    if (start_platform(a))
         goto out;
     if (setup_server(a))
         goto out;

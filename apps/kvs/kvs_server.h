@@ -21,12 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app_options.h"
 #include "kvs_common.h"
 #include "kvs_io.h"
 #include "kvs_proto.h"
 #include "kvs_store.h"
-
-enum kvs_mode { KVS_MODE_NATIVE, KVS_MODE_SGX, KVS_MODE_ELEOS };
 
 /* Per connection: the receive size, and the unsent output above which a connection stops
  * taking commands (and stops reading) until its client has drained replies. */
@@ -39,13 +38,16 @@ enum kvs_mode { KVS_MODE_NATIVE, KVS_MODE_SGX, KVS_MODE_ELEOS };
 /* After accept fails for lack of descriptors (EMFILE/ENFILE) a worker stops watching the
  * listener for this long, or until one of its connections closes. */
 #define KVS_ACCEPT_BACKOFF_MS 100
+/* Descriptors kept beyond -c for listeners, epoll instances and pipes (memcached reserves
+ * 20; `stats` shows it). */
+#define RESERVED_FDS 20u
 /* Largest -t and the interface name the enclave copies in. */
 #define KVS_MAX_THREADS 256u
 #define KVS_IFACE_MAX 64u
 
 /* Setup values, host -> enclave (copied once by kvs_enclave_setup, then validated). */
 struct kvs_setup {
-    enum kvs_mode mode;
+    enum app_mode mode;
     bool rpc_on, suvm_on;
     unsigned threads, maxconns, verbose, port;
     size_t mem_limit, item_size_max;
@@ -89,9 +91,10 @@ struct kvs_worker {
     char *scratch;                    /* KVS_READ_CHUNK receive buffer (trusted)          */
     _Atomic bool entered;             /* a host thread runs this worker's loop            */
     int result;                       /* 0 or -errno when the loop ended                  */
-    /* lock protects epfd and closed: an acceptor checks them to hand a connection over. */
+    int epfd;                         /* made at set-up; -1 after the loop ended          */
+    /* lock protects running and closed: an acceptor checks them to hand a connection over. */
     struct kvs_lock lock;
-    int epfd;                         /* -1 until the loop has started, and after it ended */
+    bool running;                     /* the loop takes connections                       */
     bool closed;                      /* the loop has ended: take no more connections     */
 };
 
@@ -125,12 +128,15 @@ struct kvs_server {
     _Atomic uint64_t host_faults;     /* host results refused (forged epoll tags, ...)   */
     _Atomic uint64_t accept_backoffs; /* listener paused for lack of descriptors         */
     _Atomic int64_t accept_log_ms;    /* when the last accept error was logged           */
+    _Atomic uint64_t wait_errors;     /* epoll_wait failures the loop survived           */
 };
 
 /* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave
  * mode in sgx/eleos modes (its memory comes from srv->alloc; its system calls go through
  * srv->io). Closes every connection it owns before returning. */
 int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w);
+/* Creates w's epoll instance (set-up, before any worker runs). 0 or -errno. */
+int kvs_worker_prepare(struct kvs_server *srv, struct kvs_worker *w);
 
 /* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */
 int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake);

@@ -236,6 +236,8 @@ def t_descriptors(ck, binary, mode, extra):
             s.close()
         rc, out = srv.stop()
     ck.eq(rc, 0, "server exits cleanly")
+    if rc != 0:
+        print(out.decode(errors="replace")[-3000:])
     lines = out.count(b"eleos-kvs: accept:")
     ck.true(lines < 10, "accept errors are rate-limited (%d lines)" % lines)
 

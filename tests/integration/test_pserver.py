@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Integration test of eleos-pserver: every mode serves batches correctly (the final table
 holds exactly the keys sent), malformed requests close only that connection, and the
-enclave modes page a table larger than the EPC without losing an increment.
+enclave modes page a table larger than the EPC without losing an increment; bad option
+values are refused. (The ECALLs' own checks are tests/unit/test_pserver_enclave.c.)
 
 usage: test_pserver.py PSERVER LOADGEN"""
 import socket
@@ -135,6 +136,15 @@ check("eleos mode: most calls exitless",
 out = run_mode("eleos", ["--table", "8", "--epc", "93", "--cost", "off"],
                ["-c", "3", "-b", "512", "-n", "300", "-k", "5000"])
 check("eleos mode with a cached table uses spointers", "page cache + spointers" in out, out[:300])
+
+# Bad option values are refused with a clear message and exit status 2 (atoi read "abc" as
+# 0 and "-1" as a huge unsigned), before any enclave or socket is set up.
+for opt, val in [("-p", "70000"), ("-p", "abc"), ("--table", "0"), ("--table", "12x"),
+                 ("--workers", "-1"), ("--spin-us", ""), ("--cost", "maybe"),
+                 ("--mode", "tdx")]:
+    r = subprocess.run([SERVER, opt, val], capture_output=True, text=True, timeout=30)
+    check(f"option {opt} {val!r} refused", r.returncode == 2 and opt in r.stderr
+          and "bad value" in r.stderr, f"rc {r.returncode}: {r.stderr!r}")
 
 print(f"{passed} passed, {failures} failed")
 sys.exit(1 if failures else 0)

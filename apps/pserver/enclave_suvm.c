@@ -1,8 +1,9 @@
 /*
- * eleos-pserver, eleos mode: exitless network calls and a table in SUVM.
+ * enclave_suvm.c — eleos-pserver's eleos mode, enclave side: exitless network calls and a
+ * table in SUVM.
  *
- * Set-up (host mode, then one ECALL): an RPC worker pool with the system-call executor, the
- * enclave-side RPC client, and an SUVM instance whose backing store holds the table and
+ * The host creates the RPC worker pool (host_main.c); the setup ECALL (enclave_server.c)
+ * creates the RPC client and, here, an SUVM instance whose backing store holds the table and
  * whose page cache (60 MiB, the paper's EPC++) fits the EPC. Two access policies:
  *   - the table fits the cache: page mode and spointers. After warm-up every increment is a
  *     cache hit, an atomic add in the pinned frame (concurrent faults on a page end on one
@@ -15,17 +16,16 @@
  *     sealed sub-page never race on its re-seal either.
  *
  * Each connection thread enters the enclave once; its RPC channel is released when the
- * connection ends (pserver_mode_thread_enter).
+ * connection ends (ps_enclave_serve).
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "eleos/rpc.h"
 #include "eleos/suvm.h"
 #include "eleos/sys.h"
-#include "pserver_modes.h"
+#include "pserver_server.h"
 
 #define SUBPAGE      256u
 /* Enough stripes that independent connections rarely collide, few enough to stay small. */
@@ -39,10 +39,6 @@ struct suvm_table {
     atomic_flag locks[LOCK_STRIPES];
     _Atomic uint64_t errors;
 };
-
-static struct eleos_rpc_pool *pool;
-static struct eleos_rpc_client *client;
-static struct suvm_table *table;
 
 static void stripe_lock(struct suvm_table *t, uint64_t addr) {
     atomic_flag *l = &t->locks[(addr / SUBPAGE) % LOCK_STRIPES];
@@ -153,109 +149,52 @@ static int rpc_close(int fd) {
     return eleos_sys_close(fd);
 }
 
-static const struct ps_io_ops rpc_io = {"exitless rpc", rpc_recv, rpc_send, rpc_close};
+const struct ps_io_ops ps_rpc_io = {"exitless rpc", rpc_recv, rpc_send, rpc_close};
 
-struct setup {
-    struct eleos_enclave *enc;
-    uint64_t table_bytes;
-    uint64_t cache_bytes;
-    void *area;
-    size_t area_size;
-};
-
-/* Enclave side of the set-up: client, SUVM instance, table. */
-static long setup_in_enclave(void *arg) {
-    struct setup *su = arg;
-    int r = eleos_rpc_client_create(su->enc, su->area, su->area_size, &client);
-    if (r)
-        return r;
-    eleos_sys_init(client);
-    table = eleos_enclave_calloc(su->enc, 1, sizeof *table);
-    if (!table)
+/* Enclave side of eleos mode's set-up (called by ps_enclave_setup, inside the enclave): the
+ * table's state and the SUVM instance are enclave memory; only the sealed backing store is
+ * host memory, and SUVM checks what it reads back from it. */
+int ps_suvm_table_create(struct eleos_enclave *enc, uint64_t table_bytes,
+                         uint64_t cache_bytes, const struct ps_table_ops **ops, void **tablep) {
+    struct suvm_table *t = eleos_enclave_calloc(enc, 1, sizeof *t);
+    if (!t)
         return -ENOMEM;
     struct eleos_suvm_config cfg;
     eleos_suvm_config_default(&cfg);
-    if (su->cache_bytes)
-        cfg.cache_size = su->cache_bytes;
-    table->direct = su->table_bytes > cfg.cache_size;
-    if (table->direct)
+    if (cache_bytes)
+        cfg.cache_size = cache_bytes;
+    t->direct = table_bytes > cfg.cache_size;
+    if (t->direct)
         cfg.subpage_size = SUBPAGE;
     /* One page more than the table: SUVM reserves its address space's first page. */
-    cfg.backing_size = su->table_bytes + 2 * ELEOS_SUVM_PAGE_SIZE;
-    r = eleos_suvm_create(&cfg, &table->suvm);
-    if (r)
+    cfg.backing_size = table_bytes + 2 * ELEOS_SUVM_PAGE_SIZE;
+    int r = eleos_suvm_create(&cfg, &t->suvm);
+    if (r) {
+        eleos_enclave_free(enc, t);
         return r;
-    table->entries = su->table_bytes / 8;
+    }
+    t->entries = table_bytes / 8;
     /* Never-written pages read as zeros: the table starts at zero without touching it. */
-    return eleos_suvm_alloc(table->suvm, su->table_bytes, &table->base);
-}
-
-int pserver_eleos_setup(struct eleos_enclave *enc, uint64_t table_mib, uint64_t cache_mib,
-                        unsigned workers, uint64_t spin_ns,
-                        const struct ps_table_ops **table_ops, void **tablep,
-                        const struct ps_io_ops **io) {
-    struct eleos_rpc_pool_config pc;
-    eleos_rpc_pool_config_default(&pc);
-    pc.workers = workers ? workers : 1;
-    pc.spin_ns = spin_ns;
-    int r = eleos_rpc_pool_create(enc, &pc, &pool);
-    if (r)
+    r = eleos_suvm_alloc(t->suvm, table_bytes, &t->base);
+    if (r) {
+        eleos_suvm_destroy(t->suvm);
+        eleos_enclave_free(enc, t);
         return r;
-    if ((r = eleos_sys_host_register(pool)) != 0 || (r = eleos_rpc_pool_start(pool)) != 0)
-        return r;
-    struct setup su = {enc, table_mib << 20, cache_mib << 20, NULL, 0};
-    su.area = eleos_rpc_pool_shared(pool, &su.area_size);
-    long ret = 0;
-    r = eleos_enclave_ecall(enc, setup_in_enclave, &su, &ret);
-    if (r)
-        return r;
-    if (ret)
-        return (int)ret;
-    *table_ops = table->direct ? &suvm_direct_ops : &suvm_cached_ops;
-    *tablep = table;
-    *io = &rpc_io;
+    }
+    *ops = t->direct ? &suvm_direct_ops : &suvm_cached_ops;
+    *tablep = t;
     return 0;
 }
 
-struct enter {
-    eleos_enclave_fn fn;
-    void *arg;
-};
-
-static long run_and_detach(void *arg) {
-    struct enter *e = arg;
-    long r = e->fn(e->arg);
-    if (client)
-        eleos_rpc_thread_detach(client);
-    return r;
-}
-
-int pserver_mode_thread_enter(struct eleos_enclave *enc, eleos_enclave_fn fn, void *arg,
-                              long *ret) {
-    struct enter e = {fn, arg};
-    return eleos_enclave_ecall(enc, run_and_detach, &e, ret);
-}
-
-void pserver_mode_print_stats(int fd) {
-    if (!pool || !client || !table)
-        return;
-    struct eleos_rpc_client_stats cs;
-    struct eleos_rpc_pool_stats ps;
+void ps_suvm_table_stats(void *tp, struct ps_stats *st) {
+    struct suvm_table *t = tp;
     struct eleos_suvm_stats ss;
-    eleos_rpc_client_stats(client, &cs);
-    eleos_rpc_pool_stats(pool, &ps);
-    eleos_suvm_stats(table->suvm, &ss);
-    dprintf(fd,
-            "rpc: calls %llu, exitless %llu, fallbacks %llu (no worker %llu), ocalls %llu; "
-            "workers slept %llu times\n",
-            (unsigned long long)cs.calls, (unsigned long long)cs.exitless,
-            (unsigned long long)cs.fallbacks, (unsigned long long)cs.no_worker,
-            (unsigned long long)cs.ocalls, (unsigned long long)ps.sleeps);
-    dprintf(fd,
-            "suvm: hits %llu, major faults %llu, sub-pages read %llu / written %llu, "
-            "integrity failures %llu, table errors %llu\n",
-            (unsigned long long)ss.hits, (unsigned long long)ss.major_faults,
-            (unsigned long long)ss.subpage_reads, (unsigned long long)ss.subpage_writes,
-            (unsigned long long)ss.integrity_failures,
-            (unsigned long long)atomic_load(&table->errors));
+    eleos_suvm_stats(t->suvm, &ss);
+    st->suvm = true;
+    st->suvm_hits = ss.hits;
+    st->suvm_major_faults = ss.major_faults;
+    st->suvm_subpage_reads = ss.subpage_reads;
+    st->suvm_subpage_writes = ss.subpage_writes;
+    st->suvm_integrity_failures = ss.integrity_failures;
+    st->table_errors = atomic_load_explicit(&t->errors, memory_order_relaxed);
 }

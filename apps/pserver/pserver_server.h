@@ -1,0 +1,72 @@
+/*
+ * pserver_server.h — the interface between eleos-pserver's two halves (issue 17).
+ *
+ *   host_main.c       host side: options, the enclave and the RPC worker pool, the listening
+ *                     socket, one thread per connection, the final statistics. Holds no
+ *                     state the enclave relies on.
+ *   enclave_server.c  enclave side: the ECALL entry points below, the trusted server state
+ *                     (table, its ops, the I/O ops, the RPC client, counters), the request
+ *                     loop and the flat table of native and sgx modes.
+ *   enclave_suvm.c    enclave side: eleos mode's SUVM table and exitless I/O.
+ *
+ * The host hands the enclave plain values only: a connection is its descriptor, passed as
+ * an integer, and set-up is one host struct the enclave copies once and validates. The
+ * enclave never dereferences a pointer the host chose, except untrusted memory it checked
+ * to lie outside the enclave (the RPC area, the host's own argument structs). Globals of
+ * enclave_*.c files are the enclave image's data (the EPC in real SGX); host_*.c code never
+ * names them. In native mode the same functions run on the host, called directly.
+ */
+#ifndef ELEOS_PSERVER_SERVER_H
+#define ELEOS_PSERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eleos/enclave.h"
+#include "pserver.h"
+
+enum ps_mode { PS_MODE_NATIVE, PS_MODE_SGX, PS_MODE_ELEOS };
+
+/* Bounds the enclave enforces on the host's set-up values (and the host's options). */
+#define PS_TABLE_MAX_BYTES (1ull << 40)
+#define PS_CACHE_MAX_BYTES (1ull << 40)
+#define PS_NAME_MAX 48u
+
+/* Set-up values, host -> enclave (copied once by ps_enclave_setup, then validated). */
+struct ps_setup {
+    enum ps_mode mode;
+    uint64_t table_bytes;    /* a non-zero multiple of 8, at most PS_TABLE_MAX_BYTES      */
+    uint64_t cache_bytes;    /* eleos mode: SUVM's page cache, 0 = SUVM's default         */
+    void *rpc_area;          /* eleos mode: the RPC pool's shared area (untrusted)        */
+    size_t rpc_area_size;
+    /* written back by the enclave, for the host's start-up line: */
+    char out_table[PS_NAME_MAX];
+    char out_io[PS_NAME_MAX];
+};
+
+/* Statistics, enclave -> host (filled in enclave memory, then copied out). */
+struct ps_stats {
+    uint64_t keys, batches, host_faults;
+    bool rpc, suvm;
+    uint64_t rpc_calls, rpc_exitless, rpc_fallbacks, rpc_no_worker, rpc_ocalls;
+    uint64_t suvm_hits, suvm_major_faults, suvm_subpage_reads, suvm_subpage_writes;
+    uint64_t suvm_integrity_failures, table_errors;
+};
+
+/* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
+long ps_enclave_setup(void *setup);   /* struct ps_setup *: 0 or -errno                  */
+long ps_enclave_serve(void *fd);      /* (uintptr_t) connection fd: serves it, closes it */
+long ps_enclave_stats(void *stats);   /* struct ps_stats *: 0 or -errno                  */
+
+/* --- enclave side internals (enclave_server.c <-> enclave_suvm.c) ---------------------- */
+
+/* Creates eleos mode's table in SUVM inside enc: 0 or -errno. */
+int ps_suvm_table_create(struct eleos_enclave *enc, uint64_t table_bytes,
+                         uint64_t cache_bytes, const struct ps_table_ops **ops, void **table);
+/* Adds the SUVM table's statistics to *st. */
+void ps_suvm_table_stats(void *table, struct ps_stats *st);
+/* Exitless recv/send/close (eleos_sys_*, after eleos_sys_init). */
+extern const struct ps_io_ops ps_rpc_io;
+
+#endif

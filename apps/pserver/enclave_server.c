@@ -107,8 +107,9 @@ static int setup_check(struct eleos_enclave *enc, const struct ps_setup *s) {
     if (s->table_bytes == 0 || s->table_bytes % 8 || s->table_bytes > PS_TABLE_MAX_BYTES ||
         s->cache_bytes > PS_CACHE_MAX_BYTES)
         return -EINVAL;
-    if (s->mode == PS_MODE_ELEOS &&
-        (s->rpc_area_size == 0 || !host_range(enc, s->rpc_area, s->rpc_area_size)))
+    if ((s->rpc_on || s->suvm_on) && !enc)
+        return -EINVAL;
+    if (s->rpc_on && (s->rpc_area_size == 0 || !host_range(enc, s->rpc_area, s->rpc_area_size)))
         return -EINVAL;
     return 0;
 }
@@ -133,24 +134,40 @@ static int flat_create(struct ps_enclave *p) {
     }
     p->table_ops = &flat_ops;
     p->table = ft;
-    p->io = &libc_io;
     return 0;
 }
 
-static int eleos_create(struct ps_enclave *p) {
+static int rpc_attach(struct ps_enclave *p) {
     int r = eleos_rpc_client_create(p->enc, p->set.rpc_area, p->set.rpc_area_size, &p->rpc);
     if (r)
         return r;
     eleos_sys_init(p->rpc);
-    r = ps_suvm_table_create(p->enc, p->set.table_bytes, p->set.cache_bytes, &p->table_ops,
-                             &p->table);
-    if (r) {
-        eleos_sys_init(NULL);
-        eleos_rpc_client_destroy(p->rpc);
-        return r;
-    }
     p->io = &ps_rpc_io;
     return 0;
+}
+
+static void rpc_detach(struct ps_enclave *p) {
+    if (!p->rpc)
+        return;
+    eleos_sys_init(NULL);
+    eleos_rpc_client_destroy(p->rpc);
+    p->rpc = NULL;
+}
+
+/* The I/O path and the table the set-up asks for. */
+static int server_create(struct ps_enclave *p) {
+    p->io = &libc_io;
+    int r = p->set.rpc_on ? rpc_attach(p) : 0;
+    if (r)
+        return r;
+    if (p->set.suvm_on)
+        r = ps_suvm_table_create(p->enc, p->set.table_bytes, p->set.cache_bytes,
+                                 &p->table_ops, &p->table);
+    else
+        r = flat_create(p);
+    if (r)
+        rpc_detach(p);
+    return r;
 }
 
 /* Runs once, before any connection. In enclave modes it runs inside the enclave, so the
@@ -168,7 +185,7 @@ long ps_enclave_setup(void *arg) {
     memcpy(&p->set, arg, sizeof p->set); /* the one read of the host's values */
     int r = setup_check(enc, &p->set);
     if (!r)
-        r = p->set.mode == PS_MODE_ELEOS ? eleos_create(p) : flat_create(p);
+        r = server_create(p);
     if (r) {
         heap_free(enc, p);
         return r;

@@ -38,19 +38,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <getopt.h>
+
+#include "app_options.h"
 #include "eleos/enclave.h"
-#include "eleos/rpc.h"
-#include "eleos/sys.h"
+#include "host_platform.h"
 #include "pserver_server.h"
 
 /* Bounds of the numeric options (the enclave checks the table's again). */
 #define MAX_MIB (PS_TABLE_MAX_BYTES >> 20)
-#define MAX_WORKERS 256u
-#define MAX_SPIN_US 10000000u
+/* A busy server computes for up to milliseconds between its recv and send (a 64 KiB batch
+ * of SUVM updates): workers that sleep sooner would make the next call take the exit path.
+ * 2 ms covers a 4 KiB batch; --rpc-spin-us changes it. */
+#define DEFAULT_SPIN_US 2000u
+/* Connection threads the RPC auto decision counts (a client's batches are sequential). */
+#define RPC_AUTO_THREADS 1u
 
 static atomic_bool stopping;
-static struct eleos_enclave *enc;       /* NULL in native mode                        */
-static struct eleos_rpc_pool *pool;     /* eleos mode                                 */
+static struct app_platform pf;          /* enclave and RPC pool (host handles)         */
 static _Atomic uint64_t conns;
 
 static void on_stop(int sig) {
@@ -59,133 +64,109 @@ static void on_stop(int sig) {
 }
 
 struct options {
-    enum ps_mode mode;
-    const char *mode_name, *addr;
-    uint64_t port, table_mib, epc_mib, pollute, cache_mib, workers, spin_us;
-    bool cost;
+    const char *addr;
+    uint64_t port, table_mib;
+    struct app_platform_opts plat;
 };
 
-static void usage(void) {
-    fprintf(stderr,
-            "usage: eleos-pserver [--mode native|sgx|eleos] [-l ADDR] [-p PORT] [--table MiB]\n"
-            "                     [--epc MiB] [--cache MiB] [--cost on|off] [--pollute KiB]\n"
-            "                     [--workers N] [--spin-us N]\n");
-    exit(2);
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: eleos-pserver [options]\n"
+            "  -l ADDR                address to listen on (default 127.0.0.1)\n"
+            "  -p PORT                TCP port (default 7000)\n"
+            "      --table=MB         the table of counters (default 512)\n");
+    struct app_platform_opts d;
+    app_platform_opts_default(&d, APP_MODE_NATIVE, 60, DEFAULT_SPIN_US);
+    app_platform_usage(f, &d);
+    fprintf(f, "  (--suvm-cache without a value set is SUVM's default, 60 MiB;\n"
+               "   --cache, --workers, --spin-us: old names, still accepted)\n");
 }
 
-/* A decimal integer in [min, max], or a clear error and exit 2 (atoi took "abc" as 0 and
- * "-1" as a huge unsigned). */
-static uint64_t parse_num(const char *opt, const char *v, uint64_t min, uint64_t max) {
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (*v < '0' || *v > '9' || *end || errno || x < min || x > max) {
-        fprintf(stderr, "eleos-pserver: %s: bad value '%s' (an integer from %" PRIu64
-                        " to %" PRIu64 ")\n", opt, v, min, max);
-        exit(2);
+/* Old flag names of this program, accepted for one release. */
+enum { O_TABLE = 0x2000, O_OLD_CACHE, O_OLD_WORKERS, O_OLD_SPIN };
+
+static int old_name(struct options *o, int c, const char *arg) {
+    static const struct { int code, to; const char *old, *now; } map[] = {
+        {O_OLD_CACHE, APP_OPT_SUVM_CACHE, "--cache", "--suvm-cache"},
+        {O_OLD_WORKERS, APP_OPT_RPC_WORKERS, "--workers", "--rpc-workers"},
+        {O_OLD_SPIN, APP_OPT_RPC_SPIN, "--spin-us", "--rpc-spin-us"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (map[i].code != c)
+            continue;
+        fprintf(stderr, "eleos-pserver: note: %s is deprecated, use %s\n", map[i].old,
+                map[i].now);
+        return app_platform_opt(&o->plat, map[i].to, arg, "eleos-pserver");
     }
-    return x;
-}
-
-static void parse_enum(struct options *o, const char *a, const char *v) {
-    if (!strcmp(a, "--mode")) {
-        o->mode_name = v;
-        if (!strcmp(v, "native"))
-            o->mode = PS_MODE_NATIVE;
-        else if (!strcmp(v, "sgx"))
-            o->mode = PS_MODE_SGX;
-        else if (!strcmp(v, "eleos"))
-            o->mode = PS_MODE_ELEOS;
-        else
-            goto bad;
-    } else if (!strcmp(a, "--cost")) {
-        if (strcmp(v, "on") && strcmp(v, "off"))
-            goto bad;
-        o->cost = !strcmp(v, "on");
-    } else {
-        usage();
-    }
-    return;
-bad:
-    fprintf(stderr, "eleos-pserver: %s: bad value '%s'\n", a, v);
-    exit(2);
-}
-
-static void parse_options(struct options *o, int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (i + 1 >= argc)
-            usage();
-        const char *v = argv[++i];
-        if (!strcmp(a, "-l"))
-            o->addr = v;
-        else if (!strcmp(a, "-p"))
-            o->port = parse_num(a, v, 1, 65535);
-        else if (!strcmp(a, "--table"))
-            o->table_mib = parse_num(a, v, 1, MAX_MIB);
-        else if (!strcmp(a, "--cache"))
-            o->cache_mib = parse_num(a, v, 0, MAX_MIB);
-        else if (!strcmp(a, "--epc"))
-            o->epc_mib = parse_num(a, v, 1, MAX_MIB);
-        else if (!strcmp(a, "--pollute"))
-            o->pollute = parse_num(a, v, 0, UINT32_MAX);
-        else if (!strcmp(a, "--spin-us"))
-            o->spin_us = parse_num(a, v, 0, MAX_SPIN_US);
-        else if (!strcmp(a, "--workers"))
-            o->workers = parse_num(a, v, 1, MAX_WORKERS);
-        else
-            parse_enum(o, a, v);
-    }
-}
-
-/* eleos mode's host half: the RPC worker pool with the system-call executor. */
-static int rpc_pool_start(const struct options *o, struct ps_setup *su) {
-    struct eleos_rpc_pool_config pc;
-    eleos_rpc_pool_config_default(&pc);
-    pc.workers = (unsigned)o->workers;
-    pc.spin_ns = o->spin_us * 1000;
-    int r = eleos_rpc_pool_create(enc, &pc, &pool);
-    if (r)
-        return r;
-    if ((r = eleos_sys_host_register(pool)) != 0 || (r = eleos_rpc_pool_start(pool)) != 0)
-        return r;
-    su->rpc_area = eleos_rpc_pool_shared(pool, &su->rpc_area_size);
     return 0;
 }
 
-/* Creates the enclave (sgx, eleos) and has the enclave set itself up. */
+static bool own_opt(struct options *o, int c, const char *arg) {
+    if (c == 'l') {
+        o->addr = arg;
+        return true;
+    }
+    if (c == 'p')
+        return app_parse_u64(arg, 65535, &o->port) && o->port > 0;
+    if (c == O_TABLE)
+        return app_parse_u64(arg, MAX_MIB, &o->table_mib) && o->table_mib > 0;
+    return false;
+}
+
+static void parse_options(struct options *o, int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"table", required_argument, NULL, O_TABLE},
+        {"cache", required_argument, NULL, O_OLD_CACHE},
+        {"workers", required_argument, NULL, O_OLD_WORKERS},
+        {"spin-us", required_argument, NULL, O_OLD_SPIN},
+        {"help", no_argument, NULL, 'h'},
+        APP_PLATFORM_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "l:p:h", longopts, NULL)) != -1) {
+        int r = app_platform_opt(&o->plat, c, optarg, "eleos-pserver");
+        if (r == 0)
+            r = old_name(o, c, optarg);
+        if (r < 0)
+            exit(2);
+        if (r > 0)
+            continue;
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (c == '?' || !own_opt(o, c, optarg)) {
+            if (c != '?')
+                fprintf(stderr, "eleos-pserver: bad value for option %s: '%s'\n",
+                        c == 'l' ? "-l" : c == 'p' ? "-p" : "--table", optarg);
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "eleos-pserver: unexpected argument '%s'\n", argv[optind]);
+        exit(2);
+    }
+    if (app_platform_opts_check(&o->plat, "eleos-pserver"))
+        exit(2);
+}
+
 static int server_setup(const struct options *o, struct ps_setup *su) {
-    *su = (struct ps_setup){.mode = o->mode, .table_bytes = o->table_mib << 20,
-                            .cache_bytes = o->cache_mib << 20};
-    if (o->mode == PS_MODE_NATIVE)
-        return (int)ps_enclave_setup(su);
-    struct eleos_enclave_config cfg;
-    eleos_enclave_config_default(&cfg);
-    cfg.name = "pserver";
-    cfg.epc_size = o->epc_mib << 20;
-    cfg.elrange_size = (o->table_mib + 256) << 20;
-    if (!o->cost)
-        eleos_cost_model_off(&cfg.cost);
-    cfg.cost.pollute_kib = (uint32_t)o->pollute;
-    int r = eleos_enclave_create(&cfg, &enc);
+    int r = app_platform_start(&pf, &o->plat, "eleos-pserver", "pserver", RPC_AUTO_THREADS,
+                               (o->table_mib + 256) << 20);
     if (r)
         return r;
-    if (o->mode == PS_MODE_ELEOS && (r = rpc_pool_start(o, su)) != 0)
-        return r;
-    long ret = 0;
-    r = eleos_enclave_ecall(enc, ps_enclave_setup, su, &ret);
-    return r ? r : (int)ret;
+    *su = (struct ps_setup){.mode = (enum ps_mode)o->plat.mode, .rpc_on = pf.rpc_on,
+                            .suvm_on = pf.suvm_on, .table_bytes = o->table_mib << 20,
+                            .cache_bytes = o->plat.suvm_cache_set ? o->plat.suvm_cache_mib << 20
+                                                                  : 0};
+    su->rpc_area = app_platform_rpc_area(&pf, &su->rpc_area_size);
+    return app_ecall(&pf, ps_enclave_setup, su);
 }
 
 static void *conn_thread(void *arg) {
-    long ret = 0;
-    if (enc) {
-        int r = eleos_enclave_ecall(enc, ps_enclave_serve, arg, &ret);
-        if (r)
-            fprintf(stderr, "eleos-pserver: ECALL failed: %s\n", strerror(-r));
-    } else {
-        ret = ps_enclave_serve(arg);
-    }
+    int ret = app_ecall(&pf, ps_enclave_serve, arg);
     if (ret == -EPROTO)
         fprintf(stderr, "eleos-pserver: malformed request, connection closed\n");
     return NULL;
@@ -228,26 +209,21 @@ static void accept_loop(int lfd) {
 }
 
 static void print_stats(void) {
-    int r;
     struct ps_stats st;
     memset(&st, 0, sizeof st);
-    long ret = 0;
-    if (!enc)
-        ret = ps_enclave_stats(&st);
-    else if ((r = eleos_enclave_ecall(enc, ps_enclave_stats, &st, &ret)) != 0)
-        ret = r;
+    int ret = app_ecall(&pf, ps_enclave_stats, &st);
     if (ret)
-        fprintf(stderr, "eleos-pserver: statistics: %s\n", strerror((int)-ret));
+        fprintf(stderr, "eleos-pserver: statistics: %s\n", strerror(-ret));
     printf("eleos-pserver: %llu connections, %llu batches, %llu keys\n",
            (unsigned long long)atomic_load(&conns), (unsigned long long)st.batches,
            (unsigned long long)st.keys);
     fflush(stdout);
-    if (!enc)
+    if (!pf.enc)
         return;
-    eleos_enclave_stats_print(enc, STDOUT_FILENO);
-    if (pool && st.rpc) {
+    eleos_enclave_stats_print(pf.enc, STDOUT_FILENO);
+    if (pf.pool && st.rpc) {
         struct eleos_rpc_pool_stats ps;
-        eleos_rpc_pool_stats(pool, &ps);
+        eleos_rpc_pool_stats(pf.pool, &ps);
         dprintf(STDOUT_FILENO,
                 "rpc: calls %llu, exitless %llu, fallbacks %llu (no worker %llu), ocalls %llu; "
                 "workers slept %llu times\n",
@@ -267,18 +243,15 @@ static void print_stats(void) {
 }
 
 int main(int argc, char **argv) {
-    /* A busy server computes for up to milliseconds between its recv and send (a 64 KiB batch
-     * of SUVM updates): workers that sleep after the RPC library's 100 µs default would make
-     * the next call take the exit path. 2 ms covers a 4 KiB batch; --spin-us changes it. */
-    struct options o = {.mode = PS_MODE_NATIVE, .mode_name = "native", .addr = "127.0.0.1",
-                        .port = 7000, .table_mib = 512, .epc_mib = 93, .workers = 1,
-                        .spin_us = 2000, .cost = true};
+    struct options o = {.addr = "127.0.0.1", .port = 7000, .table_mib = 512};
+    app_platform_opts_default(&o.plat, APP_MODE_NATIVE, 60, DEFAULT_SPIN_US);
     parse_options(&o, argc, argv);
 
     struct ps_setup su;
     int r = server_setup(&o, &su);
     if (r) {
-        fprintf(stderr, "eleos-pserver: %s mode set-up: %s\n", o.mode_name, strerror(-r));
+        fprintf(stderr, "eleos-pserver: %s mode set-up: %s\n", app_mode_name(o.plat.mode),
+                strerror(-r));
         return 1;
     }
     int lfd = listen_on(o.addr, (uint16_t)o.port);
@@ -292,7 +265,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &act, NULL);
     su.out_table[PS_NAME_MAX - 1] = su.out_io[PS_NAME_MAX - 1] = '\0';
     printf("eleos-pserver: mode %s, table %llu MiB (%s), io %s, listening on %s:%llu\n",
-           o.mode_name, (unsigned long long)o.table_mib, su.out_table, su.out_io, o.addr,
+           app_mode_name(o.plat.mode), (unsigned long long)o.table_mib, su.out_table, su.out_io, o.addr,
            (unsigned long long)o.port);
     fflush(stdout);
 

@@ -26,6 +26,7 @@
 #include "eleos/enclave.h"
 #include "pserver.h"
 
+/* The same values as enum app_mode (apps/common), which the host parses. */
 enum ps_mode { PS_MODE_NATIVE, PS_MODE_SGX, PS_MODE_ELEOS };
 
 /* Bounds the enclave enforces on the host's set-up values (and the host's options). */
@@ -36,9 +37,11 @@ enum ps_mode { PS_MODE_NATIVE, PS_MODE_SGX, PS_MODE_ELEOS };
 /* Set-up values, host -> enclave (copied once by ps_enclave_setup, then validated). */
 struct ps_setup {
     enum ps_mode mode;
+    bool rpc_on;             /* exitless recv/send (needs rpc_area)                       */
+    bool suvm_on;            /* the table in SUVM, else on the enclave heap               */
     uint64_t table_bytes;    /* a non-zero multiple of 8, at most PS_TABLE_MAX_BYTES      */
-    uint64_t cache_bytes;    /* eleos mode: SUVM's page cache, 0 = SUVM's default         */
-    void *rpc_area;          /* eleos mode: the RPC pool's shared area (untrusted)        */
+    uint64_t cache_bytes;    /* SUVM's page cache, 0 = SUVM's default                     */
+    void *rpc_area;          /* rpc_on: the RPC pool's shared area (untrusted)            */
     size_t rpc_area_size;
     /* written back by the enclave, for the host's start-up line: */
     char out_table[PS_NAME_MAX];

@@ -49,8 +49,8 @@ static void refuses_bad_setup(void) {
     CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
     su.table_bytes = UINT64_MAX & ~7ull;
     CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
-    /* eleos mode: the RPC area must be host memory. */
-    su = (struct ps_setup){.mode = PS_MODE_ELEOS, .table_bytes = 1 * MiB,
+    /* RPC on: the RPC area must be host memory. */
+    su = (struct ps_setup){.mode = PS_MODE_ELEOS, .rpc_on = true, .table_bytes = 1 * MiB,
                            .rpc_area = inside, .rpc_area_size = 4096};
     CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
     su.rpc_area = NULL;

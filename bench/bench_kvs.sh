@@ -5,7 +5,7 @@
 # 2-vCPU machine), RPC-only (sgx --rpc on) and SUVM-only (sgx --suvm on) modes; same
 # server worker threads (-t 2), same client threads (2) and connections (16). Two loads:
 #
-#   uniform    eleos-kvs-load (apps/kvs/kvs_load.c): every request's key is uniform over the
+#   uniform    eleos-kvs-load (tools/kvs_load.c): every request's key is uniform over the
 #              whole preloaded data set (the Eleos paper's memcached experiment), so at 5x
 #              the EPC nearly every request pages (EPC or SUVM). GET-heavy and SET-heavy.
 #   memcaslap  libmemcached-tools' memcaslap, kept for comparison with earlier results. Its
@@ -73,7 +73,7 @@ esac
 has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; } # list word
 
 kvs=$build/apps/kvs/eleos-kvs
-kvsload=$build/apps/kvs/eleos-kvs-load
+kvsload=$build/tools/eleos-kvs-load
 command -v memcaslap >/dev/null || { echo "# memcaslap missing (libmemcached-tools): uniform load only"; m_mults=""; m_mixes=""; }
 command -v memcstat >/dev/null || { echo "memcstat missing (libmemcached-tools)"; exit 77; }
 [ -x "$kvs" ] || { echo "build $kvs first"; exit 1; }

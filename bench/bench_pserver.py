@@ -34,7 +34,7 @@ while i < len(args):
     i += 1
 
 SERVER = os.path.join(build, "apps/pserver/eleos-pserver")
-LOAD = os.path.join(build, "apps/pserver/eleos-pserver-load")
+LOAD = os.path.join(build, "tools/eleos-pserver-load")
 BATCHES = [64, 4096, 65536] if quick else [64, 512, 4096, 65536]
 SETS = [("small", 32), ("large", 512)] if not quick else [("small", 32), ("large", 256)]
 MODES = ["native", "sgx", "eleos"]

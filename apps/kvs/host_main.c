@@ -56,10 +56,9 @@
  * so the default page cache leaves them a little more room. */
 #define DEFAULT_SUVM_CACHE_MIB 56u
 /* Without --suvm-cache the cache also leaves the EPC to the trusted metadata -m implies:
- * about one item header (~100-150 B with key and heap overhead) and hash bucket per 1 KiB
- * item, i.e. -m/16 (measured at -m 802, 1 KiB values: a 56 MiB cache made the EPC thrash on
- * headers, 79k EPC faults to load, against 12k with 32 MiB, and 21% less throughput), plus
- * 16 MiB for connection buffers and the rest of the heap. Never below 16 MiB. */
+ * about one item header and hash bucket per 1 KiB item, i.e. -m/16, plus 16 MiB for
+ * connection buffers and the rest of the heap; never below 16 MiB. A cache that crowds the
+ * headers out makes the EPC thrash on them (docs/kvs.md has the measurements). */
 #define SUVM_CACHE_MIN_MIB 16u
 #define SUVM_CACHE_EPC_RESERVE_MIB 16u
 #define SUVM_CACHE_META_DIV 16u
@@ -67,10 +66,9 @@
  * BALLOON_PERIOD_MS and, when more than BALLOON_FAULTS happened in one period, asks the
  * enclave (an ECALL; the enclave checks the size) to shrink the SUVM page cache by a quarter,
  * never below BALLOON_MIN_MIB. EPC faults in eleos mode mean the trusted metadata (item
- * headers, hash table, connections) no longer fits next to the cache; each costs ~16 us and
- * happens on a random metadata touch, while a smaller cache only loses the few hits a
- * uniform load gets from it (measured at 5x the EPC: 8 MiB instead of 24 MiB took EPC faults
- * from 0.4 per request to 0 and throughput up by about 40 %).
+ * headers, hash table, connections) no longer fits next to the cache; each happens on a random
+ * metadata touch, while a smaller cache only loses the few hits a uniform load gets from it
+ * (docs/kvs.md, "Balloon").
  * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
  * at most BALLOON_QUIET_FAULTS EPC faults per period (a stray metadata touch, a `stats`
  * poll), the cache grows by a quarter, never beyond its starting size: the metadata may have

@@ -58,8 +58,8 @@ struct kvs_conn {
 struct loop {
     struct kvs_server *srv;
     struct kvs_worker *w;
-    const struct kvs_io_ops *io;
-    struct kvs_io_ctx *ioc;
+    const struct app_io_ops *io;
+    struct app_io_ctx *ioc;
     int epfd;
     struct kvs_buf out;       /* replies being built for one connection          */
     bool listen_paused;       /* accept backed off (no descriptors)              */

@@ -96,13 +96,9 @@ static int workers_create(struct kvs_enclave *k) {
         w->scratch = kvs_malloc(&k->alloc, KVS_READ_CHUNK);
         if (!w->scratch)
             return -ENOMEM;
-        if (k->enc && !k->set.rpc_on) {
-            /* The exit path's bounce buffer: allocated here, so its address is ours. */
-            w->io_ctx.bounce = eleos_untrusted_alloc(KVS_IO_BOUNCE_SIZE);
-            if (!w->io_ctx.bounce)
-                return -ENOMEM;
-            w->io_ctx.bounce_size = KVS_IO_BOUNCE_SIZE;
-        }
+        int r = app_io_ctx_init(&w->io_ctx, srv->io);
+        if (r)
+            return r;
     }
     return 0;
 }
@@ -116,8 +112,7 @@ static void workers_destroy(struct kvs_enclave *k) {
         if (w->epfd >= 0) /* a worker whose loop never ran */
             srv->io->close(&w->io_ctx, w->epfd);
         kvs_free(&k->alloc, w->scratch);
-        if (w->io_ctx.bounce)
-            eleos_untrusted_free(w->io_ctx.bounce, w->io_ctx.bounce_size);
+        app_io_ctx_fini(&w->io_ctx);
     }
     kvs_free(&k->alloc, srv->workers);
     srv->workers = NULL;
@@ -165,7 +160,7 @@ static int server_build(struct kvs_enclave *k) {
     srv->listen_fd = k->set.listen_fd;
     srv->stop_fd = k->set.stop_fd;
     srv->maxconns = k->set.maxconns;
-    srv->io = !k->enc ? &kvs_io_host_ops : k->set.rpc_on ? &kvs_io_rpc_ops : &kvs_io_exit_ops;
+    srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
     struct kvs_store_config sc;
     kvs_store_config_default(&sc);
     sc.mem_limit = k->set.mem_limit;

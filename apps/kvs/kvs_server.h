@@ -23,7 +23,7 @@
 
 #include "app_options.h"
 #include "kvs_common.h"
-#include "kvs_io.h"
+#include "app_io.h"
 #include "kvs_proto.h"
 #include "kvs_store.h"
 
@@ -87,7 +87,7 @@ struct kvs_conn;
 struct kvs_worker {
     unsigned id;
     struct kvs_thread_stats stats;
-    struct kvs_io_ctx io_ctx;
+    struct app_io_ctx io_ctx;
     char *scratch;                    /* KVS_READ_CHUNK receive buffer (trusted)          */
     _Atomic bool entered;             /* a host thread runs this worker's loop            */
     int result;                       /* 0 or -errno when the loop ended                  */
@@ -116,7 +116,7 @@ struct kvs_server {
     struct kvs_ctx ctx;               /* shared protocol context (hooks point back here) */
     struct kvs_store *store;
     const struct kvs_alloc *alloc;    /* trusted heap: the enclave heap in enclave modes */
-    const struct kvs_io_ops *io;
+    const struct app_io_ops *io;
     int listen_fd;
     int stop_fd;                      /* read end of the stop pipe: readable = stop      */
     unsigned nworkers;

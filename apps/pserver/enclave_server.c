@@ -31,7 +31,7 @@ struct ps_enclave {
     struct eleos_enclave *enc;         /* NULL in native mode                             */
     const struct ps_table_ops *table_ops;
     void *table;
-    const struct ps_io_ops *io;
+    const struct app_io_ops *io;
     struct eleos_rpc_client *rpc;      /* eleos mode                                      */
     _Atomic uint64_t keys, batches, host_faults;
 };
@@ -61,23 +61,6 @@ static int flat_get(void *t, const uint64_t *keys, uint32_t n, uint64_t *out) {
 }
 
 static const struct ps_table_ops flat_ops = {"flat", flat_inc, flat_get};
-
-/* In sgx mode these are trapped system calls: each one an exit. */
-static ssize_t libc_recv(int fd, void *buf, size_t len) {
-    ssize_t r = recv(fd, buf, len, 0);
-    return r < 0 ? -errno : r;
-}
-
-static ssize_t libc_send(int fd, const void *buf, size_t len) {
-    ssize_t r = send(fd, buf, len, MSG_NOSIGNAL);
-    return r < 0 ? -errno : r;
-}
-
-static int libc_close(int fd) {
-    return close(fd) < 0 ? -errno : 0;
-}
-
-static const struct ps_io_ops libc_io = {"libc", libc_recv, libc_send, libc_close};
 
 /* --- heap: the enclave's in enclave modes, libc's in native mode -------------------------- */
 
@@ -142,7 +125,6 @@ static int rpc_attach(struct ps_enclave *p) {
     if (r)
         return r;
     eleos_sys_init(p->rpc);
-    p->io = &ps_rpc_io;
     return 0;
 }
 
@@ -156,7 +138,7 @@ static void rpc_detach(struct ps_enclave *p) {
 
 /* The I/O path and the table the set-up asks for. */
 static int server_create(struct ps_enclave *p) {
-    p->io = &libc_io;
+    p->io = app_io_for(p->enc != NULL, p->set.rpc_on, true);
     int r = p->set.rpc_on ? rpc_attach(p) : 0;
     if (r)
         return r;
@@ -200,10 +182,16 @@ long ps_enclave_setup(void *arg) {
 
 /* --- the request loop -------------------------------------------------------------------- */
 
-static int recv_all(const struct ps_io_ops *io, int fd, void *buf, size_t len) {
+struct conn_io {
+    const struct app_io_ops *ops;
+    struct app_io_ctx ctx;
+    int fd;
+};
+
+static int recv_all(struct conn_io *c, void *buf, size_t len) {
     size_t got = 0;
     while (got < len) {
-        ssize_t r = io->recv(fd, (char *)buf + got, len - got);
+        ssize_t r = c->ops->recv(&c->ctx, c->fd, (char *)buf + got, len - got);
         if (r == -EINTR)
             continue;
         if (r <= 0)
@@ -216,10 +204,10 @@ static int recv_all(const struct ps_io_ops *io, int fd, void *buf, size_t len) {
     return 0;
 }
 
-static int send_all(const struct ps_io_ops *io, int fd, const void *buf, size_t len) {
+static int send_all(struct conn_io *c, const void *buf, size_t len) {
     size_t done = 0;
     while (done < len) {
-        ssize_t r = io->send(fd, (const char *)buf + done, len - done);
+        ssize_t r = c->ops->send(&c->ctx, c->fd, (const char *)buf + done, len - done);
         if (r == -EINTR)
             continue;
         if (r <= 0)
@@ -233,29 +221,29 @@ static int send_all(const struct ps_io_ops *io, int fd, const void *buf, size_t 
 
 /* Serves requests on fd until the client leaves: 0, -EPROTO (malformed request) or the
  * table's error. keys and vals are PS_MAX_KEYS entries of trusted memory. */
-static long serve_loop(struct ps_enclave *p, int fd, uint64_t *keys, uint64_t *vals) {
-    const struct ps_io_ops *io = p->io;
+static long serve_loop(struct ps_enclave *p, struct conn_io *io, uint64_t *keys,
+                       uint64_t *vals) {
     for (;;) {
         struct ps_header h;
-        if (recv_all(io, fd, &h, sizeof h))
+        if (recv_all(io, &h, sizeof h))
             return 0; /* client gone */
         /* Read once, validate, then use: the count sizes the next receive. */
         uint32_t op = h.op, n = h.count;
         if (n == 0 || n > PS_MAX_KEYS || (op != PS_OP_INC && op != PS_OP_GET))
             return -EPROTO;
-        if (recv_all(io, fd, keys, (size_t)n * 8))
+        if (recv_all(io, keys, (size_t)n * 8))
             return 0;
         if (op == PS_OP_INC) {
             int r = p->table_ops->inc(p->table, keys, n);
             uint64_t ack = r ? 0 : n;
-            if (send_all(io, fd, &ack, sizeof ack))
+            if (send_all(io, &ack, sizeof ack))
                 return 0;
             atomic_fetch_add_explicit(&p->keys, n, memory_order_relaxed);
         } else {
             int r = p->table_ops->get(p->table, keys, n, vals);
             if (r)
                 return r;
-            if (send_all(io, fd, vals, (size_t)n * 8))
+            if (send_all(io, vals, (size_t)n * 8))
                 return 0;
         }
         atomic_fetch_add_explicit(&p->batches, 1, memory_order_relaxed);
@@ -273,13 +261,16 @@ long ps_enclave_serve(void *arg) {
         atomic_fetch_add_explicit(&p->host_faults, 1, memory_order_relaxed);
         return -EBADF;
     }
-    int fd = (int)v;
+    struct conn_io io = {p->io, {NULL, 0}, (int)v};
     size_t bufsize = (size_t)PS_MAX_KEYS * 8;
     /* Trusted buffers in enclave modes: requests are copied into the enclave. */
     uint64_t *keys = heap_calloc(p->enc, 1, bufsize);
     uint64_t *vals = heap_calloc(p->enc, 1, bufsize);
-    long err = keys && vals ? serve_loop(p, fd, keys, vals) : -ENOMEM;
-    p->io->close(fd);
+    long err = keys && vals ? app_io_ctx_init(&io.ctx, io.ops) : -ENOMEM;
+    if (!err)
+        err = serve_loop(p, &io, keys, vals);
+    io.ops->close(&io.ctx, io.fd);
+    app_io_ctx_fini(&io.ctx);
     heap_free(p->enc, keys);
     heap_free(p->enc, vals);
     /* The thread's RPC channel goes back to the pool with its connection. */

@@ -137,20 +137,6 @@ static const struct ps_table_ops suvm_direct_ops = {"suvm, 256 B sub-page direct
 static const struct ps_table_ops suvm_cached_ops = {"suvm, page cache + spointers", suvm_inc,
                                                     suvm_get};
 
-static ssize_t rpc_recv(int fd, void *buf, size_t len) {
-    return eleos_sys_recv(fd, buf, len, 0);
-}
-
-static ssize_t rpc_send(int fd, const void *buf, size_t len) {
-    return eleos_sys_send(fd, buf, len, MSG_NOSIGNAL);
-}
-
-static int rpc_close(int fd) {
-    return eleos_sys_close(fd);
-}
-
-const struct ps_io_ops ps_rpc_io = {"exitless rpc", rpc_recv, rpc_send, rpc_close};
-
 /* Enclave side of eleos mode's set-up (called by ps_enclave_setup, inside the enclave): the
  * table's state and the SUVM instance are enclave memory; only the sealed backing store is
  * host memory, and SUVM checks what it reads back from it. */

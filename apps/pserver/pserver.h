@@ -33,13 +33,4 @@ struct ps_table_ops {
     int (*get)(void *t, const uint64_t *keys, uint32_t n, uint64_t *out);
 };
 
-/* How the server reaches the network: libc (native, or trapped exits in enclave mode) or
- * the exitless wrappers. Kernel-style returns: >= 0 or -errno. */
-struct ps_io_ops {
-    const char *name;
-    ssize_t (*recv)(int fd, void *buf, size_t len);
-    ssize_t (*send)(int fd, const void *buf, size_t len);
-    int (*close)(int fd);
-};
-
 #endif

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app_io.h"
 #include "eleos/enclave.h"
 #include "pserver.h"
 
@@ -69,7 +70,5 @@ int ps_suvm_table_create(struct eleos_enclave *enc, uint64_t table_bytes,
                          uint64_t cache_bytes, const struct ps_table_ops **ops, void **table);
 /* Adds the SUVM table's statistics to *st. */
 void ps_suvm_table_stats(void *table, struct ps_stats *st);
-/* Exitless recv/send/close (eleos_sys_*, after eleos_sys_init). */
-extern const struct ps_io_ops ps_rpc_io;
 
 #endif

@@ -12,13 +12,27 @@
  *     space given, and returned structures have sane contents (stat sizes >= 0, timespec
  *     nanoseconds < 1e9, two distinct pipe descriptors, lseek(SEEK_SET) lands where asked).
  * A result that fails a check becomes -EIO and is counted (eleos_sys_stats); nothing of it
- * reaches the caller. No enclave pointer is ever passed to the host.
+ * reaches the caller. No enclave pointer is ever passed to the host, and no host pointer is
+ * used unless it was checked to lie outside the enclave.
  *
  * Return values follow the kernel: the result (>= 0) or a negative errno; errno is never
- * touched. Transfers larger than the bounce buffer: writes are sent in chunks (stopping at
- * the first short or failed chunk); reads return at most one bounce buffer's worth (a short
- * read, which read(2) allows) so that a read never blocks for data the caller did not need.
- * readv/writev are performed as one read/write of the gathered bounce buffer.
+ * touched.
+ *
+ * Transfers larger than the bounce buffer's data area (ELEOS_RPC_DEFAULT_BOUNCE -
+ * ELEOS_SYS_META_SIZE = 64 KiB by default) first ask the descriptor's type (one more call,
+ * getsockopt SO_TYPE; two for a send on a SOCK_STREAM socket, whose protocol may be SCTP):
+ *   - Messages (SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW, … and SCTP) are never split or cut: a
+ *     send goes whole or fails with the kernel's error (EMSGSIZE), a receive gets the whole
+ *     message if the caller's buffer holds it, else the kernel's truncation (MSG_TRUNC in
+ *     recvmsg's msg_flags, the rest discarded). Such a message travels through a temporary
+ *     untrusted mapping the host makes through the same channel (mmap/munmap, no exit),
+ *     accepted only if it lies wholly outside the enclave.
+ *   - Byte streams (stream sockets, pipes, files) may legally transfer less than asked:
+ *     write/writev/send/sendto/pwrite send bounce-sized chunks (stopping at the first short
+ *     or failed chunk); read/readv/recv/recvfrom/recvmsg return at most one bounce buffer's
+ *     worth, so that a read never blocks for data the caller did not need; sendmsg sends at
+ *     most one bounce buffer's worth (a short send: loop as for any stream).
+ * readv/writev are performed as one read/write of the gathered buffer.
  *
  * Blocking: calls that may block (read/write on any fd, accept4, connect, fsync, nanosleep,
  * epoll_wait with a timeout, socket transfers without MSG_DONTWAIT) are flagged
@@ -55,6 +69,9 @@ extern "C" {
 #define ELEOS_SYS_ERRNO_MAX 133
 /* Largest descriptor accepted from the host: the kernel's ceiling for fs.nr_open. */
 #define ELEOS_SYS_FD_MAX    ((1 << 30) - 1)
+/* Longest message one call transfers: the kernel's MAX_RW_COUNT (INT_MAX rounded down to
+ * a page), which bounds every send and so every message a MSG_TRUNC receive can report. */
+#define ELEOS_SYS_MSG_MAX   0x7ffff000L
 /* Bytes at the start of each bounce buffer reserved for marshalled structures. */
 #define ELEOS_SYS_META_SIZE 4096u
 

@@ -29,6 +29,12 @@
 
 /* Largest iovcnt accepted (the kernel's UIO_MAXIOV). */
 #define SYS_IOV_MAX 1024
+/* Most descriptors one message carries (the kernel's SCM_MAX_FD). */
+#define SYS_SCM_MAX_FD 253
+/* Largest process id (the kernel's PID_MAX_LIMIT on 64-bit). */
+#define SYS_PID_MAX (4 * 1024 * 1024)
+/* SCTP's notification flag in msg_flags (netinet/sctp.h's MSG_NOTIFICATION). */
+#define SYS_MSG_NOTIFICATION 0x8000
 /* Offsets inside the metadata area. */
 #define META_HDR     0u    /* struct msghdr, stat, timespec pair, int pair, socklen_t… */
 #define META_IOV     128u  /* one struct iovec                                        */
@@ -207,7 +213,8 @@ static long sock_int_opt(const struct bounce *b, int fd, int opt, int *val) {
 /*
  * Whether fd keeps message boundaries (KIND_MESSAGE) or is a byte stream (KIND_STREAM: a
  * stream socket, or no socket at all: files, pipes, eventfds). Asked only when it matters,
- * at the cost of a call or two: a transfer larger than the bounce buffer. SCTP keeps message boundaries even on SOCK_STREAM, which matters only
+ * at the cost of a call or two: a transfer larger than the bounce buffer, or a receive
+ * with MSG_TRUNC. SCTP keeps message boundaries even on SOCK_STREAM, which matters only
  * to a send (a receive may return part of an SCTP message). A host that lies about the type
  * only chooses between behaviours it controls anyway (its kernel can split or drop any
  * message); a type no kernel has is a fault.
@@ -275,16 +282,19 @@ struct xfer {
  * callers of write loop over chunks). A message goes whole through a temporary mapping: a
  * split would turn it into two messages and a cut would drop its tail. A message longer
  * than any the kernel transfers is EMSGSIZE to send; to receive, no message exceeds it.
+ * need_kind asks the socket type even when the bytes fit (MSG_TRUNC receives).
  */
 static long xfer_begin(const struct bounce *b, int fd, size_t count, bool sending,
-                       struct xfer *x) {
+                       bool need_kind, struct xfer *x) {
     *x = (struct xfer){b->data, count, 0, KIND_UNKNOWN};
-    if (count <= b->data_size)
+    if (count <= b->data_size && !need_kind)
         return 0;
     long k = sock_kind(b, fd, sending);
     if (k < 0)
         return k;
     x->kind = (int)k;
+    if (count <= b->data_size)
+        return 0;
     if (k == KIND_STREAM) {
         x->n = b->data_size;
         return 0;
@@ -307,10 +317,15 @@ static void xfer_end(const struct xfer *x) {
         (void)SYS(0, SYS_munmap, x->data, x->map, 0, 0, 0, 0);
 }
 
-/* A received length: at most what was offered, except that MSG_TRUNC reports the real
- * datagram length, which may exceed the buffer. */
+/* A received length: at most what was offered, except that MSG_TRUNC on a socket that keeps
+ * message boundaries reports the whole message's length, which no kernel makes longer
+ * than ELEOS_SYS_MSG_MAX. */
 static long check_recv_len(long r, const struct xfer *x, int flags) {
-    return check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : x->n);
+    r = check_err(r);
+    if (r >= 0 && (size_t)r > x->n &&
+        !((flags & MSG_TRUNC) && x->kind == KIND_MESSAGE && r <= ELEOS_SYS_MSG_MAX))
+        return iago(&st_len);
+    return r;
 }
 
 /* --- read / write family ---------------------------------------------------------------- */
@@ -346,7 +361,7 @@ static ssize_t read_iov(int fd, const struct iovec *iov, int iovcnt, size_t tota
     if (rc)
         return rc;
     struct xfer x;
-    long r = xfer_begin(&b, fd, total, false, &x);
+    long r = xfer_begin(&b, fd, total, false, false, &x);
     if (r < 0)
         return r;
     r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, x.data, x.n, 0, 0, 0), x.n);
@@ -423,7 +438,7 @@ static ssize_t write_all(const struct wr *w) {
     if (w->addr && w->addrlen > sizeof(struct sockaddr_storage))
         return -EINVAL;
     struct xfer x = {b.data, w->count, 0, KIND_STREAM};
-    long r = w->nr == SYS_pwrite64 ? 0 : xfer_begin(&b, w->fd, w->count, true, &x);
+    long r = w->nr == SYS_pwrite64 ? 0 : xfer_begin(&b, w->fd, w->count, true, false, &x);
     if (r < 0)
         return r;
     if (w->addr)
@@ -560,7 +575,7 @@ ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sock
     if (rc)
         return rc;
     struct xfer x;
-    long r = xfer_begin(&b, fd, len, false, &x);
+    long r = xfer_begin(&b, fd, len, false, flags & MSG_TRUNC, &x);
     if (r < 0)
         return r;
     socklen_t cap = put_addrlen(b.meta, addr, addrlen);
@@ -615,7 +630,7 @@ ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
         return rc;
     /* A message goes whole; a stream gets one bounce buffer's worth (a short send). */
     struct xfer x;
-    long r = xfer_begin(&b, fd, (size_t)total, true, &x);
+    long r = xfer_begin(&b, fd, (size_t)total, true, false, &x);
     if (r < 0)
         return r;
     struct iov_src s = {msg->msg_iov, (int)msg->msg_iovlen};
@@ -631,21 +646,84 @@ ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
     return r;
 }
 
-/* Validates recvmsg's lengths, then hands name, control data, flags and r bytes to the
- * caller's msghdr. */
+/* Adds an SCM_RIGHTS payload's descriptors to fds[*n]: whole ints, each a descriptor the
+ * kernel could have installed (ELEOS_SYS_FD_MAX), each new so none repeats, at most
+ * SYS_SCM_MAX_FD in one message. */
+static bool take_scm_fds(const char *data, size_t len, int *fds, size_t *n) {
+    if (len % sizeof(int) || len / sizeof(int) > SYS_SCM_MAX_FD - *n)
+        return false;
+    for (size_t i = 0; i < len / sizeof(int); i++) {
+        int fd;
+        memcpy(&fd, data + i * sizeof(int), sizeof fd);
+        if (fd < 0 || fd > ELEOS_SYS_FD_MAX)
+            return false;
+        for (size_t j = 0; j < *n; j++)
+            if (fds[j] == fd)
+                return false;
+        fds[(*n)++] = fd;
+    }
+    return true;
+}
+
+/* Control data as the kernel lays it out (put_cmsg, scm_detach_fds): headers at aligned
+ * offsets, each cmsg_len at least a header and within the returned length (a truncated
+ * message shortens cmsg_len, never overruns), SCM_RIGHTS as take_scm_fds allows. ctrl is
+ * the enclave's copy. Returns the counter of what is wrong (a length, a descriptor) or
+ * NULL. */
+static _Atomic uint64_t *bad_cmsgs(const char *ctrl, size_t len) {
+    int fds[SYS_SCM_MAX_FD];
+    size_t nfds = 0, off = 0;
+    while (off < len) {
+        struct cmsghdr c;
+        if (len - off < sizeof c)
+            return &st_len;
+        memcpy(&c, ctrl + off, sizeof c);
+        if (c.cmsg_len < sizeof c || c.cmsg_len > len - off)
+            return &st_len;
+        if (c.cmsg_level == SOL_SOCKET && c.cmsg_type == SCM_RIGHTS &&
+            !take_scm_fds(ctrl + off + CMSG_LEN(0), c.cmsg_len - CMSG_LEN(0), fds, &nfds))
+            return &st_struct;
+        off += CMSG_ALIGN(c.cmsg_len);
+    }
+    return NULL;
+}
+
+/* The msg_flags bits a kernel returns: MSG_TRUNC, MSG_CTRUNC, MSG_EOR, MSG_OOB,
+ * MSG_ERRQUEUE, SCTP's MSG_NOTIFICATION, and MSG_CMSG_CLOEXEC echoed when it was asked. */
+static bool valid_msg_flags(int got, int flags) {
+    int ok = MSG_TRUNC | MSG_CTRUNC | MSG_EOR | MSG_OOB | MSG_ERRQUEUE | SYS_MSG_NOTIFICATION |
+             (flags & MSG_CMSG_CLOEXEC);
+    return !(got & ~ok);
+}
+
+/* What recvmsg returned, read once into enclave memory and checked there (the address is
+ * opaque bytes: it is copied straight to the caller, bounded by validated lengths). */
+struct msg_snap {
+    struct msghdr h;
+    _Alignas(struct cmsghdr) char ctrl[META_CTRL_MAX];
+};
+
+/* Validates recvmsg's r bytes, name, control data and flags, then (and only then) hands them
+ * to the caller's msghdr. */
 static long take_msg(const struct bounce *b, const struct xfer *x, struct msghdr *msg,
-                     socklen_t namecap, size_t ctrlcap, long r) {
-    struct msghdr got;
-    copy_in(&got, b->meta + META_HDR, sizeof got); /* once; only lengths and flags are used */
-    if (got.msg_namelen > sizeof(struct sockaddr_storage) || got.msg_controllen > ctrlcap)
+                     int flags, socklen_t namecap, size_t ctrlcap, long r) {
+    struct msg_snap s;
+    copy_in(&s.h, b->meta + META_HDR, sizeof s.h); /* once; only lengths and flags are used */
+    if (s.h.msg_namelen > sizeof(struct sockaddr_storage) || s.h.msg_controllen > ctrlcap)
         return iago(&st_len);
+    copy_in(s.ctrl, b->meta + META_CTRL, s.h.msg_controllen);
+    _Atomic uint64_t *bad = bad_cmsgs(s.ctrl, s.h.msg_controllen);
+    if (bad)
+        return iago(bad);
+    if (!valid_msg_flags(s.h.msg_flags, flags))
+        return iago(&st_struct);
     if (namecap)
-        copy_in(msg->msg_name, b->meta + META_ADDR, min_sz(got.msg_namelen, namecap));
-    msg->msg_namelen = msg->msg_name ? got.msg_namelen : 0;
+        copy_in(msg->msg_name, b->meta + META_ADDR, min_sz(s.h.msg_namelen, namecap));
+    msg->msg_namelen = msg->msg_name ? s.h.msg_namelen : 0;
     if (ctrlcap)
-        copy_in(msg->msg_control, b->meta + META_CTRL, got.msg_controllen);
-    msg->msg_controllen = got.msg_controllen;
-    msg->msg_flags = got.msg_flags;
+        memcpy(msg->msg_control, s.ctrl, s.h.msg_controllen);
+    msg->msg_controllen = s.h.msg_controllen;
+    msg->msg_flags = s.h.msg_flags;
     scatter_iov(msg->msg_iov, (int)msg->msg_iovlen, x->data, min_sz((size_t)r, x->n));
     return r;
 }
@@ -661,7 +739,7 @@ ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
     if (rc)
         return rc;
     struct xfer x;
-    long r = xfer_begin(&b, fd, (size_t)total, false, &x);
+    long r = xfer_begin(&b, fd, (size_t)total, false, flags & MSG_TRUNC, &x);
     if (r < 0)
         return r;
     socklen_t namecap = msg->msg_name ? (socklen_t)min_sz(msg->msg_namelen,
@@ -672,7 +750,7 @@ ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
     r = check_recv_len(SYS(sock_block(flags), SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0),
                        &x, flags);
     if (r >= 0)
-        r = take_msg(&b, &x, msg, namecap, ctrlcap, r);
+        r = take_msg(&b, &x, msg, flags, namecap, ctrlcap, r);
     xfer_end(&x);
     return r;
 }
@@ -828,24 +906,65 @@ static long struct_call(long nr, long a1, void *out, size_t size) {
     return 0;
 }
 
+/*
+ * What fstat can honestly return. The kernel's own types bound two fields: the mode is 16
+ * bits (umode_t) and the link count 32 (inode->i_nlink). The file type is one of the seven,
+ * or none at all for an anonymous inode (eventfd, epoll, timerfd, signalfd…: mode 0600 and
+ * no type bits), which has one link, no size and no blocks. A link count of 0 is honest for
+ * every other type: a file unlinked while open, an O_TMPFILE file, a removed directory, a
+ * FIFO or socket node opened and then unlinked; so only the anonymous inode rules it out.
+ */
+static bool valid_stat(const struct stat *s) {
+    mode_t type = s->st_mode & S_IFMT;
+    if (s->st_size < 0 || s->st_blocks < 0 || s->st_blksize < 0 || s->st_mode > 0xffffu ||
+        s->st_nlink > UINT32_MAX)
+        return false;
+    if (type == 0)
+        return s->st_nlink == 1 && s->st_size == 0 && s->st_blocks == 0;
+    return type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
+           type == S_IFIFO || type == S_IFLNK || type == S_IFSOCK;
+}
+
 int eleos_sys_fstat(int fd, struct stat *st) {
     struct stat s;
     long r = struct_call(SYS_fstat, fd, &s, sizeof s);
     if (r < 0)
         return (int)r;
-    mode_t type = s.st_mode & S_IFMT;
-    if (s.st_size < 0 || s.st_blocks < 0 || s.st_blksize < 0 ||
-        !(type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
-          type == S_IFIFO || type == S_IFLNK || type == S_IFSOCK || type == 0))
+    if (!valid_stat(&s))
         return (int)iago(&st_struct);
     *st = s;
     return 0;
 }
 
+/*
+ * lseek(SEEK_END) on a regular file lands at its size + offset: the size is confirmed with
+ * fstat after the seek. If the two disagree (a forged result, or another writer changed the
+ * size in between: the two cannot be told apart), the position is set again with SEEK_SET
+ * at the confirmed end, a result checked exactly; so the caller never gets a position fstat
+ * did not confirm. Other types have ends fstat does not report (a block device's size, a
+ * directory's hash cookie) and keep the kernel's answer.
+ */
+static off_t seek_end_confirm(int fd, off_t offset, off_t r) {
+    struct stat s;
+    int rc = eleos_sys_fstat(fd, &s);
+    if (rc < 0)
+        return rc;
+    if (!S_ISREG(s.st_mode))
+        return r;
+    if (offset > 0 && s.st_size > LLONG_MAX - offset)
+        return -EOVERFLOW;
+    off_t end = s.st_size + offset;
+    return r == end ? r : eleos_sys_lseek(fd, end, SEEK_SET);
+}
+
 off_t eleos_sys_lseek(int fd, off_t offset, int whence) {
     long r = check_err(SYS(0, SYS_lseek, fd, offset, whence, 0, 0, 0));
-    if (r >= 0 && whence == SEEK_SET && r != offset)
+    if (r < 0)
+        return r;
+    if (whence == SEEK_SET && r != offset)
         return iago(&st_struct);
+    if (whence == SEEK_END)
+        return seek_end_confirm(fd, offset, r);
     return r;
 }
 
@@ -886,8 +1005,17 @@ int eleos_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents, in
                            timeout, 0, 0));
     if (r > (long)n)
         return (int)iago(&st_events);
-    if (r > 0)
-        copy_in(events, b.data, (size_t)r * sizeof(struct epoll_event));
+    if (r <= 0)
+        return (int)r;
+    copy_in(events, b.data, (size_t)r * sizeof(struct epoll_event)); /* once, then checked */
+    /* Ready events carry poll bits only: the registration flags (edge-triggered, one-shot,
+     * wakeup, exclusive) are never reported. A forged list is wiped, not half delivered. */
+    const uint32_t input_only = EPOLLET | EPOLLONESHOT | EPOLLWAKEUP | EPOLLEXCLUSIVE;
+    for (long i = 0; i < r; i++)
+        if (events[i].events & input_only) {
+            memset(events, 0, (size_t)r * sizeof(struct epoll_event));
+            return (int)iago(&st_events);
+        }
     return (int)r;
 }
 
@@ -961,10 +1089,11 @@ int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts) {
     return 0;
 }
 
-/* getpid, getppid: a process id in [0, INT_MAX] or an errno. */
+/* getpid, getppid: a process id in [0, PID_MAX_LIMIT] (0: a parent outside the caller's
+ * pid namespace) or an errno. */
 static pid_t pid_call(long nr) {
     long r = check_err(SYS(0, nr, 0, 0, 0, 0, 0, 0));
-    if (r > INT_MAX)
+    if (r > SYS_PID_MAX)
         return (pid_t)iago(&st_struct);
     return (pid_t)r;
 }

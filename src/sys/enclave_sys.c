@@ -376,6 +376,13 @@ ssize_t eleos_sys_read(int fd, void *buf, size_t count) {
     return read_iov(fd, &one, 1, count);
 }
 
+/* True once offset + done no longer fits an off_t. The counts come from the host: one that
+ * claims chunks succeeded at offsets no file reaches must not make the next chunk's offset
+ * overflow (the kernel would have failed the first such chunk). */
+static bool past_max_offset(off_t offset, size_t done) {
+    return done > (size_t)(LLONG_MAX - offset);
+}
+
 ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset) {
     struct bounce b;
     int rc = get_bounce(&b);
@@ -391,7 +398,7 @@ ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset) {
             return done ? (ssize_t)done : r;
         copy_in((char *)buf + done, b.data, (size_t)r);
         done += (size_t)r;
-        if ((size_t)r < n)
+        if ((size_t)r < n || past_max_offset(offset, done))
             break;
     } while (done < count);
     return (ssize_t)done;
@@ -457,7 +464,7 @@ static ssize_t write_all(const struct wr *w) {
         if (r < 0)
             return done ? (ssize_t)done : r;
         done += (size_t)r;
-        if ((size_t)r < n)
+        if ((size_t)r < n || past_max_offset(w->offset, done))
             break;
     } while (done < w->count);
     return (ssize_t)done;

@@ -46,6 +46,7 @@ enum forge {
     F_SO_TYPE,     /* getsockopt(SO_TYPE): 77                                       */
     F_ADDRLEN,     /* recvfrom: the address length grows by forge_val (honest)      */
     F_SCTP,        /* getsockopt(SO_PROTOCOL): IPPROTO_SCTP                         */
+    F_POS_OK,      /* pread/pwrite: every chunk "succeeds", whatever its offset     */
 };
 
 static struct eleos_enclave *enc;
@@ -53,7 +54,8 @@ static struct eleos_rpc_pool *pool;
 static struct eleos_rpc_client *cl;
 static _Atomic int forge;
 static _Atomic long forge_val;
-static _Atomic int sends; /* sendto calls the host ran */
+static _Atomic int sends;   /* sendto calls the host ran                      */
+static _Atomic int wrapped; /* pread/pwrite calls with a negative file offset */
 
 static void *ptr(uint64_t v) {
     return (void *)(uintptr_t)v;
@@ -125,6 +127,10 @@ static long forge_result(int f, const uint64_t *a, long r) {
         *(int *)ptr(a[4]) = 77;
     } else if (nr == SYS_getsockopt && r == 0 && f == F_SCTP && a[3] == SO_PROTOCOL) {
         *(int *)ptr(a[4]) = IPPROTO_SCTP;
+    } else if ((nr == SYS_pread64 || nr == SYS_pwrite64) && f == F_POS_OK) {
+        if ((long)a[4] < 0)
+            atomic_fetch_add(&wrapped, 1);
+        return (long)a[3];
     }
     return r;
 }
@@ -612,6 +618,42 @@ static void case_sctp_stream_send(void) {
     close(sv[1]);
 }
 
+/* --- file offsets near the end of off_t ------------------------------------------------ */
+
+struct pw {
+    int fd;
+    long wr, rd;
+};
+
+static long e_pos(void *arg) {
+    struct pw *x = arg;
+    enum { N = 200000 };
+    char *buf = eleos_enclave_malloc(enc, N);
+    memset(buf, 0, N);
+    x->wr = eleos_sys_pwrite(x->fd, buf, N, LLONG_MAX - 100);
+    x->rd = eleos_sys_pread(x->fd, buf, N, LLONG_MAX - 100);
+    eleos_enclave_free(enc, buf);
+    return 0;
+}
+
+/* A host that claims every chunk of a pread/pwrite succeeded, even at offsets no file
+ * reaches, must not make the enclave compute the next chunk's offset past the end of off_t
+ * (signed overflow): the transfer stops at the last representable offset. */
+static void case_offset_overflow(void) {
+    FILE *tf = tmpfile();
+    REQUIRE(tf);
+    struct pw x = {.fd = fileno(tf)};
+    long rv;
+    atomic_store(&wrapped, 0);
+    atomic_store(&forge, F_POS_OK);
+    REQUIRE(eleos_enclave_ecall(enc, e_pos, &x, &rv) == 0);
+    atomic_store(&forge, F_NONE);
+    CHECK_EQ(atomic_load(&wrapped), 0);
+    CHECK(x.wr > 0 && x.wr <= 200000);
+    CHECK(x.rd > 0 && x.rd <= 200000);
+    fclose(tf);
+}
+
 /* --- returned address lengths ----------------------------------------------------------- */
 
 struct ra {
@@ -695,8 +737,10 @@ WITH_POOL(big_message_buffer)
 WITH_POOL(addr_len)
 WITH_POOL(pid_range)
 WITH_POOL(sctp_stream_send)
+WITH_POOL(offset_overflow)
 
 TEST_MAIN(TEST_CASE(test_recvmsg_control), TEST_CASE(test_msg_trunc), TEST_CASE(test_fstat),
           TEST_CASE(test_lseek_end), TEST_CASE(test_errno_range), TEST_CASE(test_epoll_flags),
           TEST_CASE(test_big_message_buffer), TEST_CASE(test_addr_len),
-          TEST_CASE(test_pid_range), TEST_CASE(test_sctp_stream_send))
+          TEST_CASE(test_pid_range), TEST_CASE(test_sctp_stream_send),
+          TEST_CASE(test_offset_overflow))

@@ -174,6 +174,10 @@ struct eleos_rpc_client;
 ELEOS_MUST_CHECK int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared,
                                              size_t size, struct eleos_rpc_client **out);
 
+/* The enclave cl was created for: the one its shared area was checked to lie outside of
+ * (eleos/sys.h checks other untrusted buffers against it too). */
+struct eleos_enclave *eleos_rpc_client_enclave(const struct eleos_rpc_client *cl);
+
 /* Frees the client. No thread may be inside a call; outstanding asynchronous requests are
  * waited for first. Every thread's channel is released. */
 void eleos_rpc_client_destroy(struct eleos_rpc_client *cl);

@@ -3,22 +3,59 @@
  *
  * Each wrapper marshals its arguments through the calling thread's untrusted bounce buffer
  * (eleos_rpc_bounce), has the call run by a host worker (or on the exit path), and validates
- * the result before copying anything back into enclave memory (Iago checks):
- *   - a byte count never exceeds what was asked (or what fit in the bounce buffer);
+ * the result before copying anything back into enclave memory (Iago checks). The rule: a
+ * result is accepted only if the kernel could honestly have returned it for this request.
+ *   - a byte count never exceeds what was offered to the host, except a MSG_TRUNC receive
+ *     on a socket that keeps message boundaries, which reports the whole message's length
+ *     (at most ELEOS_SYS_MSG_MAX); on a stream socket MSG_TRUNC never reports more;
  *   - a failure carries an errno in [1, ELEOS_SYS_ERRNO_MAX];
- *   - a file descriptor is in [0, ELEOS_SYS_FD_MAX];
- *   - epoll_wait never returns more events than asked;
- *   - returned lengths (socklen_t, optlen, msg_namelen, msg_controllen) never exceed the
- *     space given, and returned structures have sane contents (stat sizes >= 0, timespec
- *     nanoseconds < 1e9, two distinct pipe descriptors, lseek(SEEK_SET) lands where asked).
+ *   - a descriptor, returned or passed in SCM_RIGHTS, is in [0, ELEOS_SYS_FD_MAX]; the
+ *     descriptors of one message are distinct and at most 253 (SCM_MAX_FD);
+ *   - recvmsg control data is laid out as the kernel lays it out: each cmsg_len at least a
+ *     header and within the returned msg_controllen; msg_flags holds only bits a kernel
+ *     returns (MSG_TRUNC, MSG_CTRUNC, MSG_EOR, MSG_OOB, MSG_ERRQUEUE, SCTP's
+ *     MSG_NOTIFICATION, and MSG_CMSG_CLOEXEC when it was asked);
+ *   - epoll_wait never returns more events than asked, nor registration-only flags
+ *     (EPOLLET, EPOLLONESHOT, EPOLLWAKEUP, EPOLLEXCLUSIVE) as ready events;
+ *   - optlen and msg_controllen never exceed the space given. Address lengths (socklen_t,
+ *     msg_namelen) are at most sizeof(struct sockaddr_storage), and, as the kernel does,
+ *     the real length is returned even when it exceeds the space given: then only the bytes
+ *     that fit are copied (check the returned length against your buffer);
+ *   - fstat: sizes >= 0, a 16-bit mode, a 32-bit link count, one of the seven file types,
+ *     or none with one link, no size and no blocks (an anonymous inode: eventfd, epoll…);
+ *     st_nlink 0 is accepted otherwise (a file unlinked while open, O_TMPFILE);
+ *   - lseek(SEEK_SET) lands where asked; lseek(SEEK_END) on a regular file lands at the size
+ *     fstat reports + offset (if they disagree, the position is set again at that end);
+ *   - timespec nanoseconds < 1e9 (nanosleep's remainder <= the request), pipe2 returns two
+ *     distinct descriptors, process ids are at most PID_MAX_LIMIT (2^22).
  * A result that fails a check becomes -EIO and is counted (eleos_sys_stats); nothing of it
- * reaches the caller. No enclave pointer is ever passed to the host.
+ * reaches the caller. No enclave pointer is ever passed to the host, and no host pointer is
+ * used unless it was checked to lie outside the enclave. epoll_event.data comes back from
+ * the host like every other result: treat it as an untrusted value (an index to check),
+ * never as a pointer.
  *
  * Return values follow the kernel: the result (>= 0) or a negative errno; errno is never
- * touched. Transfers larger than the bounce buffer: writes are sent in chunks (stopping at
- * the first short or failed chunk); reads return at most one bounce buffer's worth (a short
- * read, which read(2) allows) so that a read never blocks for data the caller did not need.
- * readv/writev are performed as one read/write of the gathered bounce buffer.
+ * touched.
+ *
+ * Transfers larger than the bounce buffer's data area (ELEOS_RPC_DEFAULT_BOUNCE -
+ * ELEOS_SYS_META_SIZE = 64 KiB by default) first ask the descriptor's type (one more call,
+ * getsockopt SO_TYPE; two for a send on a SOCK_STREAM socket, whose protocol may be SCTP):
+ *   - Messages (SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW, … and SCTP) are never split or cut: a
+ *     send goes whole or fails with the kernel's error (EMSGSIZE), a receive gets the whole
+ *     message if the caller's buffer holds it, else the kernel's truncation (MSG_TRUNC in
+ *     recvmsg's msg_flags, the rest discarded). Such a message travels through a temporary
+ *     untrusted mapping the host makes through the same channel (mmap/munmap, no exit),
+ *     accepted only if it lies wholly outside the enclave.
+ *   - Byte streams (stream sockets, pipes, files) may legally transfer less than asked:
+ *     write/writev/send/sendto/pwrite send bounce-sized chunks (stopping at the first short
+ *     or failed chunk); read/readv/recv/recvfrom/recvmsg return at most one bounce buffer's
+ *     worth, so that a read never blocks for data the caller did not need; sendmsg sends at
+ *     most one bounce buffer's worth (a short send: loop as for any stream).
+ * readv/writev are performed as one read/write of the gathered buffer. A receive with
+ * MSG_TRUNC asks the socket type too (to know whether a length beyond the buffer is honest).
+ * Control data (sendmsg, recvmsg) and socket options are limited to ELEOS_SYS_META_SIZE -
+ * 512 bytes: larger requests are -EINVAL, except that recvmsg offers at most that much
+ * control space (the kernel reports MSG_CTRUNC if more was pending).
  *
  * Blocking: calls that may block (read/write on any fd, accept4, connect, fsync, nanosleep,
  * epoll_wait with a timeout, socket transfers without MSG_DONTWAIT) are flagged
@@ -51,10 +88,16 @@
 extern "C" {
 #endif
 
-/* Largest errno the kernel reports to user space (EHWPOISON). */
-#define ELEOS_SYS_ERRNO_MAX 133
+/* Largest errno a system call returns: the kernel's MAX_ERRNO. The ABI reserves
+ * [-4095, -1] for errors; the named errnos end at 133 (EHWPOISON), but kernel-internal
+ * codes above them do reach user space (ENOTSUPP, 524, from some drivers and file
+ * systems), so a tighter bound would turn honest results into -EIO. */
+#define ELEOS_SYS_ERRNO_MAX 4095
 /* Largest descriptor accepted from the host: the kernel's ceiling for fs.nr_open. */
 #define ELEOS_SYS_FD_MAX    ((1 << 30) - 1)
+/* Longest message one call transfers: the kernel's MAX_RW_COUNT (INT_MAX rounded down to
+ * a page), which bounds every send and so every message a MSG_TRUNC receive can report. */
+#define ELEOS_SYS_MSG_MAX   0x7ffff000L
 /* Bytes at the start of each bounce buffer reserved for marshalled structures. */
 #define ELEOS_SYS_META_SIZE 4096u
 
@@ -82,10 +125,12 @@ void eleos_sys_set_exitless(bool on);
 enum eleos_sys_mode eleos_sys_thread_mode(enum eleos_sys_mode mode);
 
 struct eleos_sys_stats {
-    uint64_t iago_len;     /* byte counts or returned lengths larger than the request     */
+    uint64_t iago_len;     /* byte counts or returned lengths larger than the request,
+                              control messages overrunning the control data              */
     uint64_t iago_errno;   /* errno values out of range                                  */
-    uint64_t iago_events;  /* epoll_wait returning more events than asked                */
-    uint64_t iago_struct;  /* insane returned structures or descriptors                  */
+    uint64_t iago_events;  /* epoll_wait: more events than asked, registration flags     */
+    uint64_t iago_struct;  /* insane returned structures, descriptors (also SCM_RIGHTS),
+                              msg_flags, socket types, temporary buffers                 */
 };
 void eleos_sys_stats(struct eleos_sys_stats *out);
 void eleos_sys_stats_reset(void);

@@ -198,6 +198,10 @@ int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared, size_t size
     return 0;
 }
 
+struct eleos_enclave *eleos_rpc_client_enclave(const struct eleos_rpc_client *cl) {
+    return cl->enc;
+}
+
 void eleos_rpc_set_exitless(struct eleos_rpc_client *cl, bool on) {
     atomic_store_explicit(&cl->exitless, on, memory_order_relaxed);
 }

@@ -18,8 +18,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -27,6 +29,12 @@
 
 /* Largest iovcnt accepted (the kernel's UIO_MAXIOV). */
 #define SYS_IOV_MAX 1024
+/* Most descriptors one message carries (the kernel's SCM_MAX_FD). */
+#define SYS_SCM_MAX_FD 253
+/* Largest process id (the kernel's PID_MAX_LIMIT on 64-bit). */
+#define SYS_PID_MAX (4 * 1024 * 1024)
+/* SCTP's notification flag in msg_flags (netinet/sctp.h's MSG_NOTIFICATION). */
+#define SYS_MSG_NOTIFICATION 0x8000
 /* Offsets inside the metadata area. */
 #define META_HDR     0u    /* struct msghdr, stat, timespec pair, int pair, socklen_t… */
 #define META_IOV     128u  /* one struct iovec                                        */
@@ -183,18 +191,196 @@ static size_t min_sz(size_t a, size_t b) {
     return a < b ? a : b;
 }
 
+/* --- messages larger than the bounce buffer --------------------------------------------- */
+
+enum { KIND_UNKNOWN = 0, KIND_STREAM = 1, KIND_MESSAGE = 2 };
+
+/* One SOL_SOCKET option of fd that is an int (SO_TYPE, SO_PROTOCOL), through the metadata
+ * area; 0, or a negative errno (-ENOTSOCK for anything that is not a socket). */
+static long sock_int_opt(const struct bounce *b, int fd, int opt, int *val) {
+    socklen_t len = sizeof(int);
+    copy_out(b->meta + META_ADDRLEN, &len, sizeof len);
+    long r = check_zero(SYS(0, SYS_getsockopt, fd, SOL_SOCKET, opt, b->meta + META_CTRL,
+                            b->meta + META_ADDRLEN, 0));
+    if (r < 0)
+        return r;
+    if (read_socklen(b->meta) != sizeof(int))
+        return iago(&st_struct);
+    copy_in(val, b->meta + META_CTRL, sizeof *val);
+    return 0;
+}
+
+/*
+ * Whether fd keeps message boundaries (KIND_MESSAGE) or is a byte stream (KIND_STREAM: a
+ * stream socket, or no socket at all: files, pipes, eventfds). Asked only when it matters,
+ * at the cost of a call or two: a transfer larger than the bounce buffer, or a receive
+ * with MSG_TRUNC. SCTP keeps message boundaries even on SOCK_STREAM, which matters only
+ * to a send (a receive may return part of an SCTP message). A host that lies about the type
+ * only chooses between behaviours it controls anyway (its kernel can split or drop any
+ * message); a type no kernel has is a fault.
+ */
+static long sock_kind(const struct bounce *b, int fd, bool sending) {
+    int type;
+    long r = sock_int_opt(b, fd, SO_TYPE, &type);
+    if (r == -ENOTSOCK)
+        return KIND_STREAM;
+    if (r < 0)
+        return r;
+    switch (type) {
+    case SOCK_STREAM: {
+        if (!sending)
+            return KIND_STREAM;
+        int proto;
+        r = sock_int_opt(b, fd, SO_PROTOCOL, &proto);
+        return r < 0 ? r : proto == IPPROTO_SCTP ? KIND_MESSAGE : KIND_STREAM;
+    }
+    case SOCK_DGRAM:
+    case SOCK_SEQPACKET:
+    case SOCK_RAW:
+    case SOCK_RDM:
+    case SOCK_DCCP:
+    case SOCK_PACKET:
+        return KIND_MESSAGE;
+    default:
+        return iago(&st_struct);
+    }
+}
+
+/*
+ * Maps size bytes of untrusted memory for one message larger than the bounce buffer. The
+ * host maps it through the same channel (no exit), so the address is the host's word: it
+ * is accepted only page aligned and wholly outside the enclave, or the enclave would copy
+ * the message over its own memory (or hand its own memory to the caller as received data).
+ */
+static long map_untrusted(size_t size, char **out) {
+    struct eleos_rpc_client *cl = client();
+    if (!cl)
+        return -ENOSYS;
+    long r = check_err(SYS(0, SYS_mmap, 0, size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (r < 0)
+        return r;
+    char *p = (char *)(uintptr_t)r;
+    if (!p || ((uintptr_t)p & (ELEOS_PAGE_SIZE - 1)) ||
+        !eleos_enclave_outside(eleos_rpc_client_enclave(cl), p, size))
+        return iago(&st_struct); /* not ours to unmap: the host keeps whatever it mapped */
+    *out = p;
+    return 0;
+}
+
+/* Where a transfer's data goes: the bounce buffer's data area or a temporary mapping. */
+struct xfer {
+    char *data;   /* untrusted                                                   */
+    size_t n;     /* bytes offered to the host                                   */
+    size_t map;   /* size of the temporary mapping (0: the bounce buffer)        */
+    int kind;     /* KIND_*; KIND_UNKNOWN unless it was asked                    */
+};
+
+/*
+ * Chooses where count bytes on fd go. Bytes that fit go through the bounce buffer. A byte
+ * stream gets at most one bounce buffer's worth (a short transfer, which streams allow;
+ * callers of write loop over chunks). A message goes whole through a temporary mapping: a
+ * split would turn it into two messages and a cut would drop its tail. A message longer
+ * than any the kernel transfers is EMSGSIZE to send; to receive, no message exceeds it.
+ * need_kind asks the socket type even when the bytes fit (MSG_TRUNC receives).
+ */
+static long xfer_begin(const struct bounce *b, int fd, size_t count, bool sending,
+                       bool need_kind, struct xfer *x) {
+    *x = (struct xfer){b->data, count, 0, KIND_UNKNOWN};
+    if (count <= b->data_size && !need_kind)
+        return 0;
+    long k = sock_kind(b, fd, sending);
+    if (k < 0)
+        return k;
+    x->kind = (int)k;
+    if (count <= b->data_size)
+        return 0;
+    if (k == KIND_STREAM) {
+        x->n = b->data_size;
+        return 0;
+    }
+    if (count > ELEOS_SYS_MSG_MAX) {
+        if (sending)
+            return -EMSGSIZE;
+        x->n = ELEOS_SYS_MSG_MAX;
+    }
+    size_t size = (x->n + ELEOS_PAGE_SIZE - 1) & ~(size_t)(ELEOS_PAGE_SIZE - 1);
+    long r = map_untrusted(size, &x->data);
+    if (r < 0)
+        return r;
+    x->map = size;
+    return 0;
+}
+
+static void xfer_end(const struct xfer *x) {
+    if (x->map) /* the host's mapping, whatever it answers */
+        (void)SYS(0, SYS_munmap, x->data, x->map, 0, 0, 0, 0);
+}
+
+/* A received length: at most what was offered, except that MSG_TRUNC on a socket that keeps
+ * message boundaries reports the whole message's length, which no kernel makes longer
+ * than ELEOS_SYS_MSG_MAX. */
+static long check_recv_len(long r, const struct xfer *x, int flags) {
+    r = check_err(r);
+    if (r >= 0 && (size_t)r > x->n &&
+        !((flags & MSG_TRUNC) && x->kind == KIND_MESSAGE && r <= ELEOS_SYS_MSG_MAX))
+        return iago(&st_len);
+    return r;
+}
+
 /* --- read / write family ---------------------------------------------------------------- */
 
-ssize_t eleos_sys_read(int fd, void *buf, size_t count) {
+/* Scatters n bytes of untrusted src over the iovec array. */
+static void scatter_iov(const struct iovec *iov, int iovcnt, const char *src, size_t n) {
+    for (int i = 0; i < iovcnt && n; i++) {
+        size_t k = min_sz(iov[i].iov_len, n);
+        copy_in(iov[i].iov_base, src, k);
+        src += k;
+        n -= k;
+    }
+}
+
+/* Total length of an iovec array, or -EINVAL (bad count or overflow). */
+static ssize_t iov_total(const struct iovec *iov, int iovcnt) {
+    if (iovcnt < 0 || iovcnt > SYS_IOV_MAX || (iovcnt && !iov))
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    return (ssize_t)total;
+}
+
+/* read and readv: one read of at most one bounce buffer's worth from a byte stream, of the
+ * whole message from a socket that keeps message boundaries. */
+static ssize_t read_iov(int fd, const struct iovec *iov, int iovcnt, size_t total) {
     struct bounce b;
     int rc = get_bounce(&b);
     if (rc)
         return rc;
-    size_t n = min_sz(count, b.data_size);
-    long r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, b.data, n, 0, 0, 0), n);
+    struct xfer x;
+    long r = xfer_begin(&b, fd, total, false, false, &x);
+    if (r < 0)
+        return r;
+    r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, x.data, x.n, 0, 0, 0), x.n);
     if (r > 0)
-        copy_in(buf, b.data, (size_t)r);
+        scatter_iov(iov, iovcnt, x.data, (size_t)r);
+    xfer_end(&x);
     return r;
+}
+
+ssize_t eleos_sys_read(int fd, void *buf, size_t count) {
+    struct iovec one = {buf, count};
+    return read_iov(fd, &one, 1, count);
+}
+
+/* True once offset + done no longer fits an off_t. The counts come from the host: one that
+ * claims chunks succeeded at offsets no file reaches must not make the next chunk's offset
+ * overflow (the kernel would have failed the first such chunk). */
+static bool past_max_offset(off_t offset, size_t done) {
+    return done > (size_t)(LLONG_MAX - offset);
 }
 
 ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset) {
@@ -212,46 +398,75 @@ ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset) {
             return done ? (ssize_t)done : r;
         copy_in((char *)buf + done, b.data, (size_t)r);
         done += (size_t)r;
-        if ((size_t)r < n)
+        if ((size_t)r < n || past_max_offset(offset, done))
             break;
     } while (done < count);
     return (ssize_t)done;
 }
 
-/* Writes count bytes in bounce-sized chunks: chunk k comes from get(ctx, off, dst, n). */
+/* Copies bytes [off, off+n) of what is being written to dst (untrusted). */
 typedef void (*gather_fn)(const void *ctx, size_t off, void *dst, size_t n);
 
-static ssize_t write_chunks(long nr, int fd, size_t count, gather_fn get, const void *ctx,
-                            off_t offset, int flags, const struct sockaddr *addr,
-                            socklen_t addrlen) {
+/* A write, pwrite, writev, send or sendto of count bytes gathered by get(ctx, …). */
+struct wr {
+    long nr;                     /* SYS_write, SYS_pwrite64 or SYS_sendto */
+    int fd;
+    size_t count;
+    gather_fn get;
+    const void *ctx;
+    off_t offset;                /* pwrite                                */
+    int flags;                   /* sendto                                */
+    const struct sockaddr *addr; /* sendto                                */
+    socklen_t addrlen;
+};
+
+/* Runs one write of n bytes at data (untrusted), done bytes into the transfer. */
+static long write_once(const struct wr *w, const struct bounce *b, char *data, size_t n,
+                       size_t done) {
+    long r;
+    if (w->nr == SYS_pwrite64)
+        r = SYS(0, w->nr, w->fd, data, n, w->offset + (off_t)done, 0, 0);
+    else if (w->nr == SYS_sendto)
+        r = SYS(sock_block(w->flags), w->nr, w->fd, data, n, w->flags,
+                w->addr ? (uint64_t)(uintptr_t)(b->meta + META_ADDR) : 0,
+                w->addr ? w->addrlen : 0);
+    else
+        r = SYS(ELEOS_RPC_F_MAYBLOCK, w->nr, w->fd, data, n, 0, 0, 0);
+    return check_len(r, n);
+}
+
+/* Writes a byte stream in bounce-sized chunks, stopping at the first short or failed chunk;
+ * a message goes whole, in one call (xfer_begin). pwrite is for files: no socket to ask. */
+static ssize_t write_all(const struct wr *w) {
     struct bounce b;
     int rc = get_bounce(&b);
     if (rc)
         return rc;
-    if (addr) {
-        if (addrlen > sizeof(struct sockaddr_storage))
-            return -EINVAL;
-        copy_out(b.meta + META_ADDR, addr, addrlen);
+    if (w->addr && w->addrlen > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    struct xfer x = {b.data, w->count, 0, KIND_STREAM};
+    long r = w->nr == SYS_pwrite64 ? 0 : xfer_begin(&b, w->fd, w->count, true, false, &x);
+    if (r < 0)
+        return r;
+    if (w->addr)
+        copy_out(b.meta + META_ADDR, w->addr, w->addrlen);
+    if (x.map) {
+        w->get(w->ctx, 0, x.data, w->count);
+        r = write_once(w, &b, x.data, w->count, 0);
+        xfer_end(&x);
+        return r;
     }
     size_t done = 0;
     do {
-        size_t n = min_sz(count - done, b.data_size);
-        get(ctx, done, b.data, n);
-        long r;
-        if (nr == SYS_pwrite64)
-            r = SYS(0, nr, fd, b.data, n, offset + (off_t)done, 0, 0);
-        else if (nr == SYS_sendto)
-            r = SYS(sock_block(flags), nr, fd, b.data, n, flags,
-                    addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0, addr ? addrlen : 0);
-        else
-            r = SYS(ELEOS_RPC_F_MAYBLOCK, nr, fd, b.data, n, 0, 0, 0);
-        r = check_len(r, n);
+        size_t n = min_sz(w->count - done, b.data_size);
+        w->get(w->ctx, done, b.data, n);
+        r = write_once(w, &b, b.data, n, done);
         if (r < 0)
             return done ? (ssize_t)done : r;
         done += (size_t)r;
-        if ((size_t)r < n)
+        if ((size_t)r < n || past_max_offset(w->offset, done))
             break;
-    } while (done < count);
+    } while (done < w->count);
     return (ssize_t)done;
 }
 
@@ -282,37 +497,16 @@ static void gather_iov(const void *ctx, size_t off, void *dst, size_t n) {
     }
 }
 
-/* Scatters n bytes of untrusted src over the iovec array. */
-static void scatter_iov(const struct iovec *iov, int iovcnt, const char *src, size_t n) {
-    for (int i = 0; i < iovcnt && n; i++) {
-        size_t k = min_sz(iov[i].iov_len, n);
-        copy_in(iov[i].iov_base, src, k);
-        src += k;
-        n -= k;
-    }
-}
-
-/* Total length of an iovec array, or -EINVAL (bad count or overflow). */
-static ssize_t iov_total(const struct iovec *iov, int iovcnt) {
-    if (iovcnt < 0 || iovcnt > SYS_IOV_MAX || (iovcnt && !iov))
-        return -EINVAL;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
-            return -EINVAL;
-        total += iov[i].iov_len;
-    }
-    return (ssize_t)total;
-}
-
 ssize_t eleos_sys_write(int fd, const void *buf, size_t count) {
-    return write_chunks(SYS_write, fd, count, gather_flat, buf, 0, 0, NULL, 0);
+    return write_all(&(struct wr){.nr = SYS_write, .fd = fd, .count = count,
+                                  .get = gather_flat, .ctx = buf});
 }
 
 ssize_t eleos_sys_pwrite(int fd, const void *buf, size_t count, off_t offset) {
     if (offset < 0)
         return -EINVAL;
-    return write_chunks(SYS_pwrite64, fd, count, gather_flat, buf, offset, 0, NULL, 0);
+    return write_all(&(struct wr){.nr = SYS_pwrite64, .fd = fd, .count = count,
+                                  .get = gather_flat, .ctx = buf, .offset = offset});
 }
 
 ssize_t eleos_sys_writev(int fd, const struct iovec *iov, int iovcnt) {
@@ -320,34 +514,31 @@ ssize_t eleos_sys_writev(int fd, const struct iovec *iov, int iovcnt) {
     if (total < 0)
         return total;
     struct iov_src s = {iov, iovcnt};
-    return write_chunks(SYS_write, fd, (size_t)total, gather_iov, &s, 0, 0, NULL, 0);
+    return write_all(&(struct wr){.nr = SYS_write, .fd = fd, .count = (size_t)total,
+                                  .get = gather_iov, .ctx = &s});
 }
 
 ssize_t eleos_sys_readv(int fd, const struct iovec *iov, int iovcnt) {
     ssize_t total = iov_total(iov, iovcnt);
     if (total < 0)
         return total;
-    struct bounce b;
-    int rc = get_bounce(&b);
-    if (rc)
-        return rc;
-    size_t n = min_sz((size_t)total, b.data_size);
-    long r = check_len(SYS(ELEOS_RPC_F_MAYBLOCK, SYS_read, fd, b.data, n, 0, 0, 0), n);
-    if (r > 0)
-        scatter_iov(iov, iovcnt, b.data, (size_t)r);
-    return r;
+    return read_iov(fd, iov, iovcnt, (size_t)total);
 }
 
 ssize_t eleos_sys_sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *addr, socklen_t addrlen) {
-    return write_chunks(SYS_sendto, fd, len, gather_flat, buf, 0, flags, addr, addrlen);
+    return write_all(&(struct wr){.nr = SYS_sendto, .fd = fd, .count = len,
+                                  .get = gather_flat, .ctx = buf, .flags = flags,
+                                  .addr = addr, .addrlen = addrlen});
 }
 
 ssize_t eleos_sys_send(int fd, const void *buf, size_t len, int flags) {
     return eleos_sys_sendto(fd, buf, len, flags, NULL, 0);
 }
 
-/* Validates a returned address length and copies the address out. *addrlen in/out. */
+/* Validates a returned address length and copies the address out. *addrlen in/out. Like
+ * the kernel, the real length comes back even when it exceeds the space given (cap), and
+ * only what fits is copied; no address is longer than sockaddr_storage. */
 static long take_addr(const char *meta, struct sockaddr *addr, socklen_t *addrlen, socklen_t cap) {
     if (!addr)
         return 0;
@@ -355,7 +546,7 @@ static long take_addr(const char *meta, struct sockaddr *addr, socklen_t *addrle
     if (got > sizeof(struct sockaddr_storage))
         return iago(&st_len);
     copy_in(addr, meta + META_ADDR, min_sz(got, cap));
-    *addrlen = got; /* like the kernel: the real length, possibly more than was copied */
+    *addrlen = got;
     return 0;
 }
 
@@ -384,28 +575,50 @@ static int addr_bounce(struct bounce *b, const struct sockaddr *addr, const sock
 
 ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                            socklen_t *addrlen) {
+    if (addr && !addrlen)
+        return -EFAULT;
     struct bounce b;
-    socklen_t cap;
-    int rc = addr_bounce(&b, addr, addrlen, &cap);
+    int rc = get_bounce(&b);
     if (rc)
         return rc;
-    size_t n = min_sz(len, b.data_size);
-    long r = SYS(sock_block(flags), SYS_recvfrom, fd, b.data, n, flags,
-                 addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
-                 addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0);
-    /* MSG_TRUNC: the real datagram length, which may exceed the buffer. */
-    r = check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : n);
+    struct xfer x;
+    long r = xfer_begin(&b, fd, len, false, flags & MSG_TRUNC, &x);
     if (r < 0)
         return r;
-    long a = take_addr(b.meta, addr, addrlen, cap);
-    if (a < 0)
-        return a;
-    copy_in(buf, b.data, min_sz((size_t)r, n));
+    socklen_t cap = put_addrlen(b.meta, addr, addrlen);
+    r = SYS(sock_block(flags), SYS_recvfrom, fd, x.data, x.n, flags,
+            addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDR) : 0,
+            addr ? (uint64_t)(uintptr_t)(b.meta + META_ADDRLEN) : 0);
+    r = check_recv_len(r, &x, flags);
+    if (r >= 0) {
+        long a = take_addr(b.meta, addr, addrlen, cap);
+        if (a < 0)
+            r = a;
+        else
+            copy_in(buf, x.data, min_sz((size_t)r, x.n));
+    }
+    xfer_end(&x);
     return r;
 }
 
 ssize_t eleos_sys_recv(int fd, void *buf, size_t len, int flags) {
     return eleos_sys_recvfrom(fd, buf, len, flags, NULL, NULL);
+}
+
+/* Writes the msghdr a sendmsg or recvmsg hands the host: one iovec over the transfer's data,
+ * name and control areas in the metadata (NULL when cap is 0). */
+static void put_msghdr(const struct bounce *b, const struct xfer *x, socklen_t namecap,
+                       size_t ctrlcap) {
+    struct iovec biov = {x->data, x->n};
+    struct msghdr h = {0};
+    h.msg_iov = (struct iovec *)(b->meta + META_IOV);
+    h.msg_iovlen = 1;
+    h.msg_name = namecap ? b->meta + META_ADDR : NULL;
+    h.msg_namelen = namecap;
+    h.msg_control = ctrlcap ? b->meta + META_CTRL : NULL;
+    h.msg_controllen = ctrlcap;
+    copy_out(b->meta + META_IOV, &biov, sizeof biov);
+    copy_out(b->meta + META_HDR, &h, sizeof h);
 }
 
 ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
@@ -422,26 +635,104 @@ ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags) {
     int rc = get_bounce(&b);
     if (rc)
         return rc;
-    size_t n = min_sz((size_t)total, b.data_size);
+    /* A message goes whole; a stream gets one bounce buffer's worth (a short send). */
+    struct xfer x;
+    long r = xfer_begin(&b, fd, (size_t)total, true, false, &x);
+    if (r < 0)
+        return r;
     struct iov_src s = {msg->msg_iov, (int)msg->msg_iovlen};
-    gather_iov(&s, 0, b.data, n);
-    struct iovec biov = {b.data, n};
-    struct msghdr h = {0};
-    h.msg_iov = (struct iovec *)(b.meta + META_IOV);
-    h.msg_iovlen = 1;
-    if (msg->msg_namelen) {
+    gather_iov(&s, 0, x.data, x.n);
+    if (msg->msg_namelen)
         copy_out(b.meta + META_ADDR, msg->msg_name, msg->msg_namelen);
-        h.msg_name = b.meta + META_ADDR;
-        h.msg_namelen = msg->msg_namelen;
-    }
-    if (msg->msg_controllen) {
+    if (msg->msg_controllen)
         copy_out(b.meta + META_CTRL, msg->msg_control, msg->msg_controllen);
-        h.msg_control = b.meta + META_CTRL;
-        h.msg_controllen = msg->msg_controllen;
+    put_msghdr(&b, &x, msg->msg_namelen, msg->msg_controllen);
+    r = check_len(SYS(sock_block(flags), SYS_sendmsg, fd, b.meta + META_HDR, flags, 0, 0, 0),
+                  x.n);
+    xfer_end(&x);
+    return r;
+}
+
+/* Adds an SCM_RIGHTS payload's descriptors to fds[*n]: whole ints, each a descriptor the
+ * kernel could have installed (ELEOS_SYS_FD_MAX), each new so none repeats, at most
+ * SYS_SCM_MAX_FD in one message. */
+static bool take_scm_fds(const char *data, size_t len, int *fds, size_t *n) {
+    if (len % sizeof(int) || len / sizeof(int) > SYS_SCM_MAX_FD - *n)
+        return false;
+    for (size_t i = 0; i < len / sizeof(int); i++) {
+        int fd;
+        memcpy(&fd, data + i * sizeof(int), sizeof fd);
+        if (fd < 0 || fd > ELEOS_SYS_FD_MAX)
+            return false;
+        for (size_t j = 0; j < *n; j++)
+            if (fds[j] == fd)
+                return false;
+        fds[(*n)++] = fd;
     }
-    copy_out(b.meta + META_IOV, &biov, sizeof biov);
-    copy_out(b.meta + META_HDR, &h, sizeof h);
-    return check_len(SYS(sock_block(flags), SYS_sendmsg, fd, b.meta + META_HDR, flags, 0, 0, 0), n);
+    return true;
+}
+
+/* Control data as the kernel lays it out (put_cmsg, scm_detach_fds): headers at aligned
+ * offsets, each cmsg_len at least a header and within the returned length (a truncated
+ * message shortens cmsg_len, never overruns), SCM_RIGHTS as take_scm_fds allows. ctrl is
+ * the enclave's copy. Returns the counter of what is wrong (a length, a descriptor) or
+ * NULL. */
+static _Atomic uint64_t *bad_cmsgs(const char *ctrl, size_t len) {
+    int fds[SYS_SCM_MAX_FD];
+    size_t nfds = 0, off = 0;
+    while (off < len) {
+        struct cmsghdr c;
+        if (len - off < sizeof c)
+            return &st_len;
+        memcpy(&c, ctrl + off, sizeof c);
+        if (c.cmsg_len < sizeof c || c.cmsg_len > len - off)
+            return &st_len;
+        if (c.cmsg_level == SOL_SOCKET && c.cmsg_type == SCM_RIGHTS &&
+            !take_scm_fds(ctrl + off + CMSG_LEN(0), c.cmsg_len - CMSG_LEN(0), fds, &nfds))
+            return &st_struct;
+        off += CMSG_ALIGN(c.cmsg_len);
+    }
+    return NULL;
+}
+
+/* The msg_flags bits a kernel returns: MSG_TRUNC, MSG_CTRUNC, MSG_EOR, MSG_OOB,
+ * MSG_ERRQUEUE, SCTP's MSG_NOTIFICATION, and MSG_CMSG_CLOEXEC echoed when it was asked. */
+static bool valid_msg_flags(int got, int flags) {
+    int ok = MSG_TRUNC | MSG_CTRUNC | MSG_EOR | MSG_OOB | MSG_ERRQUEUE | SYS_MSG_NOTIFICATION |
+             (flags & MSG_CMSG_CLOEXEC);
+    return !(got & ~ok);
+}
+
+/* What recvmsg returned, read once into enclave memory and checked there (the address is
+ * opaque bytes: it is copied straight to the caller, bounded by validated lengths). */
+struct msg_snap {
+    struct msghdr h;
+    _Alignas(struct cmsghdr) char ctrl[META_CTRL_MAX];
+};
+
+/* Validates recvmsg's r bytes, name, control data and flags, then (and only then) hands them
+ * to the caller's msghdr. */
+static long take_msg(const struct bounce *b, const struct xfer *x, struct msghdr *msg,
+                     int flags, socklen_t namecap, size_t ctrlcap, long r) {
+    struct msg_snap s;
+    copy_in(&s.h, b->meta + META_HDR, sizeof s.h); /* once; only lengths and flags are used */
+    if (s.h.msg_namelen > sizeof(struct sockaddr_storage) || s.h.msg_controllen > ctrlcap)
+        return iago(&st_len);
+    copy_in(s.ctrl, b->meta + META_CTRL, s.h.msg_controllen);
+    _Atomic uint64_t *bad = bad_cmsgs(s.ctrl, s.h.msg_controllen);
+    if (bad)
+        return iago(bad);
+    if (!valid_msg_flags(s.h.msg_flags, flags))
+        return iago(&st_struct);
+    if (namecap)
+        copy_in(msg->msg_name, b->meta + META_ADDR, min_sz(s.h.msg_namelen, namecap));
+    msg->msg_namelen = msg->msg_name ? s.h.msg_namelen : 0;
+    if (ctrlcap)
+        memcpy(msg->msg_control, s.ctrl, s.h.msg_controllen);
+    msg->msg_controllen = s.h.msg_controllen;
+    msg->msg_flags = s.h.msg_flags;
+    scatter_iov(msg->msg_iov, (int)msg->msg_iovlen, x->data, min_sz((size_t)r, x->n));
+    return r;
 }
 
 ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
@@ -454,37 +745,20 @@ ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags) {
     int rc = get_bounce(&b);
     if (rc)
         return rc;
-    size_t n = min_sz((size_t)total, b.data_size);
+    struct xfer x;
+    long r = xfer_begin(&b, fd, (size_t)total, false, flags & MSG_TRUNC, &x);
+    if (r < 0)
+        return r;
     socklen_t namecap = msg->msg_name ? (socklen_t)min_sz(msg->msg_namelen,
                                                            sizeof(struct sockaddr_storage))
                                       : 0;
     size_t ctrlcap = msg->msg_control ? min_sz(msg->msg_controllen, META_CTRL_MAX) : 0;
-    struct iovec biov = {b.data, n};
-    struct msghdr h = {0};
-    h.msg_iov = (struct iovec *)(b.meta + META_IOV);
-    h.msg_iovlen = 1;
-    h.msg_name = namecap ? b.meta + META_ADDR : NULL;
-    h.msg_namelen = namecap;
-    h.msg_control = ctrlcap ? b.meta + META_CTRL : NULL;
-    h.msg_controllen = ctrlcap;
-    copy_out(b.meta + META_IOV, &biov, sizeof biov);
-    copy_out(b.meta + META_HDR, &h, sizeof h);
-    long r = SYS(sock_block(flags), SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0);
-    r = check_len(r, (flags & MSG_TRUNC) ? (size_t)INT_MAX : n);
-    if (r < 0)
-        return r;
-    struct msghdr got;
-    copy_in(&got, b.meta + META_HDR, sizeof got); /* once; only lengths and flags are used */
-    if (got.msg_namelen > sizeof(struct sockaddr_storage) || got.msg_controllen > ctrlcap)
-        return iago(&st_len);
-    if (namecap)
-        copy_in(msg->msg_name, b.meta + META_ADDR, min_sz(got.msg_namelen, namecap));
-    msg->msg_namelen = msg->msg_name ? got.msg_namelen : 0;
-    if (ctrlcap)
-        copy_in(msg->msg_control, b.meta + META_CTRL, got.msg_controllen);
-    msg->msg_controllen = got.msg_controllen;
-    msg->msg_flags = got.msg_flags;
-    scatter_iov(msg->msg_iov, (int)msg->msg_iovlen, b.data, min_sz((size_t)r, n));
+    put_msghdr(&b, &x, namecap, ctrlcap);
+    r = check_recv_len(SYS(sock_block(flags), SYS_recvmsg, fd, b.meta + META_HDR, flags, 0, 0, 0),
+                       &x, flags);
+    if (r >= 0)
+        r = take_msg(&b, &x, msg, flags, namecap, ctrlcap, r);
+    xfer_end(&x);
     return r;
 }
 
@@ -639,24 +913,65 @@ static long struct_call(long nr, long a1, void *out, size_t size) {
     return 0;
 }
 
+/*
+ * What fstat can honestly return. The kernel's own types bound two fields: the mode is 16
+ * bits (umode_t) and the link count 32 (inode->i_nlink). The file type is one of the seven,
+ * or none at all for an anonymous inode (eventfd, epoll, timerfd, signalfd…: mode 0600 and
+ * no type bits), which has one link, no size and no blocks. A link count of 0 is honest for
+ * every other type: a file unlinked while open, an O_TMPFILE file, a removed directory, a
+ * FIFO or socket node opened and then unlinked; so only the anonymous inode rules it out.
+ */
+static bool valid_stat(const struct stat *s) {
+    mode_t type = s->st_mode & S_IFMT;
+    if (s->st_size < 0 || s->st_blocks < 0 || s->st_blksize < 0 || s->st_mode > 0xffffu ||
+        s->st_nlink > UINT32_MAX)
+        return false;
+    if (type == 0)
+        return s->st_nlink == 1 && s->st_size == 0 && s->st_blocks == 0;
+    return type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
+           type == S_IFIFO || type == S_IFLNK || type == S_IFSOCK;
+}
+
 int eleos_sys_fstat(int fd, struct stat *st) {
     struct stat s;
     long r = struct_call(SYS_fstat, fd, &s, sizeof s);
     if (r < 0)
         return (int)r;
-    mode_t type = s.st_mode & S_IFMT;
-    if (s.st_size < 0 || s.st_blocks < 0 || s.st_blksize < 0 ||
-        !(type == S_IFREG || type == S_IFDIR || type == S_IFCHR || type == S_IFBLK ||
-          type == S_IFIFO || type == S_IFLNK || type == S_IFSOCK || type == 0))
+    if (!valid_stat(&s))
         return (int)iago(&st_struct);
     *st = s;
     return 0;
 }
 
+/*
+ * lseek(SEEK_END) on a regular file lands at its size + offset: the size is confirmed with
+ * fstat after the seek. If the two disagree (a forged result, or another writer changed the
+ * size in between: the two cannot be told apart), the position is set again with SEEK_SET
+ * at the confirmed end, a result checked exactly; so the caller never gets a position fstat
+ * did not confirm. Other types have ends fstat does not report (a block device's size, a
+ * directory's hash cookie) and keep the kernel's answer.
+ */
+static off_t seek_end_confirm(int fd, off_t offset, off_t r) {
+    struct stat s;
+    int rc = eleos_sys_fstat(fd, &s);
+    if (rc < 0)
+        return rc;
+    if (!S_ISREG(s.st_mode))
+        return r;
+    if (offset > 0 && s.st_size > LLONG_MAX - offset)
+        return -EOVERFLOW;
+    off_t end = s.st_size + offset;
+    return r == end ? r : eleos_sys_lseek(fd, end, SEEK_SET);
+}
+
 off_t eleos_sys_lseek(int fd, off_t offset, int whence) {
     long r = check_err(SYS(0, SYS_lseek, fd, offset, whence, 0, 0, 0));
-    if (r >= 0 && whence == SEEK_SET && r != offset)
+    if (r < 0)
+        return r;
+    if (whence == SEEK_SET && r != offset)
         return iago(&st_struct);
+    if (whence == SEEK_END)
+        return seek_end_confirm(fd, offset, r);
     return r;
 }
 
@@ -697,8 +1012,17 @@ int eleos_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents, in
                            timeout, 0, 0));
     if (r > (long)n)
         return (int)iago(&st_events);
-    if (r > 0)
-        copy_in(events, b.data, (size_t)r * sizeof(struct epoll_event));
+    if (r <= 0)
+        return (int)r;
+    copy_in(events, b.data, (size_t)r * sizeof(struct epoll_event)); /* once, then checked */
+    /* Ready events carry poll bits only: the registration flags (edge-triggered, one-shot,
+     * wakeup, exclusive) are never reported. A forged list is wiped, not half delivered. */
+    const uint32_t input_only = EPOLLET | EPOLLONESHOT | EPOLLWAKEUP | EPOLLEXCLUSIVE;
+    for (long i = 0; i < r; i++)
+        if (events[i].events & input_only) {
+            memset(events, 0, (size_t)r * sizeof(struct epoll_event));
+            return (int)iago(&st_events);
+        }
     return (int)r;
 }
 
@@ -772,10 +1096,11 @@ int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts) {
     return 0;
 }
 
-/* getpid, getppid: a process id in [0, INT_MAX] or an errno. */
+/* getpid, getppid: a process id in [0, PID_MAX_LIMIT] (0: a parent outside the caller's
+ * pid namespace) or an errno. */
 static pid_t pid_call(long nr) {
     long r = check_err(SYS(0, nr, 0, 0, 0, 0, 0, 0));
-    if (r > INT_MAX)
+    if (r > SYS_PID_MAX)
         return (pid_t)iago(&st_struct);
     return (pid_t)r;
 }

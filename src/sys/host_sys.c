@@ -8,8 +8,9 @@
  *
  * Fault injection (the pool's ELEOS_RPC_FAULT_* flags) plays the malicious host of the
  * threat model, after the real call was made: oversized byte counts and returned lengths,
- * errno values out of range, too many epoll events, insane structures, and a bounce buffer
- * rewritten with garbage. The enclave side must turn every one into a clean error.
+ * errno values out of range, too many epoll events, insane structures (stat, msg_flags,
+ * epoll event bits, descriptors, seek positions), and a bounce buffer rewritten with
+ * garbage. The enclave side must turn every one into a clean error.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -25,6 +26,71 @@
 
 static void *ptr(uint64_t v) {
     return (void *)(uintptr_t)v;
+}
+
+/* ELEOS_RPC_FAULT_STRUCT: a returned structure, descriptor or flag word no kernel
+ * produces. Returns the (possibly forged) result of system call a[0] whose result was r. */
+static long inject_struct(const uint64_t *a, long r, uint64_t rnd) {
+    switch ((long)a[0]) {
+    case SYS_fstat:
+        if (r == 0) {
+            struct stat *st = ptr(a[2]);
+            if (rnd & 1) {
+                st->st_size = -1 - (long)(rnd % 1000);
+            } else { /* no file type, yet a size: not an anonymous inode */
+                st->st_mode &= ~(mode_t)S_IFMT;
+                st->st_size = 1 + (long)(rnd % 1000);
+            }
+        }
+        break;
+    case SYS_recvmsg:
+        if (r >= 0)
+            ((struct msghdr *)ptr(a[2]))->msg_flags |= MSG_WAITALL;
+        break;
+    case SYS_epoll_wait:
+        if (r > 0)
+            ((struct epoll_event *)ptr(a[2]))->events |= EPOLLET;
+        break;
+    case SYS_pipe2:
+        if (r == 0) {
+            int *fds = ptr(a[1]);
+            fds[1] = (rnd & 1) ? fds[0] : -7;
+        }
+        break;
+    case SYS_nanosleep:
+        if (a[2]) {
+            struct timespec *rem = ptr(a[2]);
+            rem->tv_sec = 0;
+            rem->tv_nsec = 2000000000L;
+            r = -EINTR;
+        }
+        break;
+    case SYS_clock_gettime:
+        if (r == 0)
+            ((struct timespec *)ptr(a[2]))->tv_nsec = 5000000000L;
+        break;
+    case SYS_lseek:
+        if (r >= 0)
+            r = (a[3] == SEEK_SET ? (long)a[2] : r) + 17;
+        break;
+    case SYS_socket:
+    case SYS_openat:
+    case SYS_accept4:
+    case SYS_eventfd2:
+    case SYS_epoll_create1:
+        /* Every other time only: the calls on a real descriptor get their forgeries too. */
+        if (rnd & 1)
+            r = (long)1 << 40;
+        break;
+    case SYS_close:
+    case SYS_bind:
+    case SYS_listen:
+        r = 1 + (long)(rnd % 100);
+        break;
+    default:
+        break;
+    }
+    return r;
 }
 
 /* Returns a forged result for system call a[0] whose real result was r. */
@@ -98,55 +164,14 @@ static long inject(struct eleos_rpc_pool *pool, unsigned f, const uint64_t *a, l
         }
     }
     if (f & ELEOS_RPC_FAULT_ERRNO) {
-        static const long bad[] = {-134, -512, -4095, -4096, -1000000, INT64_MIN};
+        /* Beyond the kernel's MAX_ERRNO (ELEOS_SYS_ERRNO_MAX): never an errno. */
+        static const long bad[] = {-4096, -4097, -65536, -1000000, -(1L << 40), INT64_MIN};
         r = bad[rnd % (sizeof bad / sizeof bad[0])];
     }
     if ((f & ELEOS_RPC_FAULT_EPOLL) && nr == SYS_epoll_wait)
         r = (long)a[3] + 1 + (long)(rnd % 1000);
-    if (f & ELEOS_RPC_FAULT_STRUCT) {
-        switch (nr) {
-        case SYS_fstat:
-            if (r == 0)
-                ((struct stat *)ptr(a[2]))->st_size = -1 - (long)(rnd % 1000);
-            break;
-        case SYS_pipe2:
-            if (r == 0) {
-                int *fds = ptr(a[1]);
-                fds[1] = (rnd & 1) ? fds[0] : -7;
-            }
-            break;
-        case SYS_nanosleep:
-            if (a[2]) {
-                struct timespec *rem = ptr(a[2]);
-                rem->tv_sec = 0;
-                rem->tv_nsec = 2000000000L;
-                r = -EINTR;
-            }
-            break;
-        case SYS_clock_gettime:
-            if (r == 0)
-                ((struct timespec *)ptr(a[2]))->tv_nsec = 5000000000L;
-            break;
-        case SYS_lseek:
-            if (r >= 0 && a[3] == SEEK_SET)
-                r = (long)a[2] + 17;
-            break;
-        case SYS_socket:
-        case SYS_openat:
-        case SYS_accept4:
-        case SYS_eventfd2:
-        case SYS_epoll_create1:
-            r = (long)1 << 40;
-            break;
-        case SYS_close:
-        case SYS_bind:
-        case SYS_listen:
-            r = 1 + (long)(rnd % 100);
-            break;
-        default:
-            break;
-        }
-    }
+    if (f & ELEOS_RPC_FAULT_STRUCT)
+        r = inject_struct(a, r, rnd);
     return r;
 }
 

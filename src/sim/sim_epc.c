@@ -7,12 +7,17 @@
  *   1. makes room: while the EPC is full, evicts the oldest resident page (FIFO; the real
  *      driver ages pages with the accessed bit, which user space cannot see cheaply):
  *      the enclave's view of the victim goes PROT_NONE first, so no thread can touch it
- *      while it is sealed; the page is sealed with AES-GCM into the untrusted swap through
- *      the emulator's private alias mapping, and its frame is released (fallocate punch hole);
+ *      while it is sealed; the page is sealed with AES-GCM into private staging memory
+ *      (from the emulator's alias mapping of the frame), the ciphertext and tag are then
+ *      copied out to the untrusted swap, and the frame is released (fallocate punch hole);
  *   2. brings in the faulting page: a never-touched page is committed as a zero page; a
- *      swapped page is opened and verified into the frame through the alias, and only then
- *      does the enclave's view become read-write. No thread can ever observe a half-loaded
- *      or unverified page, because the enclave's view stays PROT_NONE until verification.
+ *      swapped page's ciphertext and tag are first copied from the swap into private
+ *      staging, then opened and verified from there into the frame through the alias, and
+ *      only then does the enclave's view become read-write. No thread can ever observe a
+ *      half-loaded or unverified page, because the enclave's view stays PROT_NONE until
+ *      verification; and no racing host can get bytes accepted that the tag did not cover,
+ *      because AES-GCM (which reads the ciphertext once for GHASH and again for CTR) never
+ *      runs on host-writable memory.
  *
  * Sealing: IV = (version, page index); version comes from a per-enclave counter incremented
  * on every seal, so an IV is never used twice under the enclave's key. AAD = (page index,
@@ -69,10 +74,11 @@ int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size
     epc->swapped_ever = map_noreserve(epc->npages);
     epc->version = map_noreserve(epc->npages * sizeof(uint64_t));
     epc->fifo = map_noreserve(epc->cap_pages * sizeof(uint32_t));
+    epc->stage = map_noreserve(PAGE + GCM_TAG_SIZE);
     epc->swap = eleos_untrusted_alloc(epc->npages * PAGE);
     epc->tags = eleos_untrusted_alloc(epc->npages * GCM_TAG_SIZE);
     if (!epc->state || !epc->swapped_ever || !epc->version || !epc->fifo || !epc->swap ||
-        !epc->tags)
+        !epc->tags || !epc->stage)
         goto fail;
     epc->fifo_head = epc->fifo_count = 0;
     epc->seal_counter = 1;
@@ -95,6 +101,8 @@ void sim_epc_fini(struct sim_epc *epc) {
         munmap(epc->version, epc->npages * sizeof(uint64_t));
     if (epc->fifo)
         munmap(epc->fifo, epc->cap_pages * sizeof(uint32_t));
+    if (epc->stage)
+        munmap(epc->stage, PAGE + GCM_TAG_SIZE);
     if (epc->swap)
         eleos_untrusted_free(epc->swap, epc->npages * PAGE);
     if (epc->tags)
@@ -138,9 +146,11 @@ static enum sim_fault evict_one_locked(struct eleos_enclave *enc) {
     uint8_t iv[GCM_IV_SIZE];
     struct aad aad = {v, version};
     iv_for(iv, version, v);
-    if (gcm_seal(&epc->gcm, iv, &aad, sizeof aad, frame, epc->swap + (size_t)v * PAGE, PAGE,
-                 epc->tags + (size_t)v * GCM_TAG_SIZE) != 0)
+    if (gcm_seal(&epc->gcm, iv, &aad, sizeof aad, frame, epc->stage, PAGE, epc->stage + PAGE) !=
+        0)
         return SIM_FAULT_FATAL;
+    memcpy(epc->swap + (size_t)v * PAGE, epc->stage, PAGE);
+    memcpy(epc->tags + (size_t)v * GCM_TAG_SIZE, epc->stage + PAGE, GCM_TAG_SIZE);
     epc->version[v] = version;
     epc->state[v] = SIM_PAGE_SWAPPED;
     epc->swapped_ever[v] = 1;
@@ -174,10 +184,12 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
         uint8_t iv[GCM_IV_SIZE];
         struct aad aad = {idx, epc->version[idx]};
         iv_for(iv, aad.version, idx);
-        /* The swap is host memory: gcm_open reads each byte once and verifies before the
-         * enclave's view is opened; a failed page is wiped in the frame. */
-        int r = gcm_open(&epc->gcm, iv, &aad, sizeof aad, epc->swap + (size_t)idx * PAGE, frame,
-                         PAGE, epc->tags + (size_t)idx * GCM_TAG_SIZE);
+        /* The swap is host memory: one snapshot into private staging, then verify and
+         * decrypt only that; a failed page is wiped in the frame. */
+        memcpy(epc->stage, epc->swap + (size_t)idx * PAGE, PAGE);
+        memcpy(epc->stage + PAGE, epc->tags + (size_t)idx * GCM_TAG_SIZE, GCM_TAG_SIZE);
+        int r = gcm_open(&epc->gcm, iv, &aad, sizeof aad, epc->stage, frame, PAGE,
+                         epc->stage + PAGE);
         if (r != 0) {
             k_punch(epc->memfd, (size_t)idx * PAGE, PAGE);
             sim_stat_add(&enc->stats.integrity_failures, 1);

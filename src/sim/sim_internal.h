@@ -81,6 +81,9 @@ struct sim_epc {
     uint8_t *swap;          /* untrusted: npages × 4096 bytes of ciphertext            */
     uint8_t *tags;          /* untrusted: npages × 16 bytes of MACs                    */
     uint8_t *swapped_ever;  /* per page: has a sealed copy (for eleos_enclave_swap_slot) */
+    /* Private ("hardware") staging for one page and its tag, under lock: crypto never runs
+     * on host-writable bytes (AES-GCM reads the ciphertext twice: GHASH, then CTR). */
+    uint8_t *stage;         /* 4096 bytes of ciphertext + GCM_TAG_SIZE                  */
 };
 
 /* Fault outcome. */

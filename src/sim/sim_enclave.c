@@ -38,6 +38,15 @@ struct eleos_enclave *sim_registry_find(uintptr_t addr) {
 
 static pid_t registry_pid; /* protected by registry_mu */
 
+/* For fork (sim_heap.c): no create or destroy is half-way through the registry. */
+void sim_registry_lock(void) {
+    sim_spin_lock_yield(&registry_mu);
+}
+
+void sim_registry_unlock(void) {
+    sim_spin_unlock(&registry_mu);
+}
+
 static int registry_add(struct eleos_enclave *enc) {
     int r = -EMFILE;
     sim_spin_lock(&registry_mu);

@@ -218,7 +218,41 @@ void sim_region_put(struct sim_region *r) {
 
 /* --- heap lifecycle ---------------------------------------------------------------------- */
 
+/* --- fork ------------------------------------------------------------------------------- */
+
+/*
+ * A child of fork() has only the forking thread. Had another thread held one of these locks
+ * at that instant, the child would wait for it forever the first time it created an enclave
+ * (19 of 20 children did, with a second thread allocating on an enclave heap). So fork takes
+ * them all first, in the order the rest of the emulator nests them (an in-flight heapd
+ * request, then the heap lock, which an EPC fault may nest inside), and releases them on
+ * both sides. The parent's enclaves stay the parent's: their ELRANGEs are not mapped in the
+ * child (MADV_DONTFORK), and the child starts its own heapd and region pool.
+ */
+static void fork_prepare(void) {
+    pthread_mutex_lock(&heapd_call_mu);
+    pthread_mutex_lock(&heapd_mu);
+    pthread_mutex_lock(&pool_mu);
+    sim_spin_lock_yield(&heap_lock);
+    sim_registry_lock();
+}
+
+static void fork_release(void) {
+    sim_registry_unlock();
+    sim_spin_unlock(&heap_lock);
+    pthread_mutex_unlock(&pool_mu);
+    pthread_mutex_unlock(&heapd_mu);
+    pthread_mutex_unlock(&heapd_call_mu);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_install(void) {
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 int sim_heap_init(struct eleos_enclave *enc) {
+    pthread_once(&atfork_once, atfork_install);
     struct sim_region *r = enc->region;
     if (r->arena_id < 0) {
         mi_arena_id_t id;

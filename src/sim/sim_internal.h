@@ -102,6 +102,8 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr);
 
 /* --- heap (sim_heap.c) ------------------------------------------------------------------- */
 int sim_heap_init(struct eleos_enclave *enc);
+void sim_registry_lock(void);
+void sim_registry_unlock(void);
 void sim_heap_fini(struct eleos_enclave *enc);
 
 /* --- cost model (sim_cost.c) --------------------------------------------------------------- */

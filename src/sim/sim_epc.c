@@ -232,6 +232,7 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
         return -EINVAL;
     uint32_t idx = (uint32_t)((addr - (uintptr_t)epc->base) / PAGE);
     int ret = -ENOENT;
+    uint64_t mask = sim_block_async();
     sim_spin_lock_yield(&epc->lock);
     if (epc->state[idx] == SIM_PAGE_RESIDENT) {
         /* Rotate the FIFO until the page is at its head, then evict it. Rotation keeps the
@@ -247,6 +248,7 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
         }
     }
     sim_spin_unlock(&epc->lock);
+    sim_restore_mask(mask);
     return ret;
 }
 
@@ -265,6 +267,8 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     size_t dropped = 0, trimmed = 0;
     int ret = 0;
 
+    /* Signals wait while the lock is held (see sim_mode.c). */
+    uint64_t mask = sim_block_async();
     sim_spin_lock_yield(&epc->lock);
     /* One protection change and one hole for the whole range: afterwards every page in it
      * is untouched, which is PROT_NONE with no frame. */
@@ -294,6 +298,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     sim_stat_add(&enc->stats.epc_trimmed, trimmed);
 out:
     sim_spin_unlock(&epc->lock);
+    sim_restore_mask(mask);
     return ret;
 }
 

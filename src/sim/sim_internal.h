@@ -103,6 +103,9 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr);
 /* --- heap (sim_heap.c) ------------------------------------------------------------------- */
 int sim_heap_init(struct eleos_enclave *enc);
 void sim_registry_lock(void);
+/* Blocks asynchronous signals (raw syscall: no exit); returns the previous mask. */
+uint64_t sim_block_async(void);
+void sim_restore_mask(uint64_t old);
 void sim_registry_unlock(void);
 void sim_heap_fini(struct eleos_enclave *enc);
 

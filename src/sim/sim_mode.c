@@ -19,7 +19,11 @@
  * Signal plumbing. Handlers are installed with the raw rt_sigaction syscall and a restorer in
  * the allowed range, because the closing rt_sigreturn may run while the selector is BLOCK.
  * Both handlers use SA_NODEFER so that a signal nested in them (an async signal arriving
- * while the selector is BLOCK, whose own syscalls trap) still reaches them. A foreign
+ * while the selector is BLOCK, whose own syscalls trap) still reaches them. The SIGSEGV
+ * handler (an EPC fault) blocks every asynchronous signal while it runs, and so does every
+ * host-side path that holds the EPC lock (sim_block_async): a handler of the application
+ * that ran in the middle and touched a non-resident page would need the lock its own
+ * thread holds. A foreign
  * handler's rt_sigreturn in enclave mode traps too: we resume the thread at the sigreturn
  * instruction of the allowed range with the same stack, which finishes that return.
  *
@@ -112,6 +116,23 @@ static int handlers_err;
 static void sigsys_handler(int sig, siginfo_t *si, void *ucv);
 static void sigsegv_handler(int sig, siginfo_t *si, void *ucv);
 
+#define SIGBIT(s) (1ull << ((s) - 1))
+/* Every signal but the synchronous ones (the emulator's own SIGSEGV and SIGSYS among them)
+ * and those that cannot be blocked. */
+#define ASYNC_SIGNALS                                                                       \
+    (~0ull & ~(SIGBIT(SIGSEGV) | SIGBIT(SIGBUS) | SIGBIT(SIGSYS) | SIGBIT(SIGILL) |         \
+               SIGBIT(SIGFPE) | SIGBIT(SIGTRAP) | SIGBIT(SIGKILL) | SIGBIT(SIGSTOP)))
+
+uint64_t sim_block_async(void) {
+    uint64_t block = ASYNC_SIGNALS, old = 0;
+    eleos_sim_raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, (long)&block, (long)&old, 8, 0, 0);
+    return old;
+}
+
+void sim_restore_mask(uint64_t old) {
+    eleos_sim_raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
+}
+
 static void install_handlers(void) {
     struct kernel_sigaction sa = {0};
     sa.flags = SA_SIGINFO | SA_RESTORER | SA_NODEFER | SA_ONSTACK;
@@ -120,6 +141,10 @@ static void install_handlers(void) {
     sa.handler = (void *)sigsys_handler;
     long r = eleos_sim_raw_syscall(SYS_rt_sigaction, SIGSYS, (long)&sa, 0, 8, 0, 0);
     if (r == 0) {
+        /* An EPC fault runs with asynchronous signals blocked: an application handler that
+         * interrupted it and touched a non-resident page would fault again on the same
+         * thread while it holds the EPC lock. The kernel restores the mask on return. */
+        sa.mask = ASYNC_SIGNALS;
         sa.handler = (void *)sigsegv_handler;
         r = eleos_sim_raw_syscall(SYS_rt_sigaction, SIGSEGV, (long)&sa, (long)&old_segv, 8, 0,
                                   0);
@@ -185,8 +210,8 @@ int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn, void *ar
     sim_charge(enc, enc->cfg.cost.ecall_cycles);
     sim_pollute(enc, t);
 
-    /* savemask 0: no syscall on the ECALL path. The SIGSEGV handler runs with SA_NODEFER,
-     * so jumping out of it leaves no signal blocked. */
+    /* savemask 0: no syscall on the ECALL path. The SIGSEGV handler restores the
+     * interrupted mask itself before it jumps here. */
     if (sigsetjmp(jb, 0) != 0) {
         /* Landed here from the fault handler: the enclave is lost. */
         leave_enclave_mode(t);
@@ -427,7 +452,13 @@ static void sigsegv_handler(int sig, siginfo_t *si, void *ucv) {
         sim_die("EPC swap page of the enclave heap's metadata failed verification");
     if (enc->cfg.integrity_policy == ELEOS_INTEGRITY_ABORT)
         sim_die("EPC swap page failed verification: tampered or replayed (policy: abort)");
-    if (t->in_enclave && t->enc == enc && t->lost_jmp)
+    if (t->in_enclave && t->enc == enc && t->lost_jmp) {
+        /* Jumping out skips the kernel's restore of the mask the fault interrupted. */
+        ucontext_t *uc = ucv;
+        uint64_t mask;
+        memcpy(&mask, &uc->uc_sigmask, sizeof mask);
+        sim_restore_mask(mask);
         siglongjmp(*t->lost_jmp, 1);
+    }
     sim_die("EPC swap page failed verification while accessed from host mode");
 }

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <ucontext.h>
 
 #include "common/gcm.h"
 #include "eleos/enclave.h"
@@ -106,6 +107,10 @@ void sim_registry_lock(void);
 /* Blocks asynchronous signals (raw syscall: no exit); returns the previous mask. */
 uint64_t sim_block_async(void);
 void sim_restore_mask(uint64_t old);
+/* The exit path's marshalling (sim_marshal.c): whether call nr has pointer arguments into
+ * an ELRANGE, and performing it through emulator memory. g: the trapped registers. */
+bool sim_marshal_wanted(long nr, const greg_t *g);
+long sim_marshal_call(struct sim_thread *t, long nr, const greg_t *g);
 void sim_registry_unlock(void);
 void sim_heap_fini(struct eleos_enclave *enc);
 

@@ -304,59 +304,6 @@ static long emulate_sigprocmask(ucontext_t *uc, long how, const uint64_t *set, u
     return 0;
 }
 
-/*
- * The SDK's syscall proxy marshals buffers: an OCALL copies [in] buffers out of the enclave
- * and [out] buffers back in, because untrusted code cannot touch enclave memory. The calls
- * that move data (read, write, pread64, pwrite64, recvfrom, sendto; glibc's recv and send
- * use the last two) are marshalled the same way here when their buffer lies in an ELRANGE:
- * through a per-thread untrusted bounce buffer. Besides the copy cost being real, this is
- * what makes them work on evicted pages, which the kernel would answer with EFAULT. At most
- * SIM_BOUNCE_MAX bytes move per call (a short transfer, which these calls allow). Other
- * calls get their pointer arguments as they are.
- */
-#define SIM_BOUNCE_MAX (256u << 10)
-
-static bool marshalled(long nr) {
-    return nr == SYS_read || nr == SYS_write || nr == SYS_pread64 || nr == SYS_pwrite64 ||
-           nr == SYS_recvfrom || nr == SYS_sendto;
-}
-
-static bool bounce_reserve(struct sim_thread *t, size_t want) {
-    if (t->bounce_size >= want)
-        return true;
-    if (t->bounce)
-        eleos_sim_raw_syscall(SYS_munmap, (long)t->bounce, (long)t->bounce_size, 0, 0, 0, 0);
-    long p = eleos_sim_raw_syscall(SYS_mmap, 0, SIM_BOUNCE_MAX, PROT_READ | PROT_WRITE,
-                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p < 0 && p > -4096) {
-        t->bounce = NULL;
-        t->bounce_size = 0;
-        return false;
-    }
-    t->bounce = (uint8_t *)p;
-    t->bounce_size = SIM_BOUNCE_MAX;
-    return true;
-}
-
-/* Performs a data-moving call whose buffer (second argument) is enclave memory. */
-static long marshal_io(struct sim_thread *t, long nr, const greg_t *g) {
-    uint8_t *buf = (uint8_t *)g[REG_RSI];
-    size_t len = (size_t)g[REG_RDX];
-    bool out = nr == SYS_write || nr == SYS_pwrite64 || nr == SYS_sendto;
-    if (len > SIM_BOUNCE_MAX)
-        len = SIM_BOUNCE_MAX;
-    if (!bounce_reserve(t, len))
-        return -ENOMEM;
-    /* The copies may fault on evicted enclave pages: the SIGSEGV handler brings them in. */
-    if (out)
-        memcpy(t->bounce, buf, len);
-    long r = eleos_sim_raw_syscall(nr, g[REG_RDI], (long)t->bounce, (long)len, g[REG_R10],
-                                   g[REG_R8], g[REG_R9]);
-    if (!out && r > 0)
-        memcpy(buf, t->bounce, (size_t)r <= len ? (size_t)r : len);
-    return r;
-}
-
 static void sigsys_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     ucontext_t *uc = ucv;
@@ -394,9 +341,9 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv) {
     } else if (nr == SYS_rt_sigprocmask) {
         ret = emulate_sigprocmask(uc, g[REG_RDI], (const uint64_t *)g[REG_RSI],
                                   (uint64_t *)g[REG_RDX], g[REG_R10]);
-    } else if (marshalled(nr) && g[REG_RDX] != 0 &&
-               sim_registry_find((uintptr_t)g[REG_RSI]) != NULL) {
-        ret = marshal_io(t, nr, g);
+    } else if (sim_marshal_wanted(nr, g)) {
+        /* Pointers into enclave memory: copied through emulator memory (sim_marshal.c). */
+        ret = sim_marshal_call(t, nr, g);
     } else {
         ret = eleos_sim_raw_syscall(nr, g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10],
                                     g[REG_R8], g[REG_R9]);

@@ -1,7 +1,9 @@
 /*
- * Enclave lifetime, the registry the fault handler searches, untrusted memory, range checks
- * and statistics. The main design comment of the emulator is in sim_mode.c (enclave mode
- * and signals) and sim_epc.c (paging).
+ * Enclave lifetime and statistics: the top of the emulator, calling down into the heap
+ * (sim_heap.c), paging (sim_epc.c), enclave mode (sim_mode.c) and the leaves (sim_ranges.c:
+ * the registry, range checks, untrusted memory; sim_base.c: threads, locks, signals). The
+ * main design comment of the emulator is in sim_mode.c (enclave mode and signals) and
+ * sim_epc.c (paging).
  *
  * Lifetime: create (host mode) takes an ELRANGE reservation from the pool, sets up EPC
  * bookkeeping and the heap, then publishes the enclave in the registry. destroy unpublishes
@@ -20,60 +22,6 @@
 int sim_install_handlers(void);
 struct sim_region *sim_region_get(size_t size);
 void sim_region_put(struct sim_region *r);
-
-#define REGISTRY_MAX 64
-/* Written under registry_mu by create/destroy; read lock-free by the SIGSEGV handler. A
- * release store publishes a fully built enclave, paired with the acquire load in find. */
-static struct eleos_enclave *_Atomic registry[REGISTRY_MAX];
-static struct sim_spinlock registry_mu = SIM_SPINLOCK_INIT;
-
-struct eleos_enclave *sim_registry_find(uintptr_t addr) {
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        struct eleos_enclave *e = atomic_load_explicit(&registry[i], memory_order_acquire);
-        if (e && addr - (uintptr_t)e->epc.base < e->epc.npages * (uintptr_t)ELEOS_PAGE_SIZE)
-            return e;
-    }
-    return NULL;
-}
-
-static pid_t registry_pid; /* protected by registry_mu */
-
-/* For fork (sim_heap.c): no create or destroy is half-way through the registry. */
-void sim_registry_lock(void) {
-    sim_spin_lock_yield(&registry_mu);
-}
-
-void sim_registry_unlock(void) {
-    sim_spin_unlock(&registry_mu);
-}
-
-static int registry_add(struct eleos_enclave *enc) {
-    int r = -EMFILE;
-    sim_spin_lock(&registry_mu);
-    if (registry_pid != getpid()) {
-        /* A forked child inherits the parent's entries but not their ELRANGEs. */
-        for (int i = 0; i < REGISTRY_MAX; i++)
-            atomic_store_explicit(&registry[i], NULL, memory_order_relaxed);
-        registry_pid = getpid();
-    }
-    for (int i = 0; i < REGISTRY_MAX; i++) {
-        if (!atomic_load_explicit(&registry[i], memory_order_relaxed)) {
-            atomic_store_explicit(&registry[i], enc, memory_order_release);
-            r = 0;
-            break;
-        }
-    }
-    sim_spin_unlock(&registry_mu);
-    return r;
-}
-
-static void registry_remove(struct eleos_enclave *enc) {
-    sim_spin_lock(&registry_mu);
-    for (int i = 0; i < REGISTRY_MAX; i++)
-        if (atomic_load_explicit(&registry[i], memory_order_relaxed) == enc)
-            atomic_store_explicit(&registry[i], NULL, memory_order_release);
-    sim_spin_unlock(&registry_mu);
-}
 
 /* --- config ----------------------------------------------------------------------------- */
 
@@ -138,7 +86,7 @@ int eleos_enclave_create(const struct eleos_enclave_config *cfg_in,
     atomic_store_explicit(&enc->stats.epc_resident, 0, memory_order_relaxed);
     /* Publish before the heap exists: creating the heap touches ELRANGE (segment headers),
      * which faults into the handler, which must find the enclave. */
-    r = registry_add(enc);
+    r = sim_registry_add(enc);
     if (r)
         goto fail_epc;
     r = sim_heap_init(enc);
@@ -148,7 +96,7 @@ int eleos_enclave_create(const struct eleos_enclave_config *cfg_in,
     *out = enc;
     return 0;
 fail_registry:
-    registry_remove(enc);
+    sim_registry_remove(enc);
 fail_epc:
     sim_epc_reset(enc);
     sim_epc_fini(&enc->epc);
@@ -171,7 +119,7 @@ void eleos_enclave_destroy(struct eleos_enclave *enc) {
      * down; pages that fail verification now read as zeros (see sim_epc_fault). */
     atomic_store_explicit(&enc->tearing_down, true, memory_order_release);
     sim_heap_fini(enc);
-    registry_remove(enc);
+    sim_registry_remove(enc);
     sim_epc_reset(enc);
     sim_epc_fini(&enc->epc);
     sim_region_put(enc->region);
@@ -184,50 +132,6 @@ bool eleos_enclave_is_lost(const struct eleos_enclave *enc) {
 
 void eleos_enclave_get_config(const struct eleos_enclave *enc, struct eleos_enclave_config *out) {
     *out = enc->cfg;
-}
-
-/* --- memory ------------------------------------------------------------------------------ */
-
-void *eleos_untrusted_alloc(size_t size) {
-    if (size == 0)
-        return NULL;
-    /* mmap: page-aligned, zeroed, never inside an ELRANGE (those ranges are mapped). In
-     * enclave mode this mmap traps and is counted as an exit, as an OCALL would be. */
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-void eleos_untrusted_free(void *p, size_t size) {
-    if (p && size)
-        munmap(p, size);
-}
-
-bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size) {
-    uintptr_t a = (uintptr_t)p, b = (uintptr_t)enc->epc.base;
-    size_t n = enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
-    if (size == 0)
-        size = 1;
-    if (a + size < a)
-        return false;
-    return a >= b && a - b <= n && size <= n - (a - b);
-}
-
-bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_t size) {
-    uintptr_t a = (uintptr_t)p, b = (uintptr_t)enc->epc.base;
-    uintptr_t e = b + enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
-    if (size == 0)
-        size = 1;
-    if (a + size < a)
-        return false; /* wraps: treat as overlapping */
-    return a + size <= b || a >= e;
-}
-
-void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size) {
-    if (base)
-        *base = enc->epc.base;
-    if (size)
-        *size = enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
 }
 
 /* --- statistics -------------------------------------------------------------------------- */

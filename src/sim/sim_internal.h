@@ -10,6 +10,7 @@
 #define ELEOS_SIM_INTERNAL_H
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +56,8 @@ struct sim_thread {
 };
 
 struct sim_thread *sim_thread_self(void);
+/* The same, for the handlers' hot paths (initial-exec TLS: no lazy allocation). */
+extern _Thread_local struct sim_thread sim_self __attribute__((tls_model("initial-exec")));
 
 /* --- EPC paging (sim_epc.c) --------------------------------------------------------------- */
 
@@ -103,7 +106,15 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr);
 
 /* --- heap (sim_heap.c) ------------------------------------------------------------------- */
 int sim_heap_init(struct eleos_enclave *enc);
+int sim_registry_add(struct eleos_enclave *enc);
+void sim_registry_remove(struct eleos_enclave *enc);
 void sim_registry_lock(void);
+#define SIGBIT(s) (1ull << ((s) - 1))
+/* Every signal but the synchronous ones (the emulator's own SIGSEGV and SIGSYS among them)
+ * and those that cannot be blocked. */
+#define ASYNC_SIGNALS                                                                       \
+    (~0ull & ~(SIGBIT(SIGSEGV) | SIGBIT(SIGBUS) | SIGBIT(SIGSYS) | SIGBIT(SIGILL) |         \
+               SIGBIT(SIGFPE) | SIGBIT(SIGTRAP) | SIGBIT(SIGKILL) | SIGBIT(SIGSTOP)))
 /* Blocks asynchronous signals (raw syscall: no exit); returns the previous mask. */
 uint64_t sim_block_async(void);
 void sim_restore_mask(uint64_t old);

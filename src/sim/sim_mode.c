@@ -56,44 +56,6 @@
 #define SYS_USER_DISPATCH 2
 #endif
 
-/* initial-exec: the handlers read this in signal context, where a lazy TLS allocation
- * (__tls_get_addr, as in a dlopen'ed library) must never happen. */
-static _Thread_local struct sim_thread self __attribute__((tls_model("initial-exec")));
-
-struct sim_thread *sim_thread_self(void) {
-    return &self;
-}
-
-void sim_spin_lock(struct sim_spinlock *l) {
-    /* Acquire pairs with the release in sim_spin_unlock. */
-    while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire))
-        __builtin_ia32_pause();
-}
-
-/* For locks only ever taken in host mode or in the emulator's handlers: after a bounded
- * spin, yield the CPU (2-core machines run more threads than cores). */
-#define SPIN_BEFORE_YIELD 256
-void sim_spin_lock_yield(struct sim_spinlock *l) {
-    unsigned spins = 0;
-    while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) {
-        if (++spins % SPIN_BEFORE_YIELD == 0)
-            eleos_sim_raw_syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
-        else
-            __builtin_ia32_pause();
-    }
-}
-
-void sim_spin_unlock(struct sim_spinlock *l) {
-    atomic_flag_clear_explicit(&l->flag, memory_order_release);
-}
-
-void sim_die(const char *msg) {
-    /* Called in any mode: write through the trampoline so it is never trapped. */
-    eleos_sim_raw_syscall(SYS_write, 2, (long)"eleos-sim: fatal: ", 18, 0, 0, 0);
-    eleos_sim_raw_syscall(SYS_write, 2, (long)msg, (long)strlen(msg), 0, 0, 0);
-    eleos_sim_raw_syscall(SYS_write, 2, (long)"\n", 1, 0, 0, 0);
-    abort();
-}
 
 /* --- raw sigaction ----------------------------------------------------------------------- */
 
@@ -116,22 +78,6 @@ static int handlers_err;
 static void sigsys_handler(int sig, siginfo_t *si, void *ucv);
 static void sigsegv_handler(int sig, siginfo_t *si, void *ucv);
 
-#define SIGBIT(s) (1ull << ((s) - 1))
-/* Every signal but the synchronous ones (the emulator's own SIGSEGV and SIGSYS among them)
- * and those that cannot be blocked. */
-#define ASYNC_SIGNALS                                                                       \
-    (~0ull & ~(SIGBIT(SIGSEGV) | SIGBIT(SIGBUS) | SIGBIT(SIGSYS) | SIGBIT(SIGILL) |         \
-               SIGBIT(SIGFPE) | SIGBIT(SIGTRAP) | SIGBIT(SIGKILL) | SIGBIT(SIGSTOP)))
-
-uint64_t sim_block_async(void) {
-    uint64_t block = ASYNC_SIGNALS, old = 0;
-    eleos_sim_raw_syscall(SYS_rt_sigprocmask, SIG_BLOCK, (long)&block, (long)&old, 8, 0, 0);
-    return old;
-}
-
-void sim_restore_mask(uint64_t old) {
-    eleos_sim_raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
-}
 
 static void install_handlers(void) {
     struct kernel_sigaction sa = {0};
@@ -188,7 +134,7 @@ static inline void leave_enclave_mode(struct sim_thread *t) {
 }
 
 int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn, void *arg, long *ret) {
-    struct sim_thread *t = &self;
+    struct sim_thread *t = &sim_self;
     if (!enc || !fn)
         return -EINVAL;
     if (atomic_load_explicit(&enc->lost, memory_order_acquire))
@@ -234,7 +180,7 @@ int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn, void *ar
 }
 
 long eleos_enclave_ocall(eleos_enclave_fn fn, void *arg) {
-    struct sim_thread *t = &self;
+    struct sim_thread *t = &sim_self;
     if (!t->in_enclave)
         return fn(arg);
     struct eleos_enclave *enc = t->enc;
@@ -249,11 +195,11 @@ long eleos_enclave_ocall(eleos_enclave_fn fn, void *arg) {
 }
 
 struct eleos_enclave *eleos_enclave_current(void) {
-    return self.in_enclave ? self.enc : NULL;
+    return sim_self.in_enclave ? sim_self.enc : NULL;
 }
 
 bool eleos_enclave_in_enclave_mode(void) {
-    return self.in_enclave;
+    return sim_self.in_enclave;
 }
 
 /* --- SIGSYS: syscalls in enclave mode ---------------------------------------------------- */
@@ -308,7 +254,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     ucontext_t *uc = ucv;
     greg_t *g = uc->uc_mcontext.gregs;
-    struct sim_thread *t = &self;
+    struct sim_thread *t = &sim_self;
     char saved = t->selector;
     t->selector = SIM_SELECTOR_ALLOW;
 
@@ -371,7 +317,7 @@ static void chain_segv(int sig, siginfo_t *si, void *ucv) {
 }
 
 static void sigsegv_handler(int sig, siginfo_t *si, void *ucv) {
-    struct sim_thread *t = &self;
+    struct sim_thread *t = &sim_self;
     uintptr_t addr = (uintptr_t)si->si_addr;
     struct eleos_enclave *enc = sim_registry_find(addr);
     if (!enc || t->in_handler) {

@@ -1,0 +1,110 @@
+/*
+ * Where enclave memory is: the registry of live ELRANGEs that the fault handler and the
+ * exit path search, the range checks of enclave.h, and untrusted memory. A leaf under
+ * sim_enclave.c (which publishes and unpublishes enclaves) and the handlers.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sim/sim_internal.h"
+
+#define REGISTRY_MAX 64
+/* Written under registry_mu by create/destroy; read lock-free by the SIGSEGV handler. A
+ * release store publishes a fully built enclave, paired with the acquire load in find. */
+static struct eleos_enclave *_Atomic registry[REGISTRY_MAX];
+static struct sim_spinlock registry_mu = SIM_SPINLOCK_INIT;
+
+struct eleos_enclave *sim_registry_find(uintptr_t addr) {
+    for (int i = 0; i < REGISTRY_MAX; i++) {
+        struct eleos_enclave *e = atomic_load_explicit(&registry[i], memory_order_acquire);
+        if (e && addr - (uintptr_t)e->epc.base < e->epc.npages * (uintptr_t)ELEOS_PAGE_SIZE)
+            return e;
+    }
+    return NULL;
+}
+
+static pid_t registry_pid; /* protected by registry_mu */
+
+/* For fork (sim_heap.c): no create or destroy is half-way through the registry. */
+void sim_registry_lock(void) {
+    sim_spin_lock_yield(&registry_mu);
+}
+
+void sim_registry_unlock(void) {
+    sim_spin_unlock(&registry_mu);
+}
+
+int sim_registry_add(struct eleos_enclave *enc) {
+    int r = -EMFILE;
+    sim_spin_lock(&registry_mu);
+    if (registry_pid != getpid()) {
+        /* A forked child inherits the parent's entries but not their ELRANGEs. */
+        for (int i = 0; i < REGISTRY_MAX; i++)
+            atomic_store_explicit(&registry[i], NULL, memory_order_relaxed);
+        registry_pid = getpid();
+    }
+    for (int i = 0; i < REGISTRY_MAX; i++) {
+        if (!atomic_load_explicit(&registry[i], memory_order_relaxed)) {
+            atomic_store_explicit(&registry[i], enc, memory_order_release);
+            r = 0;
+            break;
+        }
+    }
+    sim_spin_unlock(&registry_mu);
+    return r;
+}
+
+void sim_registry_remove(struct eleos_enclave *enc) {
+    sim_spin_lock(&registry_mu);
+    for (int i = 0; i < REGISTRY_MAX; i++)
+        if (atomic_load_explicit(&registry[i], memory_order_relaxed) == enc)
+            atomic_store_explicit(&registry[i], NULL, memory_order_release);
+    sim_spin_unlock(&registry_mu);
+}
+
+/* --- memory ------------------------------------------------------------------------------ */
+
+void *eleos_untrusted_alloc(size_t size) {
+    if (size == 0)
+        return NULL;
+    /* mmap: page-aligned, zeroed, never inside an ELRANGE (those ranges are mapped). In
+     * enclave mode this mmap traps and is counted as an exit, as an OCALL would be. */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void eleos_untrusted_free(void *p, size_t size) {
+    if (p && size)
+        munmap(p, size);
+}
+
+bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size) {
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)enc->epc.base;
+    size_t n = enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
+    if (size == 0)
+        size = 1;
+    if (a + size < a)
+        return false;
+    return a >= b && a - b <= n && size <= n - (a - b);
+}
+
+bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_t size) {
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)enc->epc.base;
+    uintptr_t e = b + enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
+    if (size == 0)
+        size = 1;
+    if (a + size < a)
+        return false; /* wraps: treat as overlapping */
+    return a + size <= b || a >= e;
+}
+
+void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size) {
+    if (base)
+        *base = enc->epc.base;
+    if (size)
+        *size = enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
+}
+

@@ -280,7 +280,14 @@ static inline void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
     }
 }
 
-/* --- Bulk access between SUVM and enclave buffers (MT-safe; may cross pages) ------------ */
+/* --- Bulk access between SUVM and enclave buffers (MT-safe; may cross pages) ------------
+ *
+ * Errors: -EFAULT (range outside the backing store or in its reserved first page; nothing
+ * is read or written), -EBADMSG (integrity failure), -ENOMEM (every frame pinned).
+ * A failed read delivers nothing: once its range was accepted, a read that fails leaves all
+ * size bytes of buf zero, including those of pages verified before the failing one (they
+ * are wiped, so a partial result cannot pass for data). A failed write, memset or memcmp
+ * may have done the pages before the failing one. */
 
 ELEOS_MUST_CHECK int eleos_suvm_read(struct eleos_suvm *s, uint64_t addr, void *buf,
                                      size_t size);
@@ -297,7 +304,7 @@ ELEOS_MUST_CHECK int eleos_suvm_memcmp(struct eleos_suvm *s, uint64_t addr, cons
  * ordinary cached read/write. Otherwise (sub-page mode) only the sub-pages touched are
  * opened (and, for a write, re-sealed) straight from/to the backing store, without taking a
  * frame. In page mode these behave like eleos_suvm_read/write. MT-safe.
- * Errors as eleos_suvm_read.
+ * Errors as eleos_suvm_read; a failed read_direct likewise leaves buf all zeros.
  */
 ELEOS_MUST_CHECK int eleos_suvm_read_direct(struct eleos_suvm *s, uint64_t addr, void *buf,
                                             size_t size);

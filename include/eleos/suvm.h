@@ -85,13 +85,17 @@ struct eleos_suvm;
  * in host mode). The page cache and all metadata come from the enclave heap; the backing
  * store from eleos_untrusted_alloc (one counted exit). A fresh random key is drawn.
  * *out belongs to the caller until eleos_suvm_destroy.
- * Errors: -EINVAL (bad config), -ENOMEM, -EIO (no randomness / crypto setup failed).
+ * Errors: -EINVAL (bad config), -ENOMEM (also: 256 instances live in the process already),
+ * -EIO (no randomness / crypto setup failed).
  */
 ELEOS_MUST_CHECK int eleos_suvm_create(const struct eleos_suvm_config *cfg,
                                        struct eleos_suvm **out);
 
 /* Destroys an instance: frees the page cache, metadata and backing store and wipes the key.
- * No spointer may still be linked, no evictor running, no other thread using s. */
+ * No spointer may still be linked, no other thread using s. An evictor still running on it
+ * (the host did not stop it) is stopped and waited for first, as is any other ECALL using
+ * its handle; afterwards the handle names nothing. Destroy every instance before its
+ * enclave (handles tell enclaves apart by their address, which a later enclave may reuse). */
 void eleos_suvm_destroy(struct eleos_suvm *s);
 
 /* --- Allocation ------------------------------------------------------------------------- */
@@ -280,7 +284,14 @@ static inline void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
     }
 }
 
-/* --- Bulk access between SUVM and enclave buffers (MT-safe; may cross pages) ------------ */
+/* --- Bulk access between SUVM and enclave buffers (MT-safe; may cross pages) ------------
+ *
+ * Errors: -EFAULT (range outside the backing store or in its reserved first page; nothing
+ * is read or written), -EBADMSG (integrity failure), -ENOMEM (every frame pinned).
+ * A failed read delivers nothing: once its range was accepted, a read that fails leaves all
+ * size bytes of buf zero, including those of pages verified before the failing one (they
+ * are wiped, so a partial result cannot pass for data). A failed write, memset or memcmp
+ * may have done the pages before the failing one. */
 
 ELEOS_MUST_CHECK int eleos_suvm_read(struct eleos_suvm *s, uint64_t addr, void *buf,
                                      size_t size);
@@ -297,7 +308,7 @@ ELEOS_MUST_CHECK int eleos_suvm_memcmp(struct eleos_suvm *s, uint64_t addr, cons
  * ordinary cached read/write. Otherwise (sub-page mode) only the sub-pages touched are
  * opened (and, for a write, re-sealed) straight from/to the backing store, without taking a
  * frame. In page mode these behave like eleos_suvm_read/write. MT-safe.
- * Errors as eleos_suvm_read.
+ * Errors as eleos_suvm_read; a failed read_direct likewise leaves buf all zeros.
  */
 ELEOS_MUST_CHECK int eleos_suvm_read_direct(struct eleos_suvm *s, uint64_t addr, void *buf,
                                             size_t size);
@@ -342,23 +353,48 @@ ELEOS_MUST_CHECK int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size);
  * frames free, evicting in batches by CLOCK. It polls for a bounded time, then naps through
  * an OCALL (an honest, counted exit); enclave threads never exit to wake it: a fault that
  * finds no free frame evicts synchronously.
+ *
+ * The ECALLs take the instance's handle (eleos_suvm_handle), never its address: the host
+ * chooses ECALL arguments, and a pointer it chose could name a fake instance (in host
+ * memory, or planted in enclave memory) that the evictor would then trust. A handle is
+ * resolved in an enclave-side registry of live instances; one that names no live instance
+ * of the calling enclave — made up, of a destroyed instance, of another enclave, used from
+ * host mode — is refused with -ESRCH and counted in eleos_suvm_bad_handles.
  */
 struct eleos_suvm_evictor;
 
 /* Host mode: starts thread "eleos-evict" inside enc running the evictor for s (created in
- * enc). *out owned by the caller until eleos_suvm_evictor_stop. -EBUSY if one runs. */
+ * enc). s is only compared with the enclave's live instances (one ECALL), never
+ * dereferenced. *out owned by the caller until eleos_suvm_evictor_stop. Errors: -ESRCH (s
+ * is no live instance of enc), -ENOMEM, -errno of pthread_create. A second evictor for the
+ * same instance ends at once (its run returns -EBUSY). */
 ELEOS_MUST_CHECK int eleos_suvm_evictor_start(struct eleos_enclave *enc, struct eleos_suvm *s,
                                               struct eleos_suvm_evictor **out);
 
 /* Host mode: stops and joins the evictor, frees ev. */
 void eleos_suvm_evictor_stop(struct eleos_suvm_evictor *ev);
 
-/* The ECALL body run by the evictor thread (arg: the struct eleos_suvm *). Returns 0 when
- * asked to stop. Exposed for callers that manage their own host threads. */
-long eleos_suvm_evictor_run(void *arg);
+/* The instance's handle for the ECALLs below: nonzero, below 2^63, a slot index and a
+ * 47-bit generation, so no later instance gets it (short of 2^47 reuses of one slot).
+ * Enclave side; not a secret. */
+uint64_t eleos_suvm_handle(const struct eleos_suvm *s);
 
-/* Asks a running eleos_suvm_evictor_run to return (within one nap). MT-safe. */
+/* ECALL bodies, exposed for callers that manage their own host threads; arg is a handle
+ * cast to a pointer, (void *)(uintptr_t)eleos_suvm_handle(s).
+ * run: the evictor loop; returns 0 when asked to stop, -EBUSY if another evictor serves the
+ *   instance, -ESRCH if arg names no live instance of the calling enclave.
+ * halt: asks a running eleos_suvm_evictor_run to return (within one nap); 0 or -ESRCH.
+ * Neither ever dereferences arg. An instance being destroyed stops its evictor and waits for
+ * every ECALL inside it, so destroy may run while the host still runs one. */
+long eleos_suvm_evictor_run(void *arg);
+long eleos_suvm_evictor_halt(void *arg);
+
+/* Enclave side: asks a running evictor of s to return (within one nap). MT-safe. */
 void eleos_suvm_evictor_request_stop(struct eleos_suvm *s);
+
+/* ECALLs refused because their argument named no live instance of the calling enclave, in
+ * the whole process since it started (host faults, or the host's bugs). MT-safe. */
+uint64_t eleos_suvm_bad_handles(void);
 
 /* --- Statistics ------------------------------------------------------------------------- */
 

@@ -20,6 +20,8 @@
 #define READAHEAD_LINES 16u
 
 static void hint(struct eleos_suvm *s, uint64_t addr, unsigned lines);
+static int direct(struct eleos_suvm *s, uint64_t addr, uint8_t *rbuf, const uint8_t *wbuf,
+                  size_t size);
 
 static int check_range(const struct eleos_suvm *s, uint64_t addr, size_t size) {
     uint64_t end = s->npages * SUVM_PAGE_SIZE;
@@ -189,8 +191,30 @@ static int bulk(struct eleos_suvm *s, uint64_t addr, size_t size, enum bulk_op o
     return 0;
 }
 
+/*
+ * A read that fails after its range was accepted (-EBADMSG, -ENOMEM, ...) may already have
+ * verified and copied the pages or sub-pages before the failing one. Those bytes must not
+ * reach the caller as if they were a result, so the whole destination is wiped (zeroed):
+ * the documented outcome of a failed read. Wiping costs nothing on success; staging the
+ * read in a bounce buffer would cost a copy on every read. A refused range (-EFAULT, size
+ * 0) writes nothing.
+ */
+static int read_checked(struct eleos_suvm *s, uint64_t addr, void *buf, size_t size,
+                        bool direct_access) {
+    if (size == 0)
+        return 0;
+    int r = check_range(s, addr, size);
+    if (r)
+        return r;
+    r = direct_access ? direct(s, addr, buf, NULL, size)
+                      : bulk(s, addr, size, OP_READ, buf, NULL, 0, NULL);
+    if (r)
+        memset(buf, 0, size);
+    return r;
+}
+
 int eleos_suvm_read(struct eleos_suvm *s, uint64_t addr, void *buf, size_t size) {
-    return bulk(s, addr, size, OP_READ, buf, NULL, 0, NULL);
+    return read_checked(s, addr, buf, size, false);
 }
 
 int eleos_suvm_write(struct eleos_suvm *s, uint64_t addr, const void *buf, size_t size) {
@@ -276,9 +300,7 @@ static int direct(struct eleos_suvm *s, uint64_t addr, uint8_t *rbuf, const uint
 }
 
 int eleos_suvm_read_direct(struct eleos_suvm *s, uint64_t addr, void *buf, size_t size) {
-    if (s->nsub == 1)
-        return eleos_suvm_read(s, addr, buf, size);
-    return direct(s, addr, buf, NULL, size);
+    return read_checked(s, addr, buf, size, s->nsub > 1);
 }
 
 int eleos_suvm_write_direct(struct eleos_suvm *s, uint64_t addr, const void *buf,

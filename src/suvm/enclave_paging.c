@@ -508,8 +508,7 @@ static uint32_t evict_batch(struct eleos_suvm *s) {
     return done;
 }
 
-long eleos_suvm_evictor_run(void *arg) {
-    struct eleos_suvm *s = arg;
+long suvm_evictor_loop(struct eleos_suvm *s) {
     if (atomic_exchange_explicit(&s->evictor_running, true, memory_order_acq_rel))
         return -EBUSY;
     uint64_t spin_cycles = (uint64_t)(EVICTOR_SPIN_NS * tsc_ghz());

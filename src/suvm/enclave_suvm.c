@@ -17,8 +17,9 @@
  *
  * Files: enclave_paging.c (faults, CLOCK, evictor, flush, resize), enclave_seal.c (AES-GCM
  * and every access to untrusted memory), enclave_alloc.c (allocator), enclave_access.c
- * (spointers, bulk and sub-page direct access), host_evictor.c (the host thread that runs
- * the evictor inside the enclave).
+ * (spointers, bulk and sub-page direct access), enclave_ecall.c (the ECALL entry points and
+ * the registry of live instances they resolve handles in), host_evictor.c (the host thread
+ * that runs the evictor inside the enclave).
  *
  * Threads. Any number of enclave threads may use an instance; plus at most one evictor.
  * No code on the access paths makes a system call: waiting is spinning (spinlocks and the
@@ -31,7 +32,9 @@
  * exists only in enclave memory (frames, bounce buffers, stack temporaries).
  *
  * Trust. The backing store (ciphertext and tags) is host-controlled: every read of it is a
- * snapshot verified by AES-GCM against the version kept here. Not defended against:
+ * snapshot verified by AES-GCM against the version kept here. The host also chooses the
+ * arguments of the ECALLs it makes (the evictor's): they are handles, resolved in an
+ * enclave-side registry, never pointers (enclave_ecall.c). Not defended against:
  * denial of service (the host can destroy the store), access-pattern leakage (which pages
  * are faulted is visible to the host), and the enclave's own bugs (a spointer used after
  * free reads another allocation's data).
@@ -277,6 +280,9 @@ int eleos_suvm_create(const struct eleos_suvm_config *cfg, struct eleos_suvm **o
     r = suvm_frames_grow(s, nframes);
     if (r)
         goto fail;
+    r = suvm_register(s); /* last: from here on ECALLs can reach s */
+    if (r)
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -287,6 +293,7 @@ fail:
 void eleos_suvm_destroy(struct eleos_suvm *s) {
     if (!s)
         return;
+    suvm_unregister(s); /* first: no ECALL may use s while it is torn down */
     suvm_frames_free_all(s);
     suvm_alloc_fini(s);
     suvm_crypto_fini(s);

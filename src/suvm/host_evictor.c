@@ -2,8 +2,11 @@
  * Host side of the SUVM background evictor. Enclave code cannot create threads, so a host
  * thread ("eleos-evict") ECALLs into the enclave and runs eleos_suvm_evictor_run there
  * until asked to stop; the request to stop is itself an ECALL, as the host may not write
- * enclave memory. For a host-mode instance (enc NULL) the same functions run directly.
- * Everything here runs in host mode.
+ * enclave memory. Those ECALLs carry the instance's handle, which the enclave resolves in its
+ * registry (enclave_ecall.c); the struct eleos_suvm * the caller passes to start is only
+ * used to ask the enclave for that handle (it compares, never dereferences). For a
+ * host-mode instance (enc NULL) the same functions run directly. Everything here runs in
+ * host mode.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,36 +16,39 @@
 
 struct eleos_suvm_evictor {
     struct eleos_enclave *enc;
-    struct eleos_suvm *s;
+    uint64_t handle;
     pthread_t thread;
 };
+
+/* fn(arg) inside enc (directly for a host-mode instance); an ECALL failure is the result. */
+static long in_enclave(struct eleos_enclave *enc, eleos_enclave_fn fn, void *arg) {
+    if (!enc)
+        return fn(arg);
+    long ret = 0;
+    int r = eleos_enclave_ecall(enc, fn, arg, &ret);
+    return r ? r : ret;
+}
 
 static void *evictor_thread(void *arg) {
     struct eleos_suvm_evictor *ev = arg;
     pthread_setname_np(pthread_self(), "eleos-evict");
-    long ret = 0;
-    if (ev->enc) {
-        int r = eleos_enclave_ecall(ev->enc, eleos_suvm_evictor_run, ev->s, &ret);
-        (void)r; /* a lost enclave just ends the evictor */
-    } else {
-        ret = eleos_suvm_evictor_run(ev->s);
-    }
-    (void)ret; /* -EBUSY: another evictor already serves this instance */
+    /* Ends with 0 when stopped, -EBUSY if another evictor serves this instance, or an
+     * error of the enclave (lost): either way the thread is done. */
+    long ret = in_enclave(ev->enc, eleos_suvm_evictor_run, (void *)(uintptr_t)ev->handle);
+    (void)ret;
     return NULL;
-}
-
-static long request_stop(void *arg) {
-    eleos_suvm_evictor_request_stop(arg);
-    return 0;
 }
 
 int eleos_suvm_evictor_start(struct eleos_enclave *enc, struct eleos_suvm *s,
                              struct eleos_suvm_evictor **out) {
+    long h = in_enclave(enc, suvm_ecall_find, s);
+    if (h < 0)
+        return (int)h;
     struct eleos_suvm_evictor *ev = calloc(1, sizeof *ev);
     if (!ev)
         return -ENOMEM;
     ev->enc = enc;
-    ev->s = s;
+    ev->handle = (uint64_t)h;
     int r = pthread_create(&ev->thread, NULL, evictor_thread, ev);
     if (r) {
         free(ev);
@@ -55,13 +61,8 @@ int eleos_suvm_evictor_start(struct eleos_enclave *enc, struct eleos_suvm *s,
 void eleos_suvm_evictor_stop(struct eleos_suvm_evictor *ev) {
     if (!ev)
         return;
-    if (ev->enc) {
-        long ret;
-        int r = eleos_enclave_ecall(ev->enc, request_stop, ev->s, &ret);
-        (void)r;
-    } else {
-        request_stop(ev->s);
-    }
+    long r = in_enclave(ev->enc, eleos_suvm_evictor_halt, (void *)(uintptr_t)ev->handle);
+    (void)r; /* -ESRCH: the instance is gone, and its destroy stopped the evictor */
     pthread_join(ev->thread, NULL);
     free(ev);
 }

@@ -215,6 +215,10 @@ struct eleos_suvm {
     _Atomic bool evictor_stop;    /* set by request_stop, read by the loop               */
     _Atomic bool evictor_running; /* one evictor per instance                             */
 
+    /* The instance's handle in the registry of enclave_ecall.c (0 until registered): what
+     * ECALLs take instead of this struct's address. Written at create, before publication. */
+    uint64_t handle;
+
     struct stat_shard stats[SUVM_NSHARDS];
 };
 
@@ -293,6 +297,20 @@ bool suvm_page_pinned(struct eleos_suvm *s, uint64_t page);
 int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames)
     __attribute__((warn_unused_result));
 void suvm_frames_free_all(struct eleos_suvm *s);
+
+/* The evictor's loop (the body of the evictor ECALL once its handle is resolved). */
+long suvm_evictor_loop(struct eleos_suvm *s);
+
+/* --- enclave_ecall.c --- */
+/* Registers a fully built instance (sets s->handle). -ENOMEM when the registry is full. */
+int suvm_register(struct eleos_suvm *s) __attribute__((warn_unused_result));
+/* Removes s from the registry, stopping an evictor the host still runs on it and waiting
+ * until no ECALL uses it any more. No-op if s was never registered. */
+void suvm_unregister(struct eleos_suvm *s);
+/* ECALL body for the host side of the evictor (host_evictor.c): the handle of the instance
+ * at address arg in the calling enclave, or -ESRCH (counted). arg is compared with the
+ * registered addresses, never dereferenced. */
+long suvm_ecall_find(void *arg);
 
 /* --- enclave_alloc.c --- */
 int suvm_alloc_init(struct eleos_suvm *s) __attribute__((warn_unused_result));

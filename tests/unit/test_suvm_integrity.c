@@ -42,7 +42,8 @@ static uint64_t failures(struct eleos_suvm *s) {
     return st.integrity_failures;
 }
 
-/* Expects reading [addr, addr+size) to fail and leave buf untouched. */
+/* Expects reading [addr, addr+size) to fail and leave buf wiped (all zeros: no data from
+ * the store, none of the caller's old bytes), as a failed read is documented to. */
 static void expect_bad(struct eleos_suvm *s, uint64_t addr, size_t size, bool direct) {
     static uint8_t buf[PAGE];
     memset(buf, 0xa5, sizeof buf);
@@ -52,7 +53,7 @@ static void expect_bad(struct eleos_suvm *s, uint64_t addr, size_t size, bool di
     CHECK_EQ(r, -EBADMSG);
     CHECK_EQ(failures(s), before + 1);
     for (size_t i = 0; i < size; i++) {
-        if (buf[i] != 0xa5) {
+        if (buf[i] != 0) {
             CHECK(!"data reached the caller after an integrity failure");
             break;
         }
@@ -330,6 +331,73 @@ static void test_subpage_1k(void) {
     CHECK_EQ(suvm_t_run(NULL, c_subpage_mode, (void *)(uintptr_t)512), 0);
 }
 
+/* Expects a read of [addr, addr+size) spanning a tampered page or sub-page to fail and to
+ * deliver nothing (docs/suvm.md): every byte of the destination range is zero afterwards,
+ * neither the verified bytes of the pages before the bad one nor the caller's old contents,
+ * and nothing past the range is written. */
+static void expect_wiped(struct eleos_suvm *s, uint64_t addr, size_t size, bool direct) {
+    static uint8_t buf[4 * PAGE];
+    REQUIRE(size < sizeof buf);
+    memset(buf, 0xa5, sizeof buf);
+    int r = direct ? eleos_suvm_read_direct(s, addr, buf, size)
+                   : eleos_suvm_read(s, addr, buf, size);
+    CHECK_EQ(r, -EBADMSG);
+    size_t left = 0, outside = 0;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        if (i < size && buf[i] != 0)
+            left++;
+        if (i >= size && buf[i] != 0xa5)
+            outside++;
+    }
+    CHECK_EQ(left, 0);
+    CHECK_EQ(outside, 0);
+}
+
+/* Three pages, the middle one tampered (page mode: anywhere in it; sub-page mode: its
+ * second sub-page); reads that verify good pages or sub-pages before reaching the bad one. */
+static long c_failed_read(void *arg) {
+    size_t sub = (size_t)(uintptr_t)arg;
+    struct eleos_suvm *s = mk(sub, ELEOS_SUVM_INTEGRITY_ERROR);
+    uint64_t a, other;
+    REQUIRE(eleos_suvm_alloc(s, 3 * PAGE, &a) == 0);
+    REQUIRE(eleos_suvm_alloc(s, 2 * CACHE, &other) == 0);
+    static uint8_t buf[PAGE];
+    for (int i = 0; i < 3; i++) {
+        memset(buf, 0x31 + i, PAGE);
+        CHECK_EQ(eleos_suvm_write(s, a + (uint64_t)i * PAGE, buf, PAGE), 0);
+    }
+    churn(s, other);
+    uint8_t *ct = eleos_suvm_backing_slot(s, a / PAGE + 1, NULL, NULL);
+    REQUIRE(ct);
+    size_t at = sub ? sub + 7 : 2000;
+    ct[at] ^= 1;
+    /* Page 0 faulted in and copied, then page 1 fails. */
+    expect_wiped(s, a + 100, 2 * PAGE, false);
+    /* Page 0 cached now (a hit), a good page 2 after the bad one. */
+    CHECK_EQ(eleos_suvm_read(s, a, buf, 8), 0);
+    expect_wiped(s, a, 3 * PAGE, false);
+    if (sub) {
+        /* Direct access: sub-page 0 of page 1 opened and copied, then sub-page 1 fails;
+         * and the same after the tail of the cached page 0. */
+        expect_wiped(s, a + PAGE, 2 * sub, true);
+        expect_wiped(s, a + PAGE - 64, 64 + 2 * sub, true);
+    }
+    ct[at] ^= 1;
+    for (int i = 0; i < 3; i++)
+        expect_value(s, a + (uint64_t)i * PAGE, (uint8_t)(0x31 + i), PAGE, false);
+    eleos_suvm_destroy(s);
+    return 0;
+}
+
+static void test_failed_read_wipes(void) {
+    struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
+    CHECK_EQ(suvm_t_run(e, c_failed_read, NULL), 0);
+    CHECK_EQ(suvm_t_run(e, c_failed_read, (void *)(uintptr_t)512), 0);
+    eleos_enclave_destroy(e);
+    CHECK_EQ(suvm_t_run(NULL, c_failed_read, NULL), 0);
+    CHECK_EQ(suvm_t_run(NULL, c_failed_read, (void *)(uintptr_t)256), 0);
+}
+
 /* The abort policy, in a child process with a host-mode instance. */
 static void test_abort_policy(void) {
     pid_t pid = fork();
@@ -357,4 +425,4 @@ static void test_abort_policy(void) {
 }
 
 TEST_MAIN(TEST_CASE(test_page_mode), TEST_CASE(test_dirty_victims), TEST_CASE(test_subpage_256), TEST_CASE(test_subpage_1k),
-          TEST_CASE(test_abort_policy))
+          TEST_CASE(test_failed_read_wipes), TEST_CASE(test_abort_policy))

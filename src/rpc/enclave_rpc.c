@@ -149,6 +149,10 @@ int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared, size_t size
     if (!enc || !shared || !out || size < rpc_hdr_size() ||
         ((uintptr_t)shared & (ELEOS_PAGE_SIZE - 1)) || !eleos_enclave_outside(enc, shared, size))
         return -EINVAL;
+    /* Inside an ECALL the range check must be against the enclave we run in, not one a
+     * host-held value names. */
+    if (eleos_enclave_in_enclave_mode() && enc != eleos_enclave_current())
+        return -EINVAL;
     struct rpc_area_hdr *hdr = shared;
     /* Snapshot the geometry once; never read it again. Acquire pairs with the host's
      * release store of magic at creation. */

@@ -493,6 +493,15 @@ static void test_bad_area(void) {
     CHECK_EQ(eleos_rpc_client_create(enc, base, size, &cl), -EINVAL);
     CHECK_EQ(eleos_rpc_pool_register(pool, 3, fn_add, NULL), -EINVAL);
     CHECK_EQ(eleos_rpc_pool_register(pool, ELEOS_RPC_MAX_FNS, fn_add, NULL), -EINVAL);
+    /* Inside enclave A, the area is checked against A, whatever enclave the caller names:
+     * naming another enclave B (whose range the area may well lie outside) is refused. */
+    struct eleos_enclave *other = rpc_test_enclave(0);
+    struct rpc_test_client_arg a = {other, pool, NULL, NULL};
+    long rv = 0;
+    CHECK_EQ(eleos_enclave_ecall(enc, rpc_test_e_client_create, &a, &rv), 0);
+    CHECK_EQ(rv, -EINVAL);
+    CHECK(a.cl == NULL);
+    eleos_enclave_destroy(other);
     teardown();
 }
 

@@ -15,9 +15,12 @@
  *   dirty page seals it and opens its own page in one pipelined pass (enclave_seal.c), and
  *   prefetches the next fault's likely victim (clock_peek, enclave_paging.c).
  *
- * Files: enclave_paging.c (faults, CLOCK, evictor, flush, resize), enclave_seal.c (AES-GCM
- * and every access to untrusted memory), enclave_alloc.c (allocator), enclave_access.c
- * (spointers, bulk and sub-page direct access), enclave_ecall.c (the ECALL entry points and
+ * Files, top down: this file (lifetime, statistics) calls the others; enclave_alloc.c
+ * (allocator), enclave_access.c (spointers, bulk and sub-page direct access), enclave_paging.c
+ * (faults, CLOCK, evictor, flush, resize), enclave_seal.c (AES-GCM and every access to
+ * untrusted memory), and the leaf enclave_base.c (memory, counters, integrity failures) that
+ * all of them use. Beside them:
+ * enclave_ecall.c (the ECALL entry points and
  * the registry of live instances they resolve handles in), host_evictor.c (the host thread
  * that runs the evictor inside the enclave).
  *
@@ -61,51 +64,7 @@ void eleos_suvm_config_default(struct eleos_suvm_config *cfg) {
     cfg->integrity_policy = ELEOS_SUVM_INTEGRITY_ERROR;
 }
 
-/* --- Memory: the enclave heap, or host memory for a host-mode instance --------------------- */
-
-static void *mem_alloc_in(struct eleos_enclave *enc, size_t align, size_t size) {
-    if (enc)
-        return eleos_enclave_aligned_alloc(enc, align, size);
-    void *p = NULL;
-    return posix_memalign(&p, align, size ? size : 1) ? NULL : p;
-}
-
-void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size) {
-    return mem_alloc_in(s->enc, align, size);
-}
-
-void suvm_mem_free(struct eleos_suvm *s, void *p) {
-    if (s->enc)
-        eleos_enclave_free(s->enc, p);
-    else
-        free(p);
-}
-
 /* --- Statistics ------------------------------------------------------------------------------ */
-
-/* The first SUVM_NSHARDS - 1 threads that count get a shard of their own, which they bump
- * with a plain load and store (no other thread writes it): a locked add costs ~20 cycles and
- * drains the store buffer, and a fault counts three times. Later threads share the last
- * shard with atomic adds. A reset racing with a thread's count may lose that reset. 64-bit,
- * so the assignment never wraps around to an owned shard. */
-static _Atomic uint64_t shard_next;
-static _Thread_local unsigned shard_of_thread; /* index + 1; 0 = not assigned yet */
-
-void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n) {
-    unsigned k = shard_of_thread;
-    if (!k) {
-        uint64_t i = atomic_fetch_add_explicit(&shard_next, 1, memory_order_relaxed);
-        k = (unsigned)(i < SUVM_NSHARDS - 1 ? i : SUVM_NSHARDS - 1) + 1;
-        shard_of_thread = k;
-    }
-    /* Relaxed: counters order nothing. */
-    _Atomic uint64_t *c = &s->stats[k - 1].c[st];
-    if (k < SUVM_NSHARDS)
-        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                              memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
 
 static uint64_t stat_sum(struct eleos_suvm *s, enum suvm_stat st) {
     uint64_t v = 0;
@@ -166,23 +125,6 @@ void eleos_suvm_stats_reset(struct eleos_suvm *s) {
             atomic_store_explicit(&s->stats[i].c[k], 0, memory_order_relaxed);
 }
 
-int suvm_integrity_failure(struct eleos_suvm *s, uint64_t page, uint32_t sub) {
-    suvm_stat_add(s, ST_INTEGRITY, 1);
-    if (s->cfg.integrity_policy == ELEOS_SUVM_INTEGRITY_ABORT) {
-        /* Continuing is not allowed by the configuration: the exit to print is moot. */
-        char msg[128];
-        int n = snprintf(msg, sizeof msg,
-                         "eleos-suvm: integrity failure on page %llu sub-page %u\n",
-                         (unsigned long long)page, sub);
-        if (n > 0) {
-            ssize_t w = write(2, msg, (size_t)n);
-            (void)w;
-        }
-        abort();
-    }
-    return -EBADMSG;
-}
-
 /* --- Lifetime ------------------------------------------------------------------------------- */
 
 static int check_config(const struct eleos_suvm_config *c) {
@@ -211,7 +153,7 @@ int eleos_suvm_create(const struct eleos_suvm_config *cfg, struct eleos_suvm **o
     if (r)
         return r;
     struct eleos_enclave *enc = eleos_enclave_current();
-    struct eleos_suvm *s = mem_alloc_in(enc, 64, sizeof *s);
+    struct eleos_suvm *s = suvm_mem_alloc_in(enc, 64, sizeof *s);
     if (!s)
         return -ENOMEM;
     memset(s, 0, sizeof *s);

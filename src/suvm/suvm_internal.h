@@ -223,6 +223,8 @@ struct eleos_suvm {
 };
 
 /* --- enclave_suvm.c --- */
+/* Metadata memory of an instance in enc (NULL: host memory, host-mode instances). */
+void *suvm_mem_alloc_in(struct eleos_enclave *enc, size_t align, size_t size);
 void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size);
 void suvm_mem_free(struct eleos_suvm *s, void *p);
 void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n);

@@ -16,11 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Largest errno the kernel returns (MAX_ERRNO): a "result" beyond it is a host lie. */
-#define APP_MAX_ERRNO 4095
-
 static int neg_errno(void) {
-    return errno > 0 && errno <= APP_MAX_ERRNO ? -errno : -EIO;
+    return errno > 0 && errno <= ELEOS_SYS_ERRNO_MAX ? -errno : -EIO;
 }
 
 /* --- exit path: libc calls from enclave mode, buffers marshalled ------------------------ */

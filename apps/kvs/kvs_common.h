@@ -15,7 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KVS_MUST_CHECK __attribute__((warn_unused_result))
+#include "eleos/attrs.h"
+
 
 /* A heap. MT-safe implementations only. malloc returns NULL on exhaustion. */
 struct kvs_alloc {
@@ -47,9 +48,9 @@ struct kvs_buf {
 void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a);
 void kvs_buf_fini(struct kvs_buf *b);
 /* Makes room for extra more bytes. 0 or -ENOMEM (the buffer is unchanged then). */
-KVS_MUST_CHECK int kvs_buf_reserve(struct kvs_buf *b, size_t extra);
-KVS_MUST_CHECK int kvs_buf_append(struct kvs_buf *b, const void *p, size_t n);
-KVS_MUST_CHECK int kvs_buf_printf(struct kvs_buf *b, const char *fmt, ...)
+ELEOS_MUST_CHECK int kvs_buf_reserve(struct kvs_buf *b, size_t extra);
+ELEOS_MUST_CHECK int kvs_buf_append(struct kvs_buf *b, const void *p, size_t n);
+ELEOS_MUST_CHECK int kvs_buf_printf(struct kvs_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes. */
 void kvs_buf_consume(struct kvs_buf *b, size_t n);

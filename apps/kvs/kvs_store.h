@@ -69,7 +69,7 @@ void kvs_store_config_default(struct kvs_store_config *cfg);
 struct kvs_store;
 struct kvs_item;
 
-KVS_MUST_CHECK int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out);
+ELEOS_MUST_CHECK int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out);
 /* Frees every item, page and the store. No other thread may use it. */
 void kvs_store_destroy(struct kvs_store *s);
 
@@ -89,11 +89,11 @@ bool kvs_store_item_size_ok(const struct kvs_store *s, size_t nkey, uint32_t fla
 
 /* Allocates an unlinked item for a value of vlen bytes (without CRLF); the value is
  * written with kvs_store_item_write. May evict. Errors: -E2BIG (over -I), -ENOMEM. */
-KVS_MUST_CHECK int kvs_store_item_alloc(struct kvs_store *s, const char *key, size_t nkey,
+ELEOS_MUST_CHECK int kvs_store_item_alloc(struct kvs_store *s, const char *key, size_t nkey,
                                         uint32_t flags, uint32_t exptime, size_t vlen,
                                         struct kvs_item **out);
 /* Writes value bytes into an unlinked item the caller owns. */
-KVS_MUST_CHECK int kvs_store_item_write(struct kvs_store *s, struct kvs_item *it, size_t off,
+ELEOS_MUST_CHECK int kvs_store_item_write(struct kvs_store *s, struct kvs_item *it, size_t off,
                                         const void *buf, size_t size);
 /* Frees an unlinked item (e.g. a bad data chunk). */
 void kvs_store_item_free(struct kvs_store *s, struct kvs_item *it);
@@ -128,7 +128,7 @@ typedef void *(*kvs_get_sink)(void *arg, const struct kvs_get_info *info);
  * Returns 1 (hit, value delivered to the sink), 0 (miss), -ENOMEM (sink failed) or -EIO
  * (backend read failed, e.g. an SUVM integrity failure).
  */
-KVS_MUST_CHECK int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
+ELEOS_MUST_CHECK int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
                                  uint32_t exptime, kvs_get_sink sink, void *arg);
 
 enum kvs_store_result kvs_store_delete(struct kvs_store *s, const char *key, size_t nkey);

@@ -29,11 +29,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eleos/attrs.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define ELEOS_MUST_CHECK __attribute__((warn_unused_result))
 
 /* Page size of ELRANGE and EPC (SGX uses 4 KiB pages). */
 #define ELEOS_PAGE_SIZE 4096u

@@ -19,18 +19,12 @@ struct sim_thread *sim_thread_self(void) {
     return &sim_self;
 }
 
-void sim_spin_lock(struct sim_spinlock *l) {
-    /* Acquire pairs with the release in sim_spin_unlock. */
-    while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire))
-        __builtin_ia32_pause();
-}
-
 /* For locks only ever taken in host mode or in the emulator's handlers: after a bounded
  * spin, yield the CPU (2-core machines run more threads than cores). */
 #define SPIN_BEFORE_YIELD 256
-void sim_spin_lock_yield(struct sim_spinlock *l) {
+void sim_spin_lock_yield(struct eleos_spinlock *l) {
     unsigned spins = 0;
-    while (atomic_flag_test_and_set_explicit(&l->flag, memory_order_acquire)) {
+    while (!eleos_spin_trylock(l)) {
         if (++spins % SPIN_BEFORE_YIELD == 0)
             eleos_sim_raw_syscall(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
         else
@@ -38,9 +32,6 @@ void sim_spin_lock_yield(struct sim_spinlock *l) {
     }
 }
 
-void sim_spin_unlock(struct sim_spinlock *l) {
-    atomic_flag_clear_explicit(&l->flag, memory_order_release);
-}
 
 void sim_die(const char *msg) {
     /* Called in any mode: write through the trampoline so it is never trapped. */

@@ -69,7 +69,7 @@ int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size
     epc->cap_pages = epc_size / PAGE;
     if (epc->cap_pages < 16 || epc->npages > UINT32_MAX)
         return -EINVAL;
-    epc->lock = (struct sim_spinlock)SIM_SPINLOCK_INIT;
+    epc->lock = (struct eleos_spinlock)ELEOS_SPINLOCK_INIT;
     epc->state = map_noreserve(epc->npages);
     epc->swapped_ever = map_noreserve(epc->npages);
     epc->version = map_noreserve(epc->npages * sizeof(uint64_t));
@@ -222,7 +222,7 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
                                                                 memory_order_relaxed))
         ;
 out:
-    sim_spin_unlock(&epc->lock);
+    eleos_spin_unlock(&epc->lock);
     return f;
 }
 
@@ -247,7 +247,7 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
             epc->fifo[(epc->fifo_head + epc->fifo_count - 1) % epc->cap_pages] = p;
         }
     }
-    sim_spin_unlock(&epc->lock);
+    eleos_spin_unlock(&epc->lock);
     sim_restore_mask(mask);
     return ret;
 }
@@ -297,7 +297,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     }
     sim_stat_add(&enc->stats.epc_trimmed, trimmed);
 out:
-    sim_spin_unlock(&epc->lock);
+    eleos_spin_unlock(&epc->lock);
     sim_restore_mask(mask);
     return ret;
 }

@@ -34,18 +34,18 @@
 /* mimalloc's arenas must start at a multiple of its segment size; 64 MiB covers it. */
 #define ARENA_ALIGN (64ull << 20)
 
-static struct sim_spinlock heap_lock = SIM_SPINLOCK_INIT;
+static struct eleos_spinlock heap_lock = ELEOS_SPINLOCK_INIT;
 
 /* The per-thread flag lets the fault handler see that an integrity failure hit mimalloc's
  * own state, where jumping out would leave the heap inconsistent (and the lock held). */
 static void heap_lock_take(void) {
-    sim_spin_lock(&heap_lock);
+    eleos_spin_lock(&heap_lock);
     sim_thread_self()->holds_heap_lock = true;
 }
 
 static void heap_lock_drop(void) {
     sim_thread_self()->holds_heap_lock = false;
-    sim_spin_unlock(&heap_lock);
+    eleos_spin_unlock(&heap_lock);
 }
 
 /* --- heapd: the owner thread of all enclave heaps ---------------------------------------- */
@@ -239,7 +239,7 @@ static void fork_prepare(void) {
 
 static void fork_release(void) {
     sim_registry_unlock();
-    sim_spin_unlock(&heap_lock);
+    eleos_spin_unlock(&heap_lock);
     pthread_mutex_unlock(&pool_mu);
     pthread_mutex_unlock(&heapd_mu);
     pthread_mutex_unlock(&heapd_call_mu);

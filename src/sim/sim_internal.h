@@ -17,6 +17,7 @@
 #include <ucontext.h>
 
 #include "common/gcm.h"
+#include "common/spinlock.h"
 #include "eleos/enclave.h"
 
 /* --- allowed range (trampoline.S) --------------------------------------------------------- */
@@ -29,14 +30,8 @@ long eleos_sim_raw_syscall(long nr, long a1, long a2, long a3, long a4, long a5,
 #define SIM_SELECTOR_ALLOW 0
 #define SIM_SELECTOR_BLOCK 1
 
-/* --- a spinlock that never makes a system call (usable in enclave mode and handlers) ---- */
-struct sim_spinlock {
-    atomic_flag flag;
-};
-#define SIM_SPINLOCK_INIT {ATOMIC_FLAG_INIT}
-void sim_spin_lock(struct sim_spinlock *l);
-void sim_spin_lock_yield(struct sim_spinlock *l); /* host mode / handlers only */
-void sim_spin_unlock(struct sim_spinlock *l);
+/* --- spin locks: common/spinlock.h; this variant yields the CPU after a bounded spin ----- */
+void sim_spin_lock_yield(struct eleos_spinlock *l); /* host mode / handlers only */
 
 /* --- per-thread state ------------------------------------------------------------------- */
 struct sim_thread {
@@ -74,7 +69,7 @@ struct sim_epc {
     int memfd;
     size_t cap_pages;       /* EPC capacity                                            */
 
-    struct sim_spinlock lock; /* protects everything below                             */
+    struct eleos_spinlock lock; /* protects everything below                             */
     uint8_t *state;         /* enum sim_page_state per page                            */
     uint64_t *version;      /* per page: version of its sealed copy (anti-replay)      */
     uint32_t *fifo;         /* resident pages in load order: the eviction queue        */
@@ -166,10 +161,7 @@ struct sim_region {
 /* Registry of live enclaves for the SIGSEGV handler (lock-free reads). */
 struct eleos_enclave *sim_registry_find(uintptr_t addr);
 
-static inline void sim_stat_add(_Atomic uint64_t *c, uint64_t n) {
-    /* Counters are statistics only: no ordering with anything else is needed. */
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
+#define sim_stat_add eleos_counter_add
 
 void sim_die(const char *msg) __attribute__((noreturn));
 

@@ -14,7 +14,7 @@
 /* Written under registry_mu by create/destroy; read lock-free by the SIGSEGV handler. A
  * release store publishes a fully built enclave, paired with the acquire load in find. */
 static struct eleos_enclave *_Atomic registry[REGISTRY_MAX];
-static struct sim_spinlock registry_mu = SIM_SPINLOCK_INIT;
+static struct eleos_spinlock registry_mu = ELEOS_SPINLOCK_INIT;
 
 struct eleos_enclave *sim_registry_find(uintptr_t addr) {
     for (int i = 0; i < REGISTRY_MAX; i++) {
@@ -33,12 +33,12 @@ void sim_registry_lock(void) {
 }
 
 void sim_registry_unlock(void) {
-    sim_spin_unlock(&registry_mu);
+    eleos_spin_unlock(&registry_mu);
 }
 
 int sim_registry_add(struct eleos_enclave *enc) {
     int r = -EMFILE;
-    sim_spin_lock(&registry_mu);
+    eleos_spin_lock(&registry_mu);
     if (registry_pid != getpid()) {
         /* A forked child inherits the parent's entries but not their ELRANGEs. */
         for (int i = 0; i < REGISTRY_MAX; i++)
@@ -52,16 +52,16 @@ int sim_registry_add(struct eleos_enclave *enc) {
             break;
         }
     }
-    sim_spin_unlock(&registry_mu);
+    eleos_spin_unlock(&registry_mu);
     return r;
 }
 
 void sim_registry_remove(struct eleos_enclave *enc) {
-    sim_spin_lock(&registry_mu);
+    eleos_spin_lock(&registry_mu);
     for (int i = 0; i < REGISTRY_MAX; i++)
         if (atomic_load_explicit(&registry[i], memory_order_relaxed) == enc)
             atomic_store_explicit(&registry[i], NULL, memory_order_release);
-    sim_spin_unlock(&registry_mu);
+    eleos_spin_unlock(&registry_mu);
 }
 
 /* --- memory ------------------------------------------------------------------------------ */

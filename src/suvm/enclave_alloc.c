@@ -95,9 +95,9 @@ void suvm_alloc_fini(struct eleos_suvm *s) {
 }
 
 size_t suvm_alloc_metadata_bytes(struct eleos_suvm *s) {
-    spin_lock(&s->alloc_lock);
+    eleos_spin_lock(&s->alloc_lock);
     size_t n = (size_t)s->nslabs * sizeof(struct slab);
-    spin_unlock(&s->alloc_lock);
+    eleos_spin_unlock(&s->alloc_lock);
     return n;
 }
 
@@ -162,17 +162,17 @@ static uint32_t slab_desc_new(struct eleos_suvm *s) {
 static int slab_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
     unsigned cls = class_of(size);
     uint32_t objsize = 64u << cls;
-    spin_lock(&s->alloc_lock);
+    eleos_spin_lock(&s->alloc_lock);
     uint32_t idx = s->partial[cls];
     if (!idx) {
         uint64_t page = find_run(s, 1);
         if (page == NO_RUN) {
-            spin_unlock(&s->alloc_lock);
+            eleos_spin_unlock(&s->alloc_lock);
             return -ENOMEM;
         }
         idx = slab_desc_new(s);
         if (!idx) {
-            spin_unlock(&s->alloc_lock);
+            eleos_spin_unlock(&s->alloc_lock);
             return -ENOMEM;
         }
         struct slab *d = &s->slabs[idx - 1];
@@ -195,7 +195,7 @@ static int slab_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
         d->hwm = (uint8_t)(i + 1);
     uint64_t a = ((uint64_t)d->page << SUVM_PAGE_SHIFT) + (uint64_t)i * objsize;
     atomic_fetch_add_explicit(&s->allocated, objsize, memory_order_relaxed);
-    spin_unlock(&s->alloc_lock);
+    eleos_spin_unlock(&s->alloc_lock);
     if (needs_zero) {
         int r = eleos_suvm_memset(s, a, 0, objsize);
         if (r) {
@@ -250,10 +250,10 @@ int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
     uint64_t n = (size + SUVM_PAGE_SIZE - 1) / SUVM_PAGE_SIZE;
     if (size > SIZE_MAX - SUVM_PAGE_SIZE || n > AMAP_VAL_MASK || n >= s->npages)
         return -ENOMEM;
-    spin_lock(&s->alloc_lock);
+    eleos_spin_lock(&s->alloc_lock);
     uint64_t p = find_run(s, n);
     if (p == NO_RUN) {
-        spin_unlock(&s->alloc_lock);
+        eleos_spin_unlock(&s->alloc_lock);
         return -ENOMEM;
     }
     bits_set(s->used, p, n, true);
@@ -261,7 +261,7 @@ int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
     for (uint64_t i = 1; i < n; i++)
         s->amap[p + i] = AMAP_TAIL;
     atomic_fetch_add_explicit(&s->allocated, n * SUVM_PAGE_SIZE, memory_order_relaxed);
-    spin_unlock(&s->alloc_lock);
+    eleos_spin_unlock(&s->alloc_lock);
     *addr = p << SUVM_PAGE_SHIFT; /* released pages read as zeros: nothing to clear */
     return 0;
 }
@@ -271,7 +271,7 @@ int eleos_suvm_free(struct eleos_suvm *s, uint64_t addr) {
     if (page == 0 || page >= s->npages)
         return -EINVAL;
     int r = 0;
-    spin_lock(&s->alloc_lock);
+    eleos_spin_lock(&s->alloc_lock);
     uint32_t a = s->amap[page];
     switch (a & AMAP_TYPE_MASK) {
     case AMAP_RUN: {
@@ -303,7 +303,7 @@ int eleos_suvm_free(struct eleos_suvm *s, uint64_t addr) {
     default:
         r = -EINVAL;
     }
-    spin_unlock(&s->alloc_lock);
+    eleos_spin_unlock(&s->alloc_lock);
     return r;
 }
 
@@ -312,7 +312,7 @@ size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr) {
     if (page == 0 || page >= s->npages)
         return 0;
     size_t size = 0;
-    spin_lock(&s->alloc_lock);
+    eleos_spin_lock(&s->alloc_lock);
     uint32_t a = s->amap[page];
     if ((a & AMAP_TYPE_MASK) == AMAP_RUN && !off) {
         size = (size_t)(a & AMAP_VAL_MASK) * SUVM_PAGE_SIZE;
@@ -322,6 +322,6 @@ size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr) {
         if (off % objsize == 0 && ((d->used >> (off / objsize)) & 1))
             size = objsize;
     }
-    spin_unlock(&s->alloc_lock);
+    eleos_spin_unlock(&s->alloc_lock);
     return size;
 }

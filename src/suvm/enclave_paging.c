@@ -42,7 +42,7 @@ static bool frame_pop(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
      * straight to eviction without a lock round trip. Only a hint; rechecked below. */
     if (!atomic_load_explicit(&s->nfree, memory_order_relaxed))
         return false;
-    spin_lock(&s->free_lock);
+    eleos_spin_lock(&s->free_lock);
     uint32_t target = atomic_load_explicit(&s->target, memory_order_relaxed);
     while (s->free_count) {
         uint32_t f = s->free_stack[--s->free_count];
@@ -52,26 +52,26 @@ static bool frame_pop(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
         }
         atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
         atomic_store_explicit(&s->frames[f].page, (uint32_t)page + 1, memory_order_relaxed);
-        spin_unlock(&s->free_lock);
+        eleos_spin_unlock(&s->free_lock);
         *out = f;
         return true;
     }
     atomic_store_explicit(&s->nfree, 0, memory_order_relaxed);
-    spin_unlock(&s->free_lock);
+    eleos_spin_unlock(&s->free_lock);
     return false;
 }
 
 /* Puts an owned, empty frame back (or retires it if a shrink removed it). */
 static void frame_push(struct eleos_suvm *s, uint32_t f) {
     atomic_store_explicit(&s->frames[f].page, 0, memory_order_relaxed);
-    spin_lock(&s->free_lock);
+    eleos_spin_lock(&s->free_lock);
     if (f < atomic_load_explicit(&s->target, memory_order_relaxed)) {
         s->free_stack[s->free_count++] = f;
         atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
     } else {
         atomic_store_explicit(&s->frames[f].parked, 1, memory_order_release);
     }
-    spin_unlock(&s->free_lock);
+    eleos_spin_unlock(&s->free_lock);
 }
 
 /* --- Eviction ------------------------------------------------------------------------------ */
@@ -579,13 +579,13 @@ int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames) {
         atomic_store_explicit(&fr->dirty, 0, memory_order_relaxed);
         atomic_store_explicit(&fr->parked, 0, memory_order_relaxed);
     }
-    spin_lock(&s->free_lock);
+    eleos_spin_lock(&s->free_lock);
     atomic_store_explicit(&s->target, new_frames, memory_order_relaxed);
     /* Push in reverse so low frames are handed out first. */
     for (uint32_t f = new_frames; f-- > old;)
         s->free_stack[s->free_count++] = f;
     atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
-    spin_unlock(&s->free_lock);
+    eleos_spin_unlock(&s->free_lock);
     /* Release: CLOCK scanners that see the new count see the initialised frames and the
      * chunk pointers (pairs with the acquire loads of nframes). */
     atomic_store_explicit(&s->nframes, new_frames, memory_order_release);
@@ -619,7 +619,7 @@ static void chunk_release(struct eleos_suvm *s, uint32_t c) {
  * owner, who then sees the restored target. */
 static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
     uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
-    spin_lock(&s->free_lock);
+    eleos_spin_lock(&s->free_lock);
     atomic_store_explicit(&s->target, new_frames, memory_order_relaxed);
     uint32_t k = 0;
     for (uint32_t i = 0; i < s->free_count; i++) {
@@ -631,7 +631,7 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
     }
     s->free_count = k;
     atomic_store_explicit(&s->nfree, k, memory_order_relaxed);
-    spin_unlock(&s->free_lock);
+    eleos_spin_unlock(&s->free_lock);
     /* Frames being filled finish soon; pinned ones get a bounded wait, then the shrink is
      * undone. */
     uint64_t budget_cycles = (uint64_t)(100e6 * tsc_ghz()); /* 100 ms */
@@ -649,7 +649,7 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
                 }
             }
             if (r == EV_ERROR || tsc_now() - t0 > budget_cycles) {
-                spin_lock(&s->free_lock);
+                eleos_spin_lock(&s->free_lock);
                 atomic_store_explicit(&s->target, old, memory_order_relaxed);
                 for (uint32_t g = new_frames; g < old; g++) {
                     if (atomic_load_explicit(&s->frames[g].parked, memory_order_relaxed)) {
@@ -658,7 +658,7 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
                     }
                 }
                 atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
-                spin_unlock(&s->free_lock);
+                eleos_spin_unlock(&s->free_lock);
                 return -EBUSY;
             }
             _mm_pause();
@@ -678,14 +678,14 @@ int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size) {
     if (chunks == 0 || chunks * SUVM_CHUNK_FRAMES > s->max_frames)
         return -EINVAL;
     uint32_t n = (uint32_t)(chunks * SUVM_CHUNK_FRAMES);
-    spin_lock(&s->resize_lock);
+    eleos_spin_lock(&s->resize_lock);
     uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
     int r = 0;
     if (n > old)
         r = suvm_frames_grow(s, n);
     else if (n < old)
         r = frames_shrink(s, n);
-    spin_unlock(&s->resize_lock);
+    eleos_spin_unlock(&s->resize_lock);
     return r;
 }
 

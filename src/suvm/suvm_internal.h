@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 
+#include "common/spinlock.h"
 #include "common/gcm.h"
 #include "eleos/suvm.h"
 
@@ -38,25 +39,7 @@
  * bouncing between cores on every hit. */
 #define SUVM_NSHARDS 8u
 
-/* --- Spinlock: no futex, so holding or waiting on it never exits the enclave ------------- */
-
-struct spinlock {
-    _Atomic uint32_t v;
-};
-
-static inline void spin_lock(struct spinlock *l) {
-    for (;;) {
-        /* Pairs with the release store in spin_unlock. */
-        if (!atomic_exchange_explicit(&l->v, 1, memory_order_acquire))
-            return;
-        while (atomic_load_explicit(&l->v, memory_order_relaxed))
-            _mm_pause();
-    }
-}
-
-static inline void spin_unlock(struct spinlock *l) {
-    atomic_store_explicit(&l->v, 0, memory_order_release); /* pairs with spin_lock */
-}
+/* Spin locks: common/spinlock.h (no futex, so holding or waiting never exits). */
 
 /* --- Page table --------------------------------------------------------------------------
  *
@@ -191,9 +174,9 @@ struct eleos_suvm {
     _Atomic uint32_t nframes;    /* frames scanned by CLOCK (release by resize)          */
     _Atomic uint32_t target;     /* frames >= target are retired, never handed out       */
     _Atomic uint32_t clock_hand;
-    struct spinlock resize_lock; /* serialises resize                                     */
+    struct eleos_spinlock resize_lock; /* serialises resize                                     */
 
-    struct spinlock free_lock;   /* protects free_stack and free_count                   */
+    struct eleos_spinlock free_lock;   /* protects free_stack and free_count                   */
     uint32_t *free_stack;
     uint32_t free_count;
     _Atomic uint32_t nfree;      /* free_count, readable without the lock (evictor poll) */
@@ -201,7 +184,7 @@ struct eleos_suvm {
     struct crypto_slot *crypto;  /* SUVM_NCRYPTO slots                                   */
 
     /* Allocator (enclave_alloc.c). alloc_lock protects everything below it. */
-    struct spinlock alloc_lock;
+    struct eleos_spinlock alloc_lock;
     uint32_t *amap;              /* npages entries (AMAP_*)                              */
     uint64_t *used;              /* bitmap of allocated pages                            */
     uint64_t hint;               /* next-fit start page                                  */

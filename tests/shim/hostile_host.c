@@ -8,7 +8,16 @@
  * HOSTILE_EPOLL=1 turns forging on. The forged words cycle through a random value, the
  * address of a fake connection in host memory, and small integers; a real word with one
  * bit flipped in its generation or its index part. Forged counts go to stderr at exit.
+ *
+ * HOSTILE_SCRIBBLE=1 starts a host thread that keeps rewriting every futex word the process
+ * has waited on or woken through syscall() (in sgx mode, the wake words of the enclave's
+ * locks, which live in host memory): the enclave may be woken early or late, but mutual
+ * exclusion must hold.
  */
+#include <pthread.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -29,6 +38,11 @@ static epoll_wait_fn real_epoll_wait;
 static syscall_fn real_syscall;
 static int forging;
 static _Atomic uint64_t forged, calls;
+#define MAX_WORDS 64
+static _Atomic(uint32_t *) words[MAX_WORDS];
+static _Atomic unsigned nwords;
+static _Atomic uint64_t scribbles;
+static int scribbling;
 /* A "connection" in host memory, as an old build's event loop would have trusted. */
 static unsigned char fake_conn[4096];
 
@@ -40,14 +54,54 @@ static void resolve(void) {
         real_epoll_wait = (epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
 }
 
+static void remember_word(uint32_t *w) {
+    unsigned n = atomic_load(&nwords);
+    for (unsigned i = 0; i < n; i++)
+        if (atomic_load(&words[i]) == w)
+            return;
+    if (n < MAX_WORDS && atomic_compare_exchange_strong(&nwords, &n, n + 1))
+        atomic_store(&words[n], w);
+}
+
+static void *scribbler(void *arg) {
+    (void)arg;
+    uint64_t x = 88172645463325252ull;
+    struct timespec pause = {0, 50000};
+    for (;;) {
+        unsigned n = atomic_load(&nwords);
+        for (unsigned i = 0; i < n; i++) {
+            _Atomic uint32_t *w = (_Atomic uint32_t *)atomic_load(&words[i]);
+            if (!w)
+                continue;
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* Through the kernel: a word whose page the server unmapped at shutdown gives
+             * EFAULT here instead of a crash of this (host) thread. */
+            uint32_t v = (uint32_t)x;
+            struct iovec local = {&v, sizeof v}, remote = {(void *)w, sizeof v};
+            if (process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == sizeof v)
+                atomic_fetch_add(&scribbles, 1);
+        }
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
 __attribute__((constructor)) static void shim_init(void) {
     resolve();
     const char *e = getenv("HOSTILE_EPOLL");
     forging = e && e[0] == '1';
     memset(fake_conn, 0x41, sizeof fake_conn);
+    e = getenv("HOSTILE_SCRIBBLE");
+    scribbling = e && e[0] == '1';
+    pthread_t t;
+    if (scribbling && pthread_create(&t, NULL, scribbler, NULL) == 0)
+        pthread_detach(t);
 }
 
 __attribute__((destructor)) static void shim_fini(void) {
+    if (scribbling)
+        fprintf(stderr, "hostile_host: scribbled %llu times over %u futex words\n",
+                (unsigned long long)atomic_load(&scribbles), atomic_load(&nwords));
     if (forging)
         fprintf(stderr, "hostile_host: forged %llu epoll words in %llu calls\n",
                 (unsigned long long)atomic_load(&forged), (unsigned long long)atomic_load(&calls));
@@ -112,6 +166,8 @@ long syscall(long nr, ...) {
     for (int i = 0; i < 6; i++)
         a[i] = va_arg(ap, long);
     va_end(ap);
+    if (scribbling && nr == SYS_futex && a[0])
+        remember_word((uint32_t *)(uintptr_t)a[0]);
     long r = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
     if (forging && r >= 0 && (nr == SYS_epoll_wait || nr == SYS_epoll_pwait)) {
         struct epoll_event *evs = (struct epoll_event *)(uintptr_t)a[1];

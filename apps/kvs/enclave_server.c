@@ -212,7 +212,8 @@ long kvs_enclave_setup(void *arg) {
     struct eleos_enclave *enc = eleos_enclave_current();
     if (kvs)
         return -EBUSY;
-    if (enc && !eleos_enclave_outside(enc, arg, sizeof(struct kvs_setup)))
+    struct kvs_setup set;
+    if (eleos_copy_in(&set, arg, sizeof set)) /* the one read of the host's values */
         return -EINVAL;
     struct kvs_alloc a = kvs_alloc_libc;
     if (enc)
@@ -223,7 +224,7 @@ long kvs_enclave_setup(void *arg) {
     memset(k, 0, sizeof *k);
     k->alloc = a;
     k->enc = enc;
-    memcpy(&k->set, arg, sizeof k->set); /* the one read of the host's values */
+    k->set = set;
     k->set.interface[KVS_IFACE_MAX - 1] = '\0';
     int r = setup_check(k, &k->set);
     if (!r) {
@@ -235,10 +236,9 @@ long kvs_enclave_setup(void *arg) {
         server_free(k);
         return r;
     }
-    /* Opaque to the host: it only hands it back to the evictor ECALL, which checks it. */
-    ((struct kvs_setup *)arg)->out_suvm = k->suvm;
     kvs = k;
-    return 0;
+    /* Opaque to the host: it only hands it back to the evictor ECALL, which checks it. */
+    return eleos_copy_out(&((struct kvs_setup *)arg)->out_suvm, &k->suvm, sizeof k->suvm);
 }
 
 long kvs_enclave_worker(void *index) {
@@ -271,11 +271,8 @@ long kvs_enclave_teardown(void *unused) {
  * to the host's buffer, which must lie outside the enclave. */
 long kvs_enclave_stats(void *arg) {
     struct kvs_enclave *k = kvs;
-    if (!k || !host_range(k, arg, sizeof(struct kvs_report)))
-        return -EINVAL;
     struct kvs_report rep;
-    memcpy(&rep, arg, sizeof rep);
-    if (rep.cap > REPORT_MAX || !host_range(k, rep.buf, rep.cap))
+    if (!k || eleos_copy_in(&rep, arg, sizeof rep) || rep.cap > REPORT_MAX)
         return -EINVAL;
     static struct kvs_thread_stats scratch;
     struct kvs_proto p;
@@ -286,11 +283,11 @@ long kvs_enclave_stats(void *arg) {
     kvs_proto_feed(&p, cmd, sizeof cmd - 1, &out);
     kvs_proto_fini(&p);
     size_t n = out.len < rep.cap ? out.len : rep.cap;
-    if (n)
-        memcpy(rep.buf, out.data, n);
+    int r = eleos_copy_out(rep.buf, out.data, n);
     kvs_buf_fini(&out);
-    ((struct kvs_report *)arg)->len = n;
-    return 0;
+    if (!r)
+        r = eleos_copy_out(&((struct kvs_report *)arg)->len, &n, sizeof n);
+    return r;
 }
 
 /* The balloon's resize: the size is the host's, so it is bounded here (and

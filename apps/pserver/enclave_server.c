@@ -158,13 +158,14 @@ long ps_enclave_setup(void *arg) {
     struct eleos_enclave *enc = eleos_enclave_current();
     if (ps)
         return -EBUSY;
-    if (!host_range(enc, arg, sizeof(struct ps_setup)))
+    struct ps_setup set;
+    if (!arg || eleos_copy_in(&set, arg, sizeof set)) /* the one read of the host's values */
         return -EINVAL;
     struct ps_enclave *p = heap_calloc(enc, 1, sizeof *p);
     if (!p)
         return -ENOMEM;
     p->enc = enc;
-    memcpy(&p->set, arg, sizeof p->set); /* the one read of the host's values */
+    p->set = set;
     int r = setup_check(enc, &p->set);
     if (!r)
         r = server_create(p);
@@ -173,11 +174,13 @@ long ps_enclave_setup(void *arg) {
         return r;
     }
     /* Copies of our names, not pointers into the enclave: the host only prints them. */
-    struct ps_setup *out = arg;
-    snprintf(out->out_table, sizeof out->out_table, "%s", p->table_ops->name);
-    snprintf(out->out_io, sizeof out->out_io, "%s", p->io->name);
+    char names[2][PS_NAME_MAX];
+    snprintf(names[0], sizeof names[0], "%s", p->table_ops->name);
+    snprintf(names[1], sizeof names[1], "%s", p->io->name);
     ps = p;
-    return 0;
+    struct ps_setup *out = arg;
+    r = eleos_copy_out(out->out_table, names[0], PS_NAME_MAX);
+    return r ? r : eleos_copy_out(out->out_io, names[1], PS_NAME_MAX);
 }
 
 /* --- the request loop -------------------------------------------------------------------- */
@@ -284,7 +287,7 @@ long ps_enclave_serve(void *arg) {
 /* Filled in enclave memory, then copied out to the host's struct (checked to be outside). */
 long ps_enclave_stats(void *arg) {
     struct ps_enclave *p = ps;
-    if (!p || !host_range(p->enc, arg, sizeof(struct ps_stats)))
+    if (!p || !arg)
         return -EINVAL;
     struct ps_stats st;
     memset(&st, 0, sizeof st);
@@ -301,8 +304,7 @@ long ps_enclave_stats(void *arg) {
         st.rpc_no_worker = cs.no_worker;
         st.rpc_ocalls = cs.ocalls;
     }
-    if (p->set.mode == PS_MODE_ELEOS)
+    if (p->set.suvm_on)
         ps_suvm_table_stats(p->table, &st);
-    memcpy(arg, &st, sizeof st);
-    return 0;
+    return eleos_copy_out(arg, &st, sizeof st) ? -EINVAL : 0;
 }

@@ -181,6 +181,18 @@ ELEOS_MUST_CHECK int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, s
 void *eleos_untrusted_alloc(size_t size);
 void eleos_untrusted_free(void *p, size_t size);
 
+/*
+ * Crossing the trust boundary with a buffer (ECALL arguments, a host function's results):
+ * eleos_copy_in copies size bytes from untrusted memory into dst, eleos_copy_out copies
+ * size bytes from src to untrusted memory. In enclave mode the untrusted range must lie
+ * entirely outside the calling enclave, else nothing is copied and -EFAULT is returned (a
+ * host must not be able to make the enclave read or overwrite its own memory through an
+ * argument). Read once: validate what was copied, never the source again. In host mode
+ * they are plain copies. 0 or -EFAULT (also for NULL with a non-zero size).
+ */
+ELEOS_MUST_CHECK int eleos_copy_in(void *dst, const void *untrusted_src, size_t size);
+ELEOS_MUST_CHECK int eleos_copy_out(void *untrusted_dst, const void *src, size_t size);
+
 /* True if [p, p+size) lies entirely inside enc's ELRANGE. size 0 checks just p. */
 bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size);
 

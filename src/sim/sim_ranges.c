@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -108,3 +109,28 @@ void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t 
         *size = enc->epc.npages * (size_t)ELEOS_PAGE_SIZE;
 }
 
+/* The check an ECALL argument or a host result needs: outside the enclave we run in. */
+static bool untrusted_range(const void *p, size_t size) {
+    if (size == 0)
+        return true;
+    if (!p)
+        return false;
+    struct eleos_enclave *enc = sim_self.in_enclave ? sim_self.enc : NULL;
+    return !enc || eleos_enclave_outside(enc, p, size);
+}
+
+int eleos_copy_in(void *dst, const void *untrusted_src, size_t size) {
+    if (!untrusted_range(untrusted_src, size))
+        return -EFAULT;
+    if (size)
+        memcpy(dst, untrusted_src, size);
+    return 0;
+}
+
+int eleos_copy_out(void *untrusted_dst, const void *src, size_t size) {
+    if (!untrusted_range(untrusted_dst, size))
+        return -EFAULT;
+    if (size)
+        memcpy(untrusted_dst, src, size);
+    return 0;
+}

@@ -119,6 +119,10 @@ struct eleos_enclave;
 ELEOS_MUST_CHECK int eleos_enclave_create(const struct eleos_enclave_config *cfg,
                                           struct eleos_enclave **out);
 
+/* After fork, the child's copy of every enclave is lost: ECALLs return -EBADMSG, its heap
+ * hands out nothing, trim and evict_page return -EBADMSG, destroy frees only the child's
+ * bookkeeping. The child may create enclaves of its own (docs/emulator.md, "fork"). */
+
 /* Destroys an enclave. No thread may be inside it. Its heap and ELRANGE contents are gone
  * after the call; every pointer into it is invalid. Prints the statistics if configured. */
 void eleos_enclave_destroy(struct eleos_enclave *enc);

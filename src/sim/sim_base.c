@@ -15,6 +15,13 @@
  * (__tls_get_addr, as in a dlopen'ed library) must never happen. */
 _Thread_local struct sim_thread sim_self __attribute__((tls_model("initial-exec")));
 
+/* The kernel does not carry Syscall User Dispatch into a forked child: the forking thread
+ * must turn it on again before it enters an enclave there. */
+void sim_thread_fork_child(void) {
+    sim_self.sud_on = false;
+    sim_self.selector = SIM_SELECTOR_ALLOW;
+}
+
 struct sim_thread *sim_thread_self(void) {
     return &sim_self;
 }

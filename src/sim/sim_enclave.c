@@ -106,9 +106,22 @@ fail_region:
     return r;
 }
 
+/* Frees a forked child's copy of an inherited enclave, touching nothing the parent owns
+ * (its ELRANGE views are not mapped here; its heap, frames and memfd are the parent's). */
+static void forget_inherited(struct eleos_enclave *enc) {
+    sim_epc_fini(&enc->epc);
+    close(enc->region->memfd);
+    free(enc->region);
+    free(enc);
+}
+
 void eleos_enclave_destroy(struct eleos_enclave *enc) {
     if (!enc)
         return;
+    if (enc->inherited) {
+        forget_inherited(enc);
+        return;
+    }
     if (atomic_load_explicit(&enc->threads_inside, memory_order_relaxed) != 0)
         sim_die("eleos_enclave_destroy: a thread is still inside the enclave");
     if (enc->cfg.print_stats)

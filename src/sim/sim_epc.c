@@ -228,6 +228,8 @@ out:
 
 int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
     struct sim_epc *epc = &enc->epc;
+    if (enc->inherited)
+        return -EBADMSG; /* forked child: its frames and memfd are the parent's */
     if (!eleos_enclave_within(enc, (const void *)addr, 1))
         return -EINVAL;
     uint32_t idx = (uint32_t)((addr - (uintptr_t)epc->base) / PAGE);
@@ -254,6 +256,8 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
 
 int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     struct sim_epc *epc = &enc->epc;
+    if (enc->inherited)
+        return -EBADMSG; /* forked child: punching the memfd would hit the parent's pages */
     if (size == 0)
         return 0;
     if (!eleos_enclave_within(enc, addr, size))

@@ -245,10 +245,16 @@ static void fork_release(void) {
     pthread_mutex_unlock(&heapd_call_mu);
 }
 
+static void fork_child(void) {
+    sim_registry_fork_child();
+    sim_thread_fork_child();
+    fork_release();
+}
+
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_install(void) {
-    pthread_atfork(fork_prepare, fork_release, fork_release);
+    pthread_atfork(fork_prepare, fork_release, fork_child);
 }
 
 int sim_heap_init(struct eleos_enclave *enc) {
@@ -288,6 +294,8 @@ static void *in_elrange(struct eleos_enclave *enc, void *p) {
 }
 
 void *eleos_enclave_malloc(struct eleos_enclave *enc, size_t size) {
+    if (enc->inherited) /* a forked child's copy: no memory behind it */
+        return NULL;
     heap_lock_take();
     void *p = mi_heap_malloc(enc->heap, size);
     heap_lock_drop();
@@ -295,6 +303,8 @@ void *eleos_enclave_malloc(struct eleos_enclave *enc, size_t size) {
 }
 
 void *eleos_enclave_calloc(struct eleos_enclave *enc, size_t count, size_t size) {
+    if (enc->inherited) /* a forked child's copy: no memory behind it */
+        return NULL;
     heap_lock_take();
     void *p = mi_heap_calloc(enc->heap, count, size);
     heap_lock_drop();
@@ -307,6 +317,8 @@ static void check_ours(struct eleos_enclave *enc, void *p) {
 }
 
 void *eleos_enclave_realloc(struct eleos_enclave *enc, void *p, size_t size) {
+    if (enc->inherited) /* a forked child's copy: no memory behind it */
+        return NULL;
     if (p)
         check_ours(enc, p);
     heap_lock_take();
@@ -316,7 +328,7 @@ void *eleos_enclave_realloc(struct eleos_enclave *enc, void *p, size_t size) {
 }
 
 void *eleos_enclave_aligned_alloc(struct eleos_enclave *enc, size_t alignment, size_t size) {
-    if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0 || enc->inherited)
         return NULL;
     heap_lock_take();
     void *p = mi_heap_malloc_aligned(enc->heap, size, alignment);
@@ -325,7 +337,7 @@ void *eleos_enclave_aligned_alloc(struct eleos_enclave *enc, size_t alignment, s
 }
 
 void eleos_enclave_free(struct eleos_enclave *enc, void *p) {
-    if (!p)
+    if (!p || enc->inherited)
         return;
     check_ours(enc, p);
     heap_lock_take();

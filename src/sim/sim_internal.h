@@ -104,6 +104,10 @@ int sim_heap_init(struct eleos_enclave *enc);
 int sim_registry_add(struct eleos_enclave *enc);
 void sim_registry_remove(struct eleos_enclave *enc);
 void sim_registry_lock(void);
+/* fork, in the child: inherited enclaves become lost and unregistered (sim_ranges.c); the
+ * forking thread's Syscall User Dispatch state is reset (sim_base.c). */
+void sim_registry_fork_child(void);
+void sim_thread_fork_child(void);
 #define SIGBIT(s) (1ull << ((s) - 1))
 /* Every signal but the synchronous ones (the emulator's own SIGSEGV and SIGSYS among them)
  * and those that cannot be blocked. */
@@ -137,6 +141,8 @@ struct eleos_enclave {
     struct eleos_enclave_config cfg;
     char name[32];
     atomic_bool lost;
+    bool inherited;             /* a forked child's copy of its parent's enclave: lost, no
+                                   memory behind it (set before the child has threads)   */
     atomic_bool tearing_down;   /* destroy in progress: a page failing verification is
                                    replaced by zeros (nobody can observe it any more)   */
     _Atomic int threads_inside;

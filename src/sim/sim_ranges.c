@@ -29,6 +29,22 @@ struct eleos_enclave *sim_registry_find(uintptr_t addr) {
 static pid_t registry_pid; /* protected by registry_mu */
 
 /* For fork (sim_heap.c): no create or destroy is half-way through the registry. */
+/* A child of fork has none of its parent's enclaves (their ELRANGE views are MADV_DONTFORK,
+ * as SGX does not copy EPC pages): each becomes lost (ECALLs return -EBADMSG, as the SDK's
+ * SGX_ERROR_ENCLAVE_LOST), hands out no memory, refuses trim and evict (they would punch the
+ * memfd the parent's enclave lives in), and leaves the registry, so a touch of its unmapped
+ * range is an ordinary SIGSEGV. Single-threaded here: plain stores suffice. */
+void sim_registry_fork_child(void) {
+    for (int i = 0; i < REGISTRY_MAX; i++) {
+        struct eleos_enclave *e = atomic_load_explicit(&registry[i], memory_order_relaxed);
+        if (!e)
+            continue;
+        e->inherited = true;
+        atomic_store_explicit(&e->lost, true, memory_order_relaxed);
+        atomic_store_explicit(&registry[i], NULL, memory_order_relaxed);
+    }
+}
+
 void sim_registry_lock(void) {
     sim_spin_lock_yield(&registry_mu);
 }

@@ -30,8 +30,6 @@
 /* SUVM address space beyond -m: every slab class may take a first page over the limit
  * (memcached's rule), plus a reserved first page of the SUVM address space. */
 #define SUVM_BACKING_SLACK_PAGES (KVS_MAX_SLAB_CLASSES + 2u)
-/* The balloon never shrinks the SUVM cache below this. */
-#define BALLOON_MIN_BYTES (2u << 20)
 /* Largest `stats` report copied out to the host. */
 #define REPORT_MAX (16u << 20)
 
@@ -66,7 +64,7 @@ static int setup_check(const struct kvs_enclave *k, const struct kvs_setup *s) {
         s->item_size_max < KVS_ITEM_SIZE_MIN || s->item_size_max > (1u << 30) ||
         s->listen_fd < 0 || s->stop_fd < 0 || s->port > 65535)
         return -EINVAL;
-    if (s->suvm_on && (s->suvm_cache < BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
+    if (s->suvm_on && (s->suvm_cache < KVS_BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
         return -EINVAL;
     if (k->enc && (s->wake_page_size < KVS_WAKE_WORDS(s->threads) * sizeof(uint32_t) ||
                    (uintptr_t)s->wake_page % sizeof(uint32_t) ||
@@ -295,7 +293,7 @@ long kvs_enclave_stats(void *arg) {
 long kvs_enclave_balloon(void *bytes) {
     struct kvs_enclave *k = kvs;
     size_t want = (uintptr_t)bytes;
-    if (!k || !k->suvm || want < BALLOON_MIN_BYTES || want > k->suvm_cache_start)
+    if (!k || !k->suvm || want < KVS_BALLOON_MIN_BYTES || want > k->suvm_cache_start)
         return -EINVAL;
     int r = eleos_suvm_resize(k->suvm, want);
     if (r)

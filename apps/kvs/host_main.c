@@ -65,10 +65,10 @@
 /* The balloon (auto-sized cache only): the host samples the enclave's EPC fault count every
  * BALLOON_PERIOD_MS and, when more than BALLOON_FAULTS happened in one period, asks the
  * enclave (an ECALL; the enclave checks the size) to shrink the SUVM page cache by a quarter,
- * never below BALLOON_MIN_MIB. EPC faults in eleos mode mean the trusted metadata (item
- * headers, hash table, connections) no longer fits next to the cache; each happens on a random
- * metadata touch, while a smaller cache only loses the few hits a uniform load gets from it
- * (docs/kvs.md, "Balloon").
+ * never below KVS_BALLOON_MIN_BYTES. EPC faults in eleos mode mean the trusted metadata
+ * (item headers, hash table, connections) no longer fits next to the cache; each happens on
+ * a random metadata touch, while a smaller cache only loses the few hits a uniform load gets
+ * from it (docs/kvs.md, "Balloon").
  * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
  * at most BALLOON_QUIET_FAULTS EPC faults per period (a stray metadata touch, a `stats`
  * poll), the cache grows by a quarter, never beyond its starting size: the metadata may have
@@ -80,7 +80,6 @@
  * of them possibly cold. */
 #define BALLOON_PERIOD_MS 250
 #define BALLOON_FAULTS 64u
-#define BALLOON_MIN_MIB 2u
 #define BALLOON_QUIET_FAULTS 4u
 #define BALLOON_GROW_WAIT 8u
 #define BALLOON_GROW_WAIT_MAX 240u
@@ -340,7 +339,7 @@ static void balloon_step(struct app *a, struct balloon *b) {
     eleos_enclave_stats(a->pf.enc, &st);
     uint64_t faults = st.epc_faults - b->last_faults;
     b->last_faults = st.epc_faults;
-    size_t min = (size_t)BALLOON_MIN_MIB << 20;
+    size_t min = KVS_BALLOON_MIN_BYTES;
     if (faults > BALLOON_FAULTS) {
         b->quiet = 0;
         if (b->probing) { /* the last grow was too much */

@@ -122,8 +122,8 @@ void kvs_proto_fini(struct kvs_proto *p);
  * Feeds input. Consumes complete commands and value bytes, appends replies to out, and
  * returns how many bytes of in it consumed; an incomplete command line is left unconsumed
  * (feed it again with more bytes appended), and so is a multiget suspended at out_limit
- * (feed it again, starting with that line, once out has drained below the limit). in is modified (lines are tokenized in place,
- * as memcached does). Sets p->close when the connection must be closed after sending what
+ * (feed it again, starting with that line, once out has drained below the limit). in is
+ * modified (lines are tokenized in place, as memcached does). Sets p->close when the connection must be closed after sending what
  * is in out (quit), and also p->abort when unsent output must be dropped (a line too long
  * to be a command, an HTTP request, out of memory building a reply).
  */

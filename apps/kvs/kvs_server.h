@@ -41,6 +41,8 @@
 /* Descriptors kept beyond -c for listeners, epoll instances and pipes (memcached reserves
  * 20; `stats` shows it). */
 #define RESERVED_FDS 20u
+/* The smallest SUVM cache the balloon asks for, and the enclave accepts. */
+#define KVS_BALLOON_MIN_BYTES (2u << 20)
 /* Largest -t and the interface name the enclave copies in. */
 #define KVS_MAX_THREADS 256u
 #define KVS_IFACE_MAX 64u

@@ -265,8 +265,8 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &act, NULL);
     su.out_table[PS_NAME_MAX - 1] = su.out_io[PS_NAME_MAX - 1] = '\0';
     printf("eleos-pserver: mode %s, table %llu MiB (%s), io %s, listening on %s:%llu\n",
-           app_mode_name(o.plat.mode), (unsigned long long)o.table_mib, su.out_table, su.out_io, o.addr,
-           (unsigned long long)o.port);
+           app_mode_name(o.plat.mode), (unsigned long long)o.table_mib, su.out_table,
+           su.out_io, o.addr, (unsigned long long)o.port);
     fflush(stdout);
 
     accept_loop(lfd);

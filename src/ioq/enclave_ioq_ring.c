@@ -1,0 +1,442 @@
+/*
+ * enclave_ioq_ring.c — I/O queues, enclave side: lanes (rings with io_uring's layout in
+ * untrusted memory), submission, validated reaping, waiting, and the executor choice.
+ *
+ * Ring indices: the enclave owns the SQ tail and the CQ head and keeps both in enclave
+ * memory; it only writes them out. What it reads (the SQ head the host consumed up to, the
+ * CQ tail the host produced up to) is checked against its own copy: more than a ring's worth
+ * apart is a lie, counted and ignored, never used to index.
+ *
+ * Waiting: on the URING and BATCH executors a wait is one exit that submits and waits
+ * together. On WORKER and SQPOLL completions arrive in the ring while the enclave runs, so a
+ * wait first spins on the CQ tail (a bounded budget), and only exits to sleep when nothing
+ * came. The executor choice (AUTO) runs at most every POLICY_NS, from the idle CPU the host
+ * reports plus the share of it that pollers (the worker's and the enclave's own spinning)
+ * would give back.
+ */
+#include <errno.h>
+#include <immintrin.h>
+#include <string.h>
+
+#include "common/tsc.h"
+#include "eleos/sys.h"
+#include "ioq/ioq_internal.h"
+
+#define POLICY_NS 20000000ull          /* how often AUTO reconsiders                     */
+#define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
+#define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
+/* AUTO thresholds, in thousandths of a core that pollers would have (hysteresis). */
+#define WORKER_ON_PERMILLE 700u
+#define WORKER_OFF_PERMILLE 300u
+#define SQPOLL_ON_PERMILLE 2000u
+
+static uint64_t ns_to_tsc(const struct eleos_ioq *q, uint64_t ns) {
+    return ns >= UINT64_MAX / (q->hz ? q->hz : 1) ? UINT64_MAX : ns * q->hz / 1000000000ull;
+}
+
+/* --- OCALLs ------------------------------------------------------------------------------------ */
+
+long ioq_ocall(struct eleos_ioq *q, uint32_t op, uint32_t exec) {
+    q->call->op = op;
+    q->call->exec = exec;
+    q->call->entries = q->entries;
+    if (q->enc && eleos_enclave_in_enclave_mode()) {
+        q->st.exits++;
+        q->pol_exits++;
+    }
+    long r = eleos_enclave_ocall(ioq_host_call, q->call);
+    return r < -ELEOS_SYS_ERRNO_MAX ? -EIO : r;
+}
+
+/* One exit that submits what lane l holds and, with GETEVENTS, waits for min completions. */
+static void lane_enter(struct eleos_ioq *q, struct ioq_lane *l, uint32_t min, uint64_t ns,
+                       uint32_t flags) {
+    q->call->handle = l->handle;
+    q->call->to_submit = l->sq_entries;
+    q->call->min_complete = min;
+    q->call->flags = flags;
+    q->call->timeout_ns = ns;
+    q->st.enters++;
+    (void)ioq_ocall(q, IOQ_CALL_ENTER, l->exec);
+    l->last_enter = tsc_now();
+}
+
+/* --- lanes ----------------------------------------------------------------------------------- */
+
+static bool pow2(uint32_t v) {
+    return v && !(v & (v - 1));
+}
+
+/* Checks a lane description against the enclave's range: every part lies outside it and is
+ * big enough for the geometry, and the geometry is one the queue can use. */
+static bool desc_ok(const struct eleos_ioq *q, const struct ioq_lane_desc *d, uint32_t exec) {
+    if (d->exec != exec || !pow2(d->sq_entries) || !pow2(d->cq_entries) ||
+        d->sq_entries > 32768 || d->cq_entries > 65536 || d->cq_entries < q->entries ||
+        d->sq_entries < 8 || !d->ctl)
+        return false;
+    const struct {
+        uint64_t a;
+        uint64_t size;
+        uint64_t align;
+    } parts[] = {
+        {d->sq_khead, 4, 4}, {d->sq_ktail, 4, 4}, {d->sq_kflags, 4, 4},
+        {d->sq_array, 4ull * d->sq_entries, 4}, {d->sqes, 64ull * d->sq_entries, 8},
+        {d->cq_khead, 4, 4}, {d->cq_ktail, 4, 4}, {d->cqes, 16ull * d->cq_entries, 8},
+        {d->ctl, sizeof(struct ioq_svc_ctl), IOQ_LINE},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (!parts[i].a || parts[i].a % parts[i].align)
+            return false;
+        if (q->enc && !eleos_enclave_outside(q->enc, (void *)(uintptr_t)parts[i].a,
+                                             parts[i].size))
+            return false;
+    }
+    return true;
+}
+
+int ioq_lane_open(struct eleos_ioq *q, enum eleos_ioq_exec exec) {
+    struct ioq_lane *l = &q->lanes[exec];
+    if (l->live)
+        return 0;
+    memset(&q->call->desc, 0, sizeof q->call->desc);
+    long r = ioq_ocall(q, IOQ_CALL_SETUP, exec);
+    if (r < 0)
+        return (int)r;
+    struct ioq_lane_desc d;
+    if (eleos_copy_in(&d, &q->call->desc, sizeof d) || !desc_ok(q, &d, exec)) {
+        q->st.host_faults++;
+        q->call->handle = d.handle;
+        (void)ioq_ocall(q, IOQ_CALL_RELEASE, exec);
+        return -EIO;
+    }
+    memset(l, 0, sizeof *l);
+    l->exec = exec;
+    l->sq_entries = d.sq_entries;
+    l->cq_entries = d.cq_entries;
+    l->sq_khead = (_Atomic uint32_t *)(uintptr_t)d.sq_khead;
+    l->sq_ktail = (_Atomic uint32_t *)(uintptr_t)d.sq_ktail;
+    l->sq_kflags = (_Atomic uint32_t *)(uintptr_t)d.sq_kflags;
+    l->sq_array = (uint32_t *)(uintptr_t)d.sq_array;
+    l->sqes = (struct io_uring_sqe *)(uintptr_t)d.sqes;
+    l->cq_khead = (_Atomic uint32_t *)(uintptr_t)d.cq_khead;
+    l->cq_ktail = (_Atomic uint32_t *)(uintptr_t)d.cq_ktail;
+    l->cqes = (struct io_uring_cqe *)(uintptr_t)d.cqes;
+    l->ctl = (struct ioq_svc_ctl *)(uintptr_t)d.ctl;
+    l->handle = d.handle;
+    /* Our indices start where the host says the rings are now, once. */
+    l->sq_tail = l->sq_published = atomic_load_explicit(l->sq_ktail, memory_order_acquire);
+    l->cq_head = atomic_load_explicit(l->cq_khead, memory_order_acquire);
+    l->live = true;
+    return 0;
+}
+
+void ioq_lane_close(struct eleos_ioq *q, struct ioq_lane *l) {
+    q->call->handle = l->handle;
+    (void)ioq_ocall(q, IOQ_CALL_RELEASE, l->exec);
+    l->live = false;
+}
+
+int ioq_lanes_init(struct eleos_ioq *q) {
+    q->hz = (uint64_t)(tsc_ghz() * 1e9);
+    q->spin_budget = ns_to_tsc(q, SPIN_NS);
+    q->pol_start = tsc_now();
+    enum eleos_ioq_exec want = q->forced;
+    if (want == ELEOS_IOQ_EXEC_AUTO)
+        want = ioq_lane_open(q, ELEOS_IOQ_EXEC_URING) == 0 ? ELEOS_IOQ_EXEC_URING
+                                                         : ELEOS_IOQ_EXEC_BATCH;
+    int r = ioq_lane_open(q, want);
+    if (r == -EIO)
+        return r;
+    if (r)
+        return -ENOSYS;
+    q->avail[ELEOS_IOQ_EXEC_URING] = q->lanes[ELEOS_IOQ_EXEC_URING].live;
+    q->avail[want] = true;
+    q->cur = want;
+    return 0;
+}
+
+/* An SQE to fill in lane l, or NULL when the ring is full even after handing it over. */
+struct io_uring_sqe *ioq_sqe_get(struct eleos_ioq *q, struct ioq_lane *l) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint32_t head = atomic_load_explicit(l->sq_khead, memory_order_acquire);
+        uint32_t used = l->sq_tail - head;
+        if (used > l->sq_entries) {
+            q->st.host_faults++; /* a head that never was: treat the ring as full */
+            return NULL;
+        }
+        if (used < l->sq_entries) {
+            uint32_t idx = l->sq_tail & (l->sq_entries - 1);
+            struct io_uring_sqe *sqe = &l->sqes[idx];
+            memset(sqe, 0, sizeof *sqe);
+            l->sq_array[idx] = idx;
+            l->sq_tail++;
+            return sqe;
+        }
+        if (eleos_ioq_submit(q) < 0 || (l->exec != ELEOS_IOQ_EXEC_URING &&
+                                        l->exec != ELEOS_IOQ_EXEC_BATCH))
+            return NULL;
+        lane_enter(q, l, 0, 0, 0);
+    }
+    return NULL;
+}
+
+/* --- submission ----------------------------------------------------------------------------- */
+
+/* Makes l's new SQEs visible; returns how many. */
+static uint32_t lane_publish(struct eleos_ioq *q, struct ioq_lane *l) {
+    uint32_t n = l->sq_tail - l->sq_published;
+    if (!n)
+        return 0;
+    atomic_store_explicit(l->sq_ktail, l->sq_tail, memory_order_release);
+    l->sq_published = l->sq_tail;
+    q->st.by_exec[l->exec] += n;
+    q->pol_ops += n;
+    return n;
+}
+
+/* After publishing on a polled lane: wake the poller if it went to sleep. The fence orders
+ * our tail store before the state load, against the poller's state store and tail load. */
+static void lane_kick(struct eleos_ioq *q, struct ioq_lane *l) {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (l->exec == ELEOS_IOQ_EXEC_SQPOLL) {
+        if (atomic_load_explicit(l->sq_kflags, memory_order_relaxed) & IORING_SQ_NEED_WAKEUP) {
+            q->st.wakes++;
+            lane_enter(q, l, 0, 0, IOQ_ENTER_SQ_WAKEUP);
+        }
+        return;
+    }
+    uint32_t st = atomic_load_explicit(&l->ctl->worker_state, memory_order_relaxed);
+    if (st == IOQ_WORKER_SLEEPING) {
+        q->st.wakes++;
+        q->call->handle = l->handle;
+        (void)ioq_ocall(q, IOQ_CALL_WAKE, l->exec);
+    } else if (st != IOQ_WORKER_AWAKE) {
+        lane_enter(q, l, 0, 0, 0); /* no worker: submit it ourselves */
+    }
+}
+
+int eleos_ioq_submit(struct eleos_ioq *q) {
+    struct ioq_lane *l = &q->lanes[q->cur];
+    uint32_t n = lane_publish(q, l);
+    if (!n)
+        return 0;
+    if (l->exec == ELEOS_IOQ_EXEC_URING || l->exec == ELEOS_IOQ_EXEC_BATCH)
+        lane_enter(q, l, 0, 0, 0);
+    else
+        lane_kick(q, l);
+    return (int)n;
+}
+
+/* Submits where a failure needs no handling (the operations stay queued for the next). */
+static void submit_quiet(struct eleos_ioq *q) {
+    int r = eleos_ioq_submit(q);
+    (void)r;
+}
+
+/* --- reaping ------------------------------------------------------------------------------ */
+
+/* Reaps up to max completions of lane l into out; checks the tail, then each tag. */
+static unsigned lane_reap(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_ioq_cqe *out,
+                          unsigned max) {
+    uint32_t tail = atomic_load_explicit(l->cq_ktail, memory_order_acquire);
+    uint32_t avail = tail - l->cq_head;
+    if (avail > l->cq_entries) {
+        q->st.host_faults++;
+        return 0;
+    }
+    unsigned n = 0;
+    for (; avail && n < max; avail--) {
+        const volatile struct io_uring_cqe *c = &l->cqes[l->cq_head & (l->cq_entries - 1)];
+        uint64_t tag = c->user_data;
+        int32_t res = c->res;
+        l->cq_head++;
+        uint32_t slot = (uint32_t)tag;
+        struct ioq_op *op = slot < q->entries ? &q->ops[slot] : NULL;
+        if (!op || op->state == OP_FREE || op->gen != (uint32_t)(tag >> 32) ||
+            op->lane != l->exec) {
+            q->st.host_faults++;
+            continue;
+        }
+        ioq_op_complete(q, op, res, &out[n++]);
+    }
+    atomic_store_explicit(l->cq_khead, l->cq_head, memory_order_release);
+    return n;
+}
+
+int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max) {
+    unsigned n = 0;
+    for (unsigned e = 1; e < ELEOS_IOQ_NEXEC && n < max; e++) {
+        struct ioq_lane *l = &q->lanes[e];
+        if (l->live && (l->inflight || e == (unsigned)q->cur))
+            n += lane_reap(q, l, cqes + n, max - n);
+    }
+    return (int)n;
+}
+
+/* --- the executor choice ----------------------------------------------------------------------- */
+
+static enum eleos_ioq_exec policy_target(struct eleos_ioq *q, uint64_t window) {
+    if (!q->avail[ELEOS_IOQ_EXEC_URING])
+        return ELEOS_IOQ_EXEC_BATCH;
+    struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+    uint32_t ncpus = atomic_load_explicit(&ctl->ncpus, memory_order_relaxed);
+    uint64_t cap = (ncpus ? ncpus : 1) * 1000ull;
+    uint64_t idle = atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed);
+    uint64_t spin = atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
+    uint64_t own = window ? q->pol_spin * 1000 / window : 0;
+    uint64_t free = idle + spin + own; /* untrusted parts clamped: a lie only costs speed */
+    if (free > cap)
+        free = cap;
+    bool worker = atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) !=
+                  IOQ_WORKER_NONE;
+    if (ncpus >= 4 && free >= SQPOLL_ON_PERMILLE && q->cur != ELEOS_IOQ_EXEC_WORKER)
+        return ELEOS_IOQ_EXEC_SQPOLL;
+    uint64_t need = q->cur == ELEOS_IOQ_EXEC_WORKER ? WORKER_OFF_PERMILLE : WORKER_ON_PERMILLE;
+    if (worker && free >= need)
+        return ELEOS_IOQ_EXEC_WORKER;
+    return ELEOS_IOQ_EXEC_URING;
+}
+
+static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
+    if (e == q->cur)
+        return 0;
+    int r = ioq_lane_open(q, e);
+    if (r)
+        return r;
+    submit_quiet(q); /* what the old lane holds goes out on it */
+    q->cur = e;
+    q->avail[e] = true;
+    return 0;
+}
+
+static void policy_tick(struct eleos_ioq *q) {
+    uint64_t now = tsc_now(), window = now - q->pol_start;
+    if (window < ns_to_tsc(q, POLICY_NS))
+        return;
+    if (q->forced == ELEOS_IOQ_EXEC_AUTO) {
+        enum eleos_ioq_exec t = policy_target(q, window);
+        if (t != q->cur && switch_to(q, t) == 0)
+            q->st.switches++;
+    }
+    q->pol_start = now;
+    q->pol_spin = q->pol_ops = q->pol_exits = 0;
+}
+
+enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q) {
+    return q->cur;
+}
+
+int eleos_ioq_set_executor(struct eleos_ioq *q, enum eleos_ioq_exec exec) {
+    if ((unsigned)exec >= ELEOS_IOQ_NEXEC)
+        return -EINVAL;
+    q->forced = exec;
+    if (exec == ELEOS_IOQ_EXEC_AUTO)
+        return 0;
+    if (exec == ELEOS_IOQ_EXEC_WORKER) {
+        struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+        if (atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE)
+            return -ENOSYS;
+    }
+    return switch_to(q, exec) ? -ENOSYS : 0;
+}
+
+/* --- waiting ----------------------------------------------------------------------------- */
+
+/* Spins on lane l's CQ for at most the budget; the number reaped. */
+static unsigned lane_spin(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_ioq_cqe *out,
+                          unsigned max, uint64_t deadline) {
+    uint64_t start = tsc_now(), end = start + q->spin_budget;
+    if (end > deadline)
+        end = deadline;
+    unsigned n = 0;
+    uint64_t now = start;
+    while (!n && now < end) {
+        for (int i = 0; i < 16; i++)
+            _mm_pause();
+        n = lane_reap(q, l, out, max);
+        now = tsc_now();
+    }
+    q->pol_spin += now - start;
+    if (n)
+        q->st.spins++;
+    return n;
+}
+
+/* Lanes that are no longer current but hold operations still need an exit now and then
+ * (deferred completions are posted only on entry). */
+static unsigned poll_old_lanes(struct eleos_ioq *q, struct eleos_ioq_cqe *out, unsigned max) {
+    unsigned n = 0;
+    uint64_t now = tsc_now(), every = ns_to_tsc(q, OTHER_LANE_NS);
+    for (unsigned e = 1; e < ELEOS_IOQ_NEXEC; e++) {
+        struct ioq_lane *l = &q->lanes[e];
+        if (e == (unsigned)q->cur || !l->live || !l->inflight || n >= max)
+            continue;
+        if ((e == ELEOS_IOQ_EXEC_URING || e == ELEOS_IOQ_EXEC_BATCH) &&
+            now - l->last_enter > every)
+            lane_enter(q, l, 0, 0, IOQ_ENTER_GETEVENTS);
+        n += lane_reap(q, l, out + n, max - n);
+    }
+    return n;
+}
+
+static bool others_inflight(const struct eleos_ioq *q) {
+    for (unsigned e = 1; e < ELEOS_IOQ_NEXEC; e++)
+        if (e != (unsigned)q->cur && q->lanes[e].live && q->lanes[e].inflight)
+            return true;
+    return false;
+}
+
+/* One round of waiting on the current lane: spin (polled executors) then one exit. */
+static unsigned wait_round(struct eleos_ioq *q, struct eleos_ioq_cqe *out, unsigned max,
+                           unsigned need, uint64_t deadline) {
+    struct ioq_lane *l = &q->lanes[q->cur];
+    bool polled = l->exec == ELEOS_IOQ_EXEC_WORKER || l->exec == ELEOS_IOQ_EXEC_SQPOLL;
+    unsigned n = 0;
+    if (polled) {
+        if (lane_publish(q, l))
+            lane_kick(q, l);
+        n = lane_spin(q, l, out, max, deadline);
+        if (n >= need)
+            return n;
+    }
+    uint64_t now = tsc_now();
+    uint64_t ns = deadline == UINT64_MAX ? UINT64_MAX
+                                         : (deadline > now ? (deadline - now) * 1000000000ull /
+                                                                 (q->hz ? q->hz : 1)
+                                                           : 0);
+    if (others_inflight(q) && ns > OTHER_LANE_NS)
+        ns = OTHER_LANE_NS;
+    uint32_t min = need - n;
+    if (min > l->inflight)
+        min = l->inflight;
+    lane_publish(q, l);
+    lane_enter(q, l, min, ns, IOQ_ENTER_GETEVENTS);
+    return n + lane_reap(q, l, out + n, max - n);
+}
+
+int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max, unsigned min,
+                   uint64_t timeout_ns) {
+    if (!cqes || !max)
+        return -EINVAL;
+    if (min > max)
+        min = max;
+    unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max);
+    uint64_t start = tsc_now();
+    uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);
+    while (n < max) {
+        unsigned need = min > n ? min - n : 0;
+        if (need > q->outstanding)
+            need = q->outstanding;
+        if (!need || timeout_ns == 0) {
+            submit_quiet(q);
+            n += (unsigned)eleos_ioq_reap(q, cqes + n, max - n);
+            break;
+        }
+        n += wait_round(q, cqes + n, max - n, need, deadline);
+        n += poll_old_lanes(q, cqes + n, max - n);
+        if (n >= min || tsc_now() >= deadline)
+            break;
+    }
+    policy_tick(q);
+    return (int)n;
+}

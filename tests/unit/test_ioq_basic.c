@@ -1,0 +1,259 @@
+/*
+ * test_ioq_basic — every operation of eleos/ioq.h on real descriptors (socket pair, TCP
+ * loopback, pipe, file), from enclave mode, on each executor (forced), and the adaptive
+ * choice. Checks results, data, user_data, that each completion comes once, and what each
+ * executor costs in exits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "eleos/ioq.h"
+#include "harness.h"
+#include "rpc_testutil.h"
+
+static struct eleos_enclave *enc;
+static int e_fail_line, e_fails;
+#define E_CHECK(c)                                                                          \
+    do {                                                                                    \
+        if (!(c)) {                                                                         \
+            e_fails++;                                                                      \
+            if (!e_fail_line)                                                               \
+                e_fail_line = __LINE__;                                                     \
+        }                                                                                   \
+    } while (0)
+
+struct env {
+    enum eleos_ioq_exec exec;
+    int sp[2];       /* socket pair                     */
+    int pp[2];       /* pipe                            */
+    int file;        /* temporary file                  */
+    int lfd, cfd;    /* listener, a connecting client   */
+    uint64_t exits;  /* OCALLs the queue reported       */
+    uint64_t ops;
+};
+
+/* Waits for exactly one completion and returns it. */
+static struct eleos_ioq_cqe one(struct eleos_ioq *q) {
+    struct eleos_ioq_cqe c = {.res = -99999};
+    int n = eleos_ioq_wait(q, &c, 1, 1, 2000000000ull);
+    E_CHECK(n == 1);
+    return c;
+}
+
+static void sockets(struct eleos_ioq *q, struct env *e) {
+    char in[64] = {0}, big[100000];
+    E_CHECK(eleos_ioq_recv(q, e->sp[1], in, sizeof in, 0, 11) == 0);
+    E_CHECK(eleos_ioq_send(q, e->sp[0], "hello", 5, 0, 12) == 0);
+    struct eleos_ioq_cqe c[4];
+    int got = 0, seen = 0;
+    while (got < 2) {
+        int n = eleos_ioq_wait(q, c, 4, 1, 2000000000ull);
+        E_CHECK(n > 0);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            E_CHECK(c[i].res == 5 && (c[i].user_data == 11 || c[i].user_data == 12));
+            seen |= 1 << (c[i].user_data - 11);
+        }
+        got += n;
+    }
+    E_CHECK(got == 2 && seen == 3 && memcmp(in, "hello", 5) == 0);
+    /* Vectored and message forms; a transfer above the cap is shortened. */
+    struct iovec ov[2] = {{"ab", 2}, {"cde", 3}};
+    struct msghdr om = {.msg_iov = ov, .msg_iovlen = 2};
+    E_CHECK(eleos_ioq_sendmsg(q, e->sp[0], &om, 0, 21) == 0);
+    E_CHECK(one(q).res == 5);
+    char a[2], b[8];
+    struct iovec iv[2] = {{a, 2}, {b, 8}};
+    struct msghdr im = {.msg_iov = iv, .msg_iovlen = 2};
+    E_CHECK(eleos_ioq_recvmsg(q, e->sp[1], &im, 0, 22) == 0);
+    struct eleos_ioq_cqe r = one(q);
+    E_CHECK(r.user_data == 22 && r.res == 5 && !memcmp(a, "ab", 2) && !memcmp(b, "cde", 3));
+    memset(big, 'x', sizeof big);
+    E_CHECK(eleos_ioq_send(q, e->sp[0], big, sizeof big, MSG_DONTWAIT, 31) == 0);
+    r = one(q);
+    E_CHECK(r.res > 0 && r.res <= (int32_t)sizeof big);
+    /* A control buffer is refused, an iovec array too long too. */
+    char ctl[16];
+    struct msghdr bad = {.msg_iov = iv, .msg_iovlen = 1, .msg_control = ctl,
+                         .msg_controllen = sizeof ctl};
+    E_CHECK(eleos_ioq_recvmsg(q, e->sp[1], &bad, 0, 0) == -EINVAL);
+}
+
+static void files(struct eleos_ioq *q, struct env *e) {
+    char buf[32] = {0};
+    E_CHECK(eleos_ioq_write(q, e->file, "0123456789", 10, 0, 1) == 0);
+    E_CHECK(one(q).res == 10);
+    E_CHECK(eleos_ioq_fsync(q, e->file, true, 2) == 0);
+    E_CHECK(one(q).res == 0);
+    E_CHECK(eleos_ioq_read(q, e->file, buf, 4, 3, 3) == 0);
+    struct eleos_ioq_cqe r = one(q);
+    E_CHECK(r.user_data == 3 && r.res == 4 && !memcmp(buf, "3456", 4));
+    char x[3], y[3];
+    struct iovec v[2] = {{x, 3}, {y, 3}};
+    E_CHECK(eleos_ioq_readv(q, e->file, v, 2, 1, 4) == 0);
+    E_CHECK(one(q).res == 6 && !memcmp(x, "123", 3) && !memcmp(y, "456", 3));
+    struct iovec w[2] = {{"AB", 2}, {"C", 1}};
+    E_CHECK(eleos_ioq_writev(q, e->file, w, 2, 0, 5) == 0);
+    E_CHECK(one(q).res == 3);
+    E_CHECK(eleos_ioq_read(q, e->file, buf, sizeof buf, 0, 6) == 0);
+    E_CHECK(one(q).res == 10 && !memcmp(buf, "ABC3456789", 10));
+    /* pipe: a read that waits, a poll, then a cancel of a read that never completes */
+    E_CHECK(eleos_ioq_read(q, e->pp[0], buf, sizeof buf, -1, 7) == 0);
+    E_CHECK(eleos_ioq_submit(q) >= 0);
+    E_CHECK(eleos_ioq_write(q, e->pp[1], "pq", 2, -1, 8) == 0);
+    struct eleos_ioq_cqe c[2];
+    int n = eleos_ioq_wait(q, c, 2, 2, 2000000000ull);
+    E_CHECK(n == 2 && c[0].res == 2 && c[1].res == 2 && !memcmp(buf, "pq", 2));
+    E_CHECK(eleos_ioq_poll(q, e->pp[1], POLLOUT, 9) == 0);
+    r = one(q);
+    E_CHECK(r.user_data == 9 && (r.res & POLLOUT));
+    E_CHECK(eleos_ioq_read(q, e->pp[0], buf, sizeof buf, -1, 10) == 0);
+    E_CHECK(eleos_ioq_submit(q) >= 0);
+    E_CHECK(eleos_ioq_cancel_fd(q, e->pp[0], 12) == 0);
+    n = eleos_ioq_wait(q, c, 2, 2, 2000000000ull);
+    E_CHECK(n == 2);
+    for (int i = 0; i < n; i++)
+        E_CHECK((c[i].user_data == 10 && c[i].res == -ECANCELED) ||
+                (c[i].user_data == 12 && c[i].res == 1));
+}
+
+static void accepts(struct eleos_ioq *q, struct env *e) {
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    E_CHECK(eleos_ioq_accept(q, e->lfd, (struct sockaddr *)&peer, &plen,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC, 40) == 0);
+    struct eleos_ioq_cqe r = one(q);
+    E_CHECK(r.user_data == 40 && r.res >= 0 && plen == sizeof peer &&
+            peer.sin_family == AF_INET);
+    if (r.res >= 0) {
+        E_CHECK(eleos_ioq_close(q, r.res, 41) == 0);
+        E_CHECK(one(q).res == 0);
+    }
+    E_CHECK(eleos_ioq_close(q, 1 << 20, 42) == 0);
+    E_CHECK(one(q).res == -EBADF);
+    E_CHECK(eleos_ioq_nop(q, 43) == 0);
+    E_CHECK(one(q).user_data == 43);
+    E_CHECK(eleos_ioq_recv(q, -1, NULL, 0, 0, 0) == -EINVAL);
+}
+
+/* Many operations in flight at once: a full queue says -EAGAIN, and everything comes back. */
+static void depth(struct eleos_ioq *q) {
+    unsigned n = 0;
+    while (eleos_ioq_nop(q, 1000 + n) == 0)
+        n++;
+    E_CHECK(n == 64);
+    E_CHECK(eleos_ioq_outstanding(q) == 64);
+    static struct eleos_ioq_cqe c[64];
+    uint64_t seen = 0;
+    unsigned got = 0;
+    while (got < n) {
+        int k = eleos_ioq_wait(q, c, 64, n - got, 2000000000ull);
+        E_CHECK(k > 0);
+        if (k <= 0)
+            return;
+        for (int i = 0; i < k; i++) {
+            uint64_t bit = 1ull << (c[i].user_data - 1000);
+            E_CHECK(c[i].user_data >= 1000 && c[i].user_data < 1064 && !(seen & bit));
+            seen |= bit;
+        }
+        got += (unsigned)k;
+    }
+    E_CHECK(got == 64 && eleos_ioq_outstanding(q) == 0);
+}
+
+static long e_run(void *arg) {
+    struct env *e = arg;
+    struct eleos_ioq_config cfg;
+    eleos_ioq_config_default(&cfg);
+    cfg.entries = 64;
+    cfg.exec = e->exec;
+    struct eleos_ioq *q = NULL;
+    int r = eleos_ioq_create(enc, &cfg, &q);
+    if (r)
+        return r;
+    E_CHECK(eleos_ioq_executor(q) == (e->exec ? e->exec : ELEOS_IOQ_EXEC_URING));
+    sockets(q, e);
+    files(q, e);
+    accepts(q, e);
+    depth(q);
+    struct eleos_ioq_stats st;
+    eleos_ioq_stats(q, &st);
+    E_CHECK(st.host_faults == 0 && st.bad_results == 0);
+    e->exits = st.exits;
+    e->ops = st.ops;
+    eleos_ioq_destroy(q);
+    return 0;
+}
+
+static void run_exec(enum eleos_ioq_exec exec) {
+    struct env e = {.exec = exec};
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, e.sp) == 0);
+    REQUIRE(pipe(e.pp) == 0);
+    char path[] = "/tmp/test_ioq_XXXXXX";
+    e.file = mkstemp(path);
+    REQUIRE(e.file >= 0);
+    unlink(path);
+    e.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    REQUIRE(bind(e.lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(e.lfd, 8) == 0);
+    REQUIRE(getsockname(e.lfd, (struct sockaddr *)&a, &al) == 0);
+    e.cfd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(connect(e.cfd, (struct sockaddr *)&a, sizeof a) == 0);
+    e_fails = e_fail_line = 0;
+    long rv = -1;
+    REQUIRE(eleos_enclave_ecall(enc, e_run, &e, &rv) == 0);
+    fprintf(stderr, "%s: rv %ld, %llu ops, %llu exits\n", eleos_ioq_exec_name(exec), rv,
+            (unsigned long long)e.ops, (unsigned long long)e.exits);
+    if (rv == -ENOSYS && exec == ELEOS_IOQ_EXEC_SQPOLL)
+        fprintf(stderr, "sqpoll not available here\n");
+    else
+        CHECK_EQ(rv, 0);
+    if (e_fails)
+        fprintf(stderr, "%s: first enclave failure at line %d\n", eleos_ioq_exec_name(exec),
+                e_fail_line);
+    CHECK_EQ(e_fails, 0);
+    /* Batching: fewer exits than operations on every executor. */
+    CHECK(rv != 0 || e.exits < e.ops);
+    int fds[] = {e.sp[0], e.sp[1], e.pp[0], e.pp[1], e.file, e.lfd, e.cfd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+}
+
+static void test_uring(void) { run_exec(ELEOS_IOQ_EXEC_URING); }
+static void test_batch(void) { run_exec(ELEOS_IOQ_EXEC_BATCH); }
+static void test_sqpoll(void) { run_exec(ELEOS_IOQ_EXEC_SQPOLL); }
+static void test_auto(void) { run_exec(ELEOS_IOQ_EXEC_AUTO); }
+
+static void test_worker(void) {
+    struct eleos_ioq_service_config sc;
+    eleos_ioq_service_config_default(&sc);
+    REQUIRE(eleos_ioq_service_start(&sc) == 0);
+    CHECK_EQ(eleos_ioq_service_start(&sc), -EALREADY);
+    run_exec(ELEOS_IOQ_EXEC_WORKER);
+    struct eleos_ioq_service_stats st;
+    eleos_ioq_service_stats(&st);
+    CHECK(st.submits > 0 && st.workers == 1);
+    eleos_ioq_service_stop();
+    eleos_ioq_service_stop();
+}
+
+static void setup(void) {
+    enc = rpc_test_enclave(0);
+}
+
+int main(void) {
+    setup();
+    const struct harness_case cases[] = {TEST_CASE(test_uring), TEST_CASE(test_batch),
+                                         TEST_CASE(test_worker), TEST_CASE(test_sqpoll),
+                                         TEST_CASE(test_auto)};
+    int r = harness_run("test_ioq_basic", cases, sizeof cases / sizeof cases[0]);
+    eleos_enclave_destroy(enc);
+    return r;
+}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "eleos/enclave.h"
+#include "eleos/ioq.h"
 #include "eleos/rpc.h"
 
 bool app_parse_u64(const char *s, uint64_t max, uint64_t *out) {
@@ -68,8 +69,25 @@ const char *app_mode_name(enum app_mode m) {
 void app_platform_opts_default(struct app_platform_opts *o, enum app_mode mode,
                                size_t cache_mib, uint64_t spin_us) {
     *o = (struct app_platform_opts){
-        .mode = mode, .rpc = -1, .suvm = -1, .epc_mib = ELEOS_ENCLAVE_DEFAULT_EPC_SIZE >> 20,
+        .mode = mode, .rpc = -1, .io_exec = ELEOS_IOQ_EXEC_AUTO, .suvm = -1, .epc_mib = ELEOS_ENCLAVE_DEFAULT_EPC_SIZE >> 20,
         .cost = true, .suvm_cache_mib = cache_mib, .rpc_workers = 1, .rpc_spin_us = spin_us};
+}
+
+/* --rpc: off | sync | on | auto | an executor's name. */
+static bool parse_rpc(struct app_platform_opts *o, const char *arg) {
+    enum eleos_ioq_exec e;
+    if (!strcmp(arg, "off") || !strcmp(arg, "sync")) {
+        o->rpc = arg[0] == 's';
+        o->io_exec = -1;
+        return true;
+    }
+    if (!strcmp(arg, "on"))
+        arg = "worker";
+    if (eleos_ioq_exec_parse(arg, &e))
+        return false;
+    o->rpc = e == ELEOS_IOQ_EXEC_AUTO ? -1 : 1;
+    o->io_exec = (int)e;
+    return true;
 }
 
 /* Applies one shared flag whose code is known; false on a bad value. */
@@ -77,12 +95,7 @@ static bool apply(struct app_platform_opts *o, int opt, const char *arg) {
     uint64_t v;
     switch (opt) {
     case APP_OPT_MODE: return parse_mode(arg, &o->mode);
-    case APP_OPT_RPC:
-        if (strcmp(arg, "auto") == 0) {
-            o->rpc = -1;
-            return true;
-        }
-        return parse_onoff(arg, &o->rpc);
+    case APP_OPT_RPC: return parse_rpc(o, arg);
     case APP_OPT_SUVM: return parse_onoff(arg, &o->suvm);
     case APP_OPT_COST: {
         int on;
@@ -144,15 +157,17 @@ int app_platform_opts_check(const struct app_platform_opts *o, const char *prog)
     return 0;
 }
 
-bool app_rpc_resolve(const struct app_platform_opts *o, unsigned app_threads) {
+enum app_io_path app_io_resolve(const struct app_platform_opts *o) {
     if (o->mode == APP_MODE_NATIVE)
-        return false;
-    if (o->rpc >= 0)
-        return o->rpc;
-    if (o->mode != APP_MODE_ELEOS)
-        return false;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > 0 && (unsigned long)cpus >= app_threads + o->rpc_workers;
+        return APP_IO_HOST;
+    if (o->rpc == 0 || (o->rpc < 0 && o->mode != APP_MODE_ELEOS))
+        return APP_IO_EXIT;
+    return o->io_exec < 0 ? APP_IO_SYNC : APP_IO_QUEUE;
+}
+
+bool app_rpc_resolve(const struct app_platform_opts *o, unsigned app_threads) {
+    (void)app_threads;
+    return app_io_resolve(o) == APP_IO_SYNC;
 }
 
 bool app_suvm_resolve(const struct app_platform_opts *o) {
@@ -164,14 +179,16 @@ bool app_suvm_resolve(const struct app_platform_opts *o) {
 void app_platform_usage(FILE *f, const struct app_platform_opts *d) {
     fprintf(f,
             "      --mode=M           native | sgx | eleos (default %s)\n"
-            "      --rpc=on|off|auto  exitless system calls (default auto in eleos mode: on\n"
-            "                         when the CPUs leave one for each RPC worker)\n"
+            "      --rpc=M            system calls: auto (eleos mode's default: batched, the\n"
+            "                         executor chosen at run time), on (= worker), uring,\n"
+            "                         worker, sqpoll, batch (force one), sync (exitless RPC,\n"
+            "                         one call at a time), off (every call an exit)\n"
             "      --suvm=on|off      data in SUVM (default: on in eleos mode)\n"
             "      --epc=MB           emulated EPC size (default %zu)\n"
             "      --cost=on|off      SGX cost model (default on; ELEOS_COST_* tune it)\n"
             "      --pollute=KB       cost model: cache pollution per exit (default 0)\n"
             "      --suvm-cache=MB    SUVM page cache (default %zu)\n"
-            "      --rpc-workers=N    host RPC worker threads (default %u)\n"
+            "      --rpc-workers=N    host RPC or I/O worker threads (default %u)\n"
             "      --rpc-spin-us=N    idle spin of an RPC worker before it sleeps (default %llu)\n",
             app_mode_name(d->mode), d->epc_mib, d->suvm_cache_mib, d->rpc_workers,
             (unsigned long long)d->rpc_spin_us);

@@ -18,7 +18,9 @@ enum app_mode { APP_MODE_NATIVE, APP_MODE_SGX, APP_MODE_ELEOS };
 
 struct app_platform_opts {
     enum app_mode mode;
-    int rpc;                  /* 1 on, 0 off, -1 auto (on in eleos mode when CPUs allow) */
+    int rpc;                  /* 1 on, 0 off, -1 auto (the I/O queue, adaptive)         */
+    int io_exec;              /* the I/O queue's executor (enum eleos_ioq_exec), or -1:
+                                 one call at a time (--rpc sync) or exits (--rpc off)   */
     int suvm;                 /* 1 on, 0 off, -1 the mode's default (on in eleos mode)  */
     size_t epc_mib;
     bool cost;                /* the SGX cost model                                     */
@@ -61,8 +63,17 @@ int app_platform_opts_check(const struct app_platform_opts *o, const char *prog)
 /* The shared flags' lines for an app's --help. */
 void app_platform_usage(FILE *f, const struct app_platform_opts *defaults);
 
-/* Decides --rpc auto: exitless calls pay only when each RPC worker gets a CPU of its own
- * next to the app's threads. */
+/* How an app's threads make their system calls. */
+enum app_io_path {
+    APP_IO_HOST,   /* native mode: plain system calls                                    */
+    APP_IO_EXIT,   /* every call an exit (--rpc off; sgx mode's default)                 */
+    APP_IO_SYNC,   /* exitless RPC, one call at a time (--rpc sync)                      */
+    APP_IO_QUEUE,  /* batched, completion-based (eleos/ioq.h): --rpc auto (eleos mode's
+                      default) picks the executor at run time, on = the worker executor,
+                      uring | worker | sqpoll | batch force one                          */
+};
+enum app_io_path app_io_resolve(const struct app_platform_opts *o);
+/* The RPC pool is needed (the one-call-at-a-time path). */
 bool app_rpc_resolve(const struct app_platform_opts *o, unsigned app_threads);
 /* SUVM on for this mode and flags. */
 bool app_suvm_resolve(const struct app_platform_opts *o);

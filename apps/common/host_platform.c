@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eleos/ioq.h"
 #include "eleos/sys.h"
 
 /* Channels beyond the app's threads: set-up, teardown and statistics ECALLs. */
@@ -28,11 +29,23 @@ static int start_pool(struct app_platform *p, const struct app_platform_opts *o,
     return r;
 }
 
+/* The worker executor's threads and the idle-CPU monitor the adaptive choice reads. */
+static int start_service(struct app_platform *p, const struct app_platform_opts *o) {
+    struct eleos_ioq_service_config sc;
+    eleos_ioq_service_config_default(&sc);
+    sc.workers = o->rpc_workers;
+    int r = eleos_ioq_service_start(&sc);
+    p->ioq_service = r == 0;
+    return r;
+}
+
 int app_platform_start(struct app_platform *p, const struct app_platform_opts *o,
                        const char *prog, const char *name, unsigned app_threads,
                        uint64_t elrange) {
     memset(p, 0, sizeof *p);
     p->rpc_on = app_rpc_resolve(o, app_threads);
+    p->io = app_io_resolve(o);
+    p->io_exec = o->io_exec;
     p->suvm_on = app_suvm_resolve(o);
     if (o->mode == APP_MODE_NATIVE)
         return 0;
@@ -55,10 +68,18 @@ int app_platform_start(struct app_platform *p, const struct app_platform_opts *o
         app_platform_stop(p);
         return r;
     }
+    if (p->io == APP_IO_QUEUE && (r = start_service(p, o)) != 0) {
+        fprintf(stderr, "%s: cannot start the I/O service: %s\n", prog, strerror(-r));
+        app_platform_stop(p);
+        return r;
+    }
     return 0;
 }
 
 void app_platform_stop(struct app_platform *p) {
+    if (p->ioq_service)
+        eleos_ioq_service_stop();
+    p->ioq_service = false;
     if (p->evictor)
         eleos_suvm_evictor_stop(p->evictor);
     if (p->pool)

@@ -20,12 +20,16 @@ struct app_platform {
     struct eleos_rpc_pool *pool;      /* NULL unless RPC is on                   */
     struct eleos_suvm_evictor *evictor;
     bool rpc_on, suvm_on;
+    enum app_io_path io;              /* how the app's threads make system calls */
+    int io_exec;                      /* APP_IO_QUEUE: enum eleos_ioq_exec       */
+    bool ioq_service;                 /* the I/O service (workers, monitor) runs */
 };
 
 /*
  * Starts the platform for the options: nothing in native mode; else an enclave named name
  * (elrange 0 = the default), and with RPC on a pool with channels for app_threads plus a
- * few set-up threads, the system-call executor registered and the workers started. On
+ * few set-up threads, the system-call executor registered and the workers started; for
+ * the I/O queue (APP_IO_QUEUE) the I/O service (eleos/ioq.h: --rpc-workers workers). On
  * failure prints why (naming prog), stops what was started and returns -errno.
  */
 int app_platform_start(struct app_platform *p, const struct app_platform_opts *o,

@@ -32,7 +32,7 @@
 #include "kvs_server.h"
 
 /* Message memcached sends to a connection over -c before closing it. */
-static const char too_many_conns[] = "ERROR Too many open connections\r\n";
+const char kvs_too_many_conns[] = "ERROR Too many open connections\r\n";
 
 /* epoll tags of the two descriptors that are not connections; a connection's tag is
  * generation << 32 | slot, and generations never reach 0xffffffff. */
@@ -40,20 +40,7 @@ static const char too_many_conns[] = "ERROR Too many open connections\r\n";
 #define TAG_STOP (UINT64_MAX - 1)
 /* Rounds of parse-and-send per event for a connection whose commands wait on its output. */
 #define SERVE_ROUNDS 4
-/* The largest unconsumed input: a partial command line plus one read. */
-#define RBUF_MAX (KVS_LINE_HARD_MAX + KVS_READ_CHUNK)
 
-struct kvs_conn {
-    int fd;
-    uint32_t slot;
-    uint64_t tag;
-    uint32_t events;          /* interest currently registered                  */
-    bool more;                /* commands wait in rbuf for the output to drain  */
-    struct kvs_proto proto;
-    struct kvs_buf rbuf;      /* unconsumed input                                */
-    struct kvs_buf wbuf;      /* unsent replies                                  */
-    size_t wpos;              /* bytes of wbuf already sent                      */
-};
 
 struct loop {
     struct kvs_server *srv;
@@ -66,13 +53,13 @@ struct loop {
     int64_t listen_resume_ms;
 };
 
-static int64_t now_unix(void) {
+int64_t kvs_now_unix(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts); /* vDSO: no exit */
     return ts.tv_sec;
 }
 
-static int64_t now_ms(void) {
+int64_t kvs_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no exit */
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -114,7 +101,7 @@ void kvs_conn_table_fini(struct kvs_server *srv) {
 }
 
 /* Takes a free slot and gives c its tag; false if none is free. */
-static bool slot_take(struct kvs_server *srv, struct kvs_conn *c) {
+bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c) {
     struct kvs_conn_table *t = &srv->conns;
     bool ok = false;
     kvs_lock_acquire(&t->lock);
@@ -131,14 +118,14 @@ static bool slot_take(struct kvs_server *srv, struct kvs_conn *c) {
 
 /* Makes c findable by its tag, owned by worker owner. Release: a worker that finds the
  * slot's meta (acquire) sees the connection fully initialised. */
-static void slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner) {
+void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner) {
     struct kvs_conn_table *t = &srv->conns;
     atomic_store_explicit(&t->conn[c->slot], c, memory_order_relaxed);
     atomic_store_explicit(&t->meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),
                           memory_order_release);
 }
 
-static void slot_give_back(struct kvs_server *srv, uint32_t slot) {
+void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot) {
     struct kvs_conn_table *t = &srv->conns;
     atomic_store_explicit(&t->meta[slot], 0, memory_order_relaxed);
     atomic_store_explicit(&t->conn[slot], NULL, memory_order_relaxed);
@@ -147,16 +134,20 @@ static void slot_give_back(struct kvs_server *srv, uint32_t slot) {
     kvs_lock_release(&t->lock);
 }
 
-/* The connection a host-returned tag names, if it is live and this worker's own. */
-static struct kvs_conn *conn_lookup(struct loop *l, uint64_t tag) {
-    struct kvs_conn_table *t = &l->srv->conns;
+/* The connection a host-returned tag names, if it is live and worker's own. */
+struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag) {
+    struct kvs_conn_table *t = &srv->conns;
     uint32_t slot = (uint32_t)tag;
     if (slot >= t->size)
         return NULL;
-    uint64_t want = (tag & ~(uint64_t)UINT32_MAX) | (l->w->id + 1u);
+    uint64_t want = (tag & ~(uint64_t)UINT32_MAX) | (worker + 1u);
     if (atomic_load_explicit(&t->meta[slot], memory_order_acquire) != want)
         return NULL;
     return atomic_load_explicit(&t->conn[slot], memory_order_relaxed);
+}
+
+static struct kvs_conn *conn_lookup(struct loop *l, uint64_t tag) {
+    return kvs_conn_lookup(l->srv, l->w->id, tag);
 }
 
 /* --- accept -------------------------------------------------------------------------------- */
@@ -168,26 +159,30 @@ static void listener_resume(struct loop *l) {
                          EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN) == 0)
         l->listen_paused = false;
     else
-        l->listen_resume_ms = now_ms() + KVS_ACCEPT_BACKOFF_MS;
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+}
+
+/* One message a second for the whole server, however many workers back off. */
+void kvs_accept_backoff_log(struct kvs_server *srv, int err) {
+    int64_t now = kvs_now_ms();
+    uint64_t n = atomic_fetch_add_explicit(&srv->accept_backoffs, 1, memory_order_relaxed);
+    int64_t last = atomic_load_explicit(&srv->accept_log_ms, memory_order_relaxed);
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong_explicit(&srv->accept_log_ms, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    fprintf(stderr, "eleos-kvs: accept: %s (listener paused %d ms; %llu pauses so far)\n",
+            strerror(-err), KVS_ACCEPT_BACKOFF_MS, (unsigned long long)n + 1);
 }
 
 /* Out of descriptors: the level-triggered listener would fire again at once, so stop
  * watching it for a while (memcached's accept_new_conns(false)). */
 static void listener_pause(struct loop *l, int err) {
-    int64_t now = now_ms();
     if (!l->listen_paused &&
         l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fd, 0, 0) == 0)
         l->listen_paused = true;
-    l->listen_resume_ms = now + KVS_ACCEPT_BACKOFF_MS;
-    uint64_t n = atomic_fetch_add_explicit(&l->srv->accept_backoffs, 1, memory_order_relaxed);
-    /* One message a second for the whole server, however many workers back off. */
-    int64_t last = atomic_load_explicit(&l->srv->accept_log_ms, memory_order_relaxed);
-    if (now - last < 1000 ||
-        !atomic_compare_exchange_strong_explicit(&l->srv->accept_log_ms, &last, now,
-                                                 memory_order_relaxed, memory_order_relaxed))
-        return;
-    fprintf(stderr, "eleos-kvs: accept: %s (listener paused %d ms; %llu pauses so far)\n",
-            strerror(-err), KVS_ACCEPT_BACKOFF_MS, (unsigned long long)n + 1);
+    l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+    kvs_accept_backoff_log(l->srv, err);
 }
 
 /* Closes a connection of l's worker (only the owner closes its connections). */
@@ -197,7 +192,7 @@ static void conn_close(struct loop *l, struct kvs_conn *c) {
     kvs_proto_fini(&c->proto);
     kvs_buf_fini(&c->rbuf);
     kvs_buf_fini(&c->wbuf);
-    slot_give_back(l->srv, c->slot);
+    kvs_slot_give_back(l->srv, c->slot);
     kvs_free(l->srv->alloc, c);
     atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
     listener_resume(l); /* a descriptor is free again */
@@ -217,7 +212,7 @@ static bool conn_place(struct loop *l, struct kvs_conn *c) {
         bool placed = false, failed = false;
         if (t->running) {
             c->proto.stats = &t->stats;
-            slot_publish(srv, c, t->id);
+            kvs_slot_publish(srv, c, t->id);
             placed = l->io->epoll_ctl(l->ioc, t->epfd, EPOLL_CTL_ADD, c->fd, c->events,
                                       c->tag) == 0;
             failed = !placed;
@@ -237,14 +232,14 @@ static void conn_new(struct loop *l, int fd) {
     if (curr >= srv->maxconns) {
         atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
-        (void)l->io->send(l->ioc, fd, too_many_conns, sizeof too_many_conns - 1);
+        (void)l->io->send(l->ioc, fd, kvs_too_many_conns, sizeof kvs_too_many_conns - 1);
         l->io->close(l->ioc, fd);
         return;
     }
     struct kvs_conn *c = kvs_malloc(srv->alloc, sizeof *c);
     if (c)
         memset(c, 0, sizeof *c);
-    if (!c || !slot_take(srv, c)) {
+    if (!c || !kvs_slot_take(srv, c)) {
         kvs_free(srv->alloc, c);
         atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
         l->io->close(l->ioc, fd);
@@ -256,7 +251,7 @@ static void conn_new(struct loop *l, int fd) {
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
     if (!conn_place(l, c)) {
-        slot_give_back(srv, c->slot);
+        kvs_slot_give_back(srv, c->slot);
         atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
         l->io->close(l->ioc, fd);
         kvs_free(srv->alloc, c);
@@ -493,7 +488,7 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
     while (running) {
         int timeout = -1;
         if (l.listen_paused) {
-            int64_t left = l.listen_resume_ms - now_ms();
+            int64_t left = l.listen_resume_ms - kvs_now_ms();
             if (left <= 0)
                 listener_resume(&l);
             timeout = left <= 0 ? KVS_ACCEPT_BACKOFF_MS : (int)left;
@@ -509,7 +504,7 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
                 atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);
             continue;
         }
-        kvs_store_clock_set(srv->store, now_unix());
+        kvs_store_clock_set(srv->store, kvs_now_unix());
         running = dispatch(&l, evs, n);
     }
     loop_finish(&l);

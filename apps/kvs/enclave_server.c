@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 
 #include "eleos/enclave.h"
+#include "eleos/ioq.h"
 #include "eleos/rpc.h"
 #include "eleos/suvm.h"
 #include "eleos/sys.h"
@@ -72,6 +73,9 @@ static int setup_check(const struct kvs_enclave *k, const struct kvs_setup *s) {
         return -EINVAL;
     if (s->rpc_on && !host_range(k, s->rpc_area, s->rpc_area_size))
         return -EINVAL;
+    if (s->io_exec < -1 || s->io_exec >= (int)ELEOS_IOQ_NEXEC || (s->io_exec >= 0 && !k->enc) ||
+        (s->io_exec >= 0 && s->rpc_on))
+        return -EINVAL;
     return 0;
 }
 
@@ -90,6 +94,8 @@ static int workers_create(struct kvs_enclave *k) {
         struct kvs_worker *w = &srv->workers[i];
         w->id = i;
         w->epfd = -1;
+        w->wake_fd = -1;
+        atomic_init(&w->q_exec, -1);
         kvs_lock_init(&w->lock, wake_word(k, i));
         w->scratch = kvs_malloc(&k->alloc, KVS_READ_CHUNK);
         if (!w->scratch)
@@ -109,6 +115,8 @@ static void workers_destroy(struct kvs_enclave *k) {
         struct kvs_worker *w = &srv->workers[i];
         if (w->epfd >= 0) /* a worker whose loop never ran */
             srv->io->close(&w->io_ctx, w->epfd);
+        if (w->wake_fd >= 0)
+            srv->io->close(&w->io_ctx, w->wake_fd);
         kvs_free(&k->alloc, w->scratch);
         app_io_ctx_fini(&w->io_ctx);
     }
@@ -159,6 +167,7 @@ static int server_build(struct kvs_enclave *k) {
     srv->stop_fd = k->set.stop_fd;
     srv->maxconns = k->set.maxconns;
     srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
+    srv->io_exec = k->set.io_exec;
     struct kvs_store_config sc;
     kvs_store_config_default(&sc);
     sc.mem_limit = k->set.mem_limit;
@@ -181,7 +190,8 @@ static int server_build(struct kvs_enclave *k) {
     if (!r)
         r = workers_create(k);
     for (unsigned i = 0; !r && i < srv->nworkers; i++)
-        r = kvs_worker_prepare(srv, &srv->workers[i]);
+        r = srv->io_exec >= 0 ? kvs_worker_prepare_q(srv, &srv->workers[i])
+                              : kvs_worker_prepare(srv, &srv->workers[i]);
     if (!r)
         r = kvs_conn_table_init(srv, wake_word(k, k->set.threads));
     if (!r)
@@ -248,7 +258,8 @@ long kvs_enclave_worker(void *index) {
     if (atomic_exchange_explicit(&w->entered, true, memory_order_acq_rel))
         return -EBUSY; /* one loop per worker, ever */
     atomic_fetch_add_explicit(&k->active, 1, memory_order_acq_rel);
-    w->result = kvs_worker_loop(&k->srv, w);
+    w->result = k->srv.io_exec >= 0 ? kvs_worker_loop_q(&k->srv, w)
+                                    : kvs_worker_loop(&k->srv, w);
     atomic_fetch_sub_explicit(&k->active, 1, memory_order_acq_rel);
     return w->result;
 }
@@ -347,6 +358,7 @@ static int stats_enclave(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_enclave_ecalls", es.ecalls);
     ESTAT("eleos_enclave_ocalls", es.ocalls);
     ESTAT("eleos_enclave_exits", es.syscall_exits);
+    ESTAT("eleos_enclave_exits_total", es.syscall_exits + es.ocalls); /* every exit */
     ESTAT("eleos_enclave_aex", es.aex);
     ESTAT("eleos_epc_faults", es.epc_faults);
     ESTAT("eleos_epc_evictions", es.epc_evictions);
@@ -391,12 +403,47 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
     return 0;
 }
 
+/* The I/O queues' counters, summed over workers, and the executor each has now. */
+static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
+    uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0;
+    char execs[KVS_MAX_THREADS * 8] = "";
+    size_t used = 0;
+    for (unsigned i = 0; i < k->srv.nworkers; i++) {
+        struct kvs_worker *w = &k->srv.workers[i];
+        ex += atomic_load_explicit(&w->q_exits, memory_order_relaxed);
+        ops += atomic_load_explicit(&w->q_ops, memory_order_relaxed);
+        comp += atomic_load_explicit(&w->q_completions, memory_order_relaxed);
+        spins += atomic_load_explicit(&w->q_spins, memory_order_relaxed);
+        faults += atomic_load_explicit(&w->q_faults, memory_order_relaxed);
+        sw += atomic_load_explicit(&w->q_switches, memory_order_relaxed);
+        int e = atomic_load_explicit(&w->q_exec, memory_order_relaxed);
+        int n = snprintf(execs + used, sizeof execs - used, "%s%s", i ? "," : "",
+                         e < 0 ? "-" : eleos_ioq_exec_name((enum eleos_ioq_exec)e));
+        if (n > 0 && (size_t)n < sizeof execs - used)
+            used += (size_t)n;
+    }
+    int r = kvs_buf_printf(out, "STAT eleos_io_executor %s\r\nSTAT eleos_io_requested %s\r\n",
+                           execs, eleos_ioq_exec_name((enum eleos_ioq_exec)k->set.io_exec));
+    if (r)
+        return r;
+    ESTAT("eleos_io_ops", ops);
+    ESTAT("eleos_io_completions", comp);
+    ESTAT("eleos_io_exits", ex);
+    ESTAT("eleos_io_spins", spins);
+    ESTAT("eleos_io_host_faults", faults);
+    ESTAT("eleos_io_switches", sw);
+    return 0;
+}
+
 static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
     struct kvs_enclave *k = arg;
     int r = kvs_buf_printf(out, "STAT eleos_mode %s\r\nSTAT eleos_rpc %s\r\nSTAT eleos_suvm %s\r\n",
-                           app_mode_name(k->set.mode), k->set.rpc_on ? "on" : "off",
+                           app_mode_name(k->set.mode),
+                           k->set.io_exec >= 0 ? "queue" : k->set.rpc_on ? "sync" : "off",
                            k->set.suvm_on ? "on" : "off");
     if (r)
+        return r;
+    if (k->set.io_exec >= 0 && (r = stats_ioq(k, out)))
         return r;
     ESTAT("eleos_host_faults", atomic_load_explicit(&k->srv.host_faults, memory_order_relaxed));
     ESTAT("eleos_accept_backoffs",

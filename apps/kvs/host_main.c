@@ -43,6 +43,7 @@
 #include "app_options.h"
 #include "eleos/enclave.h"
 #include "host_platform.h"
+#include "eleos/ioq.h"
 #include "kvs_server.h"
 
 /* memcached's defaults, except the address: loopback, not every interface. */
@@ -388,6 +389,7 @@ static int setup_server(struct app *a) {
     memset(&s, 0, sizeof s);
     s.mode = o->plat.mode;
     s.rpc_on = a->pf.rpc_on;
+    s.io_exec = a->pf.io == APP_IO_QUEUE ? a->pf.io_exec : -1;
     s.suvm_on = a->pf.suvm_on;
     s.threads = o->threads;
     s.maxconns = o->maxconns;
@@ -424,13 +426,14 @@ static void print_banner(const struct app *a, const char *where) {
         printf("  mode %s: workers run inside the enclave (EPC %zu MiB, cost model %s)\n",
                app_mode_name(p->mode), p->epc_mib,
                cfg.cost.syscall_cycles || cfg.cost.ecall_cycles ? "on" : "off");
-        printf("    RPC  %s: network system calls %s%s\n", rpc_on ? "on " : "off",
-               rpc_on ? "go to host workers without exits (eleos/sys.h)"
-                         : "trap and exit the enclave",
-               p->rpc < 0 && p->mode == APP_MODE_ELEOS
-                   ? (rpc_on ? " (auto: a CPU per RPC worker)"
-                                : " (auto: no CPU left for an RPC worker; --rpc on forces it)")
-                   : "");
+        if (a->pf.io == APP_IO_QUEUE)
+            printf("    I/O  queue: network system calls batched on completion rings "
+                   "(eleos/ioq.h), executor %s\n",
+                   eleos_ioq_exec_name((enum eleos_ioq_exec)a->pf.io_exec));
+        else
+            printf("    RPC  %s: network system calls %s\n", rpc_on ? "on " : "off",
+                   rpc_on ? "go to host workers one at a time (eleos/sys.h)"
+                          : "trap and exit the enclave");
         if (a->pf.suvm_on)
             printf("    SUVM on : values in SUVM, page cache %zu MiB\n", p->suvm_cache_mib);
         else

@@ -6,7 +6,11 @@
  *                      statistics. Holds no state the enclave relies on.
  *   enclave_server.c   enclave side: the ECALL entry points below, the trusted server state
  *                      (store, workers, connection table), the `stats` hooks.
- *   enclave_net.c      enclave side: the worker event loop.
+ *   enclave_net.c      enclave side: the worker event loop on readiness (epoll), for native
+ *                      mode and for system calls that are exits or one-at-a-time RPCs;
+ *                      the connection table.
+ *   enclave_netq.c     enclave side: the worker loop on completions (eleos/ioq.h), for the
+ *                      batched I/O path (--rpc auto and the executors).
  *
  * The host hands the enclave plain values only. Every ECALL argument is either an integer
  * or a host struct the enclave copies once and validates (struct kvs_setup); the enclave
@@ -31,6 +35,10 @@
  * taking commands (and stops reading) until its client has drained replies. */
 #define KVS_READ_CHUNK (16u << 10)
 #define KVS_WBUF_HIGH (1u << 20)
+/* The largest unconsumed input: a partial command line plus one read. */
+#define RBUF_MAX (KVS_LINE_HARD_MAX + KVS_READ_CHUNK)
+/* Receive posted per connection on the completion path (its buffer is held while posted). */
+#define KVS_RECV_POST (4u << 10)
 /* Events per epoll_wait: amortises the call (an exit in sgx mode) over a busy loop. */
 #define KVS_EPOLL_BATCH 64
 /* Accepts per listen-socket wakeup, so one worker does not hog a connection burst. */
@@ -51,6 +59,7 @@
 struct kvs_setup {
     enum app_mode mode;
     bool rpc_on, suvm_on;
+    int io_exec;             /* the I/O queue's executor, or -1: not the queue path */
     unsigned threads, maxconns, verbose, port;
     size_t mem_limit, item_size_max;
     size_t suvm_cache, suvm_backing;
@@ -84,7 +93,22 @@ long kvs_enclave_balloon(void *bytes);        /* (uintptr_t) new SUVM cache size
 
 /* --- enclave side internals (enclave_server.c <-> enclave_net.c) ----------------------- */
 
-struct kvs_conn;
+struct kvs_conn {
+    int fd;
+    uint32_t slot;
+    uint64_t tag;
+    uint32_t events;          /* interest currently registered (epoll loop)      */
+    bool more;                /* commands wait in rbuf for the output to drain  */
+    /* completion loop: what is in flight, and a close under way */
+    bool recv_posted, send_posted, closing;
+    struct kvs_conn *next;    /* in a worker's inbox                             */
+    struct kvs_proto proto;
+    struct kvs_buf rbuf;      /* unconsumed input                                */
+    struct kvs_buf wbuf;      /* unsent replies                                  */
+    size_t wpos;              /* bytes of wbuf already sent                      */
+};
+
+struct eleos_ioq;
 
 struct kvs_worker {
     unsigned id;
@@ -98,6 +122,13 @@ struct kvs_worker {
     struct kvs_lock lock;
     bool running;                     /* the loop takes connections                       */
     bool closed;                      /* the loop has ended: take no more connections     */
+    /* completion loop: connections other workers accepted for this one (under lock) and
+     * the eventfd they ring (through their own queues) to say so */
+    struct kvs_conn *inbox;
+    int wake_fd;
+    /* the queue's counters, published by the worker for `stats` */
+    _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches;
+    _Atomic int q_exec;
 };
 
 /* Connections by slot. epoll carries (generation << 32 | slot) for a connection, never a
@@ -131,6 +162,7 @@ struct kvs_server {
     _Atomic uint64_t accept_backoffs; /* listener paused for lack of descriptors         */
     _Atomic int64_t accept_log_ms;    /* when the last accept error was logged           */
     _Atomic uint64_t wait_errors;     /* epoll_wait failures the loop survived           */
+    int io_exec;                      /* >= 0: workers run the completion loop on a queue */
 };
 
 /* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave
@@ -139,6 +171,20 @@ struct kvs_server {
 int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w);
 /* Creates w's epoll instance (set-up, before any worker runs). 0 or -errno. */
 int kvs_worker_prepare(struct kvs_server *srv, struct kvs_worker *w);
+
+/* The completion loop (enclave_netq.c) and its set-up. */
+int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w);
+int kvs_worker_prepare_q(struct kvs_server *srv, struct kvs_worker *w);
+
+/* Shared by both loops (enclave_net.c). */
+extern const char kvs_too_many_conns[];
+int64_t kvs_now_unix(void);
+int64_t kvs_now_ms(void);
+bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c);
+void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner);
+void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
+struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
+void kvs_accept_backoff_log(struct kvs_server *srv, int err);
 
 /* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */
 int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake);

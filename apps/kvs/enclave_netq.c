@@ -1,0 +1,413 @@
+/*
+ * enclave_netq.c — the worker loop on completions (eleos/ioq.h): the batched I/O path.
+ *
+ * Every connection keeps one receive posted on its worker's queue; a pass takes whatever
+ * completed, parses, queues the replies as sends and the next receives, and one wait hands
+ * all of it over and collects the next completions. On the URING and BATCH executors that
+ * wait is the pass's only exit; on WORKER and SQPOLL a busy pass makes none.
+ *
+ * Connections: every worker keeps an accept posted on the shared listener; the worker whose
+ * accept completes hands the connection round-robin to a worker (memcached's dispatch), by
+ * putting it in that worker's inbox (enclave memory, under its lock) and ringing its eventfd
+ * through its own queue, so no one exits to hand over. The owner posts the receive.
+ *
+ * Buffers: a posted receive lands in the connection's rbuf (the queue copies the validated
+ * bytes in at reap); replies are built in its wbuf and queued as one send at a time, which
+ * the queue copies out at once; a short send queues the rest. A connection reads nothing
+ * while KVS_WBUF_HIGH bytes are unsent, as on the epoll path.
+ *
+ * Trust boundary: user_data comes back from the queue's own (enclave) table, not from the
+ * host, but a completion may still name a connection that has closed since: it is looked
+ * up in the connection table by generation and slot like an epoll tag. A connection is
+ * freed only when none of its operations is in flight (its rbuf is a receive's target).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "eleos/ioq.h"
+#include "kvs_server.h"
+
+/* user_data: a connection's generation << 32 | slot << 2 | kind; the loop's own below. */
+enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
+#define UD_STOP UINT64_MAX
+#define UD_LISTEN (UINT64_MAX - 1)
+#define UD_WAKE (UINT64_MAX - 2)
+#define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
+#define QUEUE_ENTRIES 4096u
+#define REAP_MAX 256u
+/* Passes between publications of the queue's counters. */
+#define STATS_EVERY 64u
+
+struct qloop {
+    struct kvs_server *srv;
+    struct kvs_worker *w;
+    struct eleos_ioq *q;
+    uint64_t wake_buf;        /* the eventfd read's target                        */
+    bool running;
+    bool listen_posted, listen_paused;
+    int64_t listen_resume_ms;
+    unsigned passes;
+};
+
+static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
+    return (c->tag & ~(uint64_t)UINT32_MAX) | (uint64_t)c->slot << 2 | kind;
+}
+
+/* A queueing failure on the connection's own operations closes it (the queue is sized for
+ * every connection's receive and send, so this means memory ran out). */
+static void conn_begin_close(struct qloop *l, struct kvs_conn *c);
+
+static void post_recv(struct qloop *l, struct kvs_conn *c) {
+    if (kvs_buf_reserve(&c->rbuf, KVS_RECV_POST) ||
+        eleos_ioq_recv(l->q, c->fd, c->rbuf.data + c->rbuf.len, KVS_RECV_POST, 0,
+                       ud_of(c, K_RECV))) {
+        conn_begin_close(l, c);
+        return;
+    }
+    c->recv_posted = true;
+}
+
+static void post_send(struct qloop *l, struct kvs_conn *c) {
+    size_t n = c->wbuf.len - c->wpos;
+    if (n > ELEOS_IOQ_MAX_XFER)
+        n = ELEOS_IOQ_MAX_XFER;
+    if (eleos_ioq_send(l->q, c->fd, c->wbuf.data + c->wpos, n, 0, ud_of(c, K_SEND))) {
+        conn_begin_close(l, c);
+        return;
+    }
+    c->send_posted = true;
+}
+
+static void conn_free(struct qloop *l, struct kvs_conn *c) {
+    if (eleos_ioq_close(l->q, c->fd, UD_NOTE))
+        l->srv->io->close(&l->w->io_ctx, c->fd); /* the queue is full: one exit then */
+    kvs_proto_fini(&c->proto);
+    kvs_buf_fini(&c->rbuf);
+    kvs_buf_fini(&c->wbuf);
+    kvs_slot_give_back(l->srv, c->slot);
+    kvs_free(l->srv->alloc, c);
+    atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+    if (l->listen_paused) /* a descriptor is free again */
+        l->listen_resume_ms = 0;
+}
+
+/* Cancels what the connection has in flight; it is freed when the last completion is in. */
+static void conn_begin_close(struct qloop *l, struct kvs_conn *c) {
+    if (!c->closing && (c->recv_posted || c->send_posted) &&
+        eleos_ioq_cancel_fd(l->q, c->fd, UD_NOTE) == 0) {
+        c->closing = true;
+        return;
+    }
+    c->closing = true;
+    if (!c->recv_posted && !c->send_posted)
+        conn_free(l, c);
+}
+
+/* Parses what rbuf holds into wbuf, as long as the output allows. false: close now. */
+static bool conn_parse_q(struct kvs_conn *c) {
+    while (c->rbuf.len && !c->proto.close && c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
+        c->proto.out_limit = c->wpos + KVS_WBUF_HIGH;
+        size_t len = c->rbuf.len;
+        size_t used = kvs_proto_feed(&c->proto, c->rbuf.data, len, &c->wbuf);
+        if (c->proto.abort)
+            return false;
+        kvs_buf_consume(&c->rbuf, used);
+        c->more = used < len && !c->proto.close &&
+                  (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit);
+        if (!used || !c->more)
+            break;
+    }
+    return true;
+}
+
+/* After any completion: parse, send, read again, or close, as the state calls for. */
+static void conn_step(struct qloop *l, struct kvs_conn *c) {
+    /* A posted receive targets rbuf's end: only parse (and move rbuf) when none is. */
+    if (!c->recv_posted && !conn_parse_q(c)) {
+        conn_begin_close(l, c);
+        return;
+    }
+    if (!c->send_posted && c->wbuf.len > c->wpos)
+        post_send(l, c);
+    if (c->closing)
+        return;
+    size_t pending = c->wbuf.len - c->wpos;
+    if (c->proto.close) {
+        if (!pending)
+            conn_begin_close(l, c);
+        return;
+    }
+    if (!c->recv_posted && pending < KVS_WBUF_HIGH && !c->more && c->rbuf.len < RBUF_MAX)
+        post_recv(l, c);
+}
+
+static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res) {
+    c->recv_posted = false;
+    if (c->closing) {
+        conn_begin_close(l, c);
+        return;
+    }
+    if (res <= 0) { /* EOF or an error: a half-received value is dropped */
+        conn_begin_close(l, c);
+        return;
+    }
+    c->rbuf.len += (size_t)res;
+    kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)res);
+    conn_step(l, c);
+}
+
+static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
+    c->send_posted = false;
+    if (c->closing || res < 0) {
+        conn_begin_close(l, c);
+        return;
+    }
+    c->wpos += (size_t)res;
+    kvs_stat_add(&l->w->stats.bytes_written, (uint64_t)res);
+    if (c->wpos == c->wbuf.len) {
+        c->wbuf.len = c->wpos = 0;
+        kvs_buf_shrink(&c->wbuf, 2 * KVS_RECV_POST);
+    }
+    conn_step(l, c);
+}
+
+/* --- connections arriving ---------------------------------------------------------------- */
+
+static void post_accept(struct qloop *l) {
+    if (l->listen_posted || l->listen_paused)
+        return;
+    l->listen_posted = eleos_ioq_accept(l->q, l->srv->listen_fd, NULL, NULL,
+                                        SOCK_NONBLOCK | SOCK_CLOEXEC, UD_LISTEN) == 0;
+}
+
+/* Gives c to worker t: its own if t is us, else through t's inbox and eventfd. */
+static bool conn_hand(struct qloop *l, struct kvs_conn *c, struct kvs_worker *t) {
+    bool placed = false, ring = false;
+    kvs_lock_acquire(&t->lock);
+    if (t->running) {
+        c->proto.stats = &t->stats;
+        kvs_slot_publish(l->srv, c, t->id);
+        if (t != l->w) {
+            ring = !t->inbox;
+            c->next = t->inbox;
+            t->inbox = c;
+        }
+        placed = true;
+    }
+    kvs_lock_release(&t->lock);
+    if (placed && t == l->w)
+        post_recv(l, c);
+    static const uint64_t one = 1;
+    if (ring && eleos_ioq_write(l->q, t->wake_fd, &one, sizeof one, -1, UD_NOTE))
+        (void)write(t->wake_fd, &one, sizeof one); /* queue full: one exit */
+    return placed;
+}
+
+static bool conn_place_q(struct qloop *l, struct kvs_conn *c) {
+    struct kvs_server *srv = l->srv;
+    unsigned n = srv->nworkers;
+    unsigned start = atomic_fetch_add_explicit(&srv->next_worker, 1, memory_order_relaxed);
+    for (unsigned k = 0; k < n; k++)
+        if (conn_hand(l, c, &srv->workers[(start + k) % n]))
+            return true;
+    return false;
+}
+
+static void conn_new_q(struct qloop *l, int fd) {
+    struct kvs_server *srv = l->srv;
+    uint64_t curr = atomic_fetch_add_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+    struct kvs_conn *c = NULL;
+    if (curr < srv->maxconns && (c = kvs_malloc(srv->alloc, sizeof *c)) != NULL)
+        memset(c, 0, sizeof *c);
+    if (!c || !kvs_slot_take(srv, c)) {
+        if (curr >= srv->maxconns) {
+            atomic_fetch_add_explicit(&srv->rejected_conns, 1, memory_order_relaxed);
+            if (eleos_ioq_send(l->q, fd, kvs_too_many_conns, strlen(kvs_too_many_conns),
+                               MSG_DONTWAIT, UD_NOTE))
+                atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);
+        }
+        kvs_free(srv->alloc, c);
+        atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+        if (eleos_ioq_close(l->q, fd, UD_NOTE))
+            srv->io->close(&l->w->io_ctx, fd);
+        return;
+    }
+    c->fd = fd;
+    kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
+    kvs_buf_init(&c->rbuf, srv->alloc);
+    kvs_buf_init(&c->wbuf, srv->alloc);
+    if (!conn_place_q(l, c)) {
+        c->closing = true;
+        conn_free(l, c);
+        return;
+    }
+    atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->conn_structs, 1, memory_order_relaxed);
+}
+
+static void on_accept(struct qloop *l, int32_t res) {
+    l->listen_posted = false;
+    if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+        l->listen_paused = true;
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+        kvs_accept_backoff_log(l->srv, res);
+        return;
+    }
+    if (res >= 0)
+        conn_new_q(l, res);
+    else if (res != -EAGAIN && res != -EINTR && res != -ECONNABORTED && res != -ECANCELED)
+        fprintf(stderr, "eleos-kvs: accept: %s\n", strerror(-res));
+    post_accept(l);
+}
+
+/* The eventfd rang: post receives for the connections other workers handed us. */
+static void on_wake(struct qloop *l) {
+    kvs_lock_acquire(&l->w->lock);
+    struct kvs_conn *c = l->w->inbox;
+    l->w->inbox = NULL;
+    kvs_lock_release(&l->w->lock);
+    while (c) {
+        struct kvs_conn *next = c->next;
+        c->next = NULL;
+        post_recv(l, c);
+        c = next;
+    }
+    if (eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
+        l->running = false; /* cannot listen for hand-overs any more: stop cleanly */
+}
+
+/* --- the loop -------------------------------------------------------------------------------- */
+
+static void dispatch_q(struct qloop *l, const struct eleos_ioq_cqe *c) {
+    uint64_t ud = c->user_data;
+    if (ud == UD_STOP) {
+        l->running = false;
+    } else if (ud == UD_LISTEN) {
+        on_accept(l, c->res);
+    } else if (ud == UD_WAKE) {
+        on_wake(l);
+    } else if (ud != UD_NOTE && (ud & 3) != K_OTHER) {
+        uint64_t tag = (ud & ~(uint64_t)UINT32_MAX) | ((uint32_t)ud >> 2);
+        struct kvs_conn *conn = kvs_conn_lookup(l->srv, l->w->id, tag);
+        if (!conn) /* the queue's own table named it: a bug, not the host */
+            atomic_fetch_add_explicit(&l->srv->host_faults, 1, memory_order_relaxed);
+        else if ((ud & 3) == K_RECV)
+            on_recv(l, conn, c->res);
+        else
+            on_send(l, conn, c->res);
+    }
+}
+
+static void publish_stats(struct qloop *l) {
+    struct eleos_ioq_stats st;
+    eleos_ioq_stats(l->q, &st);
+    struct kvs_worker *w = l->w;
+    atomic_store_explicit(&w->q_exits, st.exits, memory_order_relaxed);
+    atomic_store_explicit(&w->q_ops, st.ops, memory_order_relaxed);
+    atomic_store_explicit(&w->q_completions, st.completions, memory_order_relaxed);
+    atomic_store_explicit(&w->q_spins, st.spins, memory_order_relaxed);
+    atomic_store_explicit(&w->q_faults, st.host_faults + st.bad_results, memory_order_relaxed);
+    atomic_store_explicit(&w->q_switches, st.switches, memory_order_relaxed);
+    atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
+}
+
+/* How long the next wait may last: forever, or until the listener may resume. */
+static uint64_t wait_ns(struct qloop *l) {
+    if (!l->listen_paused)
+        return UINT64_MAX;
+    int64_t left = l->listen_resume_ms - kvs_now_ms();
+    if (left <= 0) {
+        l->listen_paused = false;
+        post_accept(l);
+        return UINT64_MAX;
+    }
+    return (uint64_t)left * 1000000u;
+}
+
+static int loop_open(struct qloop *l) {
+    struct eleos_ioq_config cfg;
+    eleos_ioq_config_default(&cfg);
+    cfg.entries = QUEUE_ENTRIES;
+    cfg.exec = (enum eleos_ioq_exec)l->srv->io_exec;
+    struct eleos_enclave *enc = eleos_enclave_current();
+    int r = eleos_ioq_create(enc, &cfg, &l->q);
+    if (r)
+        return r;
+    kvs_lock_acquire(&l->w->lock);
+    l->w->running = true;
+    kvs_lock_release(&l->w->lock);
+    l->running = true;
+    if (eleos_ioq_poll(l->q, l->srv->stop_fd, POLLIN, UD_STOP) ||
+        eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
+        return -ENOMEM;
+    post_accept(l);
+    return 0;
+}
+
+/* Ends the loop: no more hand-overs, the queue torn down (which ends every operation in
+ * flight), then every connection this worker owns or was handed is closed and freed. */
+static void loop_close(struct qloop *l) {
+    kvs_lock_acquire(&l->w->lock);
+    l->w->closed = true;
+    l->w->running = false;
+    struct kvs_conn *inbox = l->w->inbox;
+    l->w->inbox = NULL;
+    kvs_lock_release(&l->w->lock);
+    if (l->q) {
+        publish_stats(l);
+        eleos_ioq_destroy(l->q);
+    }
+    l->q = NULL;
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        l->srv->io->close(&l->w->io_ctx, c->fd);
+        kvs_proto_fini(&c->proto);
+        kvs_buf_fini(&c->rbuf);
+        kvs_buf_fini(&c->wbuf);
+        kvs_slot_give_back(l->srv, c->slot);
+        kvs_free(l->srv->alloc, c);
+        atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+    }
+    (void)inbox; /* its connections are in the table, owned by us: closed above */
+}
+
+int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {
+    struct qloop l = {.srv = srv, .w = w};
+    int r = loop_open(&l);
+    struct eleos_ioq_cqe cqes[REAP_MAX];
+    while (!r && l.running) {
+        int n = eleos_ioq_wait(l.q, cqes, REAP_MAX, 1, wait_ns(&l));
+        if (n < 0) {
+            atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);
+            continue;
+        }
+        kvs_store_clock_set(srv->store, kvs_now_unix());
+        for (int i = 0; i < n; i++)
+            dispatch_q(&l, &cqes[i]);
+        if (++l.passes % STATS_EVERY == 0)
+            publish_stats(&l);
+    }
+    loop_close(&l);
+    return r;
+}
+
+/* Set-up, before any worker runs: the eventfd other workers ring to hand connections over
+ * (made here so a worker never needs a descriptor to start). */
+int kvs_worker_prepare_q(struct kvs_server *srv, struct kvs_worker *w) {
+    (void)srv;
+    int fd = eventfd(0, EFD_CLOEXEC); /* blocking: io_uring waits on it */
+    if (fd < 0)
+        return -errno;
+    w->wake_fd = fd;
+    w->epfd = -1;
+    return 0;
+}

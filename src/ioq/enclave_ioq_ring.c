@@ -10,9 +10,8 @@
  * Waiting: on the URING and BATCH executors a wait is one exit that submits and waits
  * together. On WORKER and SQPOLL completions arrive in the ring while the enclave runs, so a
  * wait first spins on the CQ tail (a bounded budget), and only exits to sleep when nothing
- * came. The executor choice (AUTO) runs at most every POLICY_NS, from the idle CPU the host
- * reports plus the share of it that pollers (the worker's and the enclave's own spinning)
- * would give back.
+ * came. The executor choice (AUTO) runs at most every POLICY_NS, from the idle CPU and the
+ * CPU contention the host reports (policy_target).
  */
 #include <errno.h>
 #include <immintrin.h>
@@ -22,13 +21,13 @@
 #include "eleos/sys.h"
 #include "ioq/ioq_internal.h"
 
-#define POLICY_NS 20000000ull          /* how often AUTO reconsiders                     */
+#define POLICY_NS 100000000ull         /* how often AUTO reconsiders (the host's period) */
 #define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
 /* AUTO thresholds, in thousandths of a core that pollers would have (hysteresis). */
 #define WORKER_ON_PERMILLE 700u
 #define WORKER_OFF_PERMILLE 300u
-#define SQPOLL_ON_PERMILLE 2000u
+#define WORKER_WAIT_PERMILLE 100u /* a worker waiting for a CPU 10% of the time */
 
 static uint64_t ns_to_tsc(const struct eleos_ioq *q, uint64_t ns) {
     return ns >= UINT64_MAX / (q->hz ? q->hz : 1) ? UINT64_MAX : ns * q->hz / 1000000000ull;
@@ -275,26 +274,31 @@ int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
 
 /* --- the executor choice ----------------------------------------------------------------------- */
 
-static enum eleos_ioq_exec policy_target(struct eleos_ioq *q, uint64_t window) {
+/*
+ * The choice, from what the host reports (untrusted: a lie only costs speed). A core is
+ * free when the machine is idle, counting a spinning worker's CPU as idle (it yields to
+ * anyone else). The worker pays only there; once its threads wait for a CPU (a loaded
+ * machine, where every spin steals from the app) one exit per batch costs less. SQPOLL's
+ * poller cannot yield, so the choice leaves it to be forced.
+ */
+static enum eleos_ioq_exec policy_target(struct eleos_ioq *q) {
     if (!q->avail[ELEOS_IOQ_EXEC_URING])
         return ELEOS_IOQ_EXEC_BATCH;
     struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
     uint32_t ncpus = atomic_load_explicit(&ctl->ncpus, memory_order_relaxed);
     uint64_t cap = (ncpus ? ncpus : 1) * 1000ull;
-    uint64_t idle = atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed);
-    uint64_t spin = atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
-    uint64_t own = window ? q->pol_spin * 1000 / window : 0;
-    uint64_t free = idle + spin + own; /* untrusted parts clamped: a lie only costs speed */
+    uint64_t free = (uint64_t)atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed) +
+                    atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
     if (free > cap)
         free = cap;
     bool worker = atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) !=
                   IOQ_WORKER_NONE;
-    if (ncpus >= 4 && free >= SQPOLL_ON_PERMILLE && q->cur != ELEOS_IOQ_EXEC_WORKER)
-        return ELEOS_IOQ_EXEC_SQPOLL;
-    uint64_t need = q->cur == ELEOS_IOQ_EXEC_WORKER ? WORKER_OFF_PERMILLE : WORKER_ON_PERMILLE;
-    if (worker && free >= need)
-        return ELEOS_IOQ_EXEC_WORKER;
-    return ELEOS_IOQ_EXEC_URING;
+    bool contended = atomic_load_explicit(&ctl->wait_permille, memory_order_relaxed) >=
+                     WORKER_WAIT_PERMILLE;
+    if (q->cur == ELEOS_IOQ_EXEC_WORKER)
+        return worker && !contended && free >= WORKER_OFF_PERMILLE ? ELEOS_IOQ_EXEC_WORKER
+                                                                   : ELEOS_IOQ_EXEC_URING;
+    return worker && free >= WORKER_ON_PERMILLE ? ELEOS_IOQ_EXEC_WORKER : ELEOS_IOQ_EXEC_URING;
 }
 
 static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
@@ -314,7 +318,7 @@ static void policy_tick(struct eleos_ioq *q) {
     if (window < ns_to_tsc(q, POLICY_NS))
         return;
     if (q->forced == ELEOS_IOQ_EXEC_AUTO) {
-        enum eleos_ioq_exec t = policy_target(q, window);
+        enum eleos_ioq_exec t = policy_target(q);
         if (t != q->cur && switch_to(q, t) == 0)
             q->st.switches++;
     }

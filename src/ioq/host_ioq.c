@@ -40,6 +40,7 @@ static struct {
     bool running;
     _Atomic bool stop;
     pthread_t workers[MAX_WORKERS];
+    _Atomic int worker_tid[MAX_WORKERS];
     unsigned nworkers;
     pthread_t monitor;
     uint64_t spin_ns;
@@ -266,22 +267,31 @@ static void worker_sleep(unsigned self) {
     atomic_store(&svc_ctl.worker_state, IOQ_WORKER_AWAKE);
 }
 
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void *worker_main(void *arg) {
     unsigned self = (unsigned)(uintptr_t)arg;
+    atomic_store(&H.worker_tid[self], (int)syscall(SYS_gettid));
     uint64_t last = now_ns();
     while (!atomic_load(&H.stop)) {
         if (worker_pass(self)) {
             last = now_ns();
             continue;
         }
-        uint64_t t0 = now_ns();
-        if (t0 - last >= H.spin_ns) {
+        if (now_ns() - last >= H.spin_ns) {
             worker_sleep(self);
             last = now_ns();
             continue;
         }
-        sched_yield(); /* the core goes to whoever else wants it */
-        atomic_fetch_add_explicit(&H.spin_total_ns, now_ns() - t0, memory_order_relaxed);
+        /* The core goes to whoever else wants it; what the spin costs is CPU time, not the
+         * wall time others ran meanwhile. */
+        uint64_t c0 = thread_cpu_ns();
+        sched_yield();
+        atomic_fetch_add_explicit(&H.spin_total_ns, thread_cpu_ns() - c0, memory_order_relaxed);
     }
     return NULL;
 }
@@ -304,9 +314,38 @@ static bool read_cpu(uint64_t *idle, uint64_t *total) {
     return true;
 }
 
+/* Time the worker has waited on a run queue (ns), from schedstat; 0 if unknown. */
+static uint64_t worker_wait_ns(unsigned i) {
+    int tid = atomic_load(&H.worker_tid[i]);
+    if (tid <= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    unsigned long long run = 0, wait = 0;
+    int n = fscanf(f, "%llu %llu", &run, &wait);
+    fclose(f);
+    return n == 2 ? wait : 0;
+}
+
+/* The largest share of the last period any awake worker spent waiting for a CPU. */
+static uint32_t workers_wait_permille(uint64_t *prev, uint64_t period_ns) {
+    uint32_t worst = 0;
+    for (unsigned i = 0; i < H.nworkers; i++) {
+        uint64_t w = worker_wait_ns(i), d = w > prev[i] ? w - prev[i] : 0;
+        prev[i] = w;
+        uint64_t pm = period_ns ? d * 1000 / period_ns : 0;
+        if (pm > worst)
+            worst = (uint32_t)(pm > 1000 ? 1000 : pm);
+    }
+    return worst;
+}
+
 static void *monitor_main(void *arg) {
     (void)arg;
-    uint64_t idle0 = 0, total0 = 0, spin0 = 0, t0 = now_ns();
+    uint64_t idle0 = 0, total0 = 0, spin0 = 0, t0 = now_ns(), waits[MAX_WORKERS] = {0};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     atomic_store(&svc_ctl.ncpus, (uint32_t)(ncpu > 0 ? ncpu : 1));
     read_cpu(&idle0, &total0);
@@ -322,6 +361,7 @@ static void *monitor_main(void *arg) {
                      (uint32_t)((idle - idle0) * 1000 * cpus / (total - total0)));
         atomic_store(&svc_ctl.spin_permille,
                      (uint32_t)(t > t0 ? (spin - spin0) * 1000 / (t - t0) : 0));
+        atomic_store(&svc_ctl.wait_permille, workers_wait_permille(waits, t - t0));
         idle0 = idle;
         total0 = total;
         spin0 = spin;

@@ -67,7 +67,9 @@ struct ioq_call {
 struct ioq_svc_ctl {
     alignas(IOQ_LINE) _Atomic uint32_t worker_state;
     alignas(IOQ_LINE) _Atomic uint32_t idle_permille;   /* idle CPU, thousandths of a core */
-    _Atomic uint32_t spin_permille;                     /* of which workers spent spinning */
+    _Atomic uint32_t spin_permille;                     /* CPU workers spent spinning idle */
+    _Atomic uint32_t wait_permille;                     /* share of time an awake worker
+                                                           waited for a CPU: no core free */
     _Atomic uint32_t ncpus;
 };
 

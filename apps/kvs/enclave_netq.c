@@ -52,7 +52,6 @@ struct qloop {
     bool listen_posted, listen_paused;
     int64_t listen_resume_ms;
     unsigned passes;
-    unsigned recvs, sends;    /* in flight                                        */
 };
 
 static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
@@ -71,7 +70,6 @@ static void post_recv(struct qloop *l, struct kvs_conn *c) {
         return;
     }
     c->recv_posted = true;
-    l->recvs++;
 }
 
 static void post_send(struct qloop *l, struct kvs_conn *c) {
@@ -83,7 +81,6 @@ static void post_send(struct qloop *l, struct kvs_conn *c) {
         return;
     }
     c->send_posted = true;
-    l->sends++;
 }
 
 static void conn_free(struct qloop *l, struct kvs_conn *c) {
@@ -120,6 +117,7 @@ static bool conn_parse_q(struct kvs_conn *c) {
         if (c->proto.abort)
             return false;
         kvs_buf_consume(&c->rbuf, used);
+        kvs_buf_shrink(&c->rbuf, 2 * KVS_RECV_POST); /* a big request's buffer goes */
         c->more = used < len && !c->proto.close &&
                   (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit);
         if (!used || !c->more)
@@ -151,7 +149,6 @@ static void conn_step(struct qloop *l, struct kvs_conn *c) {
 
 static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res) {
     c->recv_posted = false;
-    l->recvs--;
     if (c->closing) {
         conn_begin_close(l, c);
         return;
@@ -167,7 +164,6 @@ static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res) {
 
 static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
     c->send_posted = false;
-    l->sends--;
     if (c->closing || res < 0) {
         conn_begin_close(l, c);
         return;
@@ -321,13 +317,6 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
 }
 
-/* A wait returns after this many completions: the sends just queued complete at once, so
- * count them and wait for one receive beyond them; waiting for more would save exits but
- * delay requests that have arrived (measured in docs/rpc.md). */
-static unsigned wait_min(const struct qloop *l) {
-    return l->sends + 1;
-}
-
 /* How long the next wait may last: forever, or until the listener may resume. */
 static uint64_t wait_ns(struct qloop *l) {
     if (!l->listen_paused)
@@ -397,7 +386,10 @@ int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {
     int r = loop_open(&l);
     struct eleos_ioq_cqe cqes[REAP_MAX];
     while (!r && l.running) {
-        int n = eleos_ioq_wait(l.q, cqes, REAP_MAX, wait_min(&l), wait_ns(&l));
+        /* One completion is enough: waiting for more saves exits but delays requests that
+         * have arrived, and a partial send may need a follow-up before anything else comes
+         * (measurements in docs/rpc.md). */
+        int n = eleos_ioq_wait(l.q, cqes, REAP_MAX, 1, wait_ns(&l));
         if (n < 0) {
             atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);
             continue;

@@ -38,7 +38,7 @@
 /* The largest unconsumed input: a partial command line plus one read. */
 #define RBUF_MAX (KVS_LINE_HARD_MAX + KVS_READ_CHUNK)
 /* Receive posted per connection on the completion path (its buffer is held while posted). */
-#define KVS_RECV_POST (4u << 10)
+#define KVS_RECV_POST (2u << 10)
 /* Events per epoll_wait: amortises the call (an exit in sgx mode) over a busy loop. */
 #define KVS_EPOLL_BATCH 64
 /* Accepts per listen-socket wakeup, so one worker does not hog a connection burst. */

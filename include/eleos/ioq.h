@@ -109,6 +109,8 @@ struct eleos_ioq_service_config {
 void eleos_ioq_service_config_default(struct eleos_ioq_service_config *cfg);
 
 /* Starts the process's I/O service (host mode): worker threads and the CPU monitor.
+ * ELEOS_IOQ_FAULT in the environment (a number of ELEOS_IOQ_FAULT_* bits) overrides
+ * cfg->fault: tests run whole servers against a lying host that way.
  * -EALREADY if running, -errno from pthread_create. Queues created before it starts see it
  * from their next wait on. */
 ELEOS_MUST_CHECK int eleos_ioq_service_start(const struct eleos_ioq_service_config *cfg);

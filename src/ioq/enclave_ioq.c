@@ -17,7 +17,11 @@
 #include "eleos/sys.h"
 #include "ioq/ioq_internal.h"
 
-static const uint32_t class_size[IOQ_NCLASS] = {4u << 10, 16u << 10, 64u << 10, 256u << 10};
+static const uint32_t class_size[IOQ_NCLASS] = {2u << 10, 4u << 10, 16u << 10, 64u << 10,
+                                                256u << 10};
+/* The small class is cut from slabs: a page per buffer would double what an idle
+ * connection's posted receive costs. */
+#define SLAB_SIZE (64u << 10)
 /* Cached bounce buffers per class, beyond which freed ones go back to the host. */
 #define CLASS_CACHE_MAX 4096u
 
@@ -41,8 +45,44 @@ static int class_for(size_t len) {
     return -1;
 }
 
+/* Makes *arr (used entries in use) hold more than n. */
+static bool grow(struct eleos_ioq *q, void ***arr, uint32_t *cap, uint32_t used, uint32_t n) {
+    if (n < *cap)
+        return true;
+    uint32_t nc = *cap ? *cap * 2 : 16;
+    while (nc <= n)
+        nc *= 2;
+    void **na = ioq_mem_alloc(q, nc * sizeof *na);
+    if (!na)
+        return false;
+    if (used)
+        memcpy(na, *arr, used * sizeof *na);
+    ioq_mem_free(q, *arr);
+    *arr = na;
+    *cap = nc;
+    return true;
+}
+
+/* Cuts a new slab into small buffers; false if out of memory. */
+static bool slab_refill(struct eleos_ioq *q) {
+    struct ioq_class *k = &q->cls[0];
+    uint32_t per = SLAB_SIZE / class_size[0];
+    if (!grow(q, &q->slabs, &q->slabs_cap, q->nslabs, q->nslabs) ||
+        !grow(q, &k->free, &k->cap, k->nfree, (q->nslabs + 1) * per)) /* every piece fits */
+        return false;
+    char *slab = eleos_untrusted_alloc(SLAB_SIZE);
+    if (!slab)
+        return false;
+    q->slabs[q->nslabs++] = slab;
+    for (uint32_t i = 0; i < per; i++)
+        k->free[k->nfree++] = slab + (size_t)i * class_size[0];
+    return true;
+}
+
 static void *bounce_get(struct eleos_ioq *q, uint8_t cls) {
     struct ioq_class *k = &q->cls[cls];
+    if (cls == 0 && !k->nfree && !slab_refill(q))
+        return NULL;
     if (k->nfree)
         return k->free[--k->nfree];
     return eleos_untrusted_alloc(class_size[cls]);
@@ -50,6 +90,10 @@ static void *bounce_get(struct eleos_ioq *q, uint8_t cls) {
 
 static void bounce_put(struct eleos_ioq *q, uint8_t cls, void *p) {
     struct ioq_class *k = &q->cls[cls];
+    if (cls == 0) { /* room was made when the slab was cut */
+        k->free[k->nfree++] = p;
+        return;
+    }
     if (k->nfree == k->cap && k->cap < CLASS_CACHE_MAX) {
         uint32_t cap = k->cap ? k->cap * 2 : 16;
         void **nf = ioq_mem_alloc(q, cap * sizeof *nf);
@@ -590,10 +634,13 @@ static int queue_alloc(struct eleos_ioq *q, uint32_t n) {
 
 static void queue_free(struct eleos_ioq *q) {
     for (unsigned c = 0; c < IOQ_NCLASS; c++) {
-        for (uint32_t i = 0; i < q->cls[c].nfree; i++)
+        for (uint32_t i = 0; c && i < q->cls[c].nfree; i++)
             eleos_untrusted_free(q->cls[c].free[i], class_size[c]);
         ioq_mem_free(q, q->cls[c].free);
     }
+    for (uint32_t i = 0; i < q->nslabs; i++)
+        eleos_untrusted_free(q->slabs[i], SLAB_SIZE);
+    ioq_mem_free(q, q->slabs);
     if (q->hdr)
         eleos_untrusted_free(q->hdr, (size_t)q->entries * IOQ_HDR_SIZE);
     if (q->call)

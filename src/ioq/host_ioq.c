@@ -386,7 +386,9 @@ int eleos_ioq_service_start(const struct eleos_ioq_service_config *cfg) {
     H.nworkers = cfg->workers ? (cfg->workers < MAX_WORKERS ? cfg->workers : MAX_WORKERS) : 1;
     H.spin_ns = cfg->spin_ns ? cfg->spin_ns : def.spin_ns;
     H.fault_seed = cfg->fault_seed;
-    atomic_store(&H.fault, cfg->fault);
+    /* Tests drive a whole server against a lying host this way (test_kvs_hostile). */
+    const char *env = getenv("ELEOS_IOQ_FAULT");
+    atomic_store(&H.fault, env ? (unsigned)strtoul(env, NULL, 0) : cfg->fault);
     atomic_store(&H.stop, false);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     atomic_store(&svc_ctl.ncpus, (uint32_t)(ncpu > 0 ? ncpu : 1));

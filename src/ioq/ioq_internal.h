@@ -15,7 +15,7 @@
 
 /* Per-operation untrusted header: msghdr, iovecs, socket address and its length. */
 #define IOQ_HDR_SIZE 512u
-#define IOQ_NCLASS 4u /* bounce size classes: 4, 16, 64, 256 KiB */
+#define IOQ_NCLASS 5u /* bounce size classes: 2 (carved from slabs), 4, 16, 64, 256 KiB */
 
 enum ioq_state { OP_FREE = 0, OP_QUEUED, OP_INFLIGHT };
 
@@ -82,6 +82,8 @@ struct eleos_ioq {
     enum eleos_ioq_exec forced;         /* AUTO: adaptive                              */
     uint32_t outstanding;
     struct ioq_class cls[IOQ_NCLASS];
+    void **slabs;                       /* untrusted chunks the 2 KiB class is cut from */
+    uint32_t nslabs, slabs_cap;
     struct eleos_ioq_stats st;
     /* executor choice */
     uint64_t pol_start;                 /* TSC at the start of the current window      */

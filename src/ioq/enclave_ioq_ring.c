@@ -159,11 +159,12 @@ struct io_uring_sqe *ioq_sqe_get(struct eleos_ioq *q, struct ioq_lane *l) {
     for (int attempt = 0; attempt < 2; attempt++) {
         uint32_t head = atomic_load_explicit(l->sq_khead, memory_order_acquire);
         uint32_t used = l->sq_tail - head;
+        /* A head that never was: treated as a full ring, so it costs an enter, which lets a
+         * host that lied once put it right (nothing else enters a queue with nothing
+         * outstanding, and it would refuse every operation from then on). */
         if (used > l->sq_entries) {
-            q->st.host_faults++; /* a head that never was: treat the ring as full */
-            return NULL;
-        }
-        if (used < l->sq_entries) {
+            q->st.host_faults++;
+        } else if (used < l->sq_entries) {
             uint32_t idx = l->sq_tail & (l->sq_entries - 1);
             struct io_uring_sqe *sqe = &l->sqes[idx];
             memset(sqe, 0, sizeof *sqe);

@@ -46,8 +46,8 @@ struct ioq_host_lane {
     uint64_t fault_rng;
     struct io_uring_cqe replay[4]; /* recent completions, for the replay fault          */
     unsigned nreplay;
-    bool lied;               /* the CQ tail was moved by the index fault               */
-    uint32_t true_tail;
+    bool lied;               /* ring indices were moved by the index fault             */
+    uint32_t true_tail, true_head; /* what they were: CQ tail, SQ head                  */
 };
 
 /* host_ioq_batch.c */
@@ -56,8 +56,8 @@ void ioq_batch_fini(struct ioq_batch *b);
 /* Runs what the SQ holds; waits until min completions are in the CQ or ns have passed. */
 void ioq_batch_enter(struct ioq_batch *b, uint32_t min, uint64_t ns, unsigned fault,
                      uint64_t *rng);
-/* Misbehaves on a lane's CQ after an enter (fault injection): in place on kernel rings,
- * also by appending on the batch executor's own rings. */
+/* Misbehaves on a lane's rings after an enter (fault injection): in place on kernel rings
+ * (CQEs and indices), also by appending on the batch executor's own rings. */
 void ioq_fault_apply(struct ioq_host_lane *hl, unsigned fault);
 /* Puts back what the last call's index fault moved, before the executor runs again. */
 void ioq_fault_undo(struct ioq_host_lane *hl);

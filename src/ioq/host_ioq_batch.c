@@ -235,7 +235,20 @@ struct cq_view {
     _Atomic uint32_t *khead, *ktail;
     struct io_uring_cqe *cqes;
     uint32_t mask;
+    _Atomic uint32_t *sq_khead;
 };
+
+static void view_of(struct ioq_host_lane *hl, struct cq_view *v) {
+    if (hl->exec == ELEOS_IOQ_EXEC_BATCH) {
+        struct ioq_batch *b = &hl->batch;
+        *v = (struct cq_view){&b->hdr->cq_khead, &b->hdr->cq_ktail, b->cqes,
+                              b->cq_entries - 1, &b->hdr->sq_khead};
+    } else {
+        struct io_uring *r = &hl->ring;
+        *v = (struct cq_view){(_Atomic uint32_t *)r->cq.khead, (_Atomic uint32_t *)r->cq.ktail,
+                              r->cq.cqes, r->cq.ring_mask, (_Atomic uint32_t *)r->sq.khead};
+    }
+}
 
 static struct io_uring_cqe *at(struct cq_view *v, uint32_t i) {
     return &v->cqes[i & v->mask];
@@ -268,8 +281,9 @@ static void fault_in_place(struct ioq_host_lane *hl, struct cq_view *v, unsigned
         }
 }
 
-/* The batch executor's rings are the host's own: it can also append and move indices. */
-static void fault_append(struct ioq_host_lane *hl, struct cq_view *v, unsigned fault) {
+/* The batch executor's rings and buffers are the host's own: it can also append to the CQ
+ * and rewrite what it received into. */
+static void fault_append(struct ioq_host_lane *hl, unsigned fault) {
     struct ioq_batch *b = &hl->batch;
     uint32_t r = (uint32_t)ioq_rand(&hl->fault_rng);
     if (fault & ELEOS_IOQ_FAULT_FORGE)
@@ -283,30 +297,40 @@ static void fault_append(struct ioq_host_lane *hl, struct cq_view *v, unsigned f
                 s->len)
                 memset((void *)(uintptr_t)s->addr, (int)(r & 0xff), s->len < 64 ? s->len : 64);
         }
-    if ((fault & ELEOS_IOQ_FAULT_INDEX) && r % 5 == 0) {
-        hl->true_tail = atomic_load(v->ktail);
-        hl->lied = true;
-        atomic_store(v->ktail, atomic_load(v->khead) + 0x80000000u);
-    }
+}
+
+/* Moves the CQ tail, sometimes the SQ head too, where no enclave may believe them, until
+ * the lane's next enter puts them back. Kernel rings included: the URING lane's kernel
+ * consumes SQEs and posts completions only inside io_uring_enter (single issuer, deferred
+ * task work) and publishes both indices from copies of its own. */
+static void fault_index(struct ioq_host_lane *hl, struct cq_view *v) {
+    uint64_t r = ioq_rand(&hl->fault_rng);
+    if (r % 5)
+        return;
+    hl->true_tail = atomic_load(v->ktail);
+    hl->true_head = atomic_load(v->sq_khead);
+    hl->lied = true;
+    atomic_store(v->ktail, atomic_load(v->khead) + 0x80000000u);
+    if (r & 8)
+        atomic_store(v->sq_khead, hl->true_head + 0x40000000u);
 }
 
 void ioq_fault_apply(struct ioq_host_lane *hl, unsigned fault) {
     struct cq_view v;
-    if (hl->exec == ELEOS_IOQ_EXEC_BATCH) {
-        struct ioq_batch *b = &hl->batch;
-        v = (struct cq_view){&b->hdr->cq_khead, &b->hdr->cq_ktail, b->cqes, b->cq_entries - 1};
-    } else {
-        struct io_uring *r = &hl->ring;
-        v = (struct cq_view){(_Atomic uint32_t *)r->cq.khead, (_Atomic uint32_t *)r->cq.ktail,
-                             r->cq.cqes, r->cq.ring_mask};
-    }
+    view_of(hl, &v);
     fault_in_place(hl, &v, fault);
     if (hl->exec == ELEOS_IOQ_EXEC_BATCH)
-        fault_append(hl, &v, fault);
+        fault_append(hl, fault);
+    if (fault & ELEOS_IOQ_FAULT_INDEX)
+        fault_index(hl, &v);
 }
 
 void ioq_fault_undo(struct ioq_host_lane *hl) {
-    if (hl->lied && hl->exec == ELEOS_IOQ_EXEC_BATCH)
-        atomic_store(&hl->batch.hdr->cq_ktail, hl->true_tail);
+    if (!hl->lied)
+        return;
+    struct cq_view v;
+    view_of(hl, &v);
+    atomic_store(v.ktail, hl->true_tail);
+    atomic_store(v.sq_khead, hl->true_head);
     hl->lied = false;
 }

@@ -11,15 +11,17 @@
  * putting it in that worker's inbox (enclave memory, under its lock) and ringing its eventfd
  * through its own queue, so no one exits to hand over. The owner posts the receive.
  *
- * Buffers: a posted receive lands in the connection's rbuf (the queue copies the validated
- * bytes in at reap); replies are built in its wbuf and queued as one send at a time, which
- * the queue copies out at once; a short send queues the rest. A connection reads nothing
+ * Buffers: receives are posted without a buffer; the queue hands the validated bytes over
+ * at completion and they are parsed where they landed, so an idle connection holds no
+ * enclave memory (rbuf keeps only a partial command). Replies are built in its wbuf and
+ * queued as one send at a time, which the queue copies out at once; a short send queues
+ * the rest. A connection reads nothing
  * while KVS_WBUF_HIGH bytes are unsent, as on the epoll path.
  *
  * Trust boundary: user_data comes back from the queue's own (enclave) table, not from the
  * host, but a completion may still name a connection that has closed since: it is looked
  * up in the connection table by generation and slot like an epoll tag. A connection is
- * freed only when none of its operations is in flight (its rbuf is a receive's target).
+ * freed only when none of its operations is in flight.
  */
 #include <errno.h>
 #include <poll.h>
@@ -39,7 +41,7 @@ enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_WAKE (UINT64_MAX - 2)
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
 #define QUEUE_ENTRIES 4096u
-#define REAP_MAX 256u
+#define REAP_MAX 64u /* also bounds how many receives drain at once */
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
 
@@ -62,14 +64,19 @@ static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
  * every connection's receive and send, so this means memory ran out). */
 static void conn_begin_close(struct qloop *l, struct kvs_conn *c);
 
-static void post_recv(struct qloop *l, struct kvs_conn *c) {
-    if (kvs_buf_reserve(&c->rbuf, KVS_RECV_POST) ||
-        eleos_ioq_recv(l->q, c->fd, c->rbuf.data + c->rbuf.len, KVS_RECV_POST, 0,
-                       ud_of(c, K_RECV))) {
+/* A posted receive waits for data. A draining one (after a receive filled its buffer)
+ * takes what else is there without waiting, so a request is parsed whole, as one big read
+ * would have seen it, before any reply goes out. */
+static void post_recv(struct qloop *l, struct kvs_conn *c, bool drain) {
+    size_t size = drain ? KVS_RECV_DRAIN : KVS_RECV_POST;
+    /* No buffer: the queue hands the bytes over at completion, so an idle connection
+     * holds no enclave memory, only its receive's small bounce. */
+    if (eleos_ioq_recv(l->q, c->fd, NULL, size, drain ? MSG_DONTWAIT : 0, ud_of(c, K_RECV))) {
         conn_begin_close(l, c);
         return;
     }
     c->recv_posted = true;
+    c->draining = drain;
 }
 
 static void post_send(struct qloop *l, struct kvs_conn *c) {
@@ -108,19 +115,29 @@ static void conn_begin_close(struct qloop *l, struct kvs_conn *c) {
         conn_free(l, c);
 }
 
-/* Parses what rbuf holds into wbuf, as long as the output allows. false: close now. */
+/* Parses in[0..len) into wbuf; what is left is (or stays) in rbuf. false: close now. */
+static bool conn_feed(struct kvs_conn *c, char *in, size_t len) {
+    c->proto.out_limit = c->wpos + KVS_WBUF_HIGH;
+    size_t used = kvs_proto_feed(&c->proto, in, len, &c->wbuf);
+    if (c->proto.abort)
+        return false;
+    c->more = used < len && !c->proto.close &&
+              (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit);
+    if (in == c->rbuf.data)
+        kvs_buf_consume(&c->rbuf, used);
+    else if (used < len && kvs_buf_append(&c->rbuf, in + used, len - used))
+        return false;
+    kvs_buf_shrink(&c->rbuf, 0); /* an idle connection keeps no input buffer */
+    return true;
+}
+
+/* Parses what rbuf holds, as long as the output allows. false: close now. */
 static bool conn_parse_q(struct kvs_conn *c) {
     while (c->rbuf.len && !c->proto.close && c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
-        c->proto.out_limit = c->wpos + KVS_WBUF_HIGH;
-        size_t len = c->rbuf.len;
-        size_t used = kvs_proto_feed(&c->proto, c->rbuf.data, len, &c->wbuf);
-        if (c->proto.abort)
+        size_t before = c->rbuf.len;
+        if (!conn_feed(c, c->rbuf.data, c->rbuf.len))
             return false;
-        kvs_buf_consume(&c->rbuf, used);
-        kvs_buf_shrink(&c->rbuf, 2 * KVS_RECV_POST); /* a big request's buffer goes */
-        c->more = used < len && !c->proto.close &&
-                  (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit);
-        if (!used || !c->more)
+        if (c->rbuf.len == before || !c->more)
             break;
     }
     return true;
@@ -128,8 +145,7 @@ static bool conn_parse_q(struct kvs_conn *c) {
 
 /* After any completion: parse, send, read again, or close, as the state calls for. */
 static void conn_step(struct qloop *l, struct kvs_conn *c) {
-    /* A posted receive targets rbuf's end: only parse (and move rbuf) when none is. */
-    if (!c->recv_posted && !conn_parse_q(c)) {
+    if (!conn_parse_q(c)) {
         conn_begin_close(l, c);
         return;
     }
@@ -144,21 +160,41 @@ static void conn_step(struct qloop *l, struct kvs_conn *c) {
         return;
     }
     if (!c->recv_posted && pending < KVS_WBUF_HIGH && !c->more && c->rbuf.len < RBUF_MAX)
-        post_recv(l, c);
+        post_recv(l, c, false);
 }
 
-static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res) {
+static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res, char *data) {
     c->recv_posted = false;
     if (c->closing) {
         conn_begin_close(l, c);
+        return;
+    }
+    bool drained = c->draining;
+    c->draining = false;
+    if (drained && (res == -EAGAIN || res == -EWOULDBLOCK)) {
+        conn_step(l, c); /* nothing more was there: serve what came */
         return;
     }
     if (res <= 0) { /* EOF or an error: a half-received value is dropped */
         conn_begin_close(l, c);
         return;
     }
-    c->rbuf.len += (size_t)res;
     kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)res);
+    bool full = (size_t)res == (drained ? KVS_RECV_DRAIN : KVS_RECV_POST);
+    if (!full && !c->rbuf.len && !c->closing && !c->proto.close &&
+        c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
+        /* the common case: one whole request, parsed where it landed */
+        if (!conn_feed(c, data, (size_t)res)) {
+            conn_begin_close(l, c);
+            return;
+        }
+    } else if (kvs_buf_append(&c->rbuf, data, (size_t)res)) {
+        conn_begin_close(l, c);
+        return;
+    } else if (full && c->rbuf.len < RBUF_MAX) {
+        post_recv(l, c, true); /* more may be there: parse it all at once, as a big read */
+        return;
+    }
     conn_step(l, c);
 }
 
@@ -172,7 +208,7 @@ static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
     kvs_stat_add(&l->w->stats.bytes_written, (uint64_t)res);
     if (c->wpos == c->wbuf.len) {
         c->wbuf.len = c->wpos = 0;
-        kvs_buf_shrink(&c->wbuf, 2 * KVS_RECV_POST);
+        kvs_buf_shrink(&c->wbuf, 0); /* an idle connection keeps no reply buffer */
     }
     conn_step(l, c);
 }
@@ -202,7 +238,7 @@ static bool conn_hand(struct qloop *l, struct kvs_conn *c, struct kvs_worker *t)
     }
     kvs_lock_release(&t->lock);
     if (placed && t == l->w)
-        post_recv(l, c);
+        post_recv(l, c, false);
     static const uint64_t one = 1;
     if (ring && eleos_ioq_write(l->q, t->wake_fd, &one, sizeof one, -1, UD_NOTE))
         (void)write(t->wake_fd, &one, sizeof one); /* queue full: one exit */
@@ -275,7 +311,7 @@ static void on_wake(struct qloop *l) {
     while (c) {
         struct kvs_conn *next = c->next;
         c->next = NULL;
-        post_recv(l, c);
+        post_recv(l, c, false);
         c = next;
     }
     if (eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
@@ -298,7 +334,7 @@ static void dispatch_q(struct qloop *l, const struct eleos_ioq_cqe *c) {
         if (!conn) /* the queue's own table named it: a bug, not the host */
             atomic_fetch_add_explicit(&l->srv->host_faults, 1, memory_order_relaxed);
         else if ((ud & 3) == K_RECV)
-            on_recv(l, conn, c->res);
+            on_recv(l, conn, c->res, c->data);
         else
             on_send(l, conn, c->res);
     }

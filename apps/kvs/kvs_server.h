@@ -39,6 +39,8 @@
 #define RBUF_MAX (KVS_LINE_HARD_MAX + KVS_READ_CHUNK)
 /* Receive posted per connection on the completion path (its buffer is held while posted). */
 #define KVS_RECV_POST (2u << 10)
+/* and the receive that drains what else is there once one filled its buffer */
+#define KVS_RECV_DRAIN (8u << 10)
 /* Events per epoll_wait: amortises the call (an exit in sgx mode) over a busy loop. */
 #define KVS_EPOLL_BATCH 64
 /* Accepts per listen-socket wakeup, so one worker does not hog a connection burst. */
@@ -101,6 +103,7 @@ struct kvs_conn {
     bool more;                /* commands wait in rbuf for the output to drain  */
     /* completion loop: what is in flight, and a close under way */
     bool recv_posted, send_posted, closing;
+    bool draining;            /* the posted receive only drains what is there       */
     struct kvs_conn *next;    /* in a worker's inbox                             */
     struct kvs_proto proto;
     struct kvs_buf rbuf;      /* unconsumed input                                */

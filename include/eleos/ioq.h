@@ -31,7 +31,9 @@
  * buffer in untrusted memory: data to send is copied out when the operation is queued (the
  * caller's buffer is free again at once, unlike io_uring); received data is copied into
  * the caller's buffer at reap time, after the completion has been validated, so a receive
- * buffer must stay valid until its completion is reaped. Transfers larger than
+ * buffer must stay valid until its completion is reaped. A receive queued with no buffer
+ * (buf NULL) gets one at completion, like io_uring's provided buffers: its bytes come in
+ * cqe.data, so a server's idle connections hold no enclave memory. Transfers larger than
  * ELEOS_IOQ_MAX_XFER are shortened (a short transfer, as the calls allow).
  *
  * Trust (Iago checks): a completion is accepted only if it names an operation this queue
@@ -90,11 +92,13 @@ enum eleos_ioq_exec {
 #define ELEOS_IOQ_FAULT_DROP    0x40u /* some completions of NOPs never posted             */
 
 /* A completion as the enclave sees it (validated). res: as the system call returns it, or
- * -errno. flags: 0. */
+ * -errno. flags: 0. data: for a receive queued without a buffer, the res bytes received,
+ * in enclave memory the queue owns until the next reap or wait on it; NULL otherwise. */
 struct eleos_ioq_cqe {
     uint64_t user_data;
     int32_t res;
     uint32_t flags;
+    void *data;
 };
 
 /* ============================== host side ============================================== */

@@ -22,8 +22,9 @@ static const uint32_t class_size[IOQ_NCLASS] = {2u << 10, 4u << 10, 16u << 10, 6
 /* The small class is cut from slabs: a page per buffer would double what an idle
  * connection's posted receive costs. */
 #define SLAB_SIZE (64u << 10)
-/* Cached bounce buffers per class, beyond which freed ones go back to the host. */
-#define CLASS_CACHE_MAX 4096u
+/* Bytes of freed bounce buffers kept per class; beyond them they go back to the host (a
+ * burst of big transfers must not leave its buffers resident). */
+#define CLASS_CACHE_BYTES (1u << 20)
 
 void *ioq_mem_alloc(struct eleos_ioq *q, size_t size) {
     return q->enc ? eleos_enclave_malloc(q->enc, size) : malloc(size);
@@ -94,7 +95,12 @@ static void bounce_put(struct eleos_ioq *q, uint8_t cls, void *p) {
         k->free[k->nfree++] = p;
         return;
     }
-    if (k->nfree == k->cap && k->cap < CLASS_CACHE_MAX) {
+    uint32_t keep = CLASS_CACHE_BYTES / class_size[cls] < 4 ? 4 : CLASS_CACHE_BYTES / class_size[cls];
+    if (k->nfree >= keep) {
+        eleos_untrusted_free(p, class_size[cls]);
+        return;
+    }
+    if (k->nfree == k->cap) {
         uint32_t cap = k->cap ? k->cap * 2 : 16;
         void **nf = ioq_mem_alloc(q, cap * sizeof *nf);
         if (nf) {
@@ -266,7 +272,7 @@ int eleos_ioq_nop(struct eleos_ioq *q, uint64_t user_data) {
 static int queue_in(struct eleos_ioq *q, uint8_t kind, int fd, void *buf, size_t len,
                     int flags, int64_t off, uint64_t ud,
                     void (*prep)(struct io_uring_sqe *, const void *)) {
-    if (!fd_ok(fd) || (!buf && len))
+    if (!fd_ok(fd) || (!buf && len && kind != K_RECV))
         return -EINVAL;
     uint32_t slot;
     struct ioq_op *op = op_take(q, kind, ud, &slot);
@@ -381,7 +387,8 @@ int eleos_ioq_accept(struct eleos_ioq *q, int fd, struct sockaddr *addr, socklen
     op->addr = addr;
     op->addrlen = addrlen;
     op->addrcap = addr ? *addrlen : 0;
-    *hlen = ELEOS_IOQ_MAX_NAME;
+    if (addr) /* the header's page is touched only when an address is wanted */
+        *hlen = ELEOS_IOQ_MAX_NAME;
     struct prep_args a = {.fd = fd, .flags = flags, .addr = addr ? haddr : NULL,
                           .addr2 = addr ? hlen : NULL};
     return op_queue(q, op, slot, prep_accept, &a);
@@ -561,7 +568,7 @@ static bool data_in(struct eleos_ioq *q, struct ioq_op *op, uint32_t slot, int32
     char *h = op_hdr(q, slot);
     switch (op->kind) {
     case K_RECV: case K_READ:
-        if (res)
+        if (res && op->dst)
             memcpy(op->dst, op->data, (size_t)res);
         return true;
     case K_RECVMSG: {
@@ -591,6 +598,40 @@ static bool data_in(struct eleos_ioq *q, struct ioq_op *op, uint32_t slot, int32
     }
 }
 
+/* Room for n received bytes in the reap area, and the copy (enclave memory). */
+void *ioq_rx_copy(struct eleos_ioq *q, const void *src, size_t n) {
+    for (; q->rx_cur < q->nrx; q->rx_cur++) {
+        struct ioq_rx_chunk *c = &q->rx[q->rx_cur];
+        if (c->size - c->used >= n) {
+            void *p = c->p + c->used;
+            memcpy(p, src, n);
+            c->used += n;
+            return p;
+        }
+    }
+    struct ioq_rx_chunk *nr = ioq_mem_alloc(q, (q->nrx + 1) * sizeof *nr);
+    size_t size = n > (64u << 10) ? n : (64u << 10);
+    char *p = nr ? ioq_mem_alloc(q, size) : NULL;
+    if (!p) {
+        ioq_mem_free(q, nr);
+        return NULL;
+    }
+    if (q->nrx)
+        memcpy(nr, q->rx, q->nrx * sizeof *nr);
+    ioq_mem_free(q, q->rx);
+    q->rx = nr;
+    q->rx[q->nrx] = (struct ioq_rx_chunk){p, size, n};
+    q->rx_cur = q->nrx++;
+    memcpy(p, src, n);
+    return p;
+}
+
+void ioq_rx_rewind(struct eleos_ioq *q) {
+    for (uint32_t i = 0; i < q->nrx; i++)
+        q->rx[i].used = 0;
+    q->rx_cur = 0;
+}
+
 /* Accepts the completion of op (in flight, tag verified) with result res: range check,
  * copy in, release. out gets what the caller sees. */
 void ioq_op_complete(struct eleos_ioq *q, struct ioq_op *op, int32_t res,
@@ -603,6 +644,12 @@ void ioq_op_complete(struct eleos_ioq *q, struct ioq_op *op, int32_t res,
     out->user_data = op->user_data;
     out->res = res;
     out->flags = 0;
+    out->data = NULL;
+    if (op->kind == K_RECV && !op->dst && res > 0) {
+        out->data = ioq_rx_copy(q, op->data, (size_t)res);
+        if (!out->data)
+            out->res = -ENOMEM; /* the bytes are lost: the stream is broken, say so */
+    }
     q->lanes[op->lane].inflight--;
     q->st.completions++;
     ioq_op_release(q, slot);
@@ -641,6 +688,9 @@ static void queue_free(struct eleos_ioq *q) {
     for (uint32_t i = 0; i < q->nslabs; i++)
         eleos_untrusted_free(q->slabs[i], SLAB_SIZE);
     ioq_mem_free(q, q->slabs);
+    for (uint32_t i = 0; i < q->nrx; i++)
+        ioq_mem_free(q, q->rx[i].p);
+    ioq_mem_free(q, q->rx);
     if (q->hdr)
         eleos_untrusted_free(q->hdr, (size_t)q->entries * IOQ_HDR_SIZE);
     if (q->call)

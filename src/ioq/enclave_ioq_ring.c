@@ -263,7 +263,7 @@ static unsigned lane_reap(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_
     return n;
 }
 
-int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max) {
+static int reap_all(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max) {
     unsigned n = 0;
     for (unsigned e = 1; e < ELEOS_IOQ_NEXEC && n < max; e++) {
         struct ioq_lane *l = &q->lanes[e];
@@ -271,6 +271,11 @@ int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
             n += lane_reap(q, l, cqes + n, max - n);
     }
     return (int)n;
+}
+
+int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max) {
+    ioq_rx_rewind(q); /* the data of the last call's completions is given up now */
+    return reap_all(q, cqes, max);
 }
 
 /* --- the executor choice ----------------------------------------------------------------------- */
@@ -425,7 +430,7 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
         return -EINVAL;
     if (min > max)
         min = max;
-    unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max);
+    unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max); /* rewinds the receive area */
     uint64_t start = tsc_now();
     uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);
     while (n < max) {
@@ -434,7 +439,7 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
             need = q->outstanding;
         if (!need || timeout_ns == 0) {
             submit_quiet(q);
-            n += (unsigned)eleos_ioq_reap(q, cqes + n, max - n);
+            n += (unsigned)reap_all(q, cqes + n, max - n);
             break;
         }
         n += wait_round(q, cqes + n, max - n, need, deadline);

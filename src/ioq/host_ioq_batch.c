@@ -86,13 +86,14 @@ static int try_op(struct ioq_batch *b, const struct io_uring_sqe *s, long *res, 
                        ? recv(fd, addr, s->len, (int)s->msg_flags | MSG_DONTWAIT)
                        : recvmsg(fd, addr, (int)s->msg_flags | MSG_DONTWAIT));
         *ev = POLLIN;
-        return *res != -EAGAIN;
+        /* MSG_DONTWAIT asked for: the caller wants -EAGAIN, not a wait (as io_uring). */
+        return *res != -EAGAIN || (s->msg_flags & MSG_DONTWAIT);
     case IORING_OP_SEND: case IORING_OP_SENDMSG:
         *res = neg(s->opcode == IORING_OP_SEND
                        ? send(fd, addr, s->len, (int)s->msg_flags | MSG_DONTWAIT)
                        : sendmsg(fd, addr, (int)s->msg_flags | MSG_DONTWAIT));
         *ev = POLLOUT;
-        return *res != -EAGAIN;
+        return *res != -EAGAIN || (s->msg_flags & MSG_DONTWAIT);
     case IORING_OP_READ: case IORING_OP_READV: case IORING_OP_ACCEPT: case IORING_OP_POLL_ADD:
         *ev = s->opcode == IORING_OP_POLL_ADD ? (short)s->poll32_events : POLLIN;
         break;

@@ -83,6 +83,9 @@ struct eleos_ioq {
     uint32_t outstanding;
     struct ioq_class cls[IOQ_NCLASS];
     void **slabs;                       /* untrusted chunks the 2 KiB class is cut from */
+    /* where buffer-less receives land: chunks rewound by every reap or wait */
+    struct ioq_rx_chunk { char *p; size_t size, used; } *rx;
+    uint32_t nrx, rx_cur;
     uint32_t nslabs, slabs_cap;
     struct eleos_ioq_stats st;
     /* executor choice */
@@ -98,6 +101,8 @@ struct eleos_ioq {
 void *ioq_mem_alloc(struct eleos_ioq *q, size_t size);
 void ioq_mem_free(struct eleos_ioq *q, void *p);
 void ioq_op_release(struct eleos_ioq *q, uint32_t slot);
+void *ioq_rx_copy(struct eleos_ioq *q, const void *src, size_t n);
+void ioq_rx_rewind(struct eleos_ioq *q);
 void ioq_op_complete(struct eleos_ioq *q, struct ioq_op *op, int32_t res,
                      struct eleos_ioq_cqe *out);
 

@@ -3,8 +3,9 @@ servers a client could exhaust).
 
 usage: test_kvs_hostile.py BINARY MODE SHIM [server args...]
 
-- forged epoll events (LD_PRELOAD shim rewriting the data words the host returns): the
-  server keeps serving correct values, counts the forgeries, exits cleanly;
+- forged epoll events (LD_PRELOAD shim rewriting the data words the host returns), or on
+  the batched I/O path forged completion rings: the server keeps serving correct values,
+  counts the forgeries, exits cleanly;
 - a client that pipelines requests without reading replies, and clients sending multigets
   of large values without reading: the server's memory stays bounded;
 - idle connections hold no buffers;
@@ -78,6 +79,32 @@ def t_forged_epoll(ck, binary, mode, extra, shim):
         rc, out = srv.stop()
     ck.eq(rc, 0, "server exits cleanly after forged events")
     ck.true(b"hostile_host: forged" in out, "the shim was active")
+
+
+def t_forged_completions(ck, binary, mode, extra):
+    # The batched I/O path has no epoll: the host lies in the completion rings instead
+    # (ELEOS_IOQ_FAULT: reordered completions, ring indices moved past a ring's length).
+    # Nothing is lost by these lies, so every value must come back right.
+    srv = start(binary, mode, extra, env={"ELEOS_IOQ_FAULT": "0x24"})
+    try:
+        check_values(ck, srv, 20, "values correct while the host reorders completions and "
+                     "lies about ring indices")
+        st = stats(srv)
+        ck.true(int(st.get("eleos_io_host_faults", "0")) > 0,
+                "forged ring indices are counted (%s)" % st.get("eleos_io_host_faults"))
+    finally:
+        rc, out = srv.stop()
+    ck.eq(rc, 0, "server exits cleanly after forged completions")
+
+
+def queue_path(binary, mode, extra):
+    if mode != "eleos":
+        return False
+    srv = start(binary, mode, extra)
+    try:
+        return stats(srv).get("eleos_rpc") == "queue"
+    finally:
+        srv.stop()
 
 
 def t_scribbled_wake_words(ck, binary, mode, extra, shim):
@@ -288,7 +315,10 @@ def main():
     extra = sys.argv[4:]
     need_pymemcache()
     ck = Checker("test_kvs_hostile[%s]" % mode)
-    t_forged_epoll(ck, binary, mode, extra, shim)
+    if queue_path(binary, mode, extra):
+        t_forged_completions(ck, binary, mode, extra)
+    else:
+        t_forged_epoll(ck, binary, mode, extra, shim)
     if mode == "sgx":  # with RPC on, the pool's own futex words would be scribbled too
         t_scribbled_wake_words(ck, binary, mode, extra, shim)
     t_pipelining_unread(ck, binary, mode, extra)

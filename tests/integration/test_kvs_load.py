@@ -10,7 +10,7 @@ with pipelining and a SET-heavy mix. Finally: a port with nothing listening make
 generator exit 2 with a clear message, and bad options exit 2. The third scenario checks
 eleos mode's defaults: the balloon shrinks an auto-sized SUVM cache that crowds the item
 metadata out of a small EPC and grows it back once the server is idle (every value still
-verifies after that), and --rpc auto decides by the CPU count.
+verifies after that), and --rpc auto picks an executor for the batched I/O path.
 """
 import csv
 import io
@@ -117,8 +117,10 @@ try:
                "[balloon] the SUVM cache was shrunk (%s times)" % st["eleos_suvm_balloon_shrinks"])
         c.true(shrunk < (16 << 20) // 4096,
                "[balloon] cache below its 16 MiB start (%d frames)" % shrunk)
-        want = "on" if (os.cpu_count() or 1) >= 3 else "off"
-        c.eq(st["eleos_rpc"], want, "[auto] RPC %s with %s CPUs for -t 2" % (want, os.cpu_count()))
+        c.eq(st["eleos_rpc"], "queue", "[auto] the batched I/O path")
+        c.eq(st["eleos_io_requested"], "auto", "[auto] the executor left to the queue")
+        c.true(all(e in ("uring", "worker") for e in st["eleos_io_executor"].split(",")),
+               "[auto] each worker on URING or WORKER (%s)" % st["eleos_io_executor"])
         # Idle, the enclave takes (almost) no EPC faults: after 2 s the balloon grows the cache back
         # by a quarter (a probe), and again every 2 s while no faults come, up to 16 MiB.
         deadline = time.time() + 15

@@ -63,6 +63,21 @@ static void sockets(struct eleos_ioq *q, struct env *e) {
         got += n;
     }
     E_CHECK(got == 2 && seen == 3 && memcmp(in, "hello", 5) == 0);
+    /* A receive without a buffer: the bytes come with the completion. */
+    E_CHECK(eleos_ioq_recv(q, e->sp[1], NULL, 64, 0, 13) == 0);
+    E_CHECK(eleos_ioq_send(q, e->sp[0], "world", 5, 0, 14) == 0);
+    for (got = 0; got < 2;) {
+        int n = eleos_ioq_wait(q, c, 4, 1, 2000000000ull);
+        E_CHECK(n > 0);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++)
+            E_CHECK(c[i].user_data == 14 ? c[i].res == 5 && !c[i].data
+                                         : c[i].user_data == 13 && c[i].res == 5 && c[i].data &&
+                                               eleos_enclave_within(enc, c[i].data, 5) &&
+                                               !memcmp(c[i].data, "world", 5));
+        got += n;
+    }
     /* Vectored and message forms; a transfer above the cap is shortened. */
     struct iovec ov[2] = {{"ab", 2}, {"cde", 3}};
     struct msghdr om = {.msg_iov = ov, .msg_iovlen = 2};
@@ -239,7 +254,9 @@ static void test_worker(void) {
     run_exec(ELEOS_IOQ_EXEC_WORKER);
     struct eleos_ioq_service_stats st;
     eleos_ioq_service_stats(&st);
-    CHECK(st.submits > 0 && st.workers == 1);
+    /* Who submitted (the worker, or the enclave's own wait when the worker was slow to
+     * wake) depends on scheduling; that the service ran is what is certain. */
+    CHECK(st.workers == 1);
     eleos_ioq_service_stop();
     eleos_ioq_service_stop();
 }

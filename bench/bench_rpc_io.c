@@ -17,7 +17,15 @@
  * figure is the median over repetitions; ratios are the trapped syscall's time over the
  * path's time (how many times faster than the real exit).
  *
- * Usage: bench_rpc_io [--quick] [--csv FILE]
+ * A second section measures batched system calls (eleos/ioq.h) on TCP loopback: passes of D
+ * sends and D receives (D = 1, 8, 64 connections) on each I/O queue executor, beside the
+ * trapped and the native (host mode) calls; ns and exits per send+recv pair (see "batched
+ * system calls" below).
+ *
+ * CSV: one header for both sections; the first column (rpc, ioq) says which columns a row
+ * fills. op_ns is the time of one write+read (rpc) or send+recv pair (ioq).
+ *
+ * Usage: bench_rpc_io [--quick] [--csv FILE] [--only rpc|ioq]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,11 +37,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench_util.h"
 
 #include "common/tsc.h"
+#include "eleos/ioq.h"
 #include "eleos/sys.h"
 
 enum medium { M_PIPE, M_FILE, M_TCP, M_COUNT };
@@ -293,7 +303,7 @@ static void run_model(bool model_on, const struct fds *fds) {
                    trap / (mw[P_EXIT] + mr[P_EXIT]));
             if (csv)
                 for (int p = 0; p < P_COUNT; p++)
-                    fprintf(csv, "%s,%s,%zu,%s,%.1f,%.1f,%.1f,%.3f,%d,%ld\n",
+                    fprintf(csv, "rpc,%s,%s,%zu,%s,%.1f,%.1f,%.1f,%.3f,%d,%ld,,,,,\n",
                             model_on ? "on" : "off", medium_name[m], sizes[s], path_name[p], mw[p],
                             mr[p], mw[p] + mr[p], trap / (mw[p] + mr[p]), reps, r.n);
         }
@@ -313,16 +323,518 @@ static void run_model(bool model_on, const struct fds *fds) {
     eleos_enclave_destroy(r.enc);
 }
 
+/* --- batched system calls (eleos/ioq.h) against trapped and native calls ----------------- */
+
+/*
+ * One pass = D connections (the depth), one send of N bytes on the client end of each and
+ * one recv of those bytes on the server end: the shape of a server's pass over its
+ * connections. Each receive has a connection of its own, so no two receives of a pass share
+ * (or coalesce) bytes of one stream. The sends go first (queued first, or called first) so
+ * that every receive finds its bytes, on every path alike: what is compared is the cost of
+ * the calls, not of waiting for data. Paths:
+ *   trapped       send/recv from enclave code, each a trapped syscall (an exit);
+ *   native        the same calls in host mode, no enclave (the floor of plain syscalls);
+ *   native-uring  an eleos_ioq queue in host mode on the URING executor (io_uring's floor);
+ *   uring, worker, sqpoll, batch
+ *                 an eleos_ioq queue in the enclave forced onto that executor: queue the
+ *                 pass, then wait for all 2D completions.
+ * The figure is ns per send+recv pair, and exits (OCALLs + trapped syscalls) per pair.
+ */
+enum qpath { Q_TRAP, Q_NATIVE, Q_HOST_URING, Q_URING, Q_WORKER, Q_SQPOLL, Q_BATCH, Q_COUNT };
+
+static const char *const qpath_name[Q_COUNT] = {"trapped", "native", "native-uring", "uring",
+                                                "worker",  "sqpoll", "batch"};
+static const enum eleos_ioq_exec qpath_exec[Q_COUNT] = {
+    ELEOS_IOQ_EXEC_AUTO,   ELEOS_IOQ_EXEC_AUTO,   ELEOS_IOQ_EXEC_URING, ELEOS_IOQ_EXEC_URING,
+    ELEOS_IOQ_EXEC_WORKER, ELEOS_IOQ_EXEC_SQPOLL, ELEOS_IOQ_EXEC_BATCH};
+static const unsigned qdepths[] = {1, 8, 64};
+static const size_t qsizes[] = {64, 1024};
+#define NQDEPTHS (sizeof qdepths / sizeof qdepths[0])
+#define NQSIZES (sizeof qsizes / sizeof qsizes[0])
+#define QMAX_DEPTH 64u
+#define QMAX_SIZE 1024u
+#define QENTRIES 256u          /* a full pass (2 x 64) plus short-transfer retries */
+#define QWAIT_NS 2000000000ull /* a pass that takes longer than this is broken */
+#define QSETTLE_NS 3000000L    /* above the pollers' idle spin (src/ioq/host_ioq.c) */
+#define UD_SEND (1ull << 32)
+#define UD_RECV (2ull << 32)
+
+static long qpairs = 4096; /* send+recv pairs per measurement */
+
+struct qconns {
+    int c[QMAX_DEPTH], s[QMAX_DEPTH]; /* client and server ends of each connection */
+};
+
+struct qrun {
+    struct eleos_enclave *enc;
+    const struct qconns *cn;
+    struct eleos_ioq *q[Q_COUNT];
+    int qerr[Q_COUNT]; /* 0, or why the path is unavailable (-errno)      */
+    char *eout, *ein;  /* enclave heap: QMAX_SIZE, QMAX_DEPTH * QMAX_SIZE */
+    char *hout, *hin;  /* host memory, the same, for the host-mode paths  */
+    enum qpath path;
+    size_t size;
+    unsigned depth;
+    long passes;
+    double pair_ns, exits;    /* per send+recv pair                                 */
+    enum eleos_ioq_exec exec; /* the queue's executor at the end of the measurement */
+    long bad, shorts;
+    long shorts_total; /* short transfers completed by a second operation */
+};
+
+struct qres {
+    double ns, exits;
+    enum eleos_ioq_exec exec;
+    int err;
+};
+
+static struct qres qtab[NQSIZES][NQDEPTHS][Q_COUNT];
+
+static void qconns_open(struct qconns *cn) {
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) || listen(ls, QMAX_DEPTH) ||
+        getsockname(ls, (struct sockaddr *)&sa, &len))
+        die("listen");
+    int one = 1;
+    for (unsigned i = 0; i < QMAX_DEPTH; i++) {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa))
+            die("connect");
+        int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+        if (s < 0)
+            die("accept4");
+        /* Small sends leave at once, as a server's replies would. */
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        cn->c[i] = c;
+        cn->s[i] = s;
+    }
+    close(ls);
+}
+
+static void qconns_close(const struct qconns *cn) {
+    for (unsigned i = 0; i < QMAX_DEPTH; i++) {
+        close(cn->c[i]);
+        close(cn->s[i]);
+    }
+}
+
+/* A pass of plain calls: trapped in enclave mode, native in host mode. */
+static bool pass_syscalls(const struct qrun *r, const char *out, char *in) {
+    size_t n = r->size;
+    for (unsigned i = 0; i < r->depth; i++)
+        for (size_t done = 0; done < n;) {
+            ssize_t k = send(r->cn->c[i], out + done, n - done, MSG_NOSIGNAL);
+            if (k <= 0)
+                return false;
+            done += (size_t)k;
+        }
+    for (unsigned i = 0; i < r->depth; i++)
+        for (size_t done = 0; done < n;) {
+            ssize_t k = recv(r->cn->s[i], in + i * n + done, n - done, 0);
+            if (k <= 0)
+                return false;
+            done += (size_t)k;
+        }
+    return true;
+}
+
+/* Accounts one completion of a pass; a short transfer queues the rest (legal on a stream
+ * socket, and it keeps each receive on its own bytes). False on an error. */
+static bool pass_settle(struct qrun *r, struct eleos_ioq *q, const struct eleos_ioq_cqe *c,
+                        const char *out, char *in, uint32_t *sent, uint32_t *got, unsigned *left) {
+    unsigned i = (unsigned)(c->user_data & 0xffff);
+    bool is_send = (c->user_data & ~0xffffull) == UD_SEND;
+    if (c->res <= 0 || i >= r->depth)
+        return false;
+    uint32_t *done = is_send ? &sent[i] : &got[i];
+    *done += (uint32_t)c->res;
+    if (*done > r->size)
+        return false;
+    if (*done == r->size) {
+        (*left)--;
+        return true;
+    }
+    r->shorts++;
+    size_t rest = r->size - *done;
+    int rc = is_send
+                 ? eleos_ioq_send(q, r->cn->c[i], out + *done, rest, 0, c->user_data)
+                 : eleos_ioq_recv(q, r->cn->s[i], in + i * r->size + *done, rest, 0, c->user_data);
+    return rc == 0;
+}
+
+/* A pass on an I/O queue: the sends, then the receives, then one wait for all of them. */
+static bool pass_ioq(struct qrun *r, struct eleos_ioq *q, const char *out, char *in) {
+    uint32_t sent[QMAX_DEPTH] = {0}, got[QMAX_DEPTH] = {0};
+    size_t n = r->size;
+    for (unsigned i = 0; i < r->depth; i++)
+        if (eleos_ioq_send(q, r->cn->c[i], out, n, 0, UD_SEND | i))
+            return false;
+    for (unsigned i = 0; i < r->depth; i++)
+        if (eleos_ioq_recv(q, r->cn->s[i], in + i * n, n, 0, UD_RECV | i))
+            return false;
+    struct eleos_ioq_cqe cq[2 * QMAX_DEPTH];
+    for (unsigned left = 2 * r->depth; left;) {
+        int k = eleos_ioq_wait(q, cq, 2 * QMAX_DEPTH, left, QWAIT_NS);
+        if (k <= 0)
+            return false;
+        for (int j = 0; j < k; j++)
+            if (!pass_settle(r, q, &cq[j], out, in, sent, got, &left))
+                return false;
+    }
+    return true;
+}
+
+static bool qpath_host(enum qpath p) {
+    return p == Q_NATIVE || p == Q_HOST_URING;
+}
+
+/* Pass number i; its first byte is i's, so a receive of an older pass's bytes shows. */
+static bool run_pass(struct qrun *r, long i) {
+    bool host = qpath_host(r->path);
+    char *out = host ? r->hout : r->eout, *in = host ? r->hin : r->ein;
+    out[0] = (char)(i + 1);
+    if (r->path == Q_TRAP || r->path == Q_NATIVE)
+        return pass_syscalls(r, out, in);
+    return pass_ioq(r, r->q[r->path], out, in);
+}
+
+static bool pass_verify(const struct qrun *r) {
+    bool host = qpath_host(r->path);
+    const char *out = host ? r->hout : r->eout, *in = host ? r->hin : r->ein;
+    for (unsigned i = 0; i < r->depth; i++)
+        if (memcmp(in + i * r->size, out, r->size))
+            return false;
+    return true;
+}
+
+/* Exits the enclave has made so far (explicit OCALLs and trapped syscalls); 0 outside. */
+static uint64_t exits_now(const struct qrun *r) {
+    if (!r->enc || !eleos_enclave_in_enclave_mode())
+        return 0;
+    struct eleos_enclave_stats es;
+    eleos_enclave_stats(r->enc, &es);
+    return es.ocalls + es.syscall_exits;
+}
+
+/* One measurement of r->path: an ECALL for the enclave paths, a plain call for the host's. */
+static long e_qmeasure(void *arg) {
+    struct qrun *r = arg;
+    /* Warm-up, untimed: fills the queue's bounce cache and wakes a sleeping poller. */
+    long warm = r->depth >= 32 ? 2 : 64 / (long)r->depth;
+    r->bad = r->shorts = 0;
+    for (long i = 0; i < warm && !r->bad; i++)
+        r->bad += !run_pass(r, i);
+    uint64_t x0 = exits_now(r);
+    uint64_t t0 = tsc_now();
+    for (long i = 0; i < r->passes && !r->bad; i++)
+        r->bad += !run_pass(r, i);
+    uint64_t t1 = tsc_now();
+    double pairs = (double)r->passes * r->depth;
+    r->exits = (double)(exits_now(r) - x0) / pairs;
+    r->pair_ns = tsc_to_ns(t1 - t0) / pairs;
+    r->bad += !r->bad && !pass_verify(r);
+    r->exec = r->q[r->path] ? eleos_ioq_executor(r->q[r->path]) : ELEOS_IOQ_EXEC_AUTO;
+    return 0;
+}
+
+static void qfill(char *out) {
+    for (size_t i = 0; i < QMAX_SIZE; i++)
+        out[i] = (char)(i * 13 + 1);
+}
+
+/* Enclave buffers and one queue per executor, created by the thread that will use them. */
+static long e_qsetup(void *arg) {
+    struct qrun *r = arg;
+    r->eout = eleos_enclave_malloc(r->enc, QMAX_SIZE);
+    r->ein = eleos_enclave_malloc(r->enc, QMAX_DEPTH * QMAX_SIZE);
+    if (!r->eout || !r->ein)
+        return -ENOMEM;
+    qfill(r->eout);
+    for (int p = Q_URING; p < Q_COUNT; p++) {
+        if (r->qerr[p])
+            continue;
+        struct eleos_ioq_config cfg;
+        eleos_ioq_config_default(&cfg);
+        cfg.entries = QENTRIES;
+        cfg.exec = qpath_exec[p];
+        r->qerr[p] = eleos_ioq_create(r->enc, &cfg, &r->q[p]);
+    }
+    return 0;
+}
+
+static long e_qteardown(void *arg) {
+    struct qrun *r = arg;
+    for (int p = Q_URING; p < Q_COUNT; p++)
+        eleos_ioq_destroy(r->q[p]);
+    eleos_enclave_free(r->enc, r->eout);
+    eleos_enclave_free(r->enc, r->ein);
+    return 0;
+}
+
+/* Passes per measurement: qpairs pairs, but at least 8 passes at the deepest. */
+static long qpasses(unsigned depth) {
+    return qpairs / (long)depth < 8 ? 8 : qpairs / (long)depth;
+}
+
+/* Measures every available path at one size and depth, side by side in every repetition. */
+static void qpoint(struct qrun *r, size_t si, size_t di) {
+    static double ns[Q_COUNT][MAX_REPS], ex[Q_COUNT][MAX_REPS];
+    r->size = qsizes[si];
+    r->depth = qdepths[di];
+    r->passes = qpasses(r->depth);
+    for (int k = 0; k < reps; k++)
+        for (int p = 0; p < Q_COUNT; p++) {
+            if (r->qerr[p])
+                continue;
+            r->path = (enum qpath)p;
+            long rv = 0;
+            if (qpath_host(r->path))
+                rv = e_qmeasure(r);
+            else if (eleos_enclave_ecall(r->enc, e_qmeasure, r, &rv))
+                rv = -EIO;
+            if (rv || r->bad) {
+                fprintf(stderr, "ioq %s, %zu B, depth %u: pass failed\n", qpath_name[p], r->size,
+                        r->depth);
+                exit(1);
+            }
+            /* The poller keeps spinning after its last operation (the kernel's SQPOLL thread
+             * 2 ms, the worker 0.2 ms): let it go idle, or it competes with the next path. */
+            if (p == Q_WORKER || p == Q_SQPOLL)
+                nanosleep(&(struct timespec){0, QSETTLE_NS}, NULL);
+            ns[p][k] = r->pair_ns;
+            r->shorts_total += r->shorts;
+            ex[p][k] = r->exits;
+            if (k == 0 || r->exec != qpath_exec[p]) /* any move is shown */
+                qtab[si][di][p].exec = r->exec;
+        }
+    for (int p = 0; p < Q_COUNT; p++) {
+        struct qres *q = &qtab[si][di][p];
+        q->err = r->qerr[p];
+        if (!q->err) {
+            q->ns = bench_median(ns[p], reps);
+            q->exits = bench_median(ex[p], reps);
+        }
+    }
+}
+
+/* The fastest enclave executor of a point, or -1 if none ran. */
+static int qbest(const struct qres *row) {
+    int best = -1;
+    for (int p = Q_URING; p < Q_COUNT; p++)
+        if (!row[p].err && (best < 0 || row[p].ns < row[best].ns))
+            best = p;
+    return best;
+}
+
+/* A cell of the table: n/a for an unavailable path, a * where the queue ran on another
+ * executor than the one it was forced onto. */
+static void qprint_cell(const struct qres *c, int p, double v, int prec) {
+    if (c->err) {
+        printf(" %8s", "n/a");
+        return;
+    }
+    bool moved = p >= Q_HOST_URING && c->exec != qpath_exec[p];
+    printf(" %*.*f%s", moved ? 7 : 8, prec, v, moved ? "*" : "");
+}
+
+static const char *qerrname(int err) {
+    switch (-err) {
+    case ENOSYS:
+        return "ENOSYS";
+    case EPERM:
+        return "EPERM";
+    case EINVAL:
+        return "EINVAL";
+    case ENOMEM:
+        return "ENOMEM";
+    case EIO:
+        return "EIO";
+    case EALREADY:
+        return "EALREADY";
+    default:
+        return "error";
+    }
+}
+
+/* ns per pair with the best executor's speedups, then exits per pair. */
+static void qprint_tables(void) {
+    printf("  %-5s %5s |", "size", "depth");
+    for (int p = 0; p < Q_COUNT; p++)
+        printf(" %8.8s%s", qpath_name[p], p == Q_HOST_URING ? " |" : "");
+    printf(" | %-7s %8s %8s\n", "best", "vs trap", "vs nat");
+    for (size_t s = 0; s < NQSIZES; s++)
+        for (size_t d = 0; d < NQDEPTHS; d++) {
+            const struct qres *row = qtab[s][d];
+            printf("  %-5zu %5u |", qsizes[s], qdepths[d]);
+            for (int p = 0; p < Q_COUNT; p++) {
+                qprint_cell(&row[p], p, row[p].ns, 0);
+                printf("%s", p == Q_HOST_URING ? " |" : "");
+            }
+            int b = qbest(row);
+            if (b < 0)
+                printf(" | %-7s\n", "none");
+            else
+                printf(" | %-7s %7.2fx %7.2fx\n", qpath_name[b], row[Q_TRAP].ns / row[b].ns,
+                       row[Q_NATIVE].ns / row[b].ns);
+        }
+    printf("  exits per pair (OCALLs + trapped syscalls):\n");
+    for (size_t s = 0; s < NQSIZES; s++)
+        for (size_t d = 0; d < NQDEPTHS; d++) {
+            const struct qres *row = qtab[s][d];
+            printf("  %-5zu %5u |", qsizes[s], qdepths[d]);
+            for (int p = 0; p < Q_COUNT; p++) {
+                qprint_cell(&row[p], p, row[p].exits, 3);
+                printf("%s", p == Q_HOST_URING ? " |" : "");
+            }
+            printf("\n");
+        }
+}
+
+static void qprint_csv(bool model_on) {
+    for (size_t s = 0; s < NQSIZES; s++)
+        for (size_t d = 0; d < NQDEPTHS; d++)
+            for (int p = 0; p < Q_COUNT; p++) {
+                const struct qres *row = qtab[s][d], *c = &row[p];
+                long pairs = qpasses(qdepths[d]) * (long)qdepths[d];
+                const char *exec = p >= Q_HOST_URING ? eleos_ioq_exec_name(c->exec) : "";
+                fprintf(csv, "ioq,%s,tcp,%zu,%s,,,", model_on ? "on" : "off", qsizes[s],
+                        qpath_name[p]);
+                if (c->err)
+                    fprintf(csv, ",,%d,%ld,%u,,,,unavailable (%s)\n", reps, pairs, qdepths[d],
+                            qerrname(c->err));
+                else
+                    fprintf(csv, "%.1f,%.3f,%d,%ld,%u,%s,%.3f,%.3f,ok\n", c->ns,
+                            row[Q_TRAP].ns / c->ns, reps, pairs, qdepths[d], exec, c->exits,
+                            row[Q_NATIVE].ns / c->ns);
+            }
+}
+
+/* Per-queue counters, to tell where the exits of each executor went. */
+static void qprint_stats(const struct qrun *r) {
+    for (int p = Q_HOST_URING; p < Q_COUNT; p++) {
+        if (!r->q[p])
+            continue;
+        struct eleos_ioq_stats st;
+        eleos_ioq_stats(r->q[p], &st);
+        printf("  %-12s ops %llu, exits %llu (enters %llu, wakes %llu), spins %llu, host "
+               "faults %llu, bad results %llu\n",
+               qpath_name[p], (unsigned long long)st.ops, (unsigned long long)st.exits,
+               (unsigned long long)st.enters, (unsigned long long)st.wakes,
+               (unsigned long long)st.spins, (unsigned long long)st.host_faults,
+               (unsigned long long)st.bad_results);
+    }
+    struct eleos_ioq_service_stats ss;
+    eleos_ioq_service_stats(&ss);
+    printf("  service: %u worker(s), submits %llu, sleeps %llu, wakes %llu, idle %.2f of %u "
+           "CPUs; short transfers finished by another operation: %ld\n",
+           ss.workers, (unsigned long long)ss.submits, (unsigned long long)ss.sleeps,
+           (unsigned long long)ss.wakes, (double)ss.idle_permille / 1000, ss.ncpus,
+           r->shorts_total);
+}
+
+/* Queues of every executor (the worker's only with the service running); what is missing
+ * is marked with its error rather than failing the run. */
+static void qsetup(struct qrun *r, int service_err) {
+    r->qerr[Q_WORKER] = service_err;
+    long rv = 0;
+    if (eleos_enclave_ecall(r->enc, e_qsetup, r, &rv) || rv) {
+        fprintf(stderr, "ioq setup failed: %ld\n", rv);
+        exit(1);
+    }
+    struct eleos_ioq_config cfg;
+    eleos_ioq_config_default(&cfg);
+    cfg.entries = QENTRIES;
+    cfg.exec = ELEOS_IOQ_EXEC_URING;
+    r->qerr[Q_HOST_URING] = eleos_ioq_create(NULL, &cfg, &r->q[Q_HOST_URING]);
+    r->hout = malloc(QMAX_SIZE);
+    r->hin = malloc(QMAX_DEPTH * QMAX_SIZE);
+    if (!r->hout || !r->hin)
+        die("malloc");
+    qfill(r->hout);
+    printf("  executors (asked -> in effect):");
+    for (int p = Q_HOST_URING; p < Q_COUNT; p++) {
+        if (r->qerr[p])
+            printf(" %s -> unavailable (%s)%s", qpath_name[p], qerrname(r->qerr[p]),
+                   p + 1 < Q_COUNT ? "," : "\n");
+        else
+            printf(" %s -> %s%s", qpath_name[p], eleos_ioq_exec_name(eleos_ioq_executor(r->q[p])),
+                   p + 1 < Q_COUNT ? "," : "\n");
+    }
+}
+
+static void run_ioq(bool model_on, const struct qconns *cn, int service_err) {
+    struct eleos_enclave_config ec;
+    eleos_enclave_config_default(&ec);
+    if (model_on)
+        eleos_cost_model_default(&ec.cost);
+    else
+        eleos_cost_model_off(&ec.cost);
+    ec.elrange_size = 256u << 20;
+    struct qrun r = {.cn = cn};
+    int rc = eleos_enclave_create(&ec, &r.enc);
+    if (rc) {
+        fprintf(stderr, "eleos_enclave_create: %s\n", strerror(-rc));
+        exit(1);
+    }
+    printf("\n== batched system calls (eleos/ioq.h), cost model %s: tcp loopback, depth D = D "
+           "connections, one send + one recv of N bytes on each per pass; ns per send+recv pair "
+           "(median); best = fastest enclave executor, vs = trapped (native) time / best's\n",
+           model_on ? "ON" : "OFF");
+    /* The kernel's SQPOLL thread inherits the affinity of the thread that sets the ring up:
+     * set up from CPU 1, measured from CPU 0, as the RPC section places worker and caller. */
+    bench_pin_cpu(1);
+    qsetup(&r, service_err);
+    bench_pin_cpu(0);
+    for (size_t s = 0; s < NQSIZES; s++)
+        for (size_t d = 0; d < NQDEPTHS; d++)
+            qpoint(&r, s, d);
+    qprint_tables();
+    qprint_stats(&r);
+    if (csv)
+        qprint_csv(model_on);
+    long rv;
+    eleos_ioq_destroy(r.q[Q_HOST_URING]);
+    if (eleos_enclave_ecall(r.enc, e_qteardown, &r, &rv))
+        exit(1);
+    free(r.hout);
+    free(r.hin);
+    eleos_enclave_destroy(r.enc);
+}
+
+/* The section. The service's worker thread inherits the affinity of the thread that starts
+ * it: started from CPU 1, it polls there while the enclave thread runs on CPU 0. */
+static void run_ioq_section(void) {
+    struct qconns cn;
+    qconns_open(&cn);
+    bench_pin_cpu(1);
+    struct eleos_ioq_service_config sc;
+    eleos_ioq_service_config_default(&sc);
+    int service_err = eleos_ioq_service_start(&sc);
+    run_ioq(false, &cn, service_err);
+    run_ioq(true, &cn, service_err);
+    if (!service_err)
+        eleos_ioq_service_stop();
+    qconns_close(&cn);
+    bench_unpin_cpu();
+}
+
 int main(int argc, char **argv) {
-    const char *csv_path = NULL;
+    const char *csv_path = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             reps = 5;
             base_iters = 400;
+            qpairs = 512;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv_path = argv[++i];
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "rpc") || !strcmp(argv[i + 1], "ioq"))) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only rpc|ioq]\n", argv[0]);
             return 2;
         }
     }
@@ -330,22 +842,28 @@ int main(int argc, char **argv) {
         csv = fopen(csv_path, "w");
         if (!csv)
             die(csv_path);
-        fprintf(csv, "model,medium,size,path,write_ns,read_ns,op_ns,speedup_vs_trapped,reps,"
-                     "iters\n");
+        /* One header for both sections; each row fills the columns of its section. */
+        fprintf(csv, "section,model,medium,size,path,write_ns,read_ns,op_ns,speedup_vs_trapped,"
+                     "reps,iters,depth,exec,exits_per_op,vs_native,status\n");
     }
     double load[3] = {0};
     if (getloadavg(load, 3) < 0)
         load[0] = -1;
     printf("bench_rpc_io: %d reps (median), %ld iterations at 64 B (fewer for larger sizes), "
-           "TSC %.3f GHz, %ld CPUs, load average %.2f\n",
-           reps, base_iters, tsc_ghz(), sysconf(_SC_NPROCESSORS_ONLN), load[0]);
-    printf("one op = write N bytes, then read them back; ns per call; speedup = trapped "
-           "syscall time / path time (write + read)\n");
-    struct fds fds;
-    open_fds(&fds);
-    run_model(false, &fds);
-    run_model(true, &fds);
-    close_fds(&fds);
+           "%ld send+recv pairs per ioq measurement, TSC %.3f GHz, %ld CPUs, load average "
+           "%.2f\n",
+           reps, base_iters, qpairs, tsc_ghz(), sysconf(_SC_NPROCESSORS_ONLN), load[0]);
+    if (!only || !strcmp(only, "rpc")) {
+        printf("one op = write N bytes, then read them back; ns per call; speedup = trapped "
+               "syscall time / path time (write + read)\n");
+        struct fds fds;
+        open_fds(&fds);
+        run_model(false, &fds);
+        run_model(true, &fds);
+        close_fds(&fds);
+    }
+    if (!only || !strcmp(only, "ioq"))
+        run_ioq_section();
     if (csv && fclose(csv))
         die(csv_path);
     return 0;

@@ -25,4 +25,13 @@ static inline void bench_pin_cpu(int cpu) {
     pthread_setaffinity_np(pthread_self(), sizeof s, &s);
 }
 
+/* Lets the calling thread run on every online CPU again (threads it creates inherit this). */
+static inline void bench_unpin_cpu(void) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        CPU_SET(i, &s);
+    pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
 #endif

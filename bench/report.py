@@ -134,15 +134,74 @@ section("Exitless RPC: null calls", "bench_rpc_null",
         "trip 0.12-0.26 us on this machine kind.")
 rows_or_text("bench_rpc_null")
 
+IOQ_PATHS = ["trapped", "native", "native-uring", "uring", "worker", "sqpoll", "batch"]
+IOQ_EXECS = ["uring", "worker", "sqpoll", "batch"]
+
+
+def ioq_report(rows):
+    """bench_rpc_io's batched-syscall rows: one line per model, size and depth."""
+    md.append("\n### Batched system calls (eleos/ioq.h): executors against trapped and native "
+              "calls\n\nTCP loopback; depth D = D connections, one send + one recv of the "
+              "size on each per pass (sends first, so each recv finds its bytes). Each cell: "
+              "ns per send+recv pair (median), then exits per pair (OCALLs + trapped "
+              "syscalls). native = the same calls in host mode; native-uring = an eleos_ioq "
+              "queue in host mode. A * marks a queue that ran on another executor than the "
+              "one it was forced onto; n/a an executor unavailable here. best = fastest "
+              "enclave executor; vs = trapped (native) time / best's.\n\n")
+    by = {}
+    for r in rows:
+        by.setdefault((r["model"], int(r["size"]), int(r["depth"])), {})[r["path"]] = r
+    out = []
+    for (model, size, depth), v in sorted(by.items(),
+                                          key=lambda kv: (kv[0][0] != "on",) + kv[0][1:]):
+        row = {"model": model, "size": size, "depth": depth}
+        for p in IOQ_PATHS:
+            r = v.get(p)
+            if not r or r.get("status") != "ok":
+                row[p] = (r or {}).get("status", "") or "n/a"
+                continue
+            mark = "*" if p in IOQ_EXECS and r.get("exec") != p else ""
+            row[p] = f"{float(r['op_ns']):.0f}{mark} ({float(r['exits_per_op']):.3f})"
+        ok = [v[p] for p in IOQ_EXECS if p in v and v[p].get("status") == "ok"]
+        if ok:
+            b = min(ok, key=lambda r: float(r["op_ns"]))
+            row["best"] = b["path"]
+            row["vs trapped"] = f"{float(b['speedup_vs_trapped']):.2f}x"
+            row["vs native"] = f"{float(b['vs_native']):.2f}x"
+        out.append(row)
+    md.append(table(out, ["model", "size", "depth"] + IOQ_PATHS +
+                    ["best", "vs trapped", "vs native"]))
+    data = os.path.join(plots, "ioq_depth.dat")
+    size = min(int(r["size"]) for r in rows)
+    with open(data, "w") as f:
+        for (model, sz, depth), v in sorted(by.items()):
+            if model == "on" and sz == size:
+                f.write(f"{depth} " + " ".join(
+                    v[p]["op_ns"] if p in v and v[p].get("status") == "ok" else "NaN"
+                    for p in IOQ_PATHS) + "\n")
+    md.append("\n")
+    md.append(gnuplot("ioq_depth", f"""set title 'send + recv of {size} B on TCP loopback, model on'
+set xlabel 'batch depth (connections per pass)'; set ylabel 'ns per send+recv pair'
+set logscale x; set yrange [0:*]; set key top right
+plot for [i=2:{len(IOQ_PATHS) + 1}] '{data}' using 1:i with linespoints title word('{" ".join(IOQ_PATHS)}', i-1)
+"""))
+
+
 section("Exitless RPC vs exits: read/write on a pipe, a file and TCP", "bench_rpc_io",
         "the Eleos authors report large network receives up to 2x slower from exits' indirect "
         "costs.")
-rows = rows_or_text("bench_rpc_io")
+rows = read_csv("bench_rpc_io")
 if rows:
+    # One CSV, two sections (first column); CSVs from before the ioq section have no
+    # "section" column and hold only RPC rows.
+    io_rows = [r for r in rows if r.get("section", "rpc") == "rpc"]
+    ioq_rows = [r for r in rows if r.get("section") == "ioq"]
+    md.append(table(io_rows, ["model", "medium", "size", "path", "write_ns", "read_ns", "op_ns",
+                              "speedup_vs_trapped", "reps", "iters"]))
     for medium in ("pipe", "tcp"):
         data = os.path.join(plots, f"rpc_io_{medium}.dat")
         pts = {}
-        for r in rows:
+        for r in io_rows:
             if r["medium"] == medium and r["model"] == "on":
                 pts.setdefault(int(r["size"]), {})[r["path"]] = r["op_ns"]
         with open(data, "w") as f:
@@ -155,6 +214,10 @@ plot '{data}' using 1:2 with linespoints title 'exitless RPC', \\
      '{data}' using 1:3 with linespoints title 'RPC exit path (OCALL)', \\
      '{data}' using 1:4 with linespoints title 'trapped syscall (exit)'
 """))
+    if ioq_rows:
+        ioq_report(ioq_rows)
+elif text("bench_rpc_io"):
+    md.append("```\n" + text("bench_rpc_io").strip()[-6000:] + "\n```\n")
 
 # --- SUVM ---------------------------------------------------------------------------------
 section("SUVM vs emulated SGX paging: random 4 KiB accesses", "bench_suvm_paging",

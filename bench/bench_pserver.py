@@ -6,7 +6,14 @@ Throughput (keys/s) of eleos-pserver in native, sgx and eleos modes, for batches
 93 MiB EPC, 60 MiB SUVM cache), cost model on and off. Every configuration is the median of
 R runs; ratios (eleos/sgx, native/sgx) are taken within the same run of this script.
 
-usage: bench_pserver.py BUILD_DIR [--quick] [--reps R] [--csv FILE]
+eleos mode runs with its default I/O path (--rpc auto: the I/O queue, executor chosen at run
+time); --rpc X,Y adds an eleos column per listed --rpc value (uring, worker, sqpoll, batch,
+sync...), measured in the same interleaved repetitions. --points SET:BATCH,... measures only
+those points (e.g. small:64), --model on|off only that cost model. After each server group
+the executors the I/O queue ran on are printed (from the servers' final statistics).
+
+usage: bench_pserver.py BUILD_DIR [--quick] [--reps R] [--csv FILE] [--rpc LIST]
+                        [--points LIST] [--model on|off]
 """
 import os
 import socket
@@ -23,12 +30,22 @@ build = args.pop(0)
 quick = "--quick" in args
 reps = 3
 csv_path = None
+rpc_extra = []
+points = None
+models = (False, True)
 i = 0
 while i < len(args):
     if args[i] == "--reps":
         reps = int(args[i + 1]); i += 1
     elif args[i] == "--csv":
         csv_path = args[i + 1]; i += 1
+    elif args[i] == "--rpc":
+        rpc_extra = [x for x in args[i + 1].split(",") if x]; i += 1
+    elif args[i] == "--points":
+        points = {(p.split(":")[0], int(p.split(":")[1])) for p in args[i + 1].split(",")}
+        i += 1
+    elif args[i] == "--model" and i + 1 < len(args) and args[i + 1] in ("on", "off"):
+        models = (args[i + 1] == "on",); i += 1
     elif args[i] != "--quick":
         print(__doc__); sys.exit(2)
     i += 1
@@ -37,7 +54,10 @@ SERVER = os.path.join(build, "apps/pserver/eleos-pserver")
 LOAD = os.path.join(build, "tools/eleos-pserver-load")
 BATCHES = [64, 4096, 65536] if quick else [64, 512, 4096, 65536]
 SETS = [("small", 32), ("large", 512)] if not quick else [("small", 32), ("large", 256)]
-MODES = ["native", "sgx", "eleos"]
+# Column name -> (mode, extra server flags).
+MODES = {"native": ("native", []), "sgx": ("sgx", []), "eleos": ("eleos", [])}
+for x in rpc_extra:
+    MODES[f"eleos_{x}"] = ("eleos", ["--rpc", x])
 KEYS_PER_RUN = 60000 if quick else 200000
 if quick:
     reps = min(reps, 3)
@@ -51,10 +71,11 @@ def free_port():
     return p
 
 
-def start(mode, table_mib, model):
+def start(col, table_mib, model):
+    mode, extra = MODES[col]
     port = free_port()
     cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
-           "--cost", "on" if model else "off"]
+           "--cost", "on" if model else "off", *extra]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(20):  # the server's first lines, until it listens
         line = p.stdout.readline()
@@ -67,12 +88,14 @@ def start(mode, table_mib, model):
 
 
 def stop(p):
+    """Stops the server; returns the I/O queue lines of its final statistics."""
     p.send_signal(2)
     try:
-        p.communicate(timeout=60)
+        out, _ = p.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         p.kill()
-        p.communicate()
+        out, _ = p.communicate()
+    return [l for l in (out or "").splitlines() if l.startswith("ioq")]
 
 
 def run_load(port, batch, table_mib):
@@ -90,13 +113,17 @@ def run_load(port, batch, table_mib):
 rows = []
 t0 = time.time()
 for set_name, table_mib in SETS:
-    for model in (False, True):
+    if points is not None and not any(s == set_name for s, _ in points):
+        continue
+    for model in models:
         servers = {m: start(m, table_mib, model) for m in MODES}
         try:
             # Warm-up: touch the table once so sgx mode's first-touch commits are not measured.
             for m in MODES:
                 run_load(servers[m][1], 65536, table_mib)
             for batch in BATCHES:
+                if points is not None and (set_name, batch) not in points:
+                    continue
                 res = {m: [] for m in MODES}
                 # Interleave the modes within each repetition: drift hits them alike.
                 for _ in range(reps):
@@ -109,17 +136,26 @@ for set_name, table_mib in SETS:
                       f"  eleos {med['eleos']:11.0f} keys/s   eleos/sgx "
                       f"{med['eleos'] / med['sgx']:5.2f}x  native/sgx "
                       f"{med['native'] / med['sgx']:5.2f}x", flush=True)
+                for m in rpc_extra:
+                    c = f"eleos_{m}"
+                    print(f"{'':44}eleos --rpc {m:6} {med[c]:11.0f} keys/s   eleos/sgx "
+                          f"{med[c] / med['sgx']:5.2f}x", flush=True)
         finally:
-            for p, _ in servers.values():
-                stop(p)
+            for m, (p, _) in servers.items():
+                for line in stop(p):
+                    print(f"  [{m}, model {'on' if model else 'off'}] {line}")
 
 print(f"# {reps} reps per point, {KEYS_PER_RUN} keys per run, EPC 93 MiB, SUVM cache 60 MiB, "
-      f"RPC workers 1 (spin 2 ms); {time.time() - t0:.0f} s")
+      f"RPC/I-O workers 1 (RPC spin 2 ms); eleos: --rpc auto"
+      f"{''.join(', eleos_' + m + ': --rpc ' + m for m in rpc_extra)}; {time.time() - t0:.0f} s")
 if csv_path:
     with open(csv_path, "w") as f:
         f.write("set,table_mib,model,batch_bytes,native_keys_per_s,sgx_keys_per_s,"
-                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx\n")
+                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx" +
+                "".join(f",eleos_{m}_keys_per_s,eleos_{m}_over_sgx" for m in rpc_extra) + "\n")
         for set_name, table_mib, model, batch, med in rows:
             f.write(f"{set_name},{table_mib},{model},{batch},{med['native']:.0f},"
                     f"{med['sgx']:.0f},{med['eleos']:.0f},{med['eleos'] / med['sgx']:.3f},"
-                    f"{med['native'] / med['sgx']:.3f}\n")
+                    f"{med['native'] / med['sgx']:.3f}" +
+                    "".join(f",{med[f'eleos_{m}']:.0f},{med[f'eleos_{m}'] / med['sgx']:.3f}"
+                            for m in rpc_extra) + "\n")

@@ -364,7 +364,7 @@ if rows:
 set xlabel 'batch size (bytes)'; set ylabel 'keys per second'; set logscale xy
 plot '{data}' using 1:2 with linespoints title 'native', \\
      '{data}' using 1:3 with linespoints title 'sgx (exits, EPC paging)', \\
-     '{data}' using 1:4 with linespoints title 'eleos (exitless RPC, SUVM)'
+     '{data}' using 1:4 with linespoints title 'eleos (I/O queue, SUVM)'
 """))
     large = [r for r in rows if r["set"] == "large" and r["model"] == "on"]
     if large:

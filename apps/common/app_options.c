@@ -165,6 +165,11 @@ enum app_io_path app_io_resolve(const struct app_platform_opts *o) {
     return o->io_exec < 0 ? APP_IO_SYNC : APP_IO_QUEUE;
 }
 
+const char *app_io_path_name(enum app_io_path path) {
+    static const char *const names[] = {"host", "exit", "sync", "queue"};
+    return (unsigned)path < sizeof names / sizeof names[0] ? names[path] : "?";
+}
+
 bool app_rpc_resolve(const struct app_platform_opts *o, unsigned app_threads) {
     (void)app_threads;
     return app_io_resolve(o) == APP_IO_SYNC;

@@ -73,6 +73,8 @@ enum app_io_path {
                       uring | worker | sqpoll | batch force one                          */
 };
 enum app_io_path app_io_resolve(const struct app_platform_opts *o);
+/* "host", "exit", "sync" or "queue", for start-up lines. */
+const char *app_io_path_name(enum app_io_path path);
 /* The RPC pool is needed (the one-call-at-a-time path). */
 bool app_rpc_resolve(const struct app_platform_opts *o, unsigned app_threads);
 /* SUVM on for this mode and flags. */

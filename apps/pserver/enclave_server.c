@@ -11,6 +11,10 @@
  *
  * In native mode the same functions run on the host without an enclave: "enclave heap" is
  * libc's, the table is anonymous host memory, and the checks against ELRANGE are skipped.
+ *
+ * Two request loops: the blocking one below (native, exit and --rpc sync paths: a recv or
+ * send at a time through struct app_io_ops) and the I/O queue's (enclave_queue.c: a queue
+ * per serving thread, batched sends and receives), which the set-up's ioq_on selects.
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,6 +38,7 @@ struct ps_enclave {
     const struct app_io_ops *io;
     struct eleos_rpc_client *rpc;      /* eleos mode                                      */
     _Atomic uint64_t keys, batches, host_faults;
+    struct ps_ioq_totals ioq;          /* the queue path's counters                       */
 };
 
 static struct ps_enclave *ps;
@@ -94,6 +99,10 @@ static int setup_check(struct eleos_enclave *enc, const struct ps_setup *s) {
         return -EINVAL;
     if (s->rpc_on && (s->rpc_area_size == 0 || !host_range(enc, s->rpc_area, s->rpc_area_size)))
         return -EINVAL;
+    /* The queue: an enclave's, instead of the RPC client (not with it), on an executor
+     * that exists; and no executor named without it. */
+    if (s->ioq_on ? !enc || s->rpc_on || s->ioq_exec >= ELEOS_IOQ_NEXEC : s->ioq_exec != 0)
+        return -EINVAL;
     return 0;
 }
 
@@ -140,6 +149,10 @@ static void rpc_detach(struct ps_enclave *p) {
 static int server_create(struct ps_enclave *p) {
     p->io = app_io_for(p->enc != NULL, p->set.rpc_on, true);
     int r = p->set.rpc_on ? rpc_attach(p) : 0;
+    /* A queue per connection later; one now tells whether the executor exists here, so
+     * that a server asked for one it cannot have fails at start-up, not per connection. */
+    if (!r && p->set.ioq_on)
+        r = ps_queue_probe(p->enc, (enum eleos_ioq_exec)p->set.ioq_exec);
     if (r)
         return r;
     if (p->set.suvm_on)
@@ -176,7 +189,11 @@ long ps_enclave_setup(void *arg) {
     /* Copies of our names, not pointers into the enclave: the host only prints them. */
     char names[2][PS_NAME_MAX];
     snprintf(names[0], sizeof names[0], "%s", p->table_ops->name);
-    snprintf(names[1], sizeof names[1], "%s", p->io->name);
+    if (p->set.ioq_on)
+        snprintf(names[1], sizeof names[1], "ioq %s",
+                 eleos_ioq_exec_name((enum eleos_ioq_exec)p->set.ioq_exec));
+    else
+        snprintf(names[1], sizeof names[1], "%s", p->io->name);
     ps = p;
     struct ps_setup *out = arg;
     r = eleos_copy_out(out->out_table, names[0], PS_NAME_MAX);
@@ -253,6 +270,17 @@ static long serve_loop(struct ps_enclave *p, struct conn_io *io, uint64_t *keys,
     }
 }
 
+/* The queue path: the loop of enclave_queue.c, then the descriptor closed as the blocking
+ * loop's is. */
+static long serve_queue(struct ps_enclave *p, int fd) {
+    struct ps_queue_env env = {p->enc, p->table_ops, p->table, &p->keys, &p->batches,
+                               (enum eleos_ioq_exec)p->set.ioq_exec, &p->ioq};
+    long err = ps_queue_serve(&env, fd);
+    struct app_io_ctx ctx = {NULL, 0}; /* close carries no buffer: no bounce needed */
+    p->io->close(&ctx, fd);
+    return err;
+}
+
 /* One connection, for its whole life, on the calling thread. The argument is the
  * descriptor as an integer: nothing the host wrote is dereferenced. */
 long ps_enclave_serve(void *arg) {
@@ -264,6 +292,8 @@ long ps_enclave_serve(void *arg) {
         atomic_fetch_add_explicit(&p->host_faults, 1, memory_order_relaxed);
         return -EBADF;
     }
+    if (p->set.ioq_on)
+        return serve_queue(p, (int)v);
     struct conn_io io = {p->io, {NULL, 0}, (int)v};
     size_t bufsize = (size_t)PS_MAX_KEYS * 8;
     /* Trusted buffers in enclave modes: requests are copied into the enclave. */
@@ -306,5 +336,9 @@ long ps_enclave_stats(void *arg) {
     }
     if (p->set.suvm_on)
         ps_suvm_table_stats(p->table, &st);
+    if (p->set.ioq_on) {
+        ps_queue_stats(&p->ioq, &st);
+        st.ioq_exec = p->set.ioq_exec;
+    }
     return eleos_copy_out(arg, &st, sizeof st) ? -EINVAL : 0;
 }

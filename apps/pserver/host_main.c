@@ -6,8 +6,11 @@
  *   sgx     each connection is served inside the enclave (one ECALL per connection thread),
  *           the table is on the enclave heap (so it suffers emulated EPC paging) and every
  *           recv/send is a trapped system call: an exit;
- *   eleos   served inside the enclave, recv/send through exitless RPC, table in SUVM
- *           (see enclave_suvm.c).
+ *   eleos   served inside the enclave, table in SUVM (see enclave_suvm.c); recv/send on
+ *           the I/O path --rpc picks (app_options.h): by default each connection's own I/O
+ *           queue (eleos/ioq.h, enclave_queue.c) with its executor chosen at run time, or
+ *           a forced executor (uring, worker = on, sqpoll, batch), or the one-call-at-a-time
+ *           exitless RPC (sync), or an exit per call (off).
  *
  * Threads: the main thread listens and accepts in host mode (connection set-up is not part of
  * the measured path) and starts one thread per connection, which enters the enclave for the
@@ -17,11 +20,15 @@
  * SIGINT/SIGTERM stop the accept loop; the statistics are printed on the way out.
  *
  *   eleos-pserver [--mode native|sgx|eleos] [-l ADDR] [-p PORT] [--table MiB] [--epc MiB]
- *                 [--cache MiB] [--cost on|off] [--pollute KiB] [--workers N] [--spin-us N]
+ *                 [--rpc auto|on|uring|worker|sqpoll|batch|sync|off] [--suvm-cache MiB]
+ *                 [--cost on|off] [--pollute KiB] [--rpc-workers N] [--rpc-spin-us N]
  *
- * --cache is SUVM's page cache in eleos mode (default 60 MiB, the paper's EPC++); --workers
- * the number of RPC workers and --spin-us how long they spin idle before sleeping (default
- * 2000); --pollute the cost model's per-exit cache-pollution knob.
+ * --suvm-cache is SUVM's page cache in eleos mode (default 60 MiB, the paper's EPC++);
+ * --rpc-workers the number of RPC workers (--rpc sync) or I/O queue workers (the worker
+ * executor), --rpc-spin-us how long RPC workers spin idle before sleeping (default 2000);
+ * --pollute the cost model's per-exit cache-pollution knob. The start-up line names the
+ * I/O path (host, exit, sync or queue) and, for the queue, the executor asked for; the
+ * final statistics the queue's exits, spins and the executors it ran on.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -160,7 +167,9 @@ static int server_setup(const struct options *o, struct ps_setup *su) {
     *su = (struct ps_setup){.mode = (enum ps_mode)o->plat.mode, .rpc_on = pf.rpc_on,
                             .suvm_on = pf.suvm_on, .table_bytes = o->table_mib << 20,
                             .cache_bytes = o->plat.suvm_cache_set ? o->plat.suvm_cache_mib << 20
-                                                                  : 0};
+                                                                  : 0,
+                            .ioq_on = pf.io == APP_IO_QUEUE,
+                            .ioq_exec = pf.io == APP_IO_QUEUE ? (uint32_t)pf.io_exec : 0};
     su->rpc_area = app_platform_rpc_area(&pf, &su->rpc_area_size);
     return app_ecall(&pf, ps_enclave_setup, su);
 }
@@ -169,6 +178,8 @@ static void *conn_thread(void *arg) {
     int ret = app_ecall(&pf, ps_enclave_serve, arg);
     if (ret == -EPROTO)
         fprintf(stderr, "eleos-pserver: malformed request, connection closed\n");
+    else if (ret < 0)
+        fprintf(stderr, "eleos-pserver: connection closed: %s\n", strerror(-ret));
     return NULL;
 }
 
@@ -208,6 +219,38 @@ static void accept_loop(int lfd) {
     }
 }
 
+/* The queue path: the enclave's counters (summed over closed connections) and the host's
+ * I/O service. */
+static void print_ioq_stats(const struct ps_stats *st) {
+    typedef unsigned long long ull;
+    char by[160] = "", fin[160] = "";
+    for (unsigned e = 1; e < ELEOS_IOQ_NEXEC; e++) {
+        const char *n = eleos_ioq_exec_name((enum eleos_ioq_exec)e);
+        size_t lb = strlen(by), lf = strlen(fin);
+        snprintf(by + lb, sizeof by - lb, "%s%s %llu", lb ? ", " : "", n,
+                 (ull)st->ioq_by_exec[e]);
+        snprintf(fin + lf, sizeof fin - lf, "%s%s %llu", lf ? ", " : "", n,
+                 (ull)st->ioq_final_exec[e]);
+    }
+    dprintf(STDOUT_FILENO,
+            "ioq: executor %s; %llu connections (%llu failed to set up); ops %llu, "
+            "completions %llu, exits %llu (enters %llu, wakes %llu), spins %llu, polled %llu, "
+            "host faults %llu, bad results %llu, switches %llu\n"
+            "ioq: ops by executor: %s; executor in effect at close: %s\n",
+            eleos_ioq_exec_name((enum eleos_ioq_exec)st->ioq_exec), (ull)st->ioq_conns,
+            (ull)st->ioq_failures, (ull)st->ioq_ops, (ull)st->ioq_completions,
+            (ull)st->ioq_exits, (ull)st->ioq_enters, (ull)st->ioq_wakes, (ull)st->ioq_spins,
+            (ull)st->ioq_polled, (ull)st->ioq_host_faults, (ull)st->ioq_bad_results,
+            (ull)st->ioq_switches, by, fin);
+    struct eleos_ioq_service_stats ss;
+    eleos_ioq_service_stats(&ss);
+    dprintf(STDOUT_FILENO,
+            "ioq service: %u workers, %llu submits, slept %llu times, woken %llu times; "
+            "idle CPU %llu/%u permille\n",
+            ss.workers, (ull)ss.submits, (ull)ss.sleeps, (ull)ss.wakes, (ull)ss.idle_permille,
+            ss.ncpus * 1000);
+}
+
 static void print_stats(void) {
     struct ps_stats st;
     memset(&st, 0, sizeof st);
@@ -231,6 +274,8 @@ static void print_stats(void) {
                 (unsigned long long)st.rpc_fallbacks, (unsigned long long)st.rpc_no_worker,
                 (unsigned long long)st.rpc_ocalls, (unsigned long long)ps.sleeps);
     }
+    if (st.ioq)
+        print_ioq_stats(&st);
     if (st.suvm)
         dprintf(STDOUT_FILENO,
                 "suvm: hits %llu, major faults %llu, sub-pages read %llu / written %llu, "
@@ -264,9 +309,10 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &act, NULL);
     sigaction(SIGTERM, &act, NULL);
     su.out_table[PS_NAME_MAX - 1] = su.out_io[PS_NAME_MAX - 1] = '\0';
-    printf("eleos-pserver: mode %s, table %llu MiB (%s), io %s, listening on %s:%llu\n",
+    printf("eleos-pserver: mode %s, table %llu MiB (%s), io path %s (%s), listening on "
+           "%s:%llu\n",
            app_mode_name(o.plat.mode), (unsigned long long)o.table_mib, su.out_table,
-           su.out_io, o.addr, (unsigned long long)o.port);
+           app_io_path_name(pf.io), su.out_io, o.addr, (unsigned long long)o.port);
     fflush(stdout);
 
     accept_loop(lfd);

@@ -4,9 +4,11 @@
  * The enclave side (apps/pserver/enclave_*.c) must take from the host only integers and
  * set-up values it copies and checks: a set-up struct or stats buffer inside the enclave, a
  * shared RPC area inside it, out-of-range sizes and a mode that contradicts the enclave are
- * refused; a connection is a descriptor, and a value that is no descriptor (the old API
- * took a host pointer here and followed it) is refused without being dereferenced; and a
- * host that rewrites its set-up struct afterwards changes nothing the enclave uses.
+ * refused, and so are an I/O queue executor out of range, one named without the queue, and
+ * the queue together with the RPC client; a connection is a descriptor, and a value that is
+ * no descriptor (the old API took a host pointer here and followed it) is refused without
+ * being dereferenced; and a host that rewrites its set-up struct afterwards changes nothing
+ * the enclave uses.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -54,6 +56,19 @@ static void refuses_bad_setup(void) {
                            .rpc_area = inside, .rpc_area_size = 4096};
     CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
     su.rpc_area = NULL;
+    CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
+    /* The I/O queue: an executor that exists, named only with the queue on, and not
+     * together with the RPC client (whose area is valid here). */
+    static char area[4096];
+    su = (struct ps_setup){.mode = PS_MODE_SGX, .table_bytes = 1 * MiB, .ioq_exec = 1};
+    CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
+    su.ioq_on = true;
+    su.ioq_exec = ELEOS_IOQ_NEXEC;
+    CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
+    su.ioq_exec = UINT32_MAX;
+    CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
+    su = (struct ps_setup){.mode = PS_MODE_ELEOS, .rpc_on = true, .table_bytes = 1 * MiB,
+                           .rpc_area = area, .rpc_area_size = sizeof area, .ioq_on = true};
     CHECK_EQ(ecall(ps_enclave_setup, &su), -EINVAL);
     eleos_enclave_free(enc, inside);
 }

@@ -253,6 +253,10 @@ static void prep_cancel(struct io_uring_sqe *s, const void *v) {
     const struct prep_args *a = v;
     io_uring_prep_cancel_fd(s, a->fd, IORING_ASYNC_CANCEL_ALL);
 }
+static void prep_cancel_any(struct io_uring_sqe *s, const void *v) {
+    (void)v;
+    io_uring_prep_cancel64(s, 0, IORING_ASYNC_CANCEL_ANY);
+}
 
 static bool fd_ok(int fd) {
     return fd >= 0;
@@ -366,6 +370,24 @@ int eleos_ioq_cancel_fd(struct eleos_ioq *q, int fd, uint64_t user_data) {
     struct ioq_op *op = op_take(q, K_CANCEL, user_data, &slot);
     struct prep_args a = {.fd = fd};
     return op ? op_queue(q, op, slot, prep_cancel, &a) : -EAGAIN;
+}
+
+/* Cancels everything in flight on every lane (for destroy): one cancel per lane that has
+ * operations, queued on that lane, then handed over. */
+void ioq_cancel_all(struct eleos_ioq *q) {
+    enum eleos_ioq_exec cur = q->cur;
+    for (unsigned e = 1; e < ELEOS_IOQ_NEXEC; e++) {
+        if (!q->lanes[e].live || !q->lanes[e].inflight)
+            continue;
+        q->cur = (enum eleos_ioq_exec)e;
+        uint32_t slot;
+        struct ioq_op *op = op_take(q, K_CANCEL, UINT64_MAX, &slot);
+        if (op && op_queue(q, op, slot, prep_cancel_any, NULL) == 0) {
+            int r = eleos_ioq_submit(q);
+            (void)r;
+        }
+    }
+    q->cur = cur;
 }
 
 /* The untrusted header area of a slot. */
@@ -730,12 +752,13 @@ int eleos_ioq_create(struct eleos_enclave *enc, const struct eleos_ioq_config *c
 void eleos_ioq_destroy(struct eleos_ioq *q) {
     if (!q)
         return;
-    /* Take what has completed; closing the rings (the host tears its io_uring instances
-     * down, which cancels the rest) ends every operation still in flight, after which no
-     * one writes their bounce buffers any more. */
+    /* Cancel what is in flight and take the completions (bounded: a host that never
+     * completes cannot keep us here); closing the rings then ends whatever is left. */
     struct eleos_ioq_cqe cqes[64];
-    while (q->outstanding && eleos_ioq_wait(q, cqes, 64, 0, 0) > 0)
-        ;
+    ioq_cancel_all(q);
+    for (int i = 0; q->outstanding && i < 100; i++)
+        if (eleos_ioq_wait(q, cqes, 64, 1, 2000000) < 0)
+            break;
     for (unsigned e = 0; e < ELEOS_IOQ_NEXEC; e++)
         if (q->lanes[e].live)
             ioq_lane_close(q, &q->lanes[e]);

@@ -23,6 +23,7 @@
 
 #define POLICY_NS 100000000ull         /* how often AUTO reconsiders (the host's period) */
 #define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
+#define STALL_NS 5000ull               /* ... unless the poller takes nothing this long  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
 /* AUTO thresholds, in thousandths of a core that pollers would have (hysteresis). */
 #define WORKER_ON_PERMILLE 700u
@@ -148,6 +149,12 @@ int ioq_lanes_init(struct eleos_ioq *q) {
         return r;
     if (r)
         return -ENOSYS;
+    if (want == ELEOS_IOQ_EXEC_WORKER &&
+        atomic_load_explicit(&q->lanes[want].ctl->worker_state, memory_order_relaxed) ==
+            IOQ_WORKER_NONE) {
+        ioq_lane_close(q, &q->lanes[want]); /* no service runs: nobody would submit */
+        return -ENOSYS;
+    }
     q->avail[ELEOS_IOQ_EXEC_URING] = q->lanes[ELEOS_IOQ_EXEC_URING].live;
     q->avail[want] = true;
     q->cur = want;
@@ -359,12 +366,21 @@ static unsigned lane_spin(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_
     if (end > deadline)
         end = deadline;
     unsigned n = 0;
-    uint64_t now = start;
+    uint64_t now = start, stall = ns_to_tsc(q, STALL_NS);
+    uint32_t head = atomic_load_explicit(l->sq_khead, memory_order_relaxed);
+    uint64_t moved = start;
     while (!n && now < end) {
         for (int i = 0; i < 16; i++)
             _mm_pause();
         n = lane_reap(q, l, out, max);
         now = tsc_now();
+        /* SQEs the poller has not taken for a while: it has no CPU (ours, perhaps), and
+         * spinning on would only keep it from one. */
+        uint32_t h = atomic_load_explicit(l->sq_khead, memory_order_relaxed);
+        if (h != head || h == l->sq_published)
+            moved = now, head = h;
+        else if (now - moved > stall)
+            break;
     }
     q->pol_spin += now - start;
     if (n)
@@ -438,7 +454,13 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
         if (need > q->outstanding)
             need = q->outstanding;
         if (!need || timeout_ns == 0) {
-            submit_quiet(q);
+            struct ioq_lane *l = &q->lanes[q->cur];
+            int sub = eleos_ioq_submit(q);
+            /* URING posts completions only on entry, BATCH runs ops only then: a poll
+             * that wants something must enter once, even with nothing to submit. */
+            if (sub == 0 && need && l->inflight &&
+                (l->exec == ELEOS_IOQ_EXEC_URING || l->exec == ELEOS_IOQ_EXEC_BATCH))
+                lane_enter(q, l, 0, 0, IOQ_ENTER_GETEVENTS);
             n += (unsigned)reap_all(q, cqes + n, max - n);
             break;
         }

@@ -101,6 +101,7 @@ struct eleos_ioq {
 void *ioq_mem_alloc(struct eleos_ioq *q, size_t size);
 void ioq_mem_free(struct eleos_ioq *q, void *p);
 void ioq_op_release(struct eleos_ioq *q, uint32_t slot);
+void ioq_cancel_all(struct eleos_ioq *q);
 void *ioq_rx_copy(struct eleos_ioq *q, const void *src, size_t n);
 void ioq_rx_rewind(struct eleos_ioq *q);
 void ioq_op_complete(struct eleos_ioq *q, struct ioq_op *op, int32_t res,

@@ -177,6 +177,7 @@ static int op_queue(struct eleos_ioq *q, struct ioq_op *op, uint32_t slot,
     }
     prep(sqe, arg);
     sqe->user_data = (uint64_t)op->gen << 32 | slot;
+    op->sqe = *sqe;
     op->lane = (uint8_t)q->cur;
     op->state = OP_QUEUED;
     l->inflight++;
@@ -755,6 +756,7 @@ void eleos_ioq_destroy(struct eleos_ioq *q) {
     /* Cancel what is in flight and take the completions (bounded: a host that never
      * completes cannot keep us here); closing the rings then ends whatever is left. */
     struct eleos_ioq_cqe cqes[64];
+    q->closing = true;
     ioq_cancel_all(q);
     for (int i = 0; q->outstanding && i < 100; i++)
         if (eleos_ioq_wait(q, cqes, 64, 1, 2000000) < 0)

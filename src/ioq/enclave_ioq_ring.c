@@ -23,7 +23,8 @@
 
 #define POLICY_NS 100000000ull         /* how often AUTO reconsiders (the host's period) */
 #define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
-#define STALL_NS 5000ull               /* ... unless the poller takes nothing this long  */
+#define POLICY_HOLD 3u                 /* periods a new choice must hold                 */
+#define STALL_NS 10000ull              /* ... unless the poller takes nothing this long  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
 /* AUTO thresholds, in thousandths of a core that pollers would have (hysteresis). */
 #define WORKER_ON_PERMILLE 700u
@@ -242,6 +243,23 @@ static void submit_quiet(struct eleos_ioq *q) {
 
 /* --- reaping ------------------------------------------------------------------------------ */
 
+/* Issues a migrating operation again, as it was, on the current lane (its bounce and tag
+ * stay); false if that lane has no room (then it completes as cancelled). */
+static bool reissue(struct eleos_ioq *q, struct ioq_op *op) {
+    struct ioq_lane *to = &q->lanes[q->cur];
+    if (op->lane == q->cur)
+        return false;
+    struct io_uring_sqe *sqe = ioq_sqe_get(q, to);
+    if (!sqe)
+        return false;
+    *sqe = op->sqe;
+    q->lanes[op->lane].inflight--;
+    op->lane = (uint8_t)q->cur;
+    op->migrating = false;
+    to->inflight++;
+    return true;
+}
+
 /* Reaps up to max completions of lane l into out; checks the tail, then each tag. */
 static unsigned lane_reap(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_ioq_cqe *out,
                           unsigned max) {
@@ -259,11 +277,16 @@ static unsigned lane_reap(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_
         l->cq_head++;
         uint32_t slot = (uint32_t)tag;
         struct ioq_op *op = slot < q->entries ? &q->ops[slot] : NULL;
+        if (op && (tag >> 32) == 0)
+            continue; /* the answer to a migration's cancel: nothing to deliver */
         if (!op || op->state == OP_FREE || op->gen != (uint32_t)(tag >> 32) ||
             op->lane != l->exec) {
             q->st.host_faults++;
             continue;
         }
+        if (op->migrating && res == -ECANCELED && !q->closing && reissue(q, op))
+            continue;
+        op->migrating = false;
         ioq_op_complete(q, op, res, &out[n++]);
     }
     atomic_store_explicit(l->cq_khead, l->cq_head, memory_order_release);
@@ -314,6 +337,29 @@ static enum eleos_ioq_exec policy_target(struct eleos_ioq *q) {
     return worker && free >= WORKER_ON_PERMILLE ? ELEOS_IOQ_EXEC_WORKER : ELEOS_IOQ_EXEC_URING;
 }
 
+/* Asks lane l to cancel each operation it has in flight; each comes back cancelled (or
+ * done) and is issued again on the current lane (reissue), so no operation is left on a
+ * lane the queue no longer waits on. The cancels carry generation 0: no operation has it. */
+static void migrate_from(struct eleos_ioq *q, struct ioq_lane *l) {
+    for (uint32_t i = 0; i < q->entries && l->inflight; i++) {
+        struct ioq_op *op = &q->ops[i];
+        if (op->state == OP_FREE || op->lane != l->exec || op->migrating || op->kind == K_CANCEL)
+            continue;
+        struct io_uring_sqe *sqe = ioq_sqe_get(q, l);
+        if (!sqe)
+            break;
+        io_uring_prep_cancel64(sqe, (uint64_t)op->gen << 32 | i, 0);
+        sqe->user_data = i; /* generation 0 */
+        op->migrating = true;
+    }
+    if (lane_publish(q, l)) {
+        if (l->exec == ELEOS_IOQ_EXEC_URING || l->exec == ELEOS_IOQ_EXEC_BATCH)
+            lane_enter(q, l, 0, 0, 0);
+        else
+            lane_kick(q, l);
+    }
+}
+
 static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
     if (e == q->cur)
         return 0;
@@ -321,8 +367,10 @@ static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
     if (r)
         return r;
     submit_quiet(q); /* what the old lane holds goes out on it */
+    struct ioq_lane *old = &q->lanes[q->cur];
     q->cur = e;
     q->avail[e] = true;
+    migrate_from(q, old);
     return 0;
 }
 
@@ -331,8 +379,12 @@ static void policy_tick(struct eleos_ioq *q) {
     if (window < ns_to_tsc(q, POLICY_NS))
         return;
     if (q->forced == ELEOS_IOQ_EXEC_AUTO) {
+        /* A change must hold for POLICY_HOLD periods: every switch migrates what is in
+         * flight, so a load that hovers at a threshold must not flip it back and forth. */
         enum eleos_ioq_exec t = policy_target(q);
-        if (t != q->cur && switch_to(q, t) == 0)
+        q->pending_ticks = t == q->pending ? q->pending_ticks + 1 : 1;
+        q->pending = t;
+        if (t != q->cur && q->pending_ticks >= POLICY_HOLD && switch_to(q, t) == 0)
             q->st.switches++;
     }
     q->pol_start = now;
@@ -374,7 +426,7 @@ static unsigned lane_spin(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_
             _mm_pause();
         n = lane_reap(q, l, out, max);
         now = tsc_now();
-        /* SQEs the poller has not taken for a while: it has no CPU (ours, perhaps), and
+        /* SQEs the poller has not taken for 10 us: it has no CPU (ours, perhaps), and
          * spinning on would only keep it from one. */
         uint32_t h = atomic_load_explicit(l->sq_khead, memory_order_relaxed);
         if (h != head || h == l->sq_published)

@@ -107,7 +107,11 @@ static int try_op(struct ioq_batch *b, const struct io_uring_sqe *s, long *res, 
     case IORING_OP_ASYNC_CANCEL: {
         long n = 0;
         for (uint32_t i = 0; i < b->npending;) {
-            if (b->pending[i].sqe.fd == fd || (s->cancel_flags & IORING_ASYNC_CANCEL_ANY)) {
+            const struct io_uring_sqe *ps = &b->pending[i].sqe;
+            bool match = (s->cancel_flags & IORING_ASYNC_CANCEL_ANY) ||
+                         ((s->cancel_flags & IORING_ASYNC_CANCEL_FD) ? ps->fd == fd
+                                                                    : ps->user_data == s->addr);
+            if (match) {
                 post(b, b->pending[i].sqe.user_data, -ECANCELED);
                 b->pending[i] = b->pending[--b->npending];
                 n++;

@@ -29,6 +29,7 @@ struct ioq_op {
     uint8_t kind;
     uint8_t lane;
     uint8_t cls;            /* bounce class of data, or 0xff: none                    */
+    bool migrating;         /* cancelled on its old lane, to be issued again on the new */
     uint32_t gen;           /* tag = gen << 32 | slot; never 0                         */
     uint32_t len;           /* bytes requested (after capping)                         */
     uint32_t events;        /* K_POLL: events asked for                                */
@@ -41,6 +42,7 @@ struct ioq_op {
     struct sockaddr *addr;  /* K_ACCEPT, K_RECVMSG: where the peer address goes        */
     socklen_t *addrlen;     /* K_ACCEPT                                                */
     socklen_t addrcap;
+    struct io_uring_sqe sqe; /* as issued, to issue it again on another lane           */
 };
 
 /* A lane as the enclave uses it: a trusted copy of the host's description plus the
@@ -80,6 +82,9 @@ struct eleos_ioq {
     bool avail[ELEOS_IOQ_NEXEC];        /* executors that can be set up here           */
     enum eleos_ioq_exec cur;            /* lane new operations go to                   */
     enum eleos_ioq_exec forced;         /* AUTO: adaptive                              */
+    enum eleos_ioq_exec pending;        /* AUTO's last target, and how many ticks it held */
+    unsigned pending_ticks;
+    bool closing;                       /* destroy: cancelled operations stay cancelled */
     uint32_t outstanding;
     struct ioq_class cls[IOQ_NCLASS];
     void **slabs;                       /* untrusted chunks the 2 KiB class is cut from */

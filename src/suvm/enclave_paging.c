@@ -30,9 +30,10 @@
 #define EVICTOR_SPIN_NS 50000u
 
 /* Nap length through an OCALL: starts short and doubles while idle, so an idle evictor
- * costs a few exits per second and a busy one reacts within ~50 µs. */
+ * costs at most 50 exits a second (and no spinning) and a busy one reacts within ~50 µs;
+ * faulting threads evict for themselves meanwhile. */
 #define EVICTOR_NAP_MIN_NS 50000u
-#define EVICTOR_NAP_MAX_NS 2000000u
+#define EVICTOR_NAP_MAX_NS 20000000u
 
 /* --- Free-frame stack ---------------------------------------------------------------------- */
 
@@ -528,7 +529,8 @@ long suvm_evictor_loop(struct eleos_suvm *s) {
         }
         uint64_t t0 = tsc_now();
         bool work = false;
-        while (tsc_now() - t0 < spin_cycles) {
+        /* Spin only while work came recently: an idle server's evictor naps, no more. */
+        while (nap_ns <= 4 * EVICTOR_NAP_MIN_NS && tsc_now() - t0 < spin_cycles) {
             if (atomic_load_explicit(&s->nfree, memory_order_relaxed) < low ||
                 atomic_load_explicit(&s->evictor_stop, memory_order_relaxed)) {
                 work = true;

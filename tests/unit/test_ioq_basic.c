@@ -35,6 +35,7 @@ struct env {
     int lfd, cfd;    /* listener, a connecting client   */
     uint64_t exits;  /* OCALLs the queue reported       */
     uint64_t ops;
+    uint64_t depth_exits; /* of those, for 64 operations in flight at once */
 };
 
 /* Waits for exactly one completion and returns it. */
@@ -78,6 +79,28 @@ static void sockets(struct eleos_ioq *q, struct env *e) {
                                                !memcmp(c[i].data, "world", 5));
         got += n;
     }
+    /* A receive in flight when the executor changes moves to the new one and completes
+     * there (the old lane cancels it; the queue issues it again). */
+    enum eleos_ioq_exec was = eleos_ioq_executor(q);
+    enum eleos_ioq_exec other = was == ELEOS_IOQ_EXEC_BATCH ? ELEOS_IOQ_EXEC_URING
+                                                            : ELEOS_IOQ_EXEC_BATCH;
+    E_CHECK(eleos_ioq_recv(q, e->sp[1], in, sizeof in, 0, 15) == 0);
+    E_CHECK(eleos_ioq_submit(q) == 1);
+    E_CHECK(eleos_ioq_set_executor(q, other) == 0 && eleos_ioq_executor(q) == other);
+    E_CHECK(eleos_ioq_send(q, e->sp[0], "moved", 5, 0, 16) == 0);
+    for (got = 0, seen = 0; got < 2;) {
+        int n = eleos_ioq_wait(q, c, 4, 1, 2000000000ull);
+        E_CHECK(n > 0);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            E_CHECK(c[i].res == 5 && (c[i].user_data == 15 || c[i].user_data == 16));
+            seen |= 1 << (c[i].user_data - 15);
+        }
+        got += n;
+    }
+    E_CHECK(seen == 3 && !memcmp(in, "moved", 5));
+    E_CHECK(eleos_ioq_set_executor(q, e->exec) == 0);
     /* Vectored and message forms; a transfer above the cap is shortened. */
     struct iovec ov[2] = {{"ab", 2}, {"cde", 3}};
     struct msghdr om = {.msg_iov = ov, .msg_iovlen = 2};
@@ -196,12 +219,15 @@ static long e_run(void *arg) {
     sockets(q, e);
     files(q, e);
     accepts(q, e);
+    struct eleos_ioq_stats before;
+    eleos_ioq_stats(q, &before);
     depth(q);
     struct eleos_ioq_stats st;
     eleos_ioq_stats(q, &st);
     E_CHECK(st.host_faults == 0 && st.bad_results == 0);
     e->exits = st.exits;
     e->ops = st.ops;
+    e->depth_exits = st.exits - before.exits;
     eleos_ioq_destroy(q);
     return 0;
 }
@@ -234,8 +260,10 @@ static void run_exec(enum eleos_ioq_exec exec) {
         fprintf(stderr, "%s: first enclave failure at line %d\n", eleos_ioq_exec_name(exec),
                 e_fail_line);
     CHECK_EQ(e_fails, 0);
-    /* Batching: fewer exits than operations on every executor. */
-    CHECK(rv != 0 || e.exits < e.ops);
+    /* Batching: 64 operations in flight cost far fewer exits than 64, on every executor
+     * (the one-at-a-time parts of the run may cost one exit each where a poller lacks a
+     * CPU, so only the batch is held to it). */
+    CHECK(rv != 0 || e.depth_exits < 16);
     int fds[] = {e.sp[0], e.sp[1], e.pp[0], e.pp[1], e.file, e.lfd, e.cfd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         close(fds[i]);

@@ -34,8 +34,9 @@
 # across servers (rep 1 of every server, then rep 2 ...) so machine load drifts hit every
 # server alike; the CSV holds the median over reps.
 #
-# Per-op exits, EPC faults, SUVM major faults and RPC fallbacks come from "stats" (memcstat)
-# before and after each measuring run. Model on/off: the SGX cost model only changes enclave
+# Per-op exits (every exit: trapped syscalls plus OCALLs, eleos_enclave_exits_total), EPC
+# faults, SUVM major faults and RPC fallbacks come from "stats" (memcstat) before and after
+# each measuring run; the executor the batched I/O path ran on is printed after each run. Model on/off: the SGX cost model only changes enclave
 # modes, so memcached and native run once per grid point (model column "none"); their ratio
 # vs sgx uses sgx with the model on. Every server is killed on exit, also on error or Ctrl-C.
 # Exit status 1 if a uniform run reported errors, verify failures or lost connections (the
@@ -63,7 +64,7 @@ case $grid in
            costs="on"; servers_on="sgx eleos"; servers_off=""
            : "${secs:=3}" "${reps:=1}" ;;
   default) vsizes="1024"; u_mults="0.5 5"; m_mults="0.5 5"; u_mixes="get set"; m_mixes="get"
-           costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"; servers_off="sgx eleos"
+           costs="on off"; servers_on="sgx eleos eleos-rpc eleos-sync rpc-only suvm-only"; servers_off="sgx eleos"
            : "${secs:=3}" "${reps:=2}" ;;
   full)    vsizes="1024 4096"; u_mults="0.5 2 5"; m_mults="0.5 2 5"; u_mixes="get set"
            m_mixes="get set"; costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"
@@ -114,6 +115,8 @@ start_server() { # name cost [attempt]
     native)    "$kvs" --mode native -p 0 "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     sgx)       "$kvs" --mode sgx -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos)     "$kvs" --mode eleos -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+    eleos-uring) "$kvs" --mode eleos --rpc uring -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+    eleos-sync) "$kvs" --mode eleos --rpc sync -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-rpc) "$kvs" --mode eleos --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     rpc-only)  "$kvs" --mode sgx --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     suvm-only) "$kvs" --mode sgx --suvm on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
@@ -147,7 +150,7 @@ stop_server() {
 # Selected "stats" counters as "name value" lines (0 for those a server does not have).
 snapshot() {
   timeout 20 memcstat --servers=127.0.0.1:$port 2>/dev/null | awk '
-    BEGIN { split("cmd_get get_misses eleos_enclave_exits eleos_epc_faults eleos_suvm_major_faults eleos_rpc_fallbacks eleos_rpc_calls", k, " "); for (i in k) v[k[i]] = 0 }
+    BEGIN { split("cmd_get get_misses eleos_enclave_exits_total eleos_epc_faults eleos_suvm_major_faults eleos_rpc_fallbacks eleos_rpc_calls", k, " "); for (i in k) v[k[i]] = 0 }
     { gsub(/:/, "", $1); if ($1 in v) v[$1] = $2 }
     END { for (n in v) print n, v[n] }'
 }
@@ -187,7 +190,7 @@ load_run() { # args...
 deltas() { # before after
   printf '%s\n%s\n' "$1" "$2" | awk '
     { if ($1 in a) d[$1] = $2 - a[$1]; else a[$1] = $2 }
-    END { printf "%d %d %d %d\n", d["eleos_enclave_exits"], d["eleos_epc_faults"], d["eleos_suvm_major_faults"], d["eleos_rpc_fallbacks"] }'
+    END { printf "%d %d %d %d\n", d["eleos_enclave_exits_total"], d["eleos_epc_faults"], d["eleos_suvm_major_faults"], d["eleos_rpc_fallbacks"] }'
 }
 
 # load server mix vsize mult cost rep tps ops gets misses exits epcf suvmf fallbacks data_mib
@@ -236,6 +239,9 @@ for vsize in $vsizes; do
             after=$(snapshot)
             read -r exits epcf suvmf fb <<< "$(deltas "$before" "$after")"
             [ "$bad" != 0 ] && failed=1
+            execs=$(timeout 20 memcstat --servers=127.0.0.1:$port 2>/dev/null |
+                    awk '/eleos_io_executor/ { print $2 }')
+            [ -n "$execs" ] && echo "   executors: $execs" >&2
             echo "   uniform $mix: $tps ops/s ($ops ops, $gets gets, $misses misses, $bad errors; p50 $p50 us, p99 $p99 us; exits $exits, EPC faults $epcf, SUVM major faults $suvmf, RPC fallbacks $fb)" >&2
             echo "uniform $server $mix $vsize $mult $mcost $rep $tps $ops $gets $misses $exits $epcf $suvmf $fb $data_mib $keys $p50 $p99 $preload_s $bad" >> "$results"
           done

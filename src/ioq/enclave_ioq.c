@@ -273,10 +273,11 @@ int eleos_ioq_nop(struct eleos_ioq *q, uint64_t user_data) {
     return op ? op_queue(q, op, slot, prep_nop, NULL) : -EAGAIN;
 }
 
-/* The common path of recv, read: a bounce to receive into, the caller's buffer kept. */
-static int queue_in(struct eleos_ioq *q, uint8_t kind, int fd, void *buf, size_t len,
-                    int flags, int64_t off, uint64_t ud,
-                    void (*prep)(struct io_uring_sqe *, const void *)) {
+/* The common path of recv, read (in: the caller's buffer is kept for the copy in) and of
+ * send, write (out: the data is copied out now). */
+static int queue_data(struct eleos_ioq *q, uint8_t kind, int fd, const void *buf, size_t len,
+                      int flags, int64_t off, uint64_t ud, bool in,
+                      void (*prep)(struct io_uring_sqe *, const void *)) {
     if (!fd_ok(fd) || (!buf && len && kind != K_RECV))
         return -EINVAL;
     uint32_t slot;
@@ -288,27 +289,9 @@ static int queue_in(struct eleos_ioq *q, uint8_t kind, int fd, void *buf, size_t
         ioq_op_release(q, slot);
         return -ENOMEM;
     }
-    op->dst = buf;
-    struct prep_args a = {fd, op->data, op->len, flags, (uint64_t)file_off(off), NULL};
-    return op_queue(q, op, slot, prep, &a);
-}
-
-/* The common path of send, write: the data copied out now. */
-static int queue_out(struct eleos_ioq *q, uint8_t kind, int fd, const void *buf, size_t len,
-                     int flags, int64_t off, uint64_t ud,
-                     void (*prep)(struct io_uring_sqe *, const void *)) {
-    if (!fd_ok(fd) || (!buf && len))
-        return -EINVAL;
-    uint32_t slot;
-    struct ioq_op *op = op_take(q, kind, ud, &slot);
-    if (!op)
-        return -EAGAIN;
-    if (op_bounce(q, op, len)) {
-        q->outstanding++;
-        ioq_op_release(q, slot);
-        return -ENOMEM;
-    }
-    if (op->len)
+    if (in)
+        op->dst = (void *)buf;
+    else if (op->len)
         memcpy(op->data, buf, op->len);
     struct prep_args a = {fd, op->data, op->len, flags, (uint64_t)file_off(off), NULL};
     return op_queue(q, op, slot, prep, &a);
@@ -316,22 +299,23 @@ static int queue_out(struct eleos_ioq *q, uint8_t kind, int fd, const void *buf,
 
 int eleos_ioq_recv(struct eleos_ioq *q, int fd, void *buf, size_t len, int flags,
                    uint64_t user_data) {
-    return queue_in(q, K_RECV, fd, buf, len, flags, -1, user_data, prep_recv);
+    return queue_data(q, K_RECV, fd, buf, len, flags, -1, user_data, true, prep_recv);
 }
 
 int eleos_ioq_send(struct eleos_ioq *q, int fd, const void *buf, size_t len, int flags,
                    uint64_t user_data) {
-    return queue_out(q, K_SEND, fd, buf, len, flags | MSG_NOSIGNAL, -1, user_data, prep_send);
+    return queue_data(q, K_SEND, fd, buf, len, flags | MSG_NOSIGNAL, -1, user_data, false,
+                      prep_send);
 }
 
 int eleos_ioq_read(struct eleos_ioq *q, int fd, void *buf, size_t len, int64_t off,
                    uint64_t user_data) {
-    return queue_in(q, K_READ, fd, buf, len, 0, off, user_data, prep_read);
+    return queue_data(q, K_READ, fd, buf, len, 0, off, user_data, true, prep_read);
 }
 
 int eleos_ioq_write(struct eleos_ioq *q, int fd, const void *buf, size_t len, int64_t off,
                     uint64_t user_data) {
-    return queue_out(q, K_WRITE, fd, buf, len, 0, off, user_data, prep_write);
+    return queue_data(q, K_WRITE, fd, buf, len, 0, off, user_data, false, prep_write);
 }
 
 int eleos_ioq_close(struct eleos_ioq *q, int fd, uint64_t user_data) {

@@ -465,14 +465,26 @@ static bool others_inflight(const struct eleos_ioq *q) {
 }
 
 /* One round of waiting on the current lane: spin (polled executors) then one exit. */
+/* The lane a wait blocks on: the current one, unless only others hold operations (ones
+ * being migrated, say): waiting on an empty lane would return at once, again and again. */
+static struct ioq_lane *wait_lane(struct eleos_ioq *q) {
+    struct ioq_lane *l = &q->lanes[q->cur];
+    for (unsigned e = 1; !l->inflight && e < ELEOS_IOQ_NEXEC; e++)
+        if (q->lanes[e].live && q->lanes[e].inflight)
+            return &q->lanes[e];
+    return l;
+}
+
 static unsigned wait_round(struct eleos_ioq *q, struct eleos_ioq_cqe *out, unsigned max,
                            unsigned need, uint64_t deadline) {
-    struct ioq_lane *l = &q->lanes[q->cur];
+    struct ioq_lane *cur = &q->lanes[q->cur];
+    if (lane_publish(q, cur) && cur->exec != ELEOS_IOQ_EXEC_URING &&
+        cur->exec != ELEOS_IOQ_EXEC_BATCH)
+        lane_kick(q, cur);
+    struct ioq_lane *l = wait_lane(q);
     bool polled = l->exec == ELEOS_IOQ_EXEC_WORKER || l->exec == ELEOS_IOQ_EXEC_SQPOLL;
     unsigned n = 0;
     if (polled) {
-        if (lane_publish(q, l))
-            lane_kick(q, l);
         n = lane_spin(q, l, out, max, deadline);
         if (n >= need)
             return n;
@@ -487,8 +499,9 @@ static unsigned wait_round(struct eleos_ioq *q, struct eleos_ioq_cqe *out, unsig
     uint32_t min = need - n;
     if (min > l->inflight)
         min = l->inflight;
-    lane_publish(q, l);
     lane_enter(q, l, min, ns, IOQ_ENTER_GETEVENTS);
+    if (l != cur) /* what the current lane holds was published; hand it over too */
+        lane_enter(q, cur, 0, 0, 0);
     return n + lane_reap(q, l, out + n, max - n);
 }
 

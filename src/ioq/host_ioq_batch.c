@@ -216,6 +216,15 @@ void ioq_batch_enter(struct ioq_batch *b, uint32_t min, uint64_t ns, unsigned fa
     run_new(b, fault);
     run_pending(b, 0);
     uint64_t end = ns == UINT64_MAX ? UINT64_MAX : mono_ns() + ns;
+    if (cq_ready(b) < min && !b->npending && ns) {
+        /* Nothing here can complete (completions lost, or asked for more than is in
+         * flight): the honest answer to a wait is to wait, not to return at once and be
+         * asked again in a loop. At most 100 ms per call. */
+        uint64_t nap = ns > 100000000ull ? 100000000ull : ns;
+        struct timespec ts = {(time_t)(nap / 1000000000ull), (long)(nap % 1000000000ull)};
+        nanosleep(&ts, NULL);
+        return;
+    }
     while (cq_ready(b) < min && b->npending) {
         uint64_t now = mono_ns();
         if (now >= end)

@@ -383,6 +383,7 @@ static int loop_open(struct qloop *l) {
         eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
         return -ENOMEM;
     post_accept(l);
+    publish_stats(l); /* `stats` names the executor from the start */
     return 0;
 }
 

@@ -41,10 +41,8 @@ long ioq_ocall(struct eleos_ioq *q, uint32_t op, uint32_t exec) {
     q->call->op = op;
     q->call->exec = exec;
     q->call->entries = q->entries;
-    if (q->enc && eleos_enclave_in_enclave_mode()) {
+    if (q->enc && eleos_enclave_in_enclave_mode())
         q->st.exits++;
-        q->pol_exits++;
-    }
     long r = eleos_enclave_ocall(ioq_host_call, q->call);
     return r < -ELEOS_SYS_ERRNO_MAX ? -EIO : r;
 }
@@ -198,7 +196,6 @@ static uint32_t lane_publish(struct eleos_ioq *q, struct ioq_lane *l) {
     atomic_store_explicit(l->sq_ktail, l->sq_tail, memory_order_release);
     l->sq_published = l->sq_tail;
     q->st.by_exec[l->exec] += n;
-    q->pol_ops += n;
     return n;
 }
 
@@ -388,7 +385,6 @@ static void policy_tick(struct eleos_ioq *q) {
             q->st.switches++;
     }
     q->pol_start = now;
-    q->pol_spin = q->pol_ops = q->pol_exits = 0;
 }
 
 enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q) {
@@ -398,15 +394,15 @@ enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q) {
 int eleos_ioq_set_executor(struct eleos_ioq *q, enum eleos_ioq_exec exec) {
     if ((unsigned)exec >= ELEOS_IOQ_NEXEC)
         return -EINVAL;
-    q->forced = exec;
-    if (exec == ELEOS_IOQ_EXEC_AUTO)
-        return 0;
     if (exec == ELEOS_IOQ_EXEC_WORKER) {
         struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
         if (atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE)
             return -ENOSYS;
     }
-    return switch_to(q, exec) ? -ENOSYS : 0;
+    if (exec != ELEOS_IOQ_EXEC_AUTO && switch_to(q, exec))
+        return -ENOSYS; /* the executor in force stays, and so does the choice's mode */
+    q->forced = exec;
+    return 0;
 }
 
 /* --- waiting ----------------------------------------------------------------------------- */
@@ -434,7 +430,6 @@ static unsigned lane_spin(struct eleos_ioq *q, struct ioq_lane *l, struct eleos_
         else if (now - moved > stall)
             break;
     }
-    q->pol_spin += now - start;
     if (n)
         q->st.spins++;
     return n;

@@ -95,9 +95,6 @@ struct eleos_ioq {
     struct eleos_ioq_stats st;
     /* executor choice */
     uint64_t pol_start;                 /* TSC at the start of the current window      */
-    uint64_t pol_spin;                  /* cycles spent spinning on rings this window  */
-    uint64_t pol_ops;                   /* operations submitted this window            */
-    uint64_t pol_exits;                 /* exits this window                           */
     uint64_t spin_budget;               /* cycles a wait spins before it exits         */
     uint64_t hz;                        /* TSC cycles per second                       */
 };

@@ -191,6 +191,9 @@ try:
     s.close()
     st = stats(srv)
     c.true(int(st["curr_connections"]) >= 1, "server alive after malformed input")
+    if os.environ.get("ELEOS_IOQ_NO_URING"):  # the run that stands in for a kernel without it
+        c.eq(st.get("eleos_io_executor"), ",".join(["batch"] * int(st["threads"])),
+             "without io_uring every worker runs the batch executor")
     mc.close()
 except Exception as e:  # report, then still stop the server
     import traceback

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ static int e_fail_line, e_fails;
 
 struct env {
     enum eleos_ioq_exec exec;
+    enum eleos_ioq_exec expect; /* the executor the queue must start on */
     int sp[2];       /* socket pair                     */
     int pp[2];       /* pipe                            */
     int file;        /* temporary file                  */
@@ -86,7 +88,11 @@ static void sockets(struct eleos_ioq *q, struct env *e) {
                                                             : ELEOS_IOQ_EXEC_BATCH;
     E_CHECK(eleos_ioq_recv(q, e->sp[1], in, sizeof in, 0, 15) == 0);
     E_CHECK(eleos_ioq_submit(q) == 1);
-    E_CHECK(eleos_ioq_set_executor(q, other) == 0 && eleos_ioq_executor(q) == other);
+    int sr = eleos_ioq_set_executor(q, other);
+    if (getenv("ELEOS_IOQ_NO_URING")) /* nowhere to move to: the receive stays */
+        E_CHECK(sr == -ENOSYS && eleos_ioq_executor(q) == was);
+    else
+        E_CHECK(sr == 0 && eleos_ioq_executor(q) == other);
     E_CHECK(eleos_ioq_send(q, e->sp[0], "moved", 5, 0, 16) == 0);
     for (got = 0, seen = 0; got < 2;) {
         int n = eleos_ioq_wait(q, c, 4, 1, 2000000000ull);
@@ -215,7 +221,7 @@ static long e_run(void *arg) {
     int r = eleos_ioq_create(enc, &cfg, &q);
     if (r)
         return r;
-    E_CHECK(eleos_ioq_executor(q) == (e->exec ? e->exec : ELEOS_IOQ_EXEC_URING));
+    E_CHECK(eleos_ioq_executor(q) == e->expect);
     sockets(q, e);
     files(q, e);
     accepts(q, e);
@@ -232,8 +238,8 @@ static long e_run(void *arg) {
     return 0;
 }
 
-static void run_exec(enum eleos_ioq_exec exec) {
-    struct env e = {.exec = exec};
+static void run_exec_expect(enum eleos_ioq_exec exec, enum eleos_ioq_exec expect) {
+    struct env e = {.exec = exec, .expect = expect};
     REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, e.sp) == 0);
     REQUIRE(pipe(e.pp) == 0);
     char path[] = "/tmp/test_ioq_XXXXXX";
@@ -269,10 +275,26 @@ static void run_exec(enum eleos_ioq_exec exec) {
         close(fds[i]);
 }
 
+static void run_exec(enum eleos_ioq_exec exec) {
+    run_exec_expect(exec, exec ? exec : ELEOS_IOQ_EXEC_URING);
+}
+
 static void test_uring(void) { run_exec(ELEOS_IOQ_EXEC_URING); }
 static void test_batch(void) { run_exec(ELEOS_IOQ_EXEC_BATCH); }
 static void test_sqpoll(void) { run_exec(ELEOS_IOQ_EXEC_SQPOLL); }
 static void test_auto(void) { run_exec(ELEOS_IOQ_EXEC_AUTO); }
+
+/* Without io_uring (an old kernel, a sandbox that filters it), AUTO runs everything on
+ * the batch executor, and asking for io_uring says -ENOSYS. */
+static void test_no_uring(void) {
+    setenv("ELEOS_IOQ_NO_URING", "1", 1);
+    run_exec_expect(ELEOS_IOQ_EXEC_AUTO, ELEOS_IOQ_EXEC_BATCH);
+    struct env e = {.exec = ELEOS_IOQ_EXEC_URING, .expect = ELEOS_IOQ_EXEC_URING};
+    long rv = 0;
+    REQUIRE(eleos_enclave_ecall(enc, e_run, &e, &rv) == 0);
+    CHECK_EQ(rv, -ENOSYS);
+    unsetenv("ELEOS_IOQ_NO_URING");
+}
 
 static void test_worker(void) {
     struct eleos_ioq_service_config sc;
@@ -297,7 +319,7 @@ int main(void) {
     setup();
     const struct harness_case cases[] = {TEST_CASE(test_uring), TEST_CASE(test_batch),
                                          TEST_CASE(test_worker), TEST_CASE(test_sqpoll),
-                                         TEST_CASE(test_auto)};
+                                         TEST_CASE(test_auto), TEST_CASE(test_no_uring)};
     int r = harness_run("test_ioq_basic", cases, sizeof cases / sizeof cases[0]);
     eleos_enclave_destroy(enc);
     return r;

@@ -40,7 +40,6 @@ enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_LISTEN (UINT64_MAX - 1)
 #define UD_WAKE (UINT64_MAX - 2)
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
-#define QUEUE_ENTRIES 4096u
 #define REAP_MAX 64u /* also bounds how many receives drain at once */
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
@@ -61,7 +60,8 @@ static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
 }
 
 /* A queueing failure on the connection's own operations closes it (the queue is sized for
- * every connection's receive and send, so this means memory ran out). */
+ * every connection's receive and send, so this means memory ran out). conn_begin_close may
+ * free c: callers touch c no more after it. */
 static void conn_begin_close(struct qloop *l, struct kvs_conn *c);
 
 /* A posted receive waits for data. A draining one (after a receive filled its buffer)
@@ -79,15 +79,15 @@ static void post_recv(struct qloop *l, struct kvs_conn *c, bool drain) {
     c->draining = drain;
 }
 
-static void post_send(struct qloop *l, struct kvs_conn *c) {
+/* false: the send could not be queued (the caller closes the connection). */
+static bool post_send(struct qloop *l, struct kvs_conn *c) {
     size_t n = c->wbuf.len - c->wpos;
     if (n > ELEOS_IOQ_MAX_XFER)
         n = ELEOS_IOQ_MAX_XFER;
-    if (eleos_ioq_send(l->q, c->fd, c->wbuf.data + c->wpos, n, 0, ud_of(c, K_SEND))) {
-        conn_begin_close(l, c);
-        return;
-    }
+    if (eleos_ioq_send(l->q, c->fd, c->wbuf.data + c->wpos, n, 0, ud_of(c, K_SEND)))
+        return false;
     c->send_posted = true;
+    return true;
 }
 
 static void conn_free(struct qloop *l, struct kvs_conn *c) {
@@ -149,10 +149,11 @@ static void conn_step(struct qloop *l, struct kvs_conn *c) {
         conn_begin_close(l, c);
         return;
     }
-    if (!c->send_posted && c->wbuf.len > c->wpos)
-        post_send(l, c);
-    if (c->closing)
+    if ((!c->send_posted && c->wbuf.len > c->wpos && !post_send(l, c)) || c->closing) {
+        if (!c->closing)
+            conn_begin_close(l, c);
         return;
+    }
     size_t pending = c->wbuf.len - c->wpos;
     if (c->proto.close) {
         if (!pending)
@@ -366,10 +367,20 @@ static uint64_t wait_ns(struct qloop *l) {
     return (uint64_t)left * 1000000u;
 }
 
+/* Room for a receive and a send of every connection the worker may own (they are dealt
+ * round robin), plus the accept, the eventfd read, the stop poll and closes in flight. */
+static unsigned queue_entries(const struct kvs_server *srv) {
+    uint64_t want = 2ull * (srv->maxconns / srv->nworkers + 1) + 64;
+    unsigned n = 256;
+    while (n < want && n < ELEOS_IOQ_MAX_ENTRIES)
+        n *= 2;
+    return n;
+}
+
 static int loop_open(struct qloop *l) {
     struct eleos_ioq_config cfg;
     eleos_ioq_config_default(&cfg);
-    cfg.entries = QUEUE_ENTRIES;
+    cfg.entries = queue_entries(l->srv);
     cfg.exec = (enum eleos_ioq_exec)l->srv->io_exec;
     struct eleos_enclave *enc = eleos_enclave_current();
     int r = eleos_ioq_create(enc, &cfg, &l->q);

@@ -40,7 +40,7 @@ enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_LISTEN (UINT64_MAX - 1)
 #define UD_WAKE (UINT64_MAX - 2)
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
-#define REAP_MAX 64u /* also bounds how many receives drain at once */
+#define REAP_MAX 16u /* also bounds how many receives drain at once */
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
 

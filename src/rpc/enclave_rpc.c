@@ -91,6 +91,7 @@ struct rpc_thread {
     bool timed_out;            /* the last wait took its request back late  */
     bool woke;                 /* a worker was woken for us: be patient     */
     int64_t *forced;           /* result of an S_FORCED slot                */
+    uint8_t *mayblock;         /* the slot's request may block (ELEOS_RPC_F_MAYBLOCK) */
 };
 
 struct eleos_rpc_client {
@@ -246,13 +247,14 @@ static uint64_t fence_channel(struct eleos_rpc_client *cl, struct rpc_chan *ch) 
 
 static struct rpc_thread *attach(struct eleos_rpc_client *cl) {
     uint32_t R = cl->ring;
-    size_t sz = sizeof(struct rpc_thread) + R * sizeof(int64_t) + R;
+    size_t sz = sizeof(struct rpc_thread) + R * sizeof(int64_t) + 2u * R;
     struct rpc_thread *t = eleos_enclave_malloc(cl->enc, sz);
     if (!t)
         return NULL;
     memset(t, 0, sz);
     t->forced = (int64_t *)(t + 1);
     t->state = (uint8_t *)(t->forced + R);
+    t->mayblock = t->state + R;
     t->cl = cl;
     for (uint32_t c = 0; c < cl->channels; c++) {
         struct rpc_thread *expect = NULL;
@@ -432,6 +434,9 @@ static void consume(struct rpc_thread *t, uint64_t seq) {
     }
 }
 
+/* How long a call that cannot block may stay claimed but not done. */
+#define DENIAL_NS 10e9
+
 /* Rescues seq if no worker will run it: none awake, or unclaimed for too long. */
 static void maybe_take_back(struct rpc_thread *t, uint64_t seq, uint64_t waited) {
     uint64_t h;
@@ -441,9 +446,22 @@ static void maybe_take_back(struct rpc_thread *t, uint64_t seq, uint64_t waited)
     bool late = waited >= limit;
     if (read_awake(t->cl) != 0 && !late)
         return;
-    if (!read_head(t, &h) || h > seq)
-        return; /* claimed: a worker is on it (or the host lies: it may deny service) */
-    uint64_t n = take_back(t, t->tail, true);
+    /* A call that cannot block and is still not done after DENIAL_NS was claimed by no
+     * one or lied about (a head the host moved where we can take nothing back): it ends
+     * with -EIO instead of holding the thread forever. */
+    uint32_t slot = (uint32_t)(seq & (t->cl->ring - 1));
+    bool denied = !t->mayblock[slot] && waited >= (uint64_t)(tsc_ghz() * DENIAL_NS);
+    uint64_t n = 0;
+    if (read_head(t, &h) && h <= seq)
+        n = take_back(t, t->tail, true);
+    else if (!denied)
+        return; /* claimed: a worker is on it */
+    if (denied && t->state[slot] == S_INFLIGHT) {
+        own_add(&t->st->host_faults, 1);
+        t->forced[slot] = -EIO;
+        t->state[slot] = S_FORCED;
+        return;
+    }
     own_add(&t->st->reclaimed, n);
     if (late && n) {
         own_add(&t->st->unclaimed, n);
@@ -501,6 +519,7 @@ static unsigned submit_n(struct rpc_thread *t, const struct eleos_rpc_req *reqs,
         uint64_t s = t->tail + k;
         put_req(&t->req[s & mask], &reqs[k]);
         t->state[s & mask] = S_INFLIGHT;
+        t->mayblock[s & mask] = (reqs[k].flags & ELEOS_RPC_F_MAYBLOCK) != 0;
         if (tickets)
             tickets[k] = s;
         /* One at a time: a worker can start on the first while we write the rest. */

@@ -233,7 +233,9 @@ static long e_measure(void *arg) {
 
 /* --- driver ------------------------------------------------------------------------------ */
 
-static void run_model(bool model_on, const struct fds *fds) {
+/* The measuring enclave: the cost model on (defaults) or off, a 256 MiB ELRANGE. Exits the
+ * program if it cannot be made (status enosys_exit when there is no Syscall User Dispatch). */
+static struct eleos_enclave *bench_enclave(bool model_on, int enosys_exit) {
     struct eleos_enclave_config ec;
     eleos_enclave_config_default(&ec);
     if (model_on)
@@ -241,12 +243,17 @@ static void run_model(bool model_on, const struct fds *fds) {
     else
         eleos_cost_model_off(&ec.cost);
     ec.elrange_size = 256u << 20;
-    struct run r = {.fds = fds};
-    int rc = eleos_enclave_create(&ec, &r.enc);
+    struct eleos_enclave *enc = NULL;
+    int rc = eleos_enclave_create(&ec, &enc);
     if (rc) {
         fprintf(stderr, "eleos_enclave_create: %s\n", strerror(-rc));
-        exit(rc == -ENOSYS ? 77 : 1);
+        exit(rc == -ENOSYS ? enosys_exit : 1);
     }
+    return enc;
+}
+
+static void run_model(bool model_on, const struct fds *fds) {
+    struct run r = {.fds = fds, .enc = bench_enclave(model_on, 77)};
     struct eleos_rpc_pool_config pc;
     eleos_rpc_pool_config_default(&pc);
     static const int cpus[] = {1};
@@ -766,19 +773,7 @@ static void qsetup(struct qrun *r, int service_err) {
 }
 
 static void run_ioq(bool model_on, const struct qconns *cn, int service_err) {
-    struct eleos_enclave_config ec;
-    eleos_enclave_config_default(&ec);
-    if (model_on)
-        eleos_cost_model_default(&ec.cost);
-    else
-        eleos_cost_model_off(&ec.cost);
-    ec.elrange_size = 256u << 20;
-    struct qrun r = {.cn = cn};
-    int rc = eleos_enclave_create(&ec, &r.enc);
-    if (rc) {
-        fprintf(stderr, "eleos_enclave_create: %s\n", strerror(-rc));
-        exit(1);
-    }
+    struct qrun r = {.cn = cn, .enc = bench_enclave(model_on, 1)};
     printf("\n== batched system calls (eleos/ioq.h), cost model %s: tcp loopback, depth D = D "
            "connections, one send + one recv of N bytes on each per pass; ns per send+recv pair "
            "(median); best = fastest enclave executor, vs = trapped (native) time / best's\n",

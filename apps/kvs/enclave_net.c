@@ -185,16 +185,22 @@ static void listener_pause(struct loop *l, int err) {
     kvs_accept_backoff_log(l->srv, err);
 }
 
+/* Frees a connection whose descriptor is closed or being closed: its state, its slot, its
+ * place in the count. Both loops end their connections here. */
+void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c) {
+    kvs_proto_fini(&c->proto);
+    kvs_buf_fini(&c->rbuf);
+    kvs_buf_fini(&c->wbuf);
+    kvs_slot_give_back(srv, c->slot);
+    kvs_free(srv->alloc, c);
+    atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+}
+
 /* Closes a connection of l's worker (only the owner closes its connections). */
 static void conn_close(struct loop *l, struct kvs_conn *c) {
     int fd = c->fd;
     l->io->close(l->ioc, fd); /* also removes it from the epoll set */
-    kvs_proto_fini(&c->proto);
-    kvs_buf_fini(&c->rbuf);
-    kvs_buf_fini(&c->wbuf);
-    kvs_slot_give_back(l->srv, c->slot);
-    kvs_free(l->srv->alloc, c);
-    atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+    kvs_conn_release(l->srv, c);
     listener_resume(l); /* a descriptor is free again */
     if (atomic_load_explicit(&l->srv->ctx.verbosity, memory_order_relaxed) > 1)
         fprintf(stderr, "<%d connection closed.\n", fd);

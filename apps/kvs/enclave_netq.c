@@ -93,12 +93,7 @@ static bool post_send(struct qloop *l, struct kvs_conn *c) {
 static void conn_free(struct qloop *l, struct kvs_conn *c) {
     if (eleos_ioq_close(l->q, c->fd, UD_NOTE))
         l->srv->io->close(&l->w->io_ctx, c->fd); /* the queue is full: one exit then */
-    kvs_proto_fini(&c->proto);
-    kvs_buf_fini(&c->rbuf);
-    kvs_buf_fini(&c->wbuf);
-    kvs_slot_give_back(l->srv, c->slot);
-    kvs_free(l->srv->alloc, c);
-    atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+    kvs_conn_release(l->srv, c);
     if (l->listen_paused) /* a descriptor is free again */
         l->listen_resume_ms = 0;
 }
@@ -404,8 +399,7 @@ static void loop_close(struct qloop *l) {
     kvs_lock_acquire(&l->w->lock);
     l->w->closed = true;
     l->w->running = false;
-    struct kvs_conn *inbox = l->w->inbox;
-    l->w->inbox = NULL;
+    l->w->inbox = NULL; /* its connections are in the table, owned by us: closed below */
     kvs_lock_release(&l->w->lock);
     if (l->q) {
         publish_stats(l);
@@ -419,14 +413,8 @@ static void loop_close(struct qloop *l) {
             continue;
         struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
         l->srv->io->close(&l->w->io_ctx, c->fd);
-        kvs_proto_fini(&c->proto);
-        kvs_buf_fini(&c->rbuf);
-        kvs_buf_fini(&c->wbuf);
-        kvs_slot_give_back(l->srv, c->slot);
-        kvs_free(l->srv->alloc, c);
-        atomic_fetch_sub_explicit(&l->srv->curr_conns, 1, memory_order_relaxed);
+        kvs_conn_release(l->srv, c);
     }
-    (void)inbox; /* its connections are in the table, owned by us: closed above */
 }
 
 int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {

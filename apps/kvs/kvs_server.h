@@ -187,6 +187,7 @@ bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner);
 void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
 struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
+void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_accept_backoff_log(struct kvs_server *srv, int err);
 
 /* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */

@@ -25,6 +25,18 @@
 #define NO_SANITIZER_SYSCALLS 1
 #endif
 
+/* Checks inside the enclave: failures are recorded, not printed (printing would be a
+ * syscall exit); the test reports e_fails and the first failing line once back out. */
+static int e_fail_line __attribute__((unused)), e_fails __attribute__((unused));
+#define E_CHECK(c)                                                                          \
+    do {                                                                                    \
+        if (!(c)) {                                                                         \
+            e_fails++;                                                                      \
+            if (!e_fail_line)                                                               \
+                e_fail_line = __LINE__;                                                     \
+        }                                                                                   \
+    } while (0)
+
 /* An enclave with the cost model off and a 256 MiB ELRANGE; epc_size 0 keeps the default
  * EPC. Owned by the caller (rpc_test_teardown). */
 static inline struct eleos_enclave *rpc_test_enclave(uint64_t epc_size) {

@@ -34,15 +34,6 @@
 #include "rpc_testutil.h"
 
 static struct eleos_enclave *enc;
-static int e_fail_line, e_fails;
-#define E_CHECK(c)                                                                          \
-    do {                                                                                    \
-        if (!(c)) {                                                                         \
-            e_fails++;                                                                      \
-            if (!e_fail_line)                                                               \
-                e_fail_line = __LINE__;                                                     \
-        }                                                                                   \
-    } while (0)
 
 #define QENTRIES 512u          /* room for every operation the lies can strand          */
 #define ROUNDS 24u

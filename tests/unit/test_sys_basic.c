@@ -20,16 +20,6 @@ static struct eleos_enclave *enc;
 static struct eleos_rpc_pool *pool;
 static struct eleos_rpc_client *cl;
 
-/* Failures inside the enclave are recorded (printing would be a syscall exit). */
-static int e_fail_line, e_fails;
-#define E_CHECK(c)                                                                          \
-    do {                                                                                    \
-        if (!(c)) {                                                                         \
-            e_fails++;                                                                      \
-            if (!e_fail_line)                                                               \
-                e_fail_line = __LINE__;                                                     \
-        }                                                                                   \
-    } while (0)
 
 static char path[64];
 

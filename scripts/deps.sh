@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libssl-dev libmimalloc-dev
       clang-14 libclang-rt-14-dev binutils
-      memcached libmemcached-tools python3 python3-pymemcache liburing-dev
+      memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc
+      python3-binary-memcached liburing-dev
       gnuplot-nox hyperfine)
 missing=()
 for p in "${pkgs[@]}"; do

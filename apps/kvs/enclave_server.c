@@ -56,7 +56,9 @@ static bool host_range(const struct kvs_enclave *k, const void *p, size_t size) 
     return !k->enc || (p && eleos_enclave_outside(k->enc, p, size));
 }
 
-static int setup_check(const struct kvs_enclave *k, const struct kvs_setup *s) {
+static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
+    if (kvs_settings_check(&s->settings))
+        return -EINVAL;
     if (s->mode > APP_MODE_ELEOS || (s->mode == APP_MODE_NATIVE) != !k->enc ||
         ((s->rpc_on || s->suvm_on) && !k->enc))
         return -EINVAL;
@@ -154,6 +156,7 @@ static void ctx_fill(struct kvs_enclave *k) {
     ctx->threads = k->set.threads;
     ctx->interface = k->set.interface;
     ctx->maxbytes = k->set.mem_limit;
+    ctx->settings = &k->set.settings;
     ctx->server_info = hook_server_info;
     ctx->eleos_stats = hook_eleos_stats;
     ctx->stats_reset = hook_stats_reset;

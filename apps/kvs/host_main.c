@@ -401,6 +401,14 @@ static int setup_server(struct app *a) {
     s.listen_fd = a->listen_fd;
     s.stop_fd = a->stop_r;
     snprintf(s.interface, sizeof s.interface, "%s", o->addr);
+    kvs_settings_default(&s.settings);
+    s.settings.maxbytes = (uint64_t)o->mem_mib << 20;
+    s.settings.maxconns = o->maxconns;
+    s.settings.port = o->port;
+    snprintf(s.settings.inter, sizeof s.settings.inter, "%s", o->addr);
+    s.settings.verbose = o->verbose;
+    s.settings.num_threads = o->threads;
+    s.settings.item_size_max = o->item_size_max;
     s.rpc_area = app_platform_rpc_area(&a->pf, &s.rpc_area_size);
     s.wake_page = a->wake_page;
     s.wake_page_size = a->wake_page_size;

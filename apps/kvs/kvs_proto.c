@@ -11,7 +11,7 @@
  * bytes after the value must be "\r\n". An item that cannot be stored (too large, out of
  * memory) moves to KVS_PS_SWALLOW, which discards the value.
  *
- * Replies go through out_string(), which honours "noreply" as memcached does: the next
+ * Replies go through kvs_out_string(), which honours "noreply" as memcached does: the next
  * reply of that command is suppressed, errors included.
  *
  * Differences from memcached, all invisible in the bytes exchanged: a SERVER_ERROR for a
@@ -23,6 +23,7 @@
  * Nothing here makes a system call, reads a clock or trusts anything but the input bytes.
  */
 #include "kvs_proto.h"
+#include "kvs_proto_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -30,16 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* memcached's MAX_TOKENS and MAX_VERBOSITY_LEVEL. */
-#define MAX_TOKENS 24
+/* memcached's MAX_VERBOSITY_LEVEL. */
 #define MAX_VERBOSITY_LEVEL 2
 /* memcached: leading blanks allowed before a long multiget's "get". */
 #define LONG_LINE_LEADING_BLANKS 100
 
-struct token {
-    char *value;
-    size_t length;
-};
 
 void kvs_thread_stats_sum(const struct kvs_thread_stats *t, struct kvs_thread_totals *sum) {
 #define KVS_X(f) sum->f += atomic_load_explicit(&t->f, memory_order_relaxed);
@@ -51,6 +47,21 @@ void kvs_thread_stats_reset(struct kvs_thread_stats *t) {
 #define KVS_X(f) atomic_store_explicit(&t->f, 0, memory_order_relaxed);
     KVS_THREAD_STATS(KVS_X)
 #undef KVS_X
+}
+
+const struct kvs_settings *kvs_ctx_settings(const struct kvs_ctx *ctx) {
+    static struct kvs_settings defaults;
+    static _Atomic int once;
+    if (ctx->settings)
+        return ctx->settings;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&once, &expected, 1)) {
+        kvs_settings_default(&defaults);
+        atomic_store(&once, 2);
+    }
+    while (atomic_load(&once) != 2)
+        ;
+    return &defaults;
 }
 
 void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_stats *st) {
@@ -70,28 +81,26 @@ void kvs_proto_fini(struct kvs_proto *p) {
 
 /* --- output ------------------------------------------------------------------------------- */
 
-static void out_raw(struct kvs_proto *p, struct kvs_buf *out, const char *s, size_t n) {
+void kvs_out_raw(struct kvs_proto *p, struct kvs_buf *out, const char *s, size_t n) {
     if (kvs_buf_append(out, s, n))
         p->close = p->abort = true; /* cannot even reply: drop the connection, keep the server */
 }
 
-static void out_string(struct kvs_proto *p, struct kvs_buf *out, const char *s) {
+void kvs_out_string(struct kvs_proto *p, struct kvs_buf *out, const char *s) {
     if (p->noreply) {
         p->noreply = false;
         return;
     }
-    out_raw(p, out, s, strlen(s));
-    out_raw(p, out, "\r\n", 2);
+    kvs_out_raw(p, out, s, strlen(s));
+    kvs_out_raw(p, out, "\r\n", 2);
 }
 
-static void out_error(struct kvs_proto *p, struct kvs_buf *out, const char *s) {
+void kvs_out_error(struct kvs_proto *p, struct kvs_buf *out, const char *s) {
     kvs_stat_add(&p->stats->protocol_errors, 1);
-    out_string(p, out, s);
+    kvs_out_string(p, out, s);
 }
 
-static void out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt, ...) {
+void kvs_out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt, ...) {
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -99,7 +108,7 @@ static void out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt
     va_end(ap);
     if (n < 0)
         return;
-    out_raw(p, out, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    kvs_out_raw(p, out, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* --- memcached's number parsers (util.c), same acceptance rules ------------------------ */
@@ -108,7 +117,7 @@ static bool is_space(char c) {
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
-static bool safe_strtoull(const char *str, uint64_t *out) {
+bool kvs_safe_strtoull(const char *str, uint64_t *out) {
     errno = 0;
     *out = 0;
     char *end;
@@ -125,7 +134,7 @@ static bool safe_strtoull(const char *str, uint64_t *out) {
 }
 
 /* 32-bit unsigned: like memcached, values up to 2^64-1 are accepted and truncated. */
-static bool safe_strtoul(const char *str, uint32_t *out) {
+bool kvs_safe_strtoul(const char *str, uint32_t *out) {
     errno = 0;
     *out = 0;
     char *end;
@@ -143,7 +152,7 @@ static bool safe_strtoul(const char *str, uint32_t *out) {
 
 /* 32-bit signed: memcached 1.6.18 stores strtol's long into an int32_t unchecked, so
  * 4294967296 parses as 0; we reproduce that. */
-static bool safe_strtol(const char *str, int32_t *out) {
+bool kvs_safe_strtol(const char *str, int32_t *out) {
     errno = 0;
     *out = 0;
     char *end;
@@ -158,7 +167,7 @@ static bool safe_strtol(const char *str, int32_t *out) {
 }
 
 /* memcached's EXPTIME_TO_POSITIVE_TIME + realtime(). */
-static uint32_t exptime_rel(struct kvs_proto *p, int32_t exptime) {
+uint32_t kvs_exptime_rel(struct kvs_proto *p, int32_t exptime) {
     int64_t e = exptime < 0 ? (int64_t)KVS_REALTIME_MAXDELTA + 1 : exptime;
     return kvs_store_realtime(p->ctx->store, e);
 }
@@ -166,7 +175,7 @@ static uint32_t exptime_rel(struct kvs_proto *p, int32_t exptime) {
 /* --- tokenizer ---------------------------------------------------------------------------- */
 
 /* memcached's tokenize_command: command is NUL-terminated and modified in place. */
-static size_t tokenize(char *command, struct token *tokens, size_t max_tokens) {
+size_t kvs_tokenize(char *command, struct token *tokens, size_t max_tokens) {
     size_t ntokens = 0;
     size_t len = strlen(command);
     char *s = command, *e = command;
@@ -199,7 +208,7 @@ static size_t tokenize(char *command, struct token *tokens, size_t max_tokens) {
     return ntokens;
 }
 
-static void set_noreply_maybe(struct kvs_proto *p, struct token *tokens, size_t ntokens) {
+void kvs_set_noreply_maybe(struct kvs_proto *p, struct token *tokens, size_t ntokens) {
     size_t i = ntokens - 2;
     if (tokens[i].value && strcmp(tokens[i].value, "noreply") == 0)
         p->noreply = true;
@@ -258,7 +267,7 @@ static void *get_sink(void *arg, const struct kvs_get_info *info) {
 }
 
 /* Suspends a multiget before key_token: the line stays unconsumed (kvs_proto_feed keeps it)
- * and its separators, which tokenize() turned into NULs, become spaces again so that the
+ * and its separators, which kvs_tokenize() turned into NULs, become spaces again so that the
  * rest of the line tokenizes afresh when the output has drained. */
 static void mget_suspend(struct kvs_proto *p, char *line, const struct token *key_token) {
     size_t next = (size_t)(key_token->value - line);
@@ -309,9 +318,9 @@ static void get_keys(struct kvs_proto *p, char *line, struct token *key_token,
             served = true;
             key_token++;
         }
-        /* More keys than one tokenization holds: tokenize the rest of the line. */
+        /* More keys than one tokenization holds: kvs_tokenize the rest of the line. */
         if (key_token->value != NULL) {
-            tokenize(key_token->value, tokens, MAX_TOKENS);
+            kvs_tokenize(key_token->value, tokens, MAX_TOKENS);
             key_token = tokens;
         }
     } while (key_token->value != NULL);
@@ -321,10 +330,10 @@ stop:
         /* memcached culls every response not yet sent (conn_release_items), not only this
          * command's: replies generated from the same read batch vanish with it. */
         out->len = p->batch_start < start ? p->batch_start : start;
-        out_error(p, out, fail);
+        kvs_out_error(p, out, fail);
         return;
     }
-    out_raw(p, out, "END\r\n", 5);
+    kvs_out_raw(p, out, "END\r\n", 5);
 }
 
 static void process_get(struct kvs_proto *p, char *line, struct token *tokens,
@@ -333,12 +342,12 @@ static void process_get(struct kvs_proto *p, char *line, struct token *tokens,
     p->mget_exptime = 0;
     if (touch) {
         int32_t e;
-        if (!safe_strtol(tokens[1].value, &e)) {
-            out_error(p, out, "CLIENT_ERROR invalid exptime argument");
+        if (!kvs_safe_strtol(tokens[1].value, &e)) {
+            kvs_out_error(p, out, "CLIENT_ERROR invalid exptime argument");
             return;
         }
         key_token++;
-        p->mget_exptime = exptime_rel(p, e);
+        p->mget_exptime = kvs_exptime_rel(p, e);
     }
     p->mget_cas = return_cas;
     p->mget_touch = touch;
@@ -348,7 +357,7 @@ static void process_get(struct kvs_proto *p, char *line, struct token *tokens,
 /* Continues a suspended multiget; line is where the feed left it. */
 static void resume_get(struct kvs_proto *p, char *line, struct kvs_buf *out) {
     struct token tokens[MAX_TOKENS];
-    tokenize(line + p->mget_next, tokens, MAX_TOKENS);
+    kvs_tokenize(line + p->mget_next, tokens, MAX_TOKENS);
     get_keys(p, line, tokens, out);
 }
 
@@ -356,26 +365,26 @@ static void resume_get(struct kvs_proto *p, char *line, struct kvs_buf *out) {
 
 static void process_update(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                            struct kvs_buf *out, enum kvs_store_cmd cmd, bool handle_cas) {
-    set_noreply_maybe(p, tokens, ntokens);
+    kvs_set_noreply_maybe(p, tokens, ntokens);
     if (tokens[1].length > KVS_KEY_MAX) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     uint32_t flags;
     int32_t exptime, vlen;
-    if (!(safe_strtoul(tokens[2].value, &flags) && safe_strtol(tokens[3].value, &exptime) &&
-          safe_strtol(tokens[4].value, &vlen))) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+    if (!(kvs_safe_strtoul(tokens[2].value, &flags) && kvs_safe_strtol(tokens[3].value, &exptime) &&
+          kvs_safe_strtol(tokens[4].value, &vlen))) {
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
-    uint32_t rel = exptime_rel(p, exptime);
+    uint32_t rel = kvs_exptime_rel(p, exptime);
     uint64_t cas = 0;
-    if (handle_cas && !safe_strtoull(tokens[5].value, &cas)) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+    if (handle_cas && !kvs_safe_strtoull(tokens[5].value, &cas)) {
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     if (vlen < 0 || vlen > INT_MAX - 2) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     struct kvs_item *it = NULL;
@@ -383,10 +392,10 @@ static void process_update(struct kvs_proto *p, struct token *tokens, size_t nto
                                  (size_t)vlen, &it);
     if (r) {
         if (r == -E2BIG) {
-            out_error(p, out, "SERVER_ERROR object too large for cache");
+            kvs_out_error(p, out, "SERVER_ERROR object too large for cache");
             kvs_stat_add(&p->stats->store_too_large, 1);
         } else {
-            out_error(p, out, "SERVER_ERROR out of memory storing object");
+            kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
             kvs_stat_add(&p->stats->store_no_memory, 1);
         }
         p->state = KVS_PS_SWALLOW;
@@ -412,7 +421,7 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
     kvs_stat_add(&p->stats->set_cmds, 1);
     if (p->crlf[0] != '\r' || p->crlf[1] != '\n') {
         kvs_store_item_free(p->ctx->store, it);
-        out_error(p, out, "CLIENT_ERROR bad data chunk");
+        kvs_out_error(p, out, "CLIENT_ERROR bad data chunk");
         return;
     }
     enum kvs_store_result r = kvs_store_item_link(p->ctx->store, it, p->cmd, p->cas);
@@ -425,11 +434,11 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
             kvs_stat_add(&p->stats->cas_misses, 1);
     }
     switch (r) {
-    case KVS_STORED: out_string(p, out, "STORED"); break;
-    case KVS_EXISTS: out_string(p, out, "EXISTS"); break;
-    case KVS_NOT_FOUND: out_string(p, out, "NOT_FOUND"); break;
-    case KVS_NOT_STORED: out_string(p, out, "NOT_STORED"); break;
-    default: out_string(p, out, "SERVER_ERROR Unhandled storage type."); break;
+    case KVS_STORED: kvs_out_string(p, out, "STORED"); break;
+    case KVS_EXISTS: kvs_out_string(p, out, "EXISTS"); break;
+    case KVS_NOT_FOUND: kvs_out_string(p, out, "NOT_FOUND"); break;
+    case KVS_NOT_STORED: kvs_out_string(p, out, "NOT_STORED"); break;
+    default: kvs_out_string(p, out, "SERVER_ERROR Unhandled storage type."); break;
     }
 }
 
@@ -437,14 +446,14 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
 
 static void process_arithmetic(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                                struct kvs_buf *out, bool incr) {
-    set_noreply_maybe(p, tokens, ntokens);
+    kvs_set_noreply_maybe(p, tokens, ntokens);
     if (tokens[1].length > KVS_KEY_MAX) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     uint64_t delta;
-    if (!safe_strtoull(tokens[2].value, &delta)) {
-        out_error(p, out, "CLIENT_ERROR invalid numeric delta argument");
+    if (!kvs_safe_strtoull(tokens[2].value, &delta)) {
+        kvs_out_error(p, out, "CLIENT_ERROR invalid numeric delta argument");
         return;
     }
     char buf[32];
@@ -452,20 +461,20 @@ static void process_arithmetic(struct kvs_proto *p, struct token *tokens, size_t
                             sizeof buf)) {
     case KVS_STORED:
         kvs_stat_add(incr ? &p->stats->incr_hits : &p->stats->decr_hits, 1);
-        out_string(p, out, buf);
+        kvs_out_string(p, out, buf);
         break;
     case KVS_NON_NUMERIC:
-        out_error(p, out, "CLIENT_ERROR cannot increment or decrement non-numeric value");
+        kvs_out_error(p, out, "CLIENT_ERROR cannot increment or decrement non-numeric value");
         break;
     case KVS_NOT_FOUND:
         kvs_stat_add(incr ? &p->stats->incr_misses : &p->stats->decr_misses, 1);
-        out_string(p, out, "NOT_FOUND");
+        kvs_out_string(p, out, "NOT_FOUND");
         break;
     case KVS_NO_MEMORY:
-        out_error(p, out, "SERVER_ERROR out of memory");
+        kvs_out_error(p, out, "SERVER_ERROR out of memory");
         break;
     default:
-        out_error(p, out, "SERVER_ERROR integrity check failed");
+        kvs_out_error(p, out, "SERVER_ERROR integrity check failed");
         break;
     }
 }
@@ -474,264 +483,76 @@ static void process_delete(struct kvs_proto *p, struct token *tokens, size_t nto
                            struct kvs_buf *out) {
     if (ntokens > 3) {
         bool hold_is_zero = strcmp(tokens[2].value, "0") == 0;
-        set_noreply_maybe(p, tokens, ntokens);
+        kvs_set_noreply_maybe(p, tokens, ntokens);
         bool valid = (ntokens == 4 && (hold_is_zero || p->noreply)) ||
                      (ntokens == 5 && hold_is_zero && p->noreply);
         if (!valid) {
-            out_error(p, out, "CLIENT_ERROR bad command line format.  "
+            kvs_out_error(p, out, "CLIENT_ERROR bad command line format.  "
                               "Usage: delete <key> [noreply]");
             return;
         }
     }
     if (tokens[1].length > KVS_KEY_MAX) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     if (kvs_store_delete(p->ctx->store, tokens[1].value, tokens[1].length) == KVS_DELETED) {
         kvs_stat_add(&p->stats->delete_hits, 1);
-        out_string(p, out, "DELETED");
+        kvs_out_string(p, out, "DELETED");
     } else {
         kvs_stat_add(&p->stats->delete_misses, 1);
-        out_string(p, out, "NOT_FOUND");
+        kvs_out_string(p, out, "NOT_FOUND");
     }
 }
 
 static void process_touch(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                           struct kvs_buf *out) {
-    set_noreply_maybe(p, tokens, ntokens);
+    kvs_set_noreply_maybe(p, tokens, ntokens);
     if (tokens[1].length > KVS_KEY_MAX) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     int32_t e;
-    if (!safe_strtol(tokens[2].value, &e)) {
-        out_error(p, out, "CLIENT_ERROR invalid exptime argument");
+    if (!kvs_safe_strtol(tokens[2].value, &e)) {
+        kvs_out_error(p, out, "CLIENT_ERROR invalid exptime argument");
         return;
     }
     kvs_stat_add(&p->stats->touch_cmds, 1);
-    if (kvs_store_touch(p->ctx->store, tokens[1].value, tokens[1].length, exptime_rel(p, e)) ==
+    if (kvs_store_touch(p->ctx->store, tokens[1].value, tokens[1].length, kvs_exptime_rel(p, e)) ==
         KVS_TOUCHED) {
         kvs_stat_add(&p->stats->touch_hits, 1);
-        out_string(p, out, "TOUCHED");
+        kvs_out_string(p, out, "TOUCHED");
     } else {
         kvs_stat_add(&p->stats->touch_misses, 1);
-        out_string(p, out, "NOT_FOUND");
+        kvs_out_string(p, out, "NOT_FOUND");
     }
 }
 
 static void process_flush_all(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                               struct kvs_buf *out) {
-    set_noreply_maybe(p, tokens, ntokens);
+    kvs_set_noreply_maybe(p, tokens, ntokens);
     kvs_stat_add(&p->stats->flush_cmds, 1);
     int32_t e = 0;
-    if (ntokens != (p->noreply ? 3u : 2u) && !safe_strtol(tokens[1].value, &e)) {
-        out_error(p, out, "CLIENT_ERROR invalid exptime argument");
+    if (ntokens != (p->noreply ? 3u : 2u) && !kvs_safe_strtol(tokens[1].value, &e)) {
+        kvs_out_error(p, out, "CLIENT_ERROR invalid exptime argument");
         return;
     }
     kvs_store_flush(p->ctx->store, e);
-    out_string(p, out, "OK");
+    kvs_out_string(p, out, "OK");
 }
 
 static void process_verbosity(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                               struct kvs_buf *out) {
-    set_noreply_maybe(p, tokens, ntokens);
+    kvs_set_noreply_maybe(p, tokens, ntokens);
     uint32_t level;
-    if (!safe_strtoul(tokens[1].value, &level)) {
-        out_error(p, out, "CLIENT_ERROR bad command line format");
+    if (!kvs_safe_strtoul(tokens[1].value, &level)) {
+        kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
     atomic_store_explicit(&p->ctx->verbosity,
                           level > MAX_VERBOSITY_LEVEL ? MAX_VERBOSITY_LEVEL : level,
                           memory_order_relaxed);
-    out_string(p, out, "OK");
-}
-
-/* --- stats -------------------------------------------------------------------------------- */
-
-#define STAT_U(name, v) out_printf(p, out, "STAT %s %llu\r\n", name, (unsigned long long)(v))
-
-static void stats_general(struct kvs_proto *p, struct kvs_buf *out) {
-    struct kvs_ctx *c = p->ctx;
-    struct kvs_server_info si;
-    memset(&si, 0, sizeof si);
-    if (c->server_info)
-        c->server_info(c->hook_arg, &si);
-    if (!si.have_totals)
-        kvs_thread_stats_sum(p->stats, &si.totals);
-    struct kvs_store_stats ss;
-    kvs_store_stats(c->store, &ss);
-    uint32_t now = kvs_store_current_time(c->store);
-    const struct kvs_thread_totals *t = &si.totals;
-
-    STAT_U("pid", si.pid);
-    STAT_U("uptime", now - KVS_CLOCK_ORIGIN_SLACK);
-    STAT_U("time", (uint64_t)(kvs_store_process_started(c->store) + now));
-    out_printf(p, out, "STAT version %s\r\n", KVS_MEMCACHED_VERSION);
-    STAT_U("pointer_size", sizeof(void *) * 8);
-    out_printf(p, out, "STAT rusage_user %.6f\r\n", si.rusage_user);
-    out_printf(p, out, "STAT rusage_system %.6f\r\n", si.rusage_system);
-    STAT_U("max_connections", si.max_connections);
-    STAT_U("curr_connections", si.curr_connections);
-    STAT_U("total_connections", si.total_connections);
-    STAT_U("rejected_connections", si.rejected_connections);
-    STAT_U("connection_structures", si.connection_structures);
-    STAT_U("reserved_fds", si.reserved_fds);
-    STAT_U("cmd_get", t->get_cmds);
-    STAT_U("cmd_set", t->set_cmds);
-    STAT_U("cmd_flush", t->flush_cmds);
-    STAT_U("cmd_touch", t->touch_cmds);
-    STAT_U("cmd_meta", 0);
-    STAT_U("get_hits", t->get_hits);
-    STAT_U("get_misses", t->get_misses);
-    STAT_U("get_expired", ss.get_expired);
-    STAT_U("get_flushed", ss.get_flushed);
-    STAT_U("delete_misses", t->delete_misses);
-    STAT_U("delete_hits", t->delete_hits);
-    STAT_U("incr_misses", t->incr_misses);
-    STAT_U("incr_hits", t->incr_hits);
-    STAT_U("decr_misses", t->decr_misses);
-    STAT_U("decr_hits", t->decr_hits);
-    STAT_U("cas_misses", t->cas_misses);
-    STAT_U("cas_hits", t->cas_hits);
-    STAT_U("cas_badval", t->cas_badval);
-    STAT_U("touch_hits", t->touch_hits);
-    STAT_U("touch_misses", t->touch_misses);
-    STAT_U("store_too_large", t->store_too_large);
-    STAT_U("store_no_memory", t->store_no_memory);
-    STAT_U("auth_cmds", 0);
-    STAT_U("auth_errors", 0);
-    STAT_U("bytes_read", t->bytes_read);
-    STAT_U("bytes_written", t->bytes_written);
-    STAT_U("limit_maxbytes", ss.limit_maxbytes);
-    STAT_U("accepting_conns", 1);
-    STAT_U("listen_disabled_num", 0);
-    STAT_U("threads", si.threads);
-    STAT_U("conn_yields", 0);
-    STAT_U("hash_power_level", ss.hash_power_level);
-    STAT_U("hash_bytes", ss.hash_bytes);
-    STAT_U("hash_is_expanding", 0);
-    STAT_U("malloc_fails", 0);
-    STAT_U("bytes", ss.bytes);
-    STAT_U("curr_items", ss.curr_items);
-    STAT_U("total_items", ss.total_items);
-    STAT_U("expired_unfetched", ss.expired_unfetched);
-    STAT_U("evicted_unfetched", ss.evicted_unfetched);
-    STAT_U("evictions", ss.evictions);
-    STAT_U("reclaimed", ss.reclaimed);
-    /* The eleos group: our own fields, after memcached's. */
-    out_printf(p, out, "STAT eleos_version %s\r\n", KVS_ELEOS_VERSION);
-    STAT_U("eleos_slab_bytes_malloced", ss.malloced);
-    STAT_U("eleos_metadata_bytes", ss.metadata_bytes);
-    STAT_U("eleos_store_outofmemory", ss.outofmemory);
-    STAT_U("eleos_backend_errors", ss.backend_errors);
-    STAT_U("eleos_protocol_errors", t->protocol_errors);
-    if (c->eleos_stats && c->eleos_stats(c->hook_arg, out))
-        p->close = p->abort = true;
-}
-
-static void stats_settings(struct kvs_proto *p, struct kvs_buf *out) {
-    struct kvs_ctx *c = p->ctx;
-    STAT_U("maxbytes", c->maxbytes);
-    STAT_U("maxconns", c->maxconns);
-    STAT_U("tcpport", c->port);
-    STAT_U("udpport", 0);
-    out_printf(p, out, "STAT inter %s\r\n", c->interface ? c->interface : "NULL");
-    STAT_U("verbosity", atomic_load_explicit(&c->verbosity, memory_order_relaxed));
-    STAT_U("oldest", 0);
-    out_printf(p, out, "STAT evictions on\r\n");
-    out_printf(p, out, "STAT growth_factor %.2f\r\n", KVS_SLAB_FACTOR);
-    STAT_U("chunk_size", KVS_SLAB_CHUNK_MIN - KVS_ITEM_HEADER_SIZE);
-    STAT_U("num_threads", c->threads);
-    STAT_U("cas_enabled", 1);
-    STAT_U("item_size_max", kvs_store_item_size_max(c->store));
-}
-
-static void stats_slabs(struct kvs_proto *p, struct kvs_buf *out, bool items) {
-    struct kvs_slab_stats st;
-    uint64_t active = 0;
-    for (unsigned i = 1; kvs_store_slab_stats(p->ctx->store, i, &st); i++) {
-        if (st.total_pages == 0)
-            continue;
-        active++;
-        if (items) {
-            if (st.items == 0)
-                continue;
-            out_printf(p, out, "STAT items:%u:number %llu\r\n", i, (unsigned long long)st.items);
-            out_printf(p, out, "STAT items:%u:age %u\r\n", i, st.age);
-            out_printf(p, out, "STAT items:%u:mem_requested %llu\r\n", i,
-                       (unsigned long long)st.requested);
-            out_printf(p, out, "STAT items:%u:evicted %llu\r\n", i,
-                       (unsigned long long)st.evicted);
-            out_printf(p, out, "STAT items:%u:outofmemory %llu\r\n", i,
-                       (unsigned long long)st.outofmemory);
-            out_printf(p, out, "STAT items:%u:reclaimed %llu\r\n", i,
-                       (unsigned long long)st.reclaimed);
-            continue;
-        }
-        out_printf(p, out, "STAT %u:chunk_size %u\r\n", i, st.chunk_size);
-        out_printf(p, out, "STAT %u:chunks_per_page %u\r\n", i, st.chunks_per_page);
-        out_printf(p, out, "STAT %u:total_pages %llu\r\n", i, (unsigned long long)st.total_pages);
-        out_printf(p, out, "STAT %u:total_chunks %llu\r\n", i,
-                   (unsigned long long)st.total_pages * st.chunks_per_page);
-        out_printf(p, out, "STAT %u:used_chunks %llu\r\n", i, (unsigned long long)st.used_chunks);
-        out_printf(p, out, "STAT %u:free_chunks %llu\r\n", i, (unsigned long long)st.free_chunks);
-        out_printf(p, out, "STAT %u:free_chunks_end %llu\r\n", i,
-                   (unsigned long long)st.free_chunks_end);
-    }
-    if (!items) {
-        struct kvs_store_stats ss;
-        kvs_store_stats(p->ctx->store, &ss);
-        STAT_U("active_slabs", active);
-        STAT_U("total_malloced", ss.malloced);
-    }
-}
-
-static void process_stats(struct kvs_proto *p, struct token *tokens, size_t ntokens,
-                          struct kvs_buf *out) {
-    struct kvs_ctx *c = p->ctx;
-    if (ntokens == 2) {
-        stats_general(p, out);
-        out_raw(p, out, "END\r\n", 5);
-        return;
-    }
-    const char *sub = tokens[1].value;
-    if (strcmp(sub, "reset") == 0) {
-        kvs_thread_stats_reset(p->stats);
-        if (c->stats_reset)
-            c->stats_reset(c->hook_arg);
-        out_string(p, out, "RESET");
-        return;
-    }
-    if (strcmp(sub, "detail") == 0) {
-        /* We keep no per-prefix statistics (memcached's "stats detail" is off by default). */
-        if (ntokens < 4)
-            out_error(p, out, "CLIENT_ERROR usage: stats detail on|off|dump");
-        else if (strcmp(tokens[2].value, "on") == 0 || strcmp(tokens[2].value, "off") == 0)
-            out_string(p, out, "OK");
-        else if (strcmp(tokens[2].value, "dump") == 0)
-            out_raw(p, out, "END\r\n", 5);
-        else
-            out_error(p, out, "CLIENT_ERROR usage: stats detail on|off|dump");
-        return;
-    }
-    if (strcmp(sub, "settings") == 0)
-        stats_settings(p, out);
-    else if (strcmp(sub, "slabs") == 0)
-        stats_slabs(p, out, false);
-    else if (strcmp(sub, "items") == 0)
-        stats_slabs(p, out, true);
-    else if (strcmp(sub, "sizes") == 0)
-        out_raw(p, out, "STAT sizes_status disabled\r\n", 28);
-    else if (strcmp(sub, "conns") == 0)
-        ; /* connection listing is not kept; an empty list is a valid answer */
-    else if (strcmp(sub, "eleos") == 0) {
-        if (c->eleos_stats && c->eleos_stats(c->hook_arg, out))
-            p->close = p->abort = true;
-    } else {
-        out_error(p, out, "ERROR");
-        return;
-    }
-    out_raw(p, out, "END\r\n", 5);
+    kvs_out_string(p, out, "OK");
 }
 
 /* --- dispatch ------------------------------------------------------------------------------ */
@@ -739,14 +560,14 @@ static void process_stats(struct kvs_proto *p, struct token *tokens, size_t ntok
 #define WANT_TOKENS(n, lo, hi)                                                              \
     do {                                                                                    \
         if ((n) < (lo) || (n) > (hi)) {                                                     \
-            out_error(p, out, "ERROR");                                                     \
+            kvs_out_error(p, out, "ERROR");                                                     \
             return;                                                                         \
         }                                                                                   \
     } while (0)
 #define WANT_TOKENS_OR(n, a, b)                                                             \
     do {                                                                                    \
         if ((n) != (a) && (n) != (b)) {                                                     \
-            out_error(p, out, "ERROR");                                                     \
+            kvs_out_error(p, out, "ERROR");                                                     \
             return;                                                                         \
         }                                                                                   \
     } while (0)
@@ -756,15 +577,15 @@ static void process_stats(struct kvs_proto *p, struct token *tokens, size_t ntok
 static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *out) {
     struct token tokens[MAX_TOKENS];
     p->noreply = false;
-    size_t ntokens = tokenize(command, tokens, MAX_TOKENS);
+    size_t ntokens = kvs_tokenize(command, tokens, MAX_TOKENS);
     if (ntokens < 2 || tokens[0].length < 2) {
-        out_error(p, out, "ERROR");
+        kvs_out_error(p, out, "ERROR");
         return;
     }
     const char *cmd = tokens[0].value;
     char first = cmd[0];
     if (first == 'm' && tokens[0].length == 2) {
-        out_error(p, out, "ERROR"); /* the meta protocol is not implemented */
+        kvs_out_error(p, out, "ERROR"); /* the meta protocol is not implemented */
     } else if (first == 'g') {
         WANT_TOKENS(ntokens, 3, MAX_TOKENS);
         if (strcmp(cmd, "get") == 0)
@@ -776,17 +597,17 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         else if (strcmp(cmd, "gats") == 0)
             process_get(p, command, tokens, out, true, true);
         else
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
     } else if (first == 's') {
         if (strcmp(cmd, "set") == 0) {
             WANT_TOKENS_OR(ntokens, 6, 7);
             process_update(p, tokens, ntokens, out, KVS_CMD_SET, false);
         } else if (strcmp(cmd, "stats") == 0) {
-            process_stats(p, tokens, ntokens, out);
+            kvs_process_stats(p, tokens, ntokens, out);
         } else if (strcmp(cmd, "shutdown") == 0) {
-            out_error(p, out, "ERROR: shutdown not enabled");
+            kvs_out_error(p, out, "ERROR: shutdown not enabled");
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (first == 'a') {
         if (strcmp(cmd, "add") == 0) {
@@ -796,21 +617,21 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
             WANT_TOKENS_OR(ntokens, 6, 7);
             process_update(p, tokens, ntokens, out, KVS_CMD_APPEND, false);
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (first == 'c') {
         if (strcmp(cmd, "cas") == 0) {
             WANT_TOKENS_OR(ntokens, 7, 8);
             process_update(p, tokens, ntokens, out, KVS_CMD_CAS, true);
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (first == 'i') {
         if (strcmp(cmd, "incr") == 0) {
             WANT_TOKENS_OR(ntokens, 4, 5);
             process_arithmetic(p, tokens, ntokens, out, true);
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (first == 'd') {
         if (strcmp(cmd, "delete") == 0) {
@@ -820,14 +641,14 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
             WANT_TOKENS_OR(ntokens, 4, 5);
             process_arithmetic(p, tokens, ntokens, out, false);
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (first == 't') {
         if (strcmp(cmd, "touch") == 0) {
             WANT_TOKENS_OR(ntokens, 4, 5);
             process_touch(p, tokens, ntokens, out);
         } else {
-            out_error(p, out, "ERROR");
+            kvs_out_error(p, out, "ERROR");
         }
     } else if (tokens[ntokens - 2].value &&
                strncmp(tokens[ntokens - 2].value, "HTTP/", 5) == 0) {
@@ -842,14 +663,14 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         WANT_TOKENS(ntokens, 2, 4);
         process_flush_all(p, tokens, ntokens, out);
     } else if (strcmp(cmd, "version") == 0) {
-        out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
+        kvs_out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
     } else if (strcmp(cmd, "quit") == 0) {
         p->close = true;
     } else if (strcmp(cmd, "verbosity") == 0) {
         WANT_TOKENS_OR(ntokens, 3, 4);
         process_verbosity(p, tokens, ntokens, out);
     } else {
-        out_error(p, out, "ERROR");
+        kvs_out_error(p, out, "ERROR");
     }
 }
 
@@ -890,7 +711,7 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
                     p->state = KVS_PS_SWALLOW;
                     p->swallow = p->vlen - p->have - k + 2;
                     pos += k;
-                    out_error(p, out, "SERVER_ERROR out of memory storing object");
+                    kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
                     continue;
                 }
                 p->have += k;

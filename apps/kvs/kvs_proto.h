@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "kvs_common.h"
+#include "kvs_settings.h"
 #include "kvs_store.h"
 
 /* The version we answer with: clients feature-detect on it, and we implement its text
@@ -78,6 +79,8 @@ struct kvs_ctx {
     unsigned port, maxconns, threads;
     const char *interface;
     size_t maxbytes;
+    /* memcached's settings (kvs_settings.h); NULL = its defaults (unit tests) */
+    const struct kvs_settings *settings;
     /* hooks */
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
@@ -113,6 +116,9 @@ struct kvs_proto {
     uint32_t mget_exptime;
     bool mget_cas, mget_touch;
 };
+
+/* ctx's settings, or memcached's defaults when it has none. */
+const struct kvs_settings *kvs_ctx_settings(const struct kvs_ctx *ctx);
 
 void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_stats *st);
 /* Releases a half-received item (a client that disconnects mid-command). */

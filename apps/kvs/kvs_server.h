@@ -67,6 +67,8 @@ struct kvs_setup {
     size_t suvm_cache, suvm_backing;
     int listen_fd, stop_fd;
     char interface[KVS_IFACE_MAX];
+    /* memcached's settings (copied with the rest, checked by kvs_settings_check) */
+    struct kvs_settings settings;
     /* untrusted memory the enclave may use (checked to lie outside it): */
     void *rpc_area;          /* the RPC pool's shared area (rpc_on)               */
     size_t rpc_area_size;

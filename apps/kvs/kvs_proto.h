@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvs_auth.h"
 #include "kvs_common.h"
 #include "kvs_settings.h"
 #include "kvs_store.h"
@@ -81,6 +82,9 @@ struct kvs_ctx {
     size_t maxbytes;
     /* memcached's settings (kvs_settings.h); NULL = its defaults (unit tests) */
     const struct kvs_settings *settings;
+    /* credentials (kvs_auth.h), loaded by the enclave at set-up; NULL = none */
+    const struct kvs_auth *auth_ascii;    /* -Y                                         */
+    const struct kvs_auth *auth_sasl;     /* -S: the SASL password database             */
     /* hooks */
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */

@@ -63,6 +63,7 @@ int kvs_settings_check(struct kvs_settings *s) {
     terminate(s->inter, sizeof s->inter);
     terminate(s->socketpath, sizeof s->socketpath);
     terminate(s->auth_file, sizeof s->auth_file);
+    terminate(s->sasl_pwdb, sizeof s->sasl_pwdb);
     terminate(s->hash_algorithm, sizeof s->hash_algorithm);
     terminate(s->ssl_chain_cert, sizeof s->ssl_chain_cert);
     terminate(s->ssl_key, sizeof s->ssl_key);

@@ -54,6 +54,7 @@ struct kvs_settings {
     bool sasl;                       /* -S                                                */
     bool auth_ascii;                 /* -Y given                                          */
     char auth_file[KVS_SETTINGS_PATH_MAX]; /* -Y path (the enclave reads it)              */
+    char sasl_pwdb[KVS_SETTINGS_PATH_MAX]; /* -S: $MEMCACHED_SASL_PWDB (the enclave reads it)*/
     uint64_t item_size_max;          /* -I                                                */
     bool maxconns_fast;
     unsigned hashpower_init;

@@ -14,6 +14,7 @@
  * libc's, and the checks against the enclave's range are skipped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +47,7 @@ struct kvs_enclave {
     _Atomic uint64_t balloon_shrinks, balloon_grows;
     _Atomic unsigned active;          /* workers inside their loop                        */
     int64_t pid;
+    struct kvs_auth *auth_ascii, *auth_sasl;  /* credentials (-Y, -S)                  */
 };
 
 static struct kvs_enclave *kvs;
@@ -142,6 +144,7 @@ static int suvm_create(struct kvs_enclave *k, struct kvs_store_config *sc) {
     return 0;
 }
 
+static int auth_setup(struct kvs_enclave *k);
 static void hook_server_info(void *arg, struct kvs_server_info *si);
 static void hook_stats_reset(void *arg);
 static int hook_eleos_stats(void *arg, struct kvs_buf *out);
@@ -201,10 +204,58 @@ static int server_build(struct kvs_enclave *k) {
         r = kvs_store_create(&sc, &srv->store);
     if (!r)
         ctx_fill(k);
+    if (!r)
+        r = auth_setup(k);
+    return r;
+}
+
+/* Reads a credential file into enclave memory and parses it there: the host sees the file
+ * pass through (it stores it), but holds no copy of the table the enclave checks against.
+ * In enclave modes each call below is a counted exit, at start-up only. */
+static int auth_load(struct kvs_enclave *k, const char *path, struct kvs_auth **out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "eleos-kvs: cannot open %s: %s\n", path, strerror(errno));
+        return -errno;
+    }
+    char *buf = kvs_malloc(&k->alloc, KVS_AUTH_FILE_MAX + 1);
+    size_t len = 0;
+    ssize_t n = 1;
+    while (buf && len <= KVS_AUTH_FILE_MAX && n > 0) {
+        n = read(fd, buf + len, KVS_AUTH_FILE_MAX + 1 - len);
+        if (n > 0)
+            len += (size_t)n;
+    }
+    close(fd);
+    int r = !buf ? -ENOMEM : n < 0 ? -EIO : len > KVS_AUTH_FILE_MAX ? -EFBIG : 0;
+    unsigned bad = 0;
+    if (!r)
+        r = kvs_auth_parse(&k->alloc, buf, len, out, &bad);
+    if (buf)
+        memset(buf, 0, len); /* passwords: no stale copy on the heap */
+    kvs_free(&k->alloc, buf);
+    if (r == -EINVAL && bad)
+        fprintf(stderr, "eleos-kvs: %s line %u: expected user:password\n", path, bad);
+    else if (r)
+        fprintf(stderr, "eleos-kvs: cannot load %s: %s\n", path, strerror(-r));
+    return r;
+}
+
+static int auth_setup(struct kvs_enclave *k) {
+    const struct kvs_settings *s = &k->set.settings;
+    int r = 0;
+    if (s->auth_ascii)
+        r = auth_load(k, s->auth_file, &k->auth_ascii);
+    if (!r && s->sasl && s->sasl_pwdb[0])
+        r = auth_load(k, s->sasl_pwdb, &k->auth_sasl);
+    k->srv.ctx.auth_ascii = k->auth_ascii;
+    k->srv.ctx.auth_sasl = k->auth_sasl;
     return r;
 }
 
 static void server_free(struct kvs_enclave *k) {
+    kvs_auth_free(k->auth_ascii);
+    kvs_auth_free(k->auth_sasl);
     if (k->srv.store)
         kvs_store_destroy(k->srv.store);
     kvs_conn_table_fini(&k->srv);

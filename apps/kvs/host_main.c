@@ -99,6 +99,7 @@ struct options {
     unsigned maxconns;
     size_t item_size_max;
     unsigned verbose;
+    struct kvs_settings set;  /* memcached's settings the options above do not cover   */
     struct app_platform_opts plat;
 };
 
@@ -134,6 +135,74 @@ static void usage(FILE *f) {
                "   at run time while the enclave takes EPC faults)\n");
 }
 
+static bool copy_opt(char *dst, size_t size, const char *arg) {
+    size_t n = strlen(arg);
+    if (n == 0 || n >= size)
+        return false;
+    memcpy(dst, arg, n + 1);
+    return true;
+}
+
+/* -S: memcached's pwdb build takes its password database from $MEMCACHED_SASL_PWDB. */
+static bool sasl_opt(struct kvs_settings *s) {
+    const char *db = getenv("MEMCACHED_SASL_PWDB");
+    s->sasl = true;
+    if (db && !copy_opt(s->sasl_pwdb, sizeof s->sasl_pwdb, db)) {
+        fprintf(stderr, "eleos-kvs: MEMCACHED_SASL_PWDB is too long\n");
+        return false;
+    }
+    return true;
+}
+
+static bool binding_opt(struct kvs_settings *s, const char *arg) {
+    if (strcmp(arg, "auto") == 0)
+        s->binding = KVS_BIND_AUTO;
+    else if (strcmp(arg, "ascii") == 0)
+        s->binding = KVS_BIND_ASCII;
+    else if (strcmp(arg, "binary") == 0)
+        s->binding = KVS_BIND_BINARY;
+    else
+        return false;
+    return true;
+}
+
+/* One -o key=value (the TLS keys for now). */
+static bool extended_opt(struct kvs_settings *s, const char *key, const char *val) {
+    uint64_t v;
+    if (strcmp(key, "ssl_chain_cert") == 0)
+        return val && copy_opt(s->ssl_chain_cert, sizeof s->ssl_chain_cert, val);
+    if (strcmp(key, "ssl_key") == 0)
+        return val && copy_opt(s->ssl_key, sizeof s->ssl_key, val);
+    if (strcmp(key, "ssl_ca_cert") == 0)
+        return val && copy_opt(s->ssl_ca_cert, sizeof s->ssl_ca_cert, val);
+    if (strcmp(key, "ssl_ciphers") == 0)
+        return val && copy_opt(s->ssl_ciphers, sizeof s->ssl_ciphers, val);
+    if (strcmp(key, "ssl_verify_mode") == 0) {
+        if (!val || !app_parse_u64(val, 3, &v))
+            return false;
+        s->ssl_verify_mode = (int)v;
+        return true;
+    }
+    fprintf(stderr, "eleos-kvs: unknown -o option '%s'\n", key);
+    return false;
+}
+
+/* -o a=b,c,d=e */
+static bool extended_opts(struct kvs_settings *s, const char *arg) {
+    char buf[4096];
+    if (!copy_opt(buf, sizeof buf, arg))
+        return false;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq)
+            *eq++ = '\0';
+        if (!extended_opt(s, tok, eq))
+            return false;
+    }
+    return true;
+}
+
 /* Applies one of eleos-kvs's own flags; false on a bad value. */
 static bool kvs_opt(struct options *o, int c, const char *arg) {
     uint64_t v;
@@ -162,6 +231,12 @@ static bool kvs_opt(struct options *o, int c, const char *arg) {
     case 'I':
         return app_parse_size(arg, &o->item_size_max) && o->item_size_max >= KVS_ITEM_SIZE_MIN &&
                o->item_size_max <= (1u << 30);
+    case 'S': return sasl_opt(&o->set);
+    case 'Y': return copy_opt(o->set.auth_file, sizeof o->set.auth_file, arg) &&
+                     (o->set.auth_ascii = true);
+    case 'Z': o->set.ssl_enabled = true; return true;
+    case 'B': return binding_opt(&o->set, arg);
+    case 'o': return extended_opts(&o->set, arg);
     default: return false;
     }
 }
@@ -187,15 +262,21 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"max-item-size", required_argument, NULL, 'I'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
+        {"enable-sasl", no_argument, NULL, 'S'},
+        {"auth-file", required_argument, NULL, 'Y'},
+        {"enable-ssl", no_argument, NULL, 'Z'},
+        {"protocol", required_argument, NULL, 'B'},
+        {"extended", required_argument, NULL, 'o'},
         APP_PLATFORM_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS,
-                          DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, {0}};
+                          DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, {0}, {0}};
+    kvs_settings_default(&o->set);
     app_platform_opts_default(&o->plat, APP_MODE_ELEOS, DEFAULT_SUVM_CACHE_MIB,
                               DEFAULT_RPC_SPIN_US);
     int c;
-    while ((c = getopt_long(argc, argv, "p:l:m:t:c:I:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:l:m:t:c:I:vhSY:ZB:o:", longopts, NULL)) != -1) {
         int r = app_platform_opt(&o->plat, c, optarg, "eleos-kvs");
         if (r < 0)
             return -EINVAL;
@@ -401,7 +482,7 @@ static int setup_server(struct app *a) {
     s.listen_fd = a->listen_fd;
     s.stop_fd = a->stop_r;
     snprintf(s.interface, sizeof s.interface, "%s", o->addr);
-    kvs_settings_default(&s.settings);
+    s.settings = o->set;
     s.settings.maxbytes = (uint64_t)o->mem_mib << 20;
     s.settings.maxconns = o->maxconns;
     s.settings.port = o->port;

@@ -69,6 +69,9 @@ struct kvs_server_info {
     unsigned threads;
     struct kvs_thread_totals totals;  /* summed over every worker                      */
     bool have_totals;                 /* else the calling connection's thread is used  */
+    /* TLS (-Z), filled by the TLS layer: memcached's general ssl_* fields */
+    uint64_t ssl_handshake_errors, ssl_new_sessions;
+    int64_t ssl_cert_refreshed;       /* Unix time the certificates were (re)loaded    */
 };
 
 /* Shared by every connection. Hooks may be NULL. */

@@ -109,6 +109,8 @@ static bool handshake(SSL *ssl, int fd, int timeout_ms, char *err, size_t cap) {
                 ERR_clear_error();
             } else {
                 ssl_error(err, cap, "TLS handshake", e);
+                size_t n = strlen(err);
+                snprintf(err + n, cap - n, " (does the server speak TLS on this port?)");
             }
             return false;
         }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154,SC2034  # sourced: the variables are bench_kvs.sh's
 # bench/bench_kvs.sh's "protocols" and "tls" sections (sourced by it: they use its settings
 # and helpers — start_server, stop_server, load_run, $threads, $conc, $key_size, $epc_mib,
 # $secs, $reps, $csv, $tmp). Same client and server settings as the grid: -t 2 server
@@ -24,13 +25,13 @@
 # Result lines (tab-separated): server proto tls mult model rep tps p50 p99 bad note
 sect_measure() { # server proto tls(0|1) mult model rep keys load_args...
   local server=$1 proto=$2 tls=$3 mult=$4 model=$5 rep=$6 keys=$7; shift 7
-  local note="" tps=0 p50=0 p99=0 bad=0 ops
+  local note="" tps=0 p50=0 p99=0 bad=0
   read -r _ _ _ _ bad _ _ _ <<< "$(load_run "$@" --protocol "$proto" --keys "$keys" -T 1 -c 1 \
                                    --secs 0.3 --verify --timeout 5)"
   if [ "$bad" != 0 ]; then
     note="probe failed: $(sect_error)"
   else
-    read -r tps ops _ _ bad p50 p99 _ <<< "$(load_run "$@" --protocol "$proto" --keys "$keys" \
+    read -r tps _ _ _ bad p50 p99 _ <<< "$(load_run "$@" --protocol "$proto" --keys "$keys" \
                                              --value-size 1024 --secs "$secs" --get-ratio 0.9)"
     [ "$bad" != 0 ] && note="measuring run: $bad error(s): $(sect_error)"
   fi

@@ -13,6 +13,13 @@
 #              set is what the run stored, not the preloaded data): little paging.
 #
 # usage: bench/bench_kvs.sh BUILD_DIR [--quick|--full] [--csv FILE] [--secs N] [--reps N]
+#                          [--section grid|protocols|tls]
+#
+# --section picks the experiment (default grid: the one described here). protocols and tls
+# (bench/bench_kvs_sections.sh, which has their description) compare memcached's text,
+# binary and meta protocols, and TLS, on memcached and eleos-kvs native and eleos modes;
+# bench/run.sh runs each section as a benchmark of its own (bench_kvs, bench_kvs_protocols,
+# bench_kvs_tls).
 #
 # Grid (value size x data set x mix x cost model), EPC = 93 MiB, data set = keys x value size:
 #   --quick   1 KiB; uniform at 5x (GET- and SET-heavy), memcaslap at 0.5x and 5x
@@ -45,7 +52,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 build=${1:?usage: bench/bench_kvs.sh BUILD_DIR [--quick|--full] [--csv FILE]}; shift
-grid=default; csv=""; secs=""; reps=""
+grid=default; csv=""; secs=""; reps=""; section=grid
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) grid=quick ;;
@@ -53,6 +60,8 @@ while [ $# -gt 0 ]; do
     --csv) csv=${2:?--csv FILE}; shift ;;
     --secs) secs=${2:?}; shift ;;
     --reps) reps=${2:?}; shift ;;
+    --section) section=${2:?--section grid|protocols|tls}; shift
+               case $section in grid|protocols|tls) ;; *) echo "bench_kvs.sh: unknown section $section" >&2; exit 2 ;; esac ;;
     *) echo "bench_kvs.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -88,6 +97,7 @@ epc_mib=93
 key_size=64
 tmp=$(mktemp -d /tmp/bench_kvs.XXXXXX)
 srv_pid=""
+srv_extra=()       # more server options (the tls section's -Z -o ssl_chain_cert=...)
 failed=0
 cleanup() {
   if [ -n "$srv_pid" ]; then kill -TERM "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; fi
@@ -106,7 +116,7 @@ mkcfg() { # file vsize set_prop get_prop
 # (eleos-kvs) or for the port to accept (memcached), at most 60 s.
 start_server() { # name cost [attempt]
   local name=$1 cost=$2 log=$tmp/server.log
-  local args=(-t $threads -m "$mem" -c 4096)
+  local args=(-t $threads -m "$mem" -c 4096 "${srv_extra[@]}")
   : > "$log"
   case $name in
     memcached)
@@ -193,6 +203,24 @@ deltas() { # before after
     END { printf "%d %d %d %d\n", d["eleos_enclave_exits_total"], d["eleos_epc_faults"], d["eleos_suvm_major_faults"], d["eleos_rpc_fallbacks"] }'
 }
 
+# The cost model's parameters as the enclave modes will use them: the defaults from
+# include/eleos/enclave.h, overridden by ELEOS_COST_* in the environment.
+cost_params() {
+  local n v ev line=""
+  for n in ECALL OCALL SYSCALL EPC_FAULT EPC_EVICT; do
+    v=$(awk -v n="ELEOS_COST_DEFAULT_$n" '$1 == "#define" && $2 == n { sub(/u$/, "", $3); print $3 }' include/eleos/enclave.h)
+    ev=ELEOS_COST_$n; [ -n "${!ev:-}" ] && v="${!ev}(env)"
+    line="$line ${n,,}=${v:-?}"
+  done
+  echo "# cost model (on):$line extra cycles${ELEOS_COST_POLLUTE_KIB:+, pollute_kib=$ELEOS_COST_POLLUTE_KIB(env)}; off = all 0"
+}
+
+if [ "$section" != grid ]; then
+  . bench/bench_kvs_sections.sh
+  "${section}_section"
+  exit $?
+fi
+
 # load server mix vsize mult cost rep tps ops gets misses exits epcf suvmf fallbacks data_mib
 # keys p50 p99 preload_s bad
 results=$tmp/results
@@ -202,6 +230,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "# eleos-kvs bench ($grid): $threads server threads; clients: $threads threads, $conc connections (eleos-kvs-load -T $threads -c $conc, memcaslap -T $threads -c $conc); ${secs}s per run, $reps rep(s)"
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load at start: $load"
 echo "# model on = defaults (ELEOS_COST_* from the environment apply), off = --cost off"
+cost_params
 
 for vsize in $vsizes; do
   mkcfg "$tmp/get.cfg" "$vsize" 0.1 0.9

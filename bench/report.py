@@ -343,6 +343,75 @@ plot for [i=2:{len(KVS_SERVERS) + 1}] '{data}' using 1:i with linespoints title 
 elif text("bench_kvs"):
     md.append("```\n" + text("bench_kvs").strip()[-6000:] + "\n```\n")
 
+# --- eleos-kvs: protocols and TLS ----------------------------------------------------------
+def kvs_cell(r):
+    """A throughput cell: the median, or the row's error (never a number for a failed run)."""
+    if not r:
+        return "not run"
+    if r.get("tps_median"):
+        return r["tps_median"]
+    return "**error**: " + (r.get("error") or "no result").replace("|", "/")
+
+
+def kvs_errors(rows):
+    bad = [r for r in rows if r.get("error")]
+    if bad:
+        md.append(f"\n**{len(bad)} row(s) have no figure** because the runs failed; the "
+                  "error column says why (a server that does not speak the protocol yet "
+                  "fails its probe).\n")
+
+
+def kvs_protocols(rows):
+    md.append("\nThe same servers and load as the uniform grid (2 server threads, eleos-kvs-load "
+              "-T 2 -c 16, 1 KiB values, 90% GETs over the preloaded data set), one measuring "
+              "run per protocol on the same server (preloaded once with the text protocol). "
+              "Operations per second, median over reps; vs text = the same server's text "
+              "figure in the same run.\n\n")
+    protos = ["text", "binary", "meta"]
+    by = {(r["epc_mult"], r["server"], r["protocol"]): r for r in rows}
+    pivot = []
+    for (m, srv) in dict.fromkeys((r["epc_mult"], r["server"]) for r in rows):
+        row = {"epc_mult": m, "server": srv, "model": by.get((m, srv, "text"), {}).get("model", "")}
+        for p in protos:
+            r = by.get((m, srv, p))
+            row[p] = kvs_cell(r)
+            row[p + " p99_us"] = (r or {}).get("p99_us", "")
+            if p != "text":
+                row[p + "/text"] = (r or {}).get("vs_text", "")
+            row[p + " vs memcached"] = (r or {}).get("vs_memcached", "") if srv != "memcached" else ""
+        pivot.append(row)
+    cols = ["epc_mult", "server", "model"]
+    for p in protos:
+        cols += [p, p + " p99_us"] + ([p + "/text"] if p != "text" else []) + [p + " vs memcached"]
+    md.append(table(pivot, cols))
+    kvs_errors(rows)
+
+
+def kvs_tls(rows):
+    md.append("\nServers started with -Z (a throw-away CA and certificate from the openssl CLI); "
+              "preload and measuring run over TLS (text protocol, the client verifies the "
+              "certificate), same load as the uniform grid. Median ops/s and p99 latency; vs "
+              "memcached = same data set, same run.\n\n")
+    md.append(table([dict(r, tps_median=kvs_cell(r)) for r in rows],
+                    ["server", "epc_mult", "data_mib", "model", "tps_median", "tps_runs",
+                     "vs_memcached", "p50_us", "p99_us", "errors"]))
+    kvs_errors(rows)
+
+
+for name, title, fn in (("bench_kvs_protocols", "eleos-kvs: text, binary and meta protocols",
+                         kvs_protocols),
+                        ("bench_kvs_tls", "eleos-kvs: TLS inside the enclave against memcached -Z",
+                         kvs_tls)):
+    section(title, name)
+    rows = read_csv(name)
+    if rows:
+        fn(rows)
+    elif text(name):
+        md.append("```\n" + text(name).strip()[-6000:] + "\n```\n")
+    head = [l for l in text(name).splitlines() if l.startswith(("# machine:", "# cost model"))]
+    if head:
+        md.append("\n" + "\n".join(f"- {l.lstrip('# ')}" for l in head) + "\n")
+
 # --- parameter server ---------------------------------------------------------------------
 section("Parameter server: native, sgx and eleos modes", "bench_pserver",
         "the paper's motivating parameter server ran about 9x slower inside SGX, mostly from "
@@ -375,7 +444,8 @@ plot '{data}' using 1:2 with linespoints title 'native', \\
 
 # --- anything else ------------------------------------------------------------------------
 known = {"bench_sim_exits", "bench_sim_epc", "bench_rpc_null", "bench_rpc_io",
-         "bench_suvm_paging", "bench_suvm_spointer", "bench_kvs", "bench_pserver"}
+         "bench_suvm_paging", "bench_suvm_spointer", "bench_kvs", "bench_pserver",
+         "bench_kvs_protocols", "bench_kvs_tls"}
 for fn in sorted(os.listdir(out_dir)):
     if fn.endswith(".csv") and fn[:-4] not in known:
         section(fn[:-4], fn[:-4])

@@ -42,6 +42,10 @@ done
 run bench_pserver /usr/bin/python3 bench/bench_pserver.py "$build" $quick --csv "$out/bench_pserver.csv"
 if [ -x bench/bench_kvs.sh ]; then
   run bench_kvs bash bench/bench_kvs.sh "$build" $quick --csv "$out/bench_kvs.csv"
+  for section in protocols tls; do
+    run "bench_kvs_$section" bash bench/bench_kvs.sh "$build" $quick --section $section \
+      --csv "$out/bench_kvs_$section.csv"
+  done
 fi
 
 echo; echo "=== report ($(( $(date +%s) - start )) s)"

@@ -1,5 +1,5 @@
 /*
- * eleos-kvs-load — a memcached text-protocol load generator that reads a whole preloaded
+ * eleos-kvs-load — a memcached load generator that reads a whole preloaded
  * data set uniformly at random (the Eleos paper's memcached experiment), unlike memcaslap,
  * whose GETs only ask for keys its own run has SET.
  *
@@ -21,6 +21,14 @@
  * loop over non-blocking sockets; partial reads and writes are carried over. Latency is
  * measured per request from the moment it is queued for sending to its complete reply,
  * into a log-linear histogram (32 sub-buckets per power of two, <= 3% error).
+ *
+ * Wire format (--protocol, tools/kvs_load_proto.c): memcached's text protocol (get/set),
+ * its binary protocol (GET/SET, never the quiet opcodes: one reply per request, the opaque
+ * field checked) or its meta protocol (mg <key> v f / ms <key> <len> F<flags>). --verify
+ * checks the replies alike in all three. --tls (tools/kvs_load_tls.c, OpenSSL) wraps every
+ * connection in TLS: the handshake runs when the connection is made, before the phases;
+ * afterwards SSL_read/SSL_write run non-blocking in the same epoll loop, waiting for the
+ * socket direction OpenSSL asks for (WANT_READ / WANT_WRITE).
  *
  * Output: a one-line summary per phase (default), --csv (a header, then a row per phase) or
  * --json (an object per phase, one a line), on stdout; diagnostics on stderr.
@@ -48,10 +56,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvs_load_proto.h"
+#include "kvs_load_tls.h"
+
 #define KEY_PREFIX "key:"
 #define KEY_PREFIX_LEN 4u
 #define KEY_MAX 250u           /* memcached's key limit                                   */
-#define LINE_MAX_BYTES 4096u   /* a reply line longer than this is a protocol error      */
 #define EPOLL_EVENTS 256
 #define MAX_ERROR_REPORTS 10   /* per thread: details of the first errors go to stderr    */
 #define HIST_SUB_BITS 5u
@@ -80,6 +90,10 @@ struct config {
     bool verify;
     double timeout;
     enum out_format out;
+    enum kl_proto proto;
+    bool tls;
+    const char *tls_ca;  /* NULL: the system's CA paths */
+    bool tls_insecure;
 };
 
 struct counters {
@@ -101,6 +115,9 @@ struct conn {
     unsigned id; /* 0 .. conns-1 over all threads */
     bool dead;
     bool want_out;
+    struct kl_tls *tls;    /* --tls: the session over fd                               */
+    bool read_wants_write; /* TLS: SSL_read waits for the socket to take bytes         */
+    bool write_wants_read; /* TLS: SSL_write waits for bytes from the server           */
     char *rbuf;
     size_t rpos, rlen, rcap;
     char *wbuf;
@@ -128,8 +145,9 @@ struct thread {
 static struct config cfg = {
     .host = "127.0.0.1", .port = "11211", .threads = 2, .conns = 16, .keys = 100000,
     .key_size = 64, .value_size = 1024, .get_ratio = 0.9, .secs = 5.0, .pipeline = 1,
-    .preload_depth = 32, .seed = 1, .timeout = 30.0, .out = OUT_TEXT,
+    .preload_depth = 32, .seed = 1, .timeout = 30.0, .out = OUT_TEXT, .proto = KL_TEXT,
 };
+static struct kl_tls_ctx *g_tls;
 static uint64_t g_start, g_deadline;
 static unsigned g_key_width; /* digits after the prefix */
 
@@ -264,31 +282,14 @@ static void report(struct thread *t, struct conn *c, const char *fmt, ...) {
     fprintf(stderr, "eleos-kvs-load: connection %u: %s\n", c->id, msg);
 }
 
-/* Printable excerpt of a reply line for messages. */
-static const char *excerpt(const char *p, size_t n, char *buf, size_t cap) {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 5 < cap; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 32 && ch < 127)
-            buf[k++] = (char)ch;
-        else
-            k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", ch);
-    }
-    if (n > 0 && k + 5 >= cap)
-        memcpy(buf + cap - 4, "...", 3), k = cap - 1;
-    buf[k] = 0;
-    return buf;
-}
-
-/* Counts and reports a reply that is not what request key idx (a SET or GET) allows; key is
- * the caller's KEY_MAX + 1 buffer, left holding the key text. */
+/* Counts and reports a reply that is not what request key idx (a SET or GET) allows. */
 static void unexpected_reply(struct thread *t, struct conn *c, const char *op, uint64_t idx,
-                             char *key, const char *p, size_t ll) {
+                             const char *what) {
+    char key[KEY_MAX + 1];
     t->c.errors++;
     make_key(key, idx);
     key[cfg.key_size] = 0;
-    char line[160];
-    report(t, c, "%s %s: reply \"%s\"", op, key, excerpt(p, ll, line, sizeof line));
+    report(t, c, "%s %s: %s", op, key, what);
 }
 
 static void set_events(struct thread *t, struct conn *c, bool out) {
@@ -309,6 +310,8 @@ static void conn_fail(struct thread *t, struct conn *c, const char *why) {
     c->qcount = 0;
     c->dead = true;
     epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    kl_tls_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
 }
@@ -333,27 +336,27 @@ static void push_req(struct conn *c, enum op op, uint64_t key, uint64_t t0) {
     c->qcount++;
 }
 
+/* The binary protocol's opaque for key idx: echoed in the reply, so a reply to another
+ * request is caught even though binary GET replies carry no key. */
+static uint32_t key_opaque(uint64_t idx) { return (uint32_t)(idx ^ (idx >> 32)); }
+
 static void queue_get(struct conn *c, uint64_t key, uint64_t t0) {
-    wreserve(c, cfg.key_size + 8);
-    char *p = c->wbuf + c->wlen;
-    memcpy(p, "get ", 4);
-    make_key(p + 4, key);
-    memcpy(p + 4 + cfg.key_size, "\r\n", 2);
-    c->wlen += 4 + cfg.key_size + 2;
+    char k[KEY_MAX];
+    make_key(k, key);
+    wreserve(c, cfg.key_size + KL_REQ_OVERHEAD);
+    c->wlen += kl_encode_get(cfg.proto, c->wbuf + c->wlen, k, cfg.key_size, key_opaque(key));
     push_req(c, OP_GET, key, t0);
 }
 
 static void queue_set(struct conn *c, uint64_t key, uint64_t t0) {
-    wreserve(c, cfg.key_size + cfg.value_size + 48);
-    char *p = c->wbuf + c->wlen;
-    memcpy(p, "set ", 4);
-    make_key(p + 4, key);
-    size_t n = 4 + cfg.key_size;
-    n += (size_t)snprintf(p + n, 40, " %" PRIu32 " 0 %u\r\n", key_flags(key), cfg.value_size);
-    make_value(p + n, key);
-    n += cfg.value_size;
-    memcpy(p + n, "\r\n", 2);
-    c->wlen += n + 2;
+    char k[KEY_MAX];
+    make_key(k, key);
+    wreserve(c, cfg.key_size + cfg.value_size + KL_REQ_OVERHEAD);
+    c->wlen += kl_encode_set_head(cfg.proto, c->wbuf + c->wlen, k, cfg.key_size,
+                                  key_flags(key), cfg.value_size, key_opaque(key));
+    make_value(c->wbuf + c->wlen, key);
+    c->wlen += cfg.value_size;
+    c->wlen += kl_encode_set_tail(cfg.proto, c->wbuf + c->wlen);
     push_req(c, OP_SET, key, t0);
 }
 
@@ -381,26 +384,93 @@ static void refill(struct thread *t, struct conn *c, uint64_t now) {
     }
 }
 
+/* --- socket or TLS I/O ---------------------------------------------------------------------- */
+
+enum io_res { IO_MOVED, IO_WAIT, IO_FAILED };
+
+/* One send (or SSL_write) of the pending bytes. IO_WAIT: the socket (or OpenSSL) waits;
+ * IO_FAILED: conn_fail has run. */
+static enum io_res conn_send(struct thread *t, struct conn *c, size_t *done) {
+    char why[320];
+    const char *p = c->wbuf + c->wpos;
+    size_t n = c->wlen - c->wpos;
+    if (c->tls) {
+        enum kl_io r = kl_tls_write(c->tls, p, n, done, why, sizeof why);
+        c->write_wants_read = r == KL_IO_WANT_READ;
+        if (r == KL_IO_OK)
+            return IO_MOVED;
+        if (r == KL_IO_WANT_READ || r == KL_IO_WANT_WRITE) {
+            /* WANT_READ: EPOLLIN is always on; EPOLLOUT would only spin */
+            set_events(t, c, r == KL_IO_WANT_WRITE || c->read_wants_write);
+            return IO_WAIT;
+        }
+        conn_fail(t, c, r == KL_IO_CLOSED ? "connection closed by the server" : why);
+        return IO_FAILED;
+    }
+    for (;;) {
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (k > 0) {
+            *done = (size_t)k;
+            return IO_MOVED;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_events(t, c, true);
+            return IO_WAIT;
+        }
+        snprintf(why, sizeof why, "send failed: %s", strerror(errno));
+        conn_fail(t, c, why);
+        return IO_FAILED;
+    }
+}
+
+/* One recv (or SSL_read) into buf. */
+static enum io_res conn_recv(struct thread *t, struct conn *c, char *buf, size_t cap,
+                             size_t *done) {
+    char why[320];
+    if (c->tls) {
+        enum kl_io r = kl_tls_read(c->tls, buf, cap, done, why, sizeof why);
+        c->read_wants_write = r == KL_IO_WANT_WRITE;
+        if (r == KL_IO_OK)
+            return IO_MOVED;
+        if (r == KL_IO_WANT_WRITE)
+            set_events(t, c, true); /* EPOLLOUT resumes the read (thread_main) */
+        if (r == KL_IO_WANT_READ || r == KL_IO_WANT_WRITE)
+            return IO_WAIT;
+        conn_fail(t, c, r == KL_IO_CLOSED ? "connection closed by the server" : why);
+        return IO_FAILED;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n > 0) {
+            *done = (size_t)n;
+            return IO_MOVED;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return IO_WAIT;
+        if (n == 0)
+            snprintf(why, sizeof why, "connection closed by the server");
+        else
+            snprintf(why, sizeof why, "recv failed: %s", strerror(errno));
+        conn_fail(t, c, why);
+        return IO_FAILED;
+    }
+}
+
 static void flush(struct thread *t, struct conn *c) {
     while (!c->dead && c->wpos < c->wlen) {
-        ssize_t n = send(c->fd, c->wbuf + c->wpos, c->wlen - c->wpos, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->wpos += (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_events(t, c, true);
+        size_t n = 0;
+        enum io_res r = conn_send(t, c, &n);
+        if (r != IO_MOVED)
             return;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {
-            char why[128];
-            snprintf(why, sizeof why, "send failed: %s", strerror(errno));
-            conn_fail(t, c, why);
-            return;
-        }
+        c->wpos += n;
     }
     if (!c->dead) {
         c->wpos = c->wlen = 0;
-        set_events(t, c, false);
+        set_events(t, c, c->read_wants_write);
     }
 }
 
@@ -417,161 +487,120 @@ static void complete(struct thread *t, struct conn *c, uint64_t now) {
     t->last_progress = now;
 }
 
-static bool parse_u64_field(const char **p, const char *end, uint64_t *out) {
-    const char *s = *p;
-    uint64_t v = 0;
-    if (s >= end || *s < '0' || *s > '9')
-        return false;
-    while (s < end && *s >= '0' && *s <= '9') {
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s++ - '0');
+/* A GET hit: the reply must be for the request's key (the key it names, or the binary
+ * opaque) and, with --verify, carry the key's flags, length and bytes. */
+static void check_hit(struct thread *t, struct conn *c, const struct req *r,
+                      const struct kl_parsed *p) {
+    char key[KEY_MAX + 1], got[160];
+    make_key(key, r->key);
+    key[cfg.key_size] = 0;
+    if ((p->key && (p->klen != cfg.key_size || memcmp(p->key, key, p->klen) != 0)) ||
+        (p->has_opaque && p->opaque != key_opaque(r->key))) {
+        t->c.errors++;
+        if (p->key)
+            report(t, c, "GET %s: reply for another key \"%s\"", key,
+                   kl_excerpt(p->key, p->klen, got, sizeof got));
+        else
+            report(t, c, "GET %s: reply with another request's opaque 0x%08" PRIx32, key, p->opaque);
+        return;
     }
-    *p = s;
-    *out = v;
-    return true;
+    t->c.hits++;
+    if (!cfg.verify)
+        return;
+    bool good = p->flags == key_flags(r->key) && p->bytes == cfg.value_size;
+    if (good) {
+        make_value(t->expect, r->key);
+        good = memcmp(t->expect, p->data, cfg.value_size) == 0;
+    }
+    if (!good) {
+        t->c.verify_failures++;
+        report(t, c, "GET %s: verify failed (flags %" PRIu64 ", %" PRIu64 " bytes; want flags %"
+               PRIu32 ", %u bytes%s)", key, p->flags, p->bytes, key_flags(r->key),
+               cfg.value_size, p->bytes == cfg.value_size ? ", content differs" : "");
+    }
 }
 
 /* Parses complete replies at the head of the read buffer; returns false if the connection
- * broke. *need is set to the bytes a partially received value reply needs in all. */
+ * broke. *need is set to the bytes a partially received reply needs in all (0 = unknown). */
 static bool parse_replies(struct thread *t, struct conn *c, uint64_t now, size_t *need) {
-    char tmp[KEY_MAX + 1];
     *need = 0;
+    struct kl_parsed p;
     while (c->qcount > 0) {
-        char *p = c->rbuf + c->rpos;
-        size_t avail = c->rlen - c->rpos;
-        char *nl = avail >= 2 ? memmem(p, avail, "\r\n", 2) : NULL;
-        if (!nl) {
-            if (avail > LINE_MAX_BYTES) {
-                conn_fail(t, c, "protocol error: reply line without CRLF");
-                return false;
-            }
-            return true;
-        }
-        size_t ll = (size_t)(nl - p);
         struct req *r = &c->q[c->qhead];
-        if (r->op == OP_SET) {
-            if (!(ll == 6 && memcmp(p, "STORED", 6) == 0))
-                unexpected_reply(t, c, "SET", r->key, tmp, p, ll);
-            c->rpos += ll + 2;
-            complete(t, c, now);
-            continue;
-        }
-        /* GET */
-        if (ll == 3 && memcmp(p, "END", 3) == 0) {
-            t->c.misses++;
-            c->rpos += ll + 2;
-            complete(t, c, now);
-            continue;
-        }
-        if (!(ll > 6 && memcmp(p, "VALUE ", 6) == 0)) {
-            unexpected_reply(t, c, "GET", r->key, tmp, p, ll);
-            c->rpos += ll + 2;
-            complete(t, c, now);
-            continue;
-        }
-        /* VALUE <key> <flags> <bytes>[ <cas>] */
-        const char *s = p + 6, *end = p + ll;
-        const char *k = s;
-        while (s < end && *s != ' ')
-            s++;
-        size_t klen = (size_t)(s - k);
-        uint64_t flags = 0, bytes = 0;
-        bool ok = s < end && *s++ == ' ' && parse_u64_field(&s, end, &flags) && s < end &&
-                  *s++ == ' ' && parse_u64_field(&s, end, &bytes) && (s == end || *s == ' ');
-        if (!ok || bytes > (1u << 30)) {
-            char line[160];
-            report(t, c, "protocol error: bad VALUE line \"%s\"", excerpt(p, ll, line, sizeof line));
-            conn_fail(t, c, "protocol error");
-            return false;
-        }
-        size_t total = ll + 2 + (size_t)bytes + 2 + 5;
-        if (avail < total) {
-            *need = total;
+        bool get = r->op == OP_GET;
+        const char *op = get ? "GET" : "SET";
+        enum kl_reply k = kl_parse_reply(cfg.proto, get, c->rbuf + c->rpos, c->rlen - c->rpos, &p);
+        switch (k) {
+        case KL_NEED:
+            *need = p.len;
             return true;
-        }
-        const char *data = p + ll + 2;
-        if (memcmp(data + bytes, "\r\n", 2) != 0 || memcmp(data + bytes + 2, "END\r\n", 5) != 0) {
-            conn_fail(t, c, "protocol error: value not followed by CRLF END CRLF");
+        case KL_FATAL:
+            conn_fail(t, c, p.what);
             return false;
+        case KL_UNEXPECTED:
+            unexpected_reply(t, c, op, r->key, p.what);
+            break;
+        case KL_STORED:
+        case KL_MISS:
+            if (k != (get ? KL_MISS : KL_STORED)) /* cannot happen: the decoder knows the op */
+                unexpected_reply(t, c, op, r->key, "reply of the wrong kind");
+            else if (p.has_opaque && p.opaque != key_opaque(r->key))
+                unexpected_reply(t, c, op, r->key, "reply with another request's opaque");
+            else if (get)
+                t->c.misses++;
+            break;
+        case KL_HIT:
+            check_hit(t, c, r, &p);
+            break;
         }
-        make_key(tmp, r->key);
-        tmp[cfg.key_size] = 0;
-        if (klen != cfg.key_size || memcmp(k, tmp, klen) != 0) {
-            t->c.errors++;
-            char got[160];
-            report(t, c, "GET %s: reply for another key \"%s\"", tmp, excerpt(k, klen, got, sizeof got));
-        } else {
-            t->c.hits++;
-            if (cfg.verify) {
-                bool good = flags == key_flags(r->key) && bytes == cfg.value_size;
-                if (good) {
-                    make_value(t->expect, r->key);
-                    good = memcmp(t->expect, data, cfg.value_size) == 0;
-                }
-                if (!good) {
-                    t->c.verify_failures++;
-                    report(t, c, "GET %s: verify failed (flags %" PRIu64 ", %" PRIu64
-                           " bytes; want flags %" PRIu32 ", %u bytes%s)", tmp, flags, bytes,
-                           key_flags(r->key), cfg.value_size,
-                           bytes == cfg.value_size ? ", content differs" : "");
-                }
-            }
-        }
-        c->rpos += total;
+        c->rpos += p.len;
         complete(t, c, now);
     }
     return true;
 }
 
+/* Room for at least 4 KiB more at the read buffer's end (and for need bytes in all). */
+static void rreserve(struct conn *c, size_t need) {
+    if (c->rpos == c->rlen)
+        c->rpos = c->rlen = 0;
+    if ((c->rcap - c->rlen < 4096 || need > c->rcap - c->rpos) && c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    size_t cap = c->rcap;
+    while (cap - c->rlen < 4096 || cap < need + 4096)
+        cap *= 2;
+    if (cap != c->rcap) {
+        c->rcap = cap;
+        c->rbuf = xrealloc(c->rbuf, c->rcap);
+    }
+}
+
+/* Reads and handles replies until the socket has no more. Plain TCP stops after a short
+ * read; TLS reads until OpenSSL says WANT_READ, since it may hold decrypted bytes that no
+ * epoll event would announce. */
 static void on_readable(struct thread *t, struct conn *c, uint64_t now) {
+    size_t need = 0;
     for (;;) {
-        if (c->rpos == c->rlen)
-            c->rpos = c->rlen = 0;
-        if (c->rcap - c->rlen < 4096 && c->rpos > 0) {
-            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-            c->rlen -= c->rpos;
-            c->rpos = 0;
-        }
-        if (c->rcap - c->rlen < 4096) {
-            c->rcap *= 2;
-            c->rbuf = xrealloc(c->rbuf, c->rcap);
-        }
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
-        if (n == 0) {
-            conn_fail(t, c, "connection closed by the server");
+        rreserve(c, need);
+        size_t n = 0;
+        enum io_res r = conn_recv(t, c, c->rbuf + c->rlen, c->rcap - c->rlen, &n);
+        if (r == IO_FAILED)
+            return;
+        if (r == IO_WAIT) {
+            if (c->write_wants_read) /* the bytes SSL_write waited for may have come */
+                flush(t, c);
             return;
         }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            char why[128];
-            snprintf(why, sizeof why, "recv failed: %s", strerror(errno));
-            conn_fail(t, c, why);
-            return;
-        }
-        bool full = (size_t)n == c->rcap - c->rlen;
-        c->rlen += (size_t)n;
+        bool full = n == c->rcap - c->rlen;
+        c->rlen += n;
         now = now_ns(); /* a later pass of this loop completes requests sent by an earlier */
-        size_t need;
         if (!parse_replies(t, c, now, &need))
             return;
-        if (need > c->rcap) {
-            /* make room for the whole value reply in one piece */
-            if (c->rpos > 0) {
-                memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-                c->rlen -= c->rpos;
-                c->rpos = 0;
-            }
-            while (c->rcap < need + 4096)
-                c->rcap *= 2;
-            c->rbuf = xrealloc(c->rbuf, c->rcap);
-        }
         refill(t, c, now);
         flush(t, c);
-        if (!full || c->dead)
+        if ((!full && !c->tls) || c->dead)
             return;
     }
 }
@@ -637,6 +666,8 @@ static void *thread_main(void *arg) {
             now = now_ns();
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 on_readable(t, c, now);
+            if (!c->dead && (evs[i].events & EPOLLOUT) && c->read_wants_write)
+                on_readable(t, c, now);
             if (!c->dead && (evs[i].events & EPOLLOUT))
                 flush(t, c);
         }
@@ -698,7 +729,7 @@ struct result {
 static const char *csv_header =
     "phase,threads,conns,pipeline,keys,key_size,value_size,get_ratio,data_mib,duration_s,ops,"
     "ops_per_s,gets,gets_per_s,sets,sets_per_s,hits,misses,hit_ratio,errors,verify_failures,"
-    "conn_failures,p50_us,p90_us,p99_us,p999_us,max_us";
+    "conn_failures,p50_us,p90_us,p99_us,p999_us,max_us,protocol,tls";
 
 static void print_result(const struct result *r, bool first) {
     const struct counters *c = &r->c;
@@ -724,11 +755,12 @@ static void print_result(const struct result *r, bool first) {
             puts(csv_header);
         printf("%s,%u,%u,%u,%" PRIu64 ",%u,%u,%.3f,%.1f,%.3f,%" PRIu64 ",%.0f,%" PRIu64 ",%.0f,%"
                PRIu64 ",%.0f,%" PRIu64 ",%" PRIu64 ",%s,%" PRIu64 ",%" PRIu64 ",%" PRIu64
-               ",%.1f,%.1f,%.1f,%.1f,%.1f\n",
+               ",%.1f,%.1f,%.1f,%.1f,%.1f,%s,%d\n",
                r->phase, cfg.threads, cfg.conns, pipe, cfg.keys, cfg.key_size, cfg.value_size,
                ratio, data_mib, r->duration, ops, (double)ops / d, c->gets,
                (double)c->gets / d, c->sets, (double)c->sets / d, c->hits, c->misses, hit_ratio,
-               c->errors, c->verify_failures, c->conn_failures, p50, p90, p99, p999, maxv);
+               c->errors, c->verify_failures, c->conn_failures, p50, p90, p99, p999, maxv,
+               kl_proto_name(cfg.proto), cfg.tls);
         break;
     case OUT_JSON:
         if (!hit_ratio[0])
@@ -740,21 +772,23 @@ static void print_result(const struct result *r, bool first) {
                ",\"misses\":%" PRIu64 ",\"hit_ratio\":%s,\"errors\":%" PRIu64
                ",\"verify_failures\":%" PRIu64 ",\"conn_failures\":%" PRIu64
                ",\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-               "\"max_us\":%.1f}\n",
+               "\"max_us\":%.1f,\"protocol\":\"%s\",\"tls\":%s}\n",
                r->phase, cfg.threads, cfg.conns, pipe, cfg.keys, cfg.key_size, cfg.value_size,
                ratio, data_mib, r->duration, ops, (double)ops / d, c->gets,
                (double)c->gets / d, c->sets, (double)c->sets / d, c->hits, c->misses, hit_ratio,
-               c->errors, c->verify_failures, c->conn_failures, p50, p90, p99, p999, maxv);
+               c->errors, c->verify_failures, c->conn_failures, p50, p90, p99, p999, maxv,
+               kl_proto_name(cfg.proto), cfg.tls ? "true" : "false");
         break;
     case OUT_TEXT:
         printf("%s: %.0f ops/s (%.0f gets/s, %.0f sets/s), %" PRIu64 " ops in %.2f s; "
                "hit ratio %s (%" PRIu64 " misses); errors %" PRIu64 ", verify failures %"
                PRIu64 "%s, lost connections %" PRIu64 "; latency p50 %.1f us, p99 %.1f us, "
-               "max %.1f us [%u threads, %u conns, depth %u, %" PRIu64 " keys x %u B = %.1f MiB]\n",
+               "max %.1f us [%s protocol%s, %u threads, %u conns, depth %u, %" PRIu64
+               " keys x %u B = %.1f MiB]\n",
                r->phase, (double)ops / d, (double)c->gets / d, (double)c->sets / d, ops,
                r->duration, hit_ratio[0] ? hit_ratio : "n/a", c->misses, c->errors, c->verify_failures,
                cfg.verify ? "" : " (not verifying)", c->conn_failures, p50, p99, maxv,
-               cfg.threads, cfg.conns, pipe, cfg.keys, cfg.value_size, data_mib);
+               kl_proto_name(cfg.proto), cfg.tls ? " over TLS" : "", cfg.threads, cfg.conns, pipe, cfg.keys, cfg.value_size, data_mib);
         break;
     }
     fflush(stdout);
@@ -781,6 +815,12 @@ static void usage(FILE *f) {
             "      --seed=N           PRNG seed (default 1)\n"
             "      --verify           check every GET hit's flags, length and bytes\n"
             "      --timeout=F        give up after F s without a reply (default 30)\n"
+            "      --protocol=P       text (get/set), binary (GET/SET) or meta (mg/ms);\n"
+            "                         default text\n"
+            "      --tls              TLS on every connection (handshake at connect)\n"
+            "      --tls-ca=FILE      CA certificate(s) the server's must chain to (default:\n"
+            "                         the system's); the certificate must name --server\n"
+            "      --tls-insecure     accept any server certificate\n"
             "      --csv | --json     machine-readable output (one row/object per phase)\n"
             "  -h, --help\n"
             "exit status: 0 ok; 1 errors, verify failures, lost connections or a stall;\n"
@@ -808,7 +848,7 @@ static double opt_double(const char *name, const char *s, double min, double max
 
 static void parse_options(int argc, char **argv) {
     enum { O_KEYS = 256, O_KSIZE, O_VSIZE, O_RATIO, O_SECS, O_PRELOAD, O_PDEPTH, O_PIPE,
-           O_SEED, O_VERIFY, O_TIMEOUT, O_CSV, O_JSON };
+           O_SEED, O_VERIFY, O_TIMEOUT, O_CSV, O_JSON, O_PROTO, O_TLS, O_TLS_CA, O_TLS_INSECURE };
     static const struct option longopts[] = {
         {"server", required_argument, NULL, 's'},
         {"port", required_argument, NULL, 'p'},
@@ -827,6 +867,10 @@ static void parse_options(int argc, char **argv) {
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"csv", no_argument, NULL, O_CSV},
         {"json", no_argument, NULL, O_JSON},
+        {"protocol", required_argument, NULL, O_PROTO},
+        {"tls", no_argument, NULL, O_TLS},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"tls-insecure", no_argument, NULL, O_TLS_INSECURE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -850,6 +894,13 @@ static void parse_options(int argc, char **argv) {
         case O_TIMEOUT: cfg.timeout = opt_double("timeout", optarg, 0.1, 1e6); break;
         case O_CSV: cfg.out = OUT_CSV; break;
         case O_JSON: cfg.out = OUT_JSON; break;
+        case O_PROTO:
+            if (!kl_proto_parse_name(optarg, &cfg.proto))
+                die(2, "--protocol: expected text, binary or meta, got \"%s\"", optarg);
+            break;
+        case O_TLS: cfg.tls = true; break;
+        case O_TLS_CA: cfg.tls_ca = optarg; break;
+        case O_TLS_INSECURE: cfg.tls_insecure = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -865,6 +916,10 @@ static void parse_options(int argc, char **argv) {
             cfg.keys, KEY_PREFIX_LEN + digits);
     if (cfg.threads > cfg.conns)
         cfg.threads = cfg.conns;
+    if ((cfg.tls_ca || cfg.tls_insecure) && !cfg.tls)
+        die(2, "--tls-ca and --tls-insecure need --tls");
+    if (cfg.tls_ca && cfg.tls_insecure)
+        die(2, "--tls-ca and --tls-insecure exclude each other");
 }
 
 /* --- main --------------------------------------------------------------------------------- */
@@ -916,6 +971,34 @@ static bool run_phase(struct thread *ts, enum phase ph, struct result *res) {
     return true;
 }
 
+/* Connects c (and handshakes with --tls); any failure ends the program (exit 2). */
+static void open_conn(struct thread *t, struct conn *c, const struct addrinfo *ai, unsigned qcap) {
+    char err[384];
+    c->fd = connect_one(ai, err, sizeof err);
+    if (c->fd < 0)
+        die(2, "cannot connect to %s:%s (connection %u of %u): %s", cfg.host, cfg.port,
+            c->id + 1, cfg.conns, err);
+    if (cfg.tls) {
+        c->tls = kl_tls_connect(g_tls, c->fd, cfg.host, 10000, err, sizeof err);
+        if (!c->tls)
+            die(2, "%s:%s (connection %u of %u): %s", cfg.host, cfg.port, c->id + 1,
+                cfg.conns, err);
+        if (c->id == 0) {
+            char d[128];
+            fprintf(stderr, "eleos-kvs-load: TLS: %s\n", kl_tls_describe(c->tls, d, sizeof d));
+        }
+    }
+    c->rcap = 16384 + 2 * (size_t)cfg.value_size;
+    c->rbuf = xmalloc(c->rcap);
+    c->wcap = 16384 + 2 * (size_t)cfg.value_size;
+    c->wbuf = xmalloc(c->wcap);
+    c->qcap = qcap;
+    c->q = xmalloc(qcap * sizeof *c->q);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        die(2, "epoll_ctl: %s", strerror(errno));
+}
+
 int main(int argc, char **argv) {
     parse_options(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -927,6 +1010,12 @@ int main(int argc, char **argv) {
     if (e)
         die(2, "cannot resolve %s:%s: %s", cfg.host, cfg.port, gai_strerror(e));
 
+    if (cfg.tls) {
+        char err[384];
+        g_tls = kl_tls_ctx_new(cfg.tls_ca, cfg.tls_insecure, err, sizeof err);
+        if (!g_tls)
+            die(2, "TLS: %s", err);
+    }
     struct thread *ts = xmalloc(cfg.threads * sizeof *ts);
     memset(ts, 0, cfg.threads * sizeof *ts);
     unsigned qcap = cfg.pipeline > cfg.preload_depth ? cfg.pipeline : cfg.preload_depth;
@@ -947,20 +1036,7 @@ int main(int argc, char **argv) {
             struct conn *c = &t->conns[j];
             memset(c, 0, sizeof *c);
             c->id = next_id++;
-            char err[128];
-            c->fd = connect_one(ai, err, sizeof err);
-            if (c->fd < 0)
-                die(2, "cannot connect to %s:%s (connection %u of %u): %s", cfg.host, cfg.port,
-                    c->id + 1, cfg.conns, err);
-            c->rcap = 16384 + 2 * (size_t)cfg.value_size;
-            c->rbuf = xmalloc(c->rcap);
-            c->wcap = 16384 + 2 * (size_t)cfg.value_size;
-            c->wbuf = xmalloc(c->wcap);
-            c->qcap = qcap;
-            c->q = xmalloc(qcap * sizeof *c->q);
-            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-            if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-                die(2, "epoll_ctl: %s", strerror(errno));
+            open_conn(t, c, ai, qcap);
         }
     }
     freeaddrinfo(ai);
@@ -981,8 +1057,10 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < cfg.threads; i++) {
         for (unsigned j = 0; j < ts[i].nconns; j++) {
             struct conn *c = &ts[i].conns[j];
-            if (!c->dead)
+            if (!c->dead) {
+                kl_tls_free(c->tls);
                 close(c->fd);
+            }
             free(c->rbuf);
             free(c->wbuf);
             free(c->q);
@@ -993,5 +1071,6 @@ int main(int argc, char **argv) {
         free(ts[i].expect);
     }
     free(ts);
+    kl_tls_ctx_free(g_tls);
     return ok ? 0 : 1;
 }

@@ -586,7 +586,10 @@ static void dispatch(struct kvs_proto *p, const struct bin_req *r, struct kvs_bu
     }
     switch (r->opcode) {
     case KVS_BIN_VERSION: respond(p, out, KVS_MEMCACHED_VERSION, 6, 0); break;
-    case KVS_BIN_NOOP: respond(p, out, NULL, 0, 0); break;
+    case KVS_BIN_NOOP:
+        respond(p, out, NULL, 0, 0);
+        p->bin.flushed = out->len; /* memcached: NOOP forces the pipeline out */
+        break;
     case KVS_BIN_QUIT: case KVS_BIN_QUITQ:
         respond(p, out, NULL, 0, 0);
         p->close = true;
@@ -664,7 +667,11 @@ static size_t request(struct kvs_proto *p, const char *in, size_t avail, struct 
         return 0;
     const unsigned char *h = (const unsigned char *)in;
     if (h[0] != KVS_BIN_REQ_MAGIC) {
-        p->close = p->abort = true; /* memcached: "Invalid magic", conn_closing */
+        /* memcached: "Invalid magic", conn_closing: replies it had not sent yet (those
+         * since the read began or the last NOOP's flush) are dropped */
+        if (out->len > p->bin.flushed)
+            out->len = p->bin.flushed;
+        p->close = true;
         return 0;
     }
     struct bin_req r = {.opcode = h[1], .keylen = get16(h + 2), .extlen = h[4],
@@ -734,6 +741,7 @@ enum kvs_wire kvs_bin_negotiate(const struct kvs_ctx *ctx, unsigned char first) 
 
 size_t kvs_bin_feed(struct kvs_proto *p, const char *in, size_t len, struct kvs_buf *out) {
     size_t pos = 0;
+    p->bin.flushed = out->len;
     while (!p->close) {
         if (p->bin.state == KVS_BS_SWALLOW) {
             size_t k = len - pos < p->bin.swallow ? len - pos : (size_t)p->bin.swallow;

@@ -72,6 +72,8 @@ struct kvs_bin {
     uint32_t opaque;                  /* echoed in every reply to the request            */
     uint64_t req_cas;                 /* the request's CAS                               */
     uint64_t swallow;                 /* bytes left to discard (KVS_BS_SWALLOW)          */
+    size_t flushed;                   /* out->len where memcached would have sent what it
+                                         had: the feed's start, or after a NOOP          */
 };
 
 /* The protocol a connection whose first byte is `first` speaks (memcached's negotiation,

@@ -165,6 +165,9 @@ def raw_cases():
          req(0x1C, b"tmiss", struct.pack(">I", 0)) + req(0x1D, b"tmiss", struct.pack(">I", 0)) +
          req(0x23, b"tmiss", struct.pack(">I", 0)) + req(0x1E, b"tmiss", struct.pack(">I", 0)) +
          req(0x24, b"tmiss", struct.pack(">I", 0)) + NOOP))
+    add(("multiget_getkq", req(0x11, b"mg1", SE, b"1") + req(0x11, b"mg2", sx(2), b"22") +
+         req(0x0D, b"mg1", opaque=1) + req(0x0D, b"mgx", opaque=2) + req(0x0D, b"mg2", opaque=3) +
+         req(0x09, b"mg2", opaque=4) + NOOP))
     add(("opaque_echo", req(0x00, b"o1", opaque=0xDEADBEEF) + req(0x0B, opaque=7) + NOOP))
     add(("flags_binary_value", req(0x01, b"bv", sx(0xFFFFFFFF), bytes(range(256))) +
          req(0x00, b"bv") + NOOP))
@@ -390,7 +393,9 @@ def main():
     ck.true(closed and not pk, "-B binary: a text request is closed (memcached: bad magic)")
     pk, closed = exchange(bserver.addr(), req(0x0B) + NOOP)
     ck.eq([p[9] for p in pk], [b"1.6.18", b""], "-B binary: binary works")
-    ck.finish_server(bserver)
+    rc, out = bserver.stop()
+    ck.true(rc == 0 and out.rstrip().endswith(b"END") and b"STAT cmd_get" in out,
+            "-B binary: the exit statistics are still formatted (as text)")
     sasl_checks(ck, binary, mode, extra, tmp)
     sasl_diff(ck, binary, mode, extra, tmp)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -237,9 +237,11 @@ def injection(ck, addr):
     evil = b"x\r\nflush_all\r\nset evil 0 0 4\r\npwnd\r\n"
     pk, closed = exchange(addr, req(0x01, b"keep", SE, b"1") + req(0x01, b"inj", SE, evil) +
                           req(0x00, b"inj") + req(0x00, b"evil") + req(0x00, b"keep") + NOOP)
-    ck.eq([(p[1], p[5]) for p in pk], [(1, 0), (1, 0), (0, 0), (0, 1), (0, 0), (0x0A, 0)],
+    ck.eq([(p[1], p[5]) if len(p) == 10 else p for p in pk],
+          [(1, 0), (1, 0), (0, 0), (0, 1), (0, 0), (0x0A, 0)],
           "injection: stored, read back; evil missing; keep survives")
-    ck.eq(pk[2][9][4:], evil, "injection: the value reads back identical")
+    ck.eq(pk[2][9][4:] if len(pk) > 2 and len(pk[2]) == 10 else pk, evil,
+          "injection: the value reads back identical")
     text = kc.exchange(kc_server_of(addr), b"get evil\r\n", end=b"END\r\n")
     ck.eq(text, b"END\r\n", "injection: evil does not exist for a text client either")
 

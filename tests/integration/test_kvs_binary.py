@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_kvs_common as kc  # noqa: E402
 
 HDR = ">BBHBBHIIQ"
-NOOP = None  # filled below
 
 
 def req(op, key=b"", extras=b"", value=b"", cas=0, opaque=0, magic=0x80, bodylen=None,
@@ -247,6 +246,13 @@ def injection(ck, addr):
 
 
 _servers = {}
+_started = []  # every server started here, killed if the test dies half-way
+
+
+def start(binary, mode, args):
+    server = kc.Server(binary, mode, args)
+    _started.append(server)
+    return server
 
 
 def kc_server_of(addr):
@@ -287,17 +293,15 @@ def sasl_checks(ck, binary, mode, extra, tmp):
     pwdb = os.path.join(tmp, "pwdb")
     with open(pwdb, "w") as f:
         f.write("alice:s3cret\nbob:hunter2\n")
-    env = dict(os.environ, MEMCACHED_SASL_PWDB=pwdb)
     old = os.environ.get("MEMCACHED_SASL_PWDB")
     os.environ["MEMCACHED_SASL_PWDB"] = pwdb
     try:
-        server = kc.Server(binary, mode, ["-S"] + extra)
+        server = start(binary, mode, ["-S"] + extra)
     finally:
         if old is None:
             del os.environ["MEMCACHED_SASL_PWDB"]
         else:
             os.environ["MEMCACHED_SASL_PWDB"] = old
-    del env
     addr = "%s:%d" % server.addr()
     good = bmemcached.Client((addr,), "alice", "s3cret")
     ck.true(good.set("sk", "sv"), "bmemcached with SASL: set")
@@ -336,7 +340,7 @@ def sasl_diff(ck, binary, mode, extra, tmp):
     mc = Memcached(["-S"], env=dict(os.environ, SASL_CONF_PATH=conf))
     os.environ["MEMCACHED_SASL_PWDB"] = os.path.join(tmp, "pwdb")
     try:
-        server = kc.Server(binary, mode, ["-S"] + extra)
+        server = start(binary, mode, ["-S"] + extra)
     finally:
         del os.environ["MEMCACHED_SASL_PWDB"]
     try:
@@ -377,7 +381,7 @@ def main():
     ck = kc.Checker("test_kvs_binary_%s" % mode)
     tmp = tempfile.mkdtemp(prefix="kvs-bin-")
     mc = Memcached()
-    server = kc.Server(binary, mode, extra)
+    server = start(binary, mode, extra)
     _servers[server.addr()] = server
     try:
         diff_raw(ck, server.addr(), mc.addr(), raw_cases(), "raw")
@@ -390,7 +394,7 @@ def main():
               "text clients still negotiate text")
     finally:
         mc.stop()
-    bserver = kc.Server(binary, mode, ["-B", "binary"] + extra)
+    bserver = start(binary, mode, ["-B", "binary"] + extra)
     pk, closed = exchange(bserver.addr(), b"version\r\n" + b" " * 20)
     ck.true(closed and not pk, "-B binary: a text request is closed (memcached: bad magic)")
     pk, closed = exchange(bserver.addr(), req(0x0B) + NOOP)
@@ -405,4 +409,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BaseException:
+        for s in _started:
+            s.kill()
+        raise

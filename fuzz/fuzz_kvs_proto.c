@@ -8,6 +8,10 @@
  * Invariants checked: feed never consumes more than it was given, an aborted connection
  * stops consuming, and the store's accounting stays consistent.
  *
+ * A stream starting with 0x80 negotiates memcached's binary protocol (kvs_bin.c); for those
+ * the chunk byte's low two bits also pick the options binary replies depend on: none, -C
+ * (no CAS), -S (SASL, with a password table so PLAIN can succeed) or -F (no flush).
+ *
  * Build and run: scripts/fuzz.sh [seconds]. Without libFuzzer, fuzz_replay.c replays the
  * corpus (the ctest test test_kvs_fuzz_replay).
  */
@@ -15,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvs_auth.h"
 #include "kvs_proto.h"
+#include "kvs_settings.h"
 #include "kvs_store.h"
 
 /* Small limits so a short input reaches eviction and the size limit. */
@@ -25,6 +31,24 @@
 #define FUZZ_NOW 1700000000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The options a binary stream runs with (see the header comment). */
+static void binary_options(struct kvs_settings *set, struct kvs_ctx *ctx, size_t chunk,
+                           struct kvs_auth **auth) {
+    static const char db[] = "u:p\nalice:s3cret\n";
+    unsigned bad;
+    switch (chunk & 3) {
+    case 1: set->use_cas = false; break;
+    case 2:
+        set->sasl = true;
+        if (kvs_auth_parse(&kvs_alloc_libc, db, sizeof db - 1, auth, &bad))
+            abort();
+        ctx->auth_sasl = *auth;
+        break;
+    case 3: set->flush_enabled = false; break;
+    default: break;
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0)
@@ -45,6 +69,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&ctx, 0, sizeof ctx);
     ctx.store = store;
     ctx.alloc = &kvs_alloc_libc;
+    struct kvs_settings set;
+    kvs_settings_default(&set);
+    struct kvs_auth *auth = NULL;
+    if (size > 0 && data[0] == 0x80)
+        binary_options(&set, &ctx, chunk, &auth);
+    ctx.settings = &set;
     struct kvs_thread_stats stats;
     memset(&stats, 0, sizeof stats);
     struct kvs_proto p;
@@ -73,5 +103,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kvs_buf_fini(&in);
     kvs_buf_fini(&out);
     kvs_store_destroy(store);
+    kvs_auth_free(auth);
     return 0;
 }

@@ -341,6 +341,7 @@ long kvs_enclave_stats(void *arg) {
     struct kvs_proto p;
     struct kvs_buf out;
     kvs_proto_init(&p, &k->srv.ctx, &scratch);
+    p.wire = KVS_WIRE_TEXT; /* our own request: text whatever -B says */
     kvs_buf_init(&out, &k->alloc);
     char cmd[] = "stats\r\n";
     kvs_proto_feed(&p, cmd, sizeof cmd - 1, &out);

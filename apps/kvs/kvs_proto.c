@@ -690,6 +690,10 @@ static bool long_line_ok(const char *in, size_t len) {
 }
 
 size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
+    if (p->wire == KVS_WIRE_NEGOTIATE && len > 0)
+        p->wire = kvs_bin_negotiate(p->ctx, (unsigned char)in[0]);
+    if (p->wire == KVS_WIRE_BINARY)
+        return kvs_bin_feed(p, in, len, out);
     size_t pos = 0;
     p->batch_start = out->len;
     while (pos < len && !p->close) {

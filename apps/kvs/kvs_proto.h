@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "kvs_auth.h"
+#include "kvs_bin.h"
 #include "kvs_common.h"
 #include "kvs_settings.h"
 #include "kvs_store.h"
@@ -41,7 +42,7 @@
     X(set_cmds) X(delete_hits) X(delete_misses) X(incr_hits) X(incr_misses) X(decr_hits)    \
     X(decr_misses) X(cas_hits) X(cas_misses) X(cas_badval) X(flush_cmds)                    \
     X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)                    \
-    X(protocol_errors)
+    X(protocol_errors) X(auth_cmds) X(auth_errors)
 
 struct kvs_thread_stats {
 #define KVS_X(f) _Atomic uint64_t f;
@@ -122,6 +123,9 @@ struct kvs_proto {
     size_t mget_next, mget_end, mget_len;
     uint32_t mget_exptime;
     bool mget_cas, mget_touch;
+    /* the protocol (fixed by the first byte, kvs_bin.h) and the binary protocol's state */
+    enum kvs_wire wire;
+    struct kvs_bin bin;
 };
 
 /* ctx's settings, or memcached's defaults when it has none. */

@@ -59,8 +59,8 @@ static void stats_general(struct kvs_proto *p, struct kvs_buf *out) {
     STAT_U("touch_misses", t->touch_misses);
     STAT_U("store_too_large", t->store_too_large);
     STAT_U("store_no_memory", t->store_no_memory);
-    STAT_U("auth_cmds", 0);
-    STAT_U("auth_errors", 0);
+    STAT_U("auth_cmds", t->auth_cmds);
+    STAT_U("auth_errors", t->auth_errors);
     STAT_U("bytes_read", t->bytes_read);
     STAT_U("bytes_written", t->bytes_written);
     STAT_U("limit_maxbytes", ss.limit_maxbytes);

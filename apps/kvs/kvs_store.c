@@ -768,8 +768,11 @@ static bool safe_strtoull(const char *str, uint64_t *out) {
  * numbers if padded with spaces) go through the trusted heap. */
 #define DELTA_STACK_BUF 64u
 
-enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size_t nkey,
-                                      bool incr, uint64_t delta, char *buf, size_t bufsize) {
+/* memcached's do_add_delta. cas_in != 0: the item's CAS (0 when !use_cas) must match it
+ * (checked after the empty-value test, as memcached does); cas_out: the CAS afterwards. */
+static enum kvs_store_result delta_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                       bool incr, uint64_t delta, uint64_t cas_in, bool use_cas,
+                                       uint64_t *cas_out, char *buf, size_t bufsize) {
     uint32_t hv = hash_key(key, nkey);
     enum kvs_store_result res;
     char small[DELTA_STACK_BUF + 1];
@@ -782,6 +785,10 @@ enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size
     }
     if (it->nbytes == 0) {
         res = KVS_NON_NUMERIC;
+        goto out;
+    }
+    if (cas_in != 0 && cas_in != (use_cas ? it->cas : 0)) {
+        res = KVS_EXISTS;
         goto out;
     }
     if (it->nbytes > DELTA_STACK_BUF) {
@@ -845,11 +852,18 @@ enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size
         item_replace_locked(s, it, nit);
         res = KVS_STORED;
     }
+    if (cas_out)
+        *cas_out = s->cas_id; /* the CAS just given to the updated item */
 out:
     kvs_lock_release(&s->lock);
     if (tmp != small)
         kvs_free(s->meta, tmp);
     return res;
+}
+
+enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size_t nkey,
+                                      bool incr, uint64_t delta, char *buf, size_t bufsize) {
+    return delta_cas(s, key, nkey, incr, delta, 0, true, NULL, buf, bufsize);
 }
 
 void kvs_store_flush(struct kvs_store *s, int64_t delay) {
@@ -910,4 +924,50 @@ bool kvs_store_slab_stats(struct kvs_store *s, unsigned c, struct kvs_slab_stats
     }
     kvs_lock_release(&s->lock);
     return ok;
+}
+
+/* --- CAS-aware variants (the binary protocol: memcached's proto_bin.c semantics) ------ */
+
+enum kvs_store_result kvs_store_item_link_cas(struct kvs_store *s, struct kvs_item *it,
+                                              enum kvs_store_cmd cmd, uint64_t cas_in,
+                                              bool use_cas, uint64_t *cas_out) {
+    kvs_lock_acquire(&s->lock);
+    enum kvs_store_result r;
+    if ((cmd == KVS_CMD_APPEND || cmd == KVS_CMD_PREPEND) && cas_in != 0) {
+        /* memcached checks an append's CAS against the item it extends. */
+        struct kvs_item *old = item_get_locked(s, it->key, it->nkey, it->hv);
+        if (old && cas_in != (use_cas ? old->cas : 0)) {
+            item_free_locked(s, it);
+            kvs_lock_release(&s->lock);
+            return KVS_EXISTS;
+        }
+    }
+    r = store_item_locked(s, it, cmd, cas_in);
+    if (r == KVS_STORED && cas_out)
+        *cas_out = s->cas_id; /* item_link_locked numbered the stored item last */
+    kvs_lock_release(&s->lock);
+    return r;
+}
+
+enum kvs_store_result kvs_store_delete_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                           uint64_t cas_in, bool use_cas) {
+    uint32_t hv = hash_key(key, nkey);
+    kvs_lock_acquire(&s->lock);
+    struct kvs_item *it = item_get_locked(s, key, nkey, hv);
+    enum kvs_store_result r = KVS_NOT_FOUND;
+    if (it && cas_in != 0 && cas_in != (use_cas ? it->cas : 0)) {
+        r = KVS_EXISTS;
+    } else if (it) {
+        item_unlink_locked(s, it);
+        r = KVS_DELETED;
+    }
+    kvs_lock_release(&s->lock);
+    return r;
+}
+
+enum kvs_store_result kvs_store_delta_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                          bool incr, uint64_t delta, uint64_t cas_in,
+                                          bool use_cas, uint64_t *cas_out, char *buf,
+                                          size_t bufsize) {
+    return delta_cas(s, key, nkey, incr, delta, cas_in, use_cas, cas_out, buf, bufsize);
 }

@@ -179,4 +179,20 @@ struct kvs_slab_stats {
 bool kvs_store_slab_stats(struct kvs_store *s, unsigned cls, struct kvs_slab_stats *out);
 size_t kvs_store_item_size_max(const struct kvs_store *s);
 
+/* CAS-aware variants, for the binary protocol (memcached 1.6.18 proto_bin.c semantics).
+ * cas_in: the request's CAS, 0 = none; an item's CAS compares as 0 when !use_cas (-C).
+ * cas_out (may be NULL): the CAS of the item stored or updated. */
+/* kvs_store_item_link, and for append/prepend with cas_in: KVS_EXISTS on a mismatch. */
+enum kvs_store_result kvs_store_item_link_cas(struct kvs_store *s, struct kvs_item *it,
+                                              enum kvs_store_cmd cmd, uint64_t cas_in,
+                                              bool use_cas, uint64_t *cas_out);
+/* KVS_DELETED, KVS_EXISTS (CAS mismatch) or KVS_NOT_FOUND. */
+enum kvs_store_result kvs_store_delete_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                           uint64_t cas_in, bool use_cas);
+/* kvs_store_delta, plus KVS_EXISTS on a CAS mismatch. */
+enum kvs_store_result kvs_store_delta_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                          bool incr, uint64_t delta, uint64_t cas_in,
+                                          bool use_cas, uint64_t *cas_out, char *buf,
+                                          size_t bufsize);
+
 #endif

@@ -228,6 +228,8 @@ REQUESTS = [
     (b"mg " + B64_BIN + b" b k v s\r\n", "mg binary key"),
     (b"mg " + B64_SPACE + b" b k\r\n", "mg b miss, key with a space"),
     (b"mg " + B64_SPACE + b" b N0 k\r\n", "mg b vivify: key printed raw"),
+    (b"me " + B64_SPACE + b" b\r\n", "me of a vivified item"),
+    (b"mg " + B64_SPACE + b" b h l t s\r\n", "mg of a vivified item"),
     (b"ma " + B64_BIN + b" b k\r\n", "ma b non-numeric"),
     (b"ma Y250 b k N0 v\r\n", "ma b vivify"),
     (b"md " + B64_BIN + b" b k\r\n", "md b"),

@@ -35,6 +35,8 @@
 #define META_MAX_OPAQUE 32u
 /* memcached builds a meta reply line in its 1 KiB write buffer; ours is bounded likewise. */
 #define META_LINE_MAX 1024u
+/* A 64-bit decimal and its NUL (ma's result). */
+#define META_NUM_MAX 24u
 
 static const char BAD_FORMAT[] = "CLIENT_ERROR bad command line format";
 static const char BAD_TOKEN[] = "CLIENT_ERROR bad token in command line format";
@@ -186,8 +188,8 @@ static void ml_ttl(struct mline *l, uint32_t exptime, uint32_t now) {
         ml_u64(l, (uint32_t)(exptime - now));
 }
 
+/* ml_raw always leaves room for the CRLF. */
 static void ml_send(struct kvs_proto *p, struct kvs_buf *out, struct mline *l) {
-    ml_raw(l, "", 0);
     l->b[l->n++] = '\r';
     l->b[l->n++] = '\n';
     kvs_out_raw(p, out, l->b, l->n);
@@ -756,7 +758,8 @@ static const char *ma_apply(struct kvs_proto *p, const struct meta_flags *of, bo
     struct kvs_store *s = p->ctx->store;
     struct kvs_item *cur = kvs_store_meta_lock(s, key->value, key->length);
     if (cur) {
-        switch (kvs_store_meta_delta(s, cur, incr, of->delta, of->req_cas_id, num, 24, it)) {
+        switch (kvs_store_meta_delta(s, cur, incr, of->delta, of->req_cas_id, num, META_NUM_MAX,
+                                     it)) {
         case KVS_STORED:
             kvs_stat_add(incr ? &p->stats->incr_hits : &p->stats->decr_hits, 1);
             *live = *it == cur;
@@ -774,7 +777,7 @@ static const char *ma_apply(struct kvs_proto *p, const struct meta_flags *of, bo
         ml_raw(l, "NF", 2);
         return NULL;
     }
-    snprintf(num, 24, "%llu", (unsigned long long)of->initial);
+    snprintf(num, META_NUM_MAX, "%llu", (unsigned long long)of->initial);
     if (kvs_store_meta_create(s, key->value, key->length, num, strlen(num), it))
         return "SERVER_ERROR Out of memory allocating new item";
     *live = *created = true;
@@ -800,7 +803,7 @@ static void meta_arith(struct kvs_proto *p, struct token *tokens, size_t ntokens
     }
     struct kvs_item *it = NULL;
     bool live = false, created = false, nominal = false;
-    char num[24];
+    char num[META_NUM_MAX];
     struct mline l = {0};
     err = ma_apply(p, &of, incr, &tokens[1], &it, &live, &created, &nominal, num, &l);
     if (!err && it && !ma_item_line(p, tokens, ntokens, &of, it, live, created, num, &l))

@@ -5,6 +5,7 @@
  * clock, the W/X/Z recache flow, quiet mode, base64 keys, errors (and which of them swallow
  * the value), the counters, and split-invariance of a meta stream.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,7 +377,62 @@ static void t_split_invariance(void) {
     free(ref);
 }
 
+/* Meta commands are atomic on their item (the store lock spans lookup, update and reply):
+ * concurrent ma lose no count, and of many clients racing for a recache token exactly one
+ * per invalidation wins it. */
+#define RACE_THREADS 4
+#define RACE_ROUNDS 500
+
+struct racer {
+    struct env *e;
+    struct kvs_thread_stats stats;
+    unsigned wins;
+};
+
+static void *race_main(void *arg) {
+    struct racer *r = arg;
+    struct kvs_proto p;
+    struct kvs_buf out;
+    kvs_proto_init(&p, &r->e->ctx, &r->stats);
+    kvs_buf_init(&out, &kvs_alloc_libc);
+    char line[64];
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        /* a private copy: the parser tokenizes its input in place */
+        size_t n = (size_t)snprintf(line, sizeof line, "ma ctr N0 J0\r\nmg tok%d N30\r\n", i);
+        out.len = 0;
+        REQUIRE(kvs_proto_feed(&p, line, n, &out) == n);
+        if (out.len >= 5 && memmem(out.data, out.len, " W\r\n", 4))
+            r->wins++;
+    }
+    kvs_proto_fini(&p);
+    kvs_buf_fini(&out);
+    return NULL;
+}
+
+static void t_concurrent(void) {
+    struct env e;
+    env_init(&e);
+    struct racer r[RACE_THREADS];
+    pthread_t th[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].e = &e;
+        REQUIRE(pthread_create(&th[i], NULL, race_main, &r[i]) == 0);
+    }
+    unsigned wins = 0;
+    for (int i = 0; i < RACE_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        wins += r[i].wins;
+    }
+    /* the first ma of all vivifies 0; every other one adds 1 */
+    char want[64];
+    snprintf(want, sizeof want, "VA 4\r\n%d\r\n", RACE_THREADS * RACE_ROUNDS - 1);
+    CHECK(expect(&e, "mg ctr v\r\n", want));
+    CHECK_EQ(wins, RACE_ROUNDS); /* one W per vivified key */
+    env_fini(&e);
+}
+
 TEST_MAIN(TEST_CASE(t_mn_me), TEST_CASE(t_mg), TEST_CASE(t_ttl), TEST_CASE(t_stale_recache),
           TEST_CASE(t_ms), TEST_CASE(t_ms_errors), TEST_CASE(t_md), TEST_CASE(t_ma),
           TEST_CASE(t_base64), TEST_CASE(t_errors), TEST_CASE(t_quiet_pipeline),
-          TEST_CASE(t_split_invariance))
+          TEST_CASE(t_split_invariance), TEST_CASE(t_concurrent))

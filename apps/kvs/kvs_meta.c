@@ -451,7 +451,8 @@ static void meta_get(struct kvs_proto *p, struct token *tokens, size_t ntokens,
     bool created = false, ttl_set = false;
     if (!it && of.vivify && kvs_store_meta_create(s, key, nkey, "", 0, &it) == 0)
         created = true; /* an empty item whose creator wins the token (N) */
-    struct mline l = {0};
+    struct mline l; /* 1 KiB: no need to zero it */
+    l.n = 0;
     if (it) {
         bool ok = mg_hit_line(p, tokens, ntokens, &of, it, created, &l, &ttl_set);
         if (ok && !mg_send_hit(p, it, &l, of.value, out)) {
@@ -626,7 +627,8 @@ void kvs_meta_set_complete(struct kvs_proto *p, struct kvs_item *it, bool chunk_
         else if (r == KVS_NOT_FOUND)
             kvs_stat_add(&p->stats->cas_misses, 1);
     }
-    struct mline l = {0};
+    struct mline l; /* 1 KiB: no need to zero it */
+    l.n = 0;
     switch (r) {
     case KVS_STORED: ml_raw(&l, "HD", 2); break;
     case KVS_EXISTS: ml_raw(&l, "EX", 2); break;
@@ -661,7 +663,8 @@ static void meta_delete(struct kvs_proto *p, struct token *tokens, size_t ntoken
         meta_error(p, out, "CLIENT_ERROR invalid or duplicate flag");
         return;
     }
-    struct mline fl = {0}, l = {0};
+    struct mline fl, l;
+    fl.n = l.n = 0;
     if (!ml_opaque_key(&fl, tokens, ntokens, &of)) {
         meta_error(p, out, OPAQUE_LONG);
         return;
@@ -804,7 +807,8 @@ static void meta_arith(struct kvs_proto *p, struct token *tokens, size_t ntokens
     struct kvs_item *it = NULL;
     bool live = false, created = false, nominal = false;
     char num[META_NUM_MAX];
-    struct mline l = {0};
+    struct mline l; /* 1 KiB: no need to zero it */
+    l.n = 0;
     err = ma_apply(p, &of, incr, &tokens[1], &it, &live, &created, &nominal, num, &l);
     if (!err && it && !ma_item_line(p, tokens, ntokens, &of, it, live, created, num, &l))
         err = OPAQUE_LONG;
@@ -837,7 +841,8 @@ static void meta_debug(struct kvs_proto *p, struct token *tokens, size_t ntokens
     }
     struct kvs_store *s = p->ctx->store;
     struct kvs_item *it = kvs_store_meta_lock(s, tokens[1].value, nkey);
-    struct mline l = {0};
+    struct mline l; /* 1 KiB: no need to zero it */
+    l.n = 0;
     if (it) {
         struct kvs_meta_info in;
         kvs_store_meta_info(s, it, &in);

@@ -24,6 +24,7 @@
  */
 #include "kvs_proto.h"
 #include "kvs_proto_internal.h"
+#include "kvs_meta.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -419,6 +420,10 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
     p->item = NULL;
     p->state = KVS_PS_CMD;
     kvs_stat_add(&p->stats->set_cmds, 1);
+    if (p->mset.active) {
+        kvs_meta_set_complete(p, it, p->crlf[0] == '\r' && p->crlf[1] == '\n', out);
+        return;
+    }
     if (p->crlf[0] != '\r' || p->crlf[1] != '\n') {
         kvs_store_item_free(p->ctx->store, it);
         kvs_out_error(p, out, "CLIENT_ERROR bad data chunk");
@@ -577,6 +582,7 @@ static void process_verbosity(struct kvs_proto *p, struct token *tokens, size_t 
 static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *out) {
     struct token tokens[MAX_TOKENS];
     p->noreply = false;
+    p->mset.active = false; /* an ms whose value was dropped (backend failure) is over */
     size_t ntokens = kvs_tokenize(command, tokens, MAX_TOKENS);
     if (ntokens < 2 || tokens[0].length < 2) {
         kvs_out_error(p, out, "ERROR");
@@ -585,7 +591,7 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
     const char *cmd = tokens[0].value;
     char first = cmd[0];
     if (first == 'm' && tokens[0].length == 2) {
-        kvs_out_error(p, out, "ERROR"); /* the meta protocol is not implemented */
+        kvs_meta_command(p, tokens, ntokens, out); /* the meta protocol: kvs_meta.c */
     } else if (first == 'g') {
         WANT_TOKENS(ntokens, 3, MAX_TOKENS);
         if (strcmp(cmd, "get") == 0)

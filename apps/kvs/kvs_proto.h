@@ -5,7 +5,7 @@
  * No sockets, no clock, no system calls: the event loop feeds what it read, sends what comes
  * out, and closes when asked; unit tests and the fuzzer call the same function directly.
  * Replies follow memcached 1.6.18 byte for byte for the commands eleos-kvs implements
- * (docs/kvs.md lists them); the meta protocol (mg/ms/...) is answered with ERROR.
+ * (docs/kvs.md lists them) and the meta protocol (mg ms md ma mn me, kvs_meta.c).
  */
 #ifndef ELEOS_KVS_PROTO_H
 #define ELEOS_KVS_PROTO_H
@@ -42,7 +42,7 @@
     X(set_cmds) X(delete_hits) X(delete_misses) X(incr_hits) X(incr_misses) X(decr_hits)    \
     X(decr_misses) X(cas_hits) X(cas_misses) X(cas_badval) X(flush_cmds)                    \
     X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)                    \
-    X(protocol_errors) X(auth_cmds) X(auth_errors)
+    X(meta_cmds) X(protocol_errors) X(auth_cmds) X(auth_errors)
 
 struct kvs_thread_stats {
 #define KVS_X(f) _Atomic uint64_t f;
@@ -126,6 +126,14 @@ struct kvs_proto {
     /* the protocol (fixed by the first byte, kvs_bin.h) and the binary protocol's state */
     enum kvs_wire wire;
     struct kvs_bin bin;
+    /* an ms whose value is being received (kvs_meta.c): the flags its reply returns, in
+     * request order ('O', 'k', 'c'), the opaque, q, and I */
+    struct {
+        bool active, quiet, stale;
+        char ret[4];
+        uint8_t nopaque;
+        char opaque[32];
+    } mset;
 };
 
 /* ctx's settings, or memcached's defaults when it has none. */

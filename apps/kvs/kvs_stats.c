@@ -41,7 +41,7 @@ static void stats_general(struct kvs_proto *p, struct kvs_buf *out) {
     STAT_U("cmd_set", t->set_cmds);
     STAT_U("cmd_flush", t->flush_cmds);
     STAT_U("cmd_touch", t->touch_cmds);
-    STAT_U("cmd_meta", 0);
+    STAT_U("cmd_meta", t->meta_cmds);
     STAT_U("get_hits", t->get_hits);
     STAT_U("get_misses", t->get_misses);
     STAT_U("get_expired", ss.get_expired);

@@ -69,8 +69,14 @@ struct kvs_item {
     uint8_t linked;
     uint8_t fetched;
     uint8_t pinned;
+    uint8_t meta_bits;        /* KVS_META_* below: the meta protocol's item bits */
     char key[];
 };
+
+/* memcached's ITEM_STALE, ITEM_TOKEN_SENT and ITEM_KEY_BINARY (kvs_item.meta_bits). */
+#define KVS_META_STALE 1u
+#define KVS_META_TOKEN_SENT 2u
+#define KVS_META_KEY_BINARY 4u
 
 struct slabclass {
     uint32_t size;            /* chunk bytes                                */
@@ -747,6 +753,136 @@ enum kvs_store_result kvs_store_touch(struct kvs_store *s, const char *key, size
     return it ? KVS_TOUCHED : KVS_NOT_FOUND;
 }
 
+/* --- the meta protocol (kvs_meta.c) ------------------------------------------------------ */
+
+static enum kvs_store_result delta_item_locked(struct kvs_store *s, struct kvs_item *it,
+                                               bool incr, uint64_t delta, uint64_t cas_in,
+                                               bool use_cas, uint64_t *cas_out, char *buf,
+                                               size_t bufsize, struct kvs_item **res_it);
+
+struct kvs_item *kvs_store_meta_lock(struct kvs_store *s, const char *key, size_t nkey) {
+    kvs_lock_acquire(&s->lock);
+    if (nkey == 0 || nkey > KVS_KEY_MAX)
+        return NULL;
+    return item_get_locked(s, key, nkey, hash_key(key, nkey));
+}
+
+void kvs_store_meta_unlock(struct kvs_store *s) {
+    kvs_lock_release(&s->lock);
+}
+
+void kvs_store_meta_info(const struct kvs_store *s, const struct kvs_item *it,
+                         struct kvs_meta_info *o) {
+    o->key = it->key;
+    o->nkey = it->nkey;
+    o->flags = it->flags;
+    o->nbytes = it->nbytes;
+    o->exptime = it->exptime;
+    o->atime = it->time;
+    o->cas = it->cas;
+    o->fetched = it->fetched != 0;
+    o->stale = (it->meta_bits & KVS_META_STALE) != 0;
+    o->token_sent = (it->meta_bits & KVS_META_TOKEN_SENT) != 0;
+    o->key_binary = (it->meta_bits & KVS_META_KEY_BINARY) != 0;
+    o->clsid = it->clsid;
+    o->total = kvs_store_item_total(it->nkey, it->flags, it->nbytes);
+    (void)s;
+}
+
+void kvs_store_meta_set_exptime(struct kvs_item *it, uint32_t exptime) {
+    it->exptime = exptime;
+}
+
+void kvs_store_meta_set_token_sent(struct kvs_item *it) {
+    it->meta_bits |= KVS_META_TOKEN_SENT;
+}
+
+void kvs_store_meta_set_key_binary(struct kvs_item *it) {
+    it->meta_bits |= KVS_META_KEY_BINARY;
+}
+
+void kvs_store_meta_bump(struct kvs_store *s, struct kvs_item *it) {
+    it->fetched = 1;
+    item_bump_locked(s, it);
+}
+
+int kvs_store_meta_read(struct kvs_store *s, const struct kvs_item *it, void *dst) {
+    if (s->mem->read(s->mem_ctx, it->data, dst, it->nbytes)) {
+        s->backend_errors++;
+        return -EIO;
+    }
+    return 0;
+}
+
+int kvs_store_meta_create(struct kvs_store *s, const char *key, size_t nkey, const char *val,
+                          size_t vlen, struct kvs_item **out) {
+    struct kvs_item *it;
+    int r = item_alloc_locked(s, key, nkey, 0, 0, vlen, &it);
+    if (r)
+        return r;
+    if (vlen && s->mem->write(s->mem_ctx, it->data, val, vlen)) {
+        s->backend_errors++;
+        item_free_locked(s, it);
+        return -EIO;
+    }
+    item_link_locked(s, it);
+    *out = it;
+    return 0;
+}
+
+void kvs_store_meta_invalidate(struct kvs_store *s, struct kvs_item *it) {
+    it->meta_bits |= KVS_META_STALE;
+    it->meta_bits &= (uint8_t)~KVS_META_TOKEN_SENT; /* the next client may win a token */
+    it->cas = ++s->cas_id;
+}
+
+void kvs_store_meta_unlink(struct kvs_store *s, struct kvs_item *it) {
+    item_unlink_locked(s, it);
+}
+
+enum kvs_store_result kvs_store_meta_delta(struct kvs_store *s, struct kvs_item *it, bool incr,
+                                           uint64_t delta, uint64_t cas_cmp, char *buf,
+                                           size_t bufsize, struct kvs_item **res_it) {
+    *res_it = NULL;
+    /* memcached's order: an empty value is non-numeric before the CAS is compared. */
+    if (it->nbytes == 0)
+        return KVS_NON_NUMERIC;
+    if (cas_cmp != 0 && it->cas != cas_cmp)
+        return KVS_EXISTS;
+    enum kvs_store_result r =
+        delta_item_locked(s, it, incr, delta, 0, true, NULL, buf, bufsize, res_it);
+    if (r != KVS_STORED)
+        *res_it = NULL;
+    return r;
+}
+
+enum kvs_store_result kvs_store_item_link_meta(struct kvs_store *s, struct kvs_item *it,
+                                               enum kvs_store_cmd cmd, uint64_t cas_in,
+                                               bool set_stale, uint64_t *cas_out) {
+    kvs_lock_acquire(&s->lock);
+    enum kvs_store_result r;
+    struct kvs_item *old = item_get_locked(s, it->key, it->nkey, it->hv);
+    if (old && cas_in != 0 && cas_in != old->cas &&
+        (cmd == KVS_CMD_APPEND || cmd == KVS_CMD_PREPEND)) {
+        item_free_locked(s, it); /* append/prepend take a CAS as a plain precondition */
+        r = KVS_EXISTS;
+    } else if (old && cmd == KVS_CMD_CAS && set_stale && cas_in != 0 && cas_in < old->cas) {
+        /* ms I with an older CAS: the value is stored but stays stale, keeping the TTL and
+         * the token state of the item it replaces (memcached's CAS_STALE). */
+        it->exptime = old->exptime;
+        it->meta_bits |= KVS_META_STALE | (old->meta_bits & KVS_META_TOKEN_SENT);
+        item_replace_locked(s, old, it);
+        r = KVS_STORED;
+    } else {
+        /* add/set keep their plain rules; cas_in only matters to KVS_CMD_CAS there. */
+        r = store_item_locked(s, it, cmd, cas_in);
+    }
+    /* item_link_locked took the newest unique for whatever item was stored. */
+    *cas_out = r == KVS_STORED ? s->cas_id : 0;
+    kvs_lock_release(&s->lock);
+    return r;
+}
+
 /* memcached's safe_strtoull: decimal, leading space allowed, rejects trailing garbage and
  * negative numbers that wrap. */
 static bool safe_strtoull(const char *str, uint64_t *out) {
@@ -768,21 +904,20 @@ static bool safe_strtoull(const char *str, uint64_t *out) {
  * numbers if padded with spaces) go through the trusted heap. */
 #define DELTA_STACK_BUF 64u
 
-/* memcached's do_add_delta. cas_in != 0: the item's CAS (0 when !use_cas) must match it
- * (checked after the empty-value test, as memcached does); cas_out: the CAS afterwards. */
-static enum kvs_store_result delta_cas(struct kvs_store *s, const char *key, size_t nkey,
-                                       bool incr, uint64_t delta, uint64_t cas_in, bool use_cas,
-                                       uint64_t *cas_out, char *buf, size_t bufsize) {
-    uint32_t hv = hash_key(key, nkey);
+/* memcached's do_add_delta on the live item it (store lock held). cas_in != 0: the item's
+ * CAS (0 when !use_cas) must match it (checked after the empty-value test, as memcached
+ * does); cas_out: the CAS afterwards; *res_it receives the item holding the result (it, or
+ * its replacement when the number outgrew the value). */
+static enum kvs_store_result delta_item_locked(struct kvs_store *s, struct kvs_item *it,
+                                               bool incr, uint64_t delta, uint64_t cas_in,
+                                               bool use_cas, uint64_t *cas_out, char *buf,
+                                               size_t bufsize, struct kvs_item **res_it) {
     enum kvs_store_result res;
     char small[DELTA_STACK_BUF + 1];
     char *tmp = small;
-    kvs_lock_acquire(&s->lock);
-    struct kvs_item *it = item_get_locked(s, key, nkey, hv);
-    if (!it) {
-        res = KVS_NOT_FOUND;
-        goto out;
-    }
+    const char *key = it->key;
+    size_t nkey = it->nkey;
+    *res_it = it;
     if (it->nbytes == 0) {
         res = KVS_NON_NUMERIC;
         goto out;
@@ -850,14 +985,28 @@ static enum kvs_store_result delta_cas(struct kvs_store *s, const char *key, siz
             goto out;
         }
         item_replace_locked(s, it, nit);
+        *res_it = nit;
         res = KVS_STORED;
     }
     if (cas_out)
         *cas_out = s->cas_id; /* the CAS just given to the updated item */
 out:
-    kvs_lock_release(&s->lock);
     if (tmp != small)
         kvs_free(s->meta, tmp);
+    return res;
+}
+
+static enum kvs_store_result delta_cas(struct kvs_store *s, const char *key, size_t nkey,
+                                       bool incr, uint64_t delta, uint64_t cas_in, bool use_cas,
+                                       uint64_t *cas_out, char *buf, size_t bufsize) {
+    uint32_t hv = hash_key(key, nkey);
+    enum kvs_store_result res = KVS_NOT_FOUND;
+    kvs_lock_acquire(&s->lock);
+    struct kvs_item *it = item_get_locked(s, key, nkey, hv);
+    if (it)
+        res = delta_item_locked(s, it, incr, delta, cas_in, use_cas, cas_out, buf, bufsize,
+                                &it);
+    kvs_lock_release(&s->lock);
     return res;
 }
 

@@ -140,6 +140,70 @@ enum kvs_store_result kvs_store_delta(struct kvs_store *s, const char *key, size
 /* flush_all [delay]: delay <= 0 means now. */
 void kvs_store_flush(struct kvs_store *s, int64_t delay);
 
+/*
+ * The meta protocol (kvs_meta.c). mg/md/ma work on one item under the store lock, as
+ * memcached holds the item lock across them: kvs_store_meta_lock() takes the lock and looks
+ * the key up (a dead item is reaped as by any lookup; NULL = miss), the kvs_store_meta_*
+ * calls below that take an item need that lock held, and kvs_store_meta_unlock() releases
+ * it (after a miss too). No other kvs_store_* call may be made in between (the lock is not
+ * recursive). An item pointer is valid only until the unlock.
+ */
+struct kvs_item *kvs_store_meta_lock(struct kvs_store *s, const char *key, size_t nkey);
+void kvs_store_meta_unlock(struct kvs_store *s);
+
+/* What meta commands report about an item (key points into the item). */
+struct kvs_meta_info {
+    const char *key;
+    size_t nkey;
+    uint32_t flags, nbytes;
+    uint32_t exptime;           /* rel_time, 0 = never                                   */
+    uint32_t atime;             /* last access, rel_time                                  */
+    uint64_t cas;
+    bool fetched;               /* memcached's ITEM_FETCHED                               */
+    bool stale;                 /* invalidated by md I (ITEM_STALE)                       */
+    bool token_sent;            /* a client holds the recache token (ITEM_TOKEN_SENT)     */
+    bool key_binary;            /* stored by ms with a base64 key (ITEM_KEY_BINARY)       */
+    unsigned clsid;             /* slab class                                             */
+    size_t total;               /* memcached's ITEM_ntotal                                */
+};
+/* Locked item, or an unlinked item the caller owns (kvs_store_item_alloc). */
+void kvs_store_meta_info(const struct kvs_store *s, const struct kvs_item *it,
+                         struct kvs_meta_info *out);
+void kvs_store_meta_set_exptime(struct kvs_item *it, uint32_t exptime);
+void kvs_store_meta_set_token_sent(struct kvs_item *it);
+/* For an unlinked item the caller owns: its key was base64 on the wire (ms b). */
+void kvs_store_meta_set_key_binary(struct kvs_item *it);
+/* A fetch: sets "fetched" and bumps the item in its LRU (memcached's do_item_bump). */
+void kvs_store_meta_bump(struct kvs_store *s, struct kvs_item *it);
+/* Copies the item's nbytes value bytes to dst: 0, or -EIO (backend/integrity failure). */
+ELEOS_MUST_CHECK int kvs_store_meta_read(struct kvs_store *s, const struct kvs_item *it,
+                                         void *dst);
+/* Allocates and links key with vlen bytes of val, client flags 0, no expiry (mg N and ma N
+ * vivify a miss; the lock is held, so nothing can store the key in between). 0 or -errno. */
+ELEOS_MUST_CHECK int kvs_store_meta_create(struct kvs_store *s, const char *key, size_t nkey,
+                                           const char *val, size_t vlen,
+                                           struct kvs_item **out);
+/* md I: marks the item stale, clears its token bit and gives it a new CAS. */
+void kvs_store_meta_invalidate(struct kvs_store *s, struct kvs_item *it);
+/* md: removes the item (freed: the pointer is dead afterwards). */
+void kvs_store_meta_unlink(struct kvs_store *s, struct kvs_item *it);
+/* ma on a live item: KVS_NON_NUMERIC (empty or not a number), KVS_EXISTS (cas_cmp != 0 and
+ * differs), KVS_STORED (buf holds the decimal result; *res_it the item now holding it: it,
+ * or a new item when the number outgrew the value, as memcached replaces the item),
+ * KVS_NO_MEMORY, KVS_STORE_ERROR (backend failure). */
+enum kvs_store_result kvs_store_meta_delta(struct kvs_store *s, struct kvs_item *it, bool incr,
+                                           uint64_t delta, uint64_t cas_cmp, char *buf,
+                                           size_t bufsize, struct kvs_item **res_it);
+/* ms: kvs_store_item_link with memcached's meta rules: cas_in (the C flag) is compared for
+ * every mode (append/prepend: KVS_EXISTS on a mismatch; set/replace arrive as KVS_CMD_CAS);
+ * set_stale (I flag, KVS_CMD_CAS) stores an older CAS's value as stale instead of failing.
+ * Takes ownership of it; *cas_out receives the stored item's CAS (0 if not stored). Own
+ * locking. */
+enum kvs_store_result kvs_store_item_link_meta(struct kvs_store *s, struct kvs_item *it,
+                                               enum kvs_store_cmd cmd, uint64_t cas_in,
+                                               bool set_stale, uint64_t *cas_out);
+
+
 struct kvs_store_stats {
     uint64_t curr_items;
     uint64_t total_items;

@@ -88,7 +88,7 @@ try:
         (b"set a 0 0 5\r\na\r\nbc\r\nget a\r\n", b"STORED\r\nVALUE a 0 5\r\na\r\nbc\r\nEND\r\n"),
         (b"stats nope\r\nstats detail\r\nstats reset\r\nshutdown\r\nmn\r\n",
          b"ERROR\r\nCLIENT_ERROR usage: stats detail on|off|dump\r\nRESET\r\n"
-         b"ERROR: shutdown not enabled\r\nERROR\r\n"),
+         b"ERROR: shutdown not enabled\r\nMN\r\n"),
         (b"set a 0 0 1048516\r\n" + b"x" * 1048516 + b"\r\n", b"STORED\r\n"),
         (b"set a 0 0 1048517\r\n" + b"x" * 1048517 + b"\r\nget a\r\n",
          b"SERVER_ERROR object too large for cache\r\nEND\r\n"),

@@ -90,7 +90,7 @@ int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake) {
         t->free_slots[i] = n - 1 - i;
         atomic_init(&t->fds[i], -1);
         atomic_init(&t->info[i].last_cmd, 0);
-        atomic_init(&t->info[i].state, KVS_CS_WAITING);
+        atomic_init(&t->info[i].state, KVS_CS_NEW);
     }
     t->nfree = n;
     return 0;
@@ -130,7 +130,7 @@ void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner
     atomic_store_explicit(&t->fds[c->slot], c->fd, memory_order_relaxed);
     atomic_store_explicit(&t->info[c->slot].last_cmd, kvs_store_current_time(srv->store),
                           memory_order_relaxed);
-    atomic_store_explicit(&t->info[c->slot].state, KVS_CS_WAITING, memory_order_relaxed);
+    atomic_store_explicit(&t->info[c->slot].state, KVS_CS_NEW, memory_order_relaxed);
     c->proto.info = &t->info[c->slot];
     atomic_store_explicit(&t->conn[c->slot], c, memory_order_relaxed);
     atomic_store_explicit(&t->meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),

@@ -780,7 +780,7 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
 /* What `stats conns` shows of this connection (the server's table; none in tests). */
 static void publish_state(struct kvs_proto *p) {
     static const uint32_t cs[] = {
-        [KVS_PS_CMD] = KVS_CS_WAITING,   [KVS_PS_DATA] = KVS_CS_NREAD,
+        [KVS_PS_CMD] = KVS_CS_READ,      [KVS_PS_DATA] = KVS_CS_NREAD,
         [KVS_PS_SWALLOW] = KVS_CS_SWALLOW, [KVS_PS_MGET] = KVS_CS_MWRITE,
         [KVS_PS_GETSTREAM] = KVS_CS_MWRITE, [KVS_PS_AUTH] = KVS_CS_NREAD};
     if (p->info)

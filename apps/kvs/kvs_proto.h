@@ -81,7 +81,9 @@ struct kvs_server_info {
  * (never freed while it runs) holds one per slot, so a worker can list the others' without
  * touching their (freeable) connection state. */
 enum kvs_conn_state {
-    KVS_CS_WAITING, KVS_CS_NREAD, KVS_CS_SWALLOW, KVS_CS_MWRITE, KVS_CS_CLOSING,
+    KVS_CS_NEW,      /* nothing read yet                  (memcached: conn_new_cmd) */
+    KVS_CS_READ,     /* waiting for a command             (conn_read)               */
+    KVS_CS_NREAD, KVS_CS_SWALLOW, KVS_CS_MWRITE, KVS_CS_CLOSING,
 };
 struct kvs_conn_info {
     _Atomic uint32_t last_cmd;        /* rel_time of the last command                  */

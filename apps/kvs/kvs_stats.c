@@ -454,6 +454,7 @@ static const char *conn_state_name(const struct kvs_proto *p, const struct kvs_c
     if (st->info == p->info)
         return "conn_parse_cmd"; /* the connection asking */
     switch (atomic_load_explicit(&st->info->state, memory_order_relaxed)) {
+    case KVS_CS_READ: return "conn_read";
     case KVS_CS_NREAD: return "conn_nread";
     case KVS_CS_SWALLOW: return "conn_swallow";
     case KVS_CS_MWRITE: return "conn_mwrite";

@@ -354,7 +354,7 @@ static void t_conns(void) {
     env_init(&e, NULL, 0);
     struct kvs_conn_info info[2];
     atomic_init(&info[0].last_cmd, 0);
-    atomic_init(&info[0].state, 0);
+    atomic_init(&info[0].state, KVS_CS_NEW);
     atomic_init(&info[1].last_cmd, 0);
     atomic_init(&info[1].state, KVS_CS_NREAD);
     e.p.info = &info[0]; /* the connection asking */

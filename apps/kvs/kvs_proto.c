@@ -15,10 +15,13 @@
  * reply of that command is suppressed, errors included.
  *
  * Differences from memcached, all invisible in the bytes exchanged: a SERVER_ERROR for a
- * value that will be swallowed is emitted at once rather than after the swallow; a multiget
- * line is bounded (KVS_LINE_HARD_MAX) and a single get's response too (KVS_GET_RESPONSE_MAX);
- * a multiget whose replies reach out_limit is suspended between keys (KVS_PS_MGET) and
- * resumed by a later feed, where memcached would hold references to the items instead.
+ * value that will be swallowed is emitted at once rather than after the swallow; a single
+ * get's response is bounded (KVS_GET_RESPONSE_MAX); a multiget whose replies reach out_limit
+ * is suspended between keys (KVS_PS_MGET) and resumed by a later feed, where memcached would
+ * hold references to the items instead; a get line longer than KVS_LINE_SOFT_MAX without
+ * its '\n' yet is served key by key as it arrives (KVS_PS_GETSTREAM), where memcached
+ * would buffer it whole (an error mid-line cannot take back replies already sent).
+ * -Y's authentication exchange is in kvs_text_auth.c, `stats` in kvs_stats.c.
  *
  * Nothing here makes a system call, reads a clock or trusts anything but the input bytes.
  */

@@ -29,9 +29,10 @@
  * else the connection is closed. */
 #define KVS_LINE_SOFT_MAX 2048u
 /* A get/gets line longer than KVS_LINE_SOFT_MAX without its '\n' yet is served as it arrives
- * (KVS_PS_GETSTREAM): its complete keys are answered and consumed, only the unfinished key
- * stays unconsumed, so a line of any length needs no more than this much input buffered
- * (one key of 250 bytes plus what one read brings). Other lines are still bounded here. */
+ * (KVS_PS_GETSTREAM): its complete keys are answered and consumed and only an unfinished key
+ * stays unconsumed, so no line needs more than one read plus a key buffered; any other line
+ * is dropped at KVS_LINE_SOFT_MAX. The server loops still refuse to buffer more than this
+ * (RBUF_MAX), a bound the parser never comes near. */
 #define KVS_LINE_HARD_MAX (1u << 20)
 /* A single get's response is built in memory (values are copied out of the store under its
  * lock, so SUVM can page them); beyond this it is refused with memcached's

@@ -350,6 +350,7 @@ long kvs_enclave_stats(void *arg) {
     struct kvs_proto p;
     struct kvs_buf out;
     kvs_proto_init(&p, &k->srv.ctx, &scratch);
+    p.authenticated = true; /* the host's exit report, not a client: -Y does not apply */
     kvs_buf_init(&out, &k->alloc);
     char cmd[] = "stats\r\n";
     kvs_proto_feed(&p, cmd, sizeof cmd - 1, &out);

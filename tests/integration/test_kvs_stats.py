@@ -243,7 +243,10 @@ def t_auth(ck, binary, mode, extra):
         if ref:
             ref.stop()
         if ours:
-            ck.finish_server(ours)
+            rc, out = ours.stop()
+            ck.eq(rc, 0, "-Y server exits cleanly on SIGTERM")
+            ck.true(out.rstrip().endswith(b"END") and b"STAT auth_cmds" in out,
+                    "-Y server prints its statistics on exit (the report needs no login)")
         os.unlink(path)
 
 

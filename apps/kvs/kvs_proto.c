@@ -791,6 +791,30 @@ static void publish_state(struct kvs_proto *p) {
                               memory_order_relaxed);
 }
 
+/* KVS_PS_DATA: value bytes into the item, then its "\r\n". Returns the bytes taken. */
+static size_t feed_value(struct kvs_proto *p, const char *in, size_t len, struct kvs_buf *out) {
+    if (p->have < p->vlen) {
+        size_t k = len < p->vlen - p->have ? len : p->vlen - p->have;
+        if (kvs_store_item_write(p->ctx->store, p->item, p->have, in, k)) {
+            /* The backend failed (SUVM integrity): drop the value, keep the line. */
+            kvs_store_item_free(p->ctx->store, p->item);
+            p->item = NULL;
+            p->state = KVS_PS_SWALLOW;
+            p->swallow = p->vlen - p->have - k + 2;
+            kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
+            return k;
+        }
+        p->have += k;
+        return k;
+    }
+    size_t pos = 0;
+    while (p->ncrlf < 2 && pos < len)
+        p->crlf[p->ncrlf++] = in[pos++];
+    if (p->ncrlf == 2)
+        complete_nread(p, out);
+    return pos;
+}
+
 /* The command loop of one feed (see kvs_proto_feed). */
 static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
     size_t pos = 0;
@@ -804,26 +828,7 @@ static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kv
             continue;
         }
         if (p->state == KVS_PS_DATA) {
-            if (p->have < p->vlen) {
-                size_t k = len - pos < p->vlen - p->have ? len - pos : p->vlen - p->have;
-                if (kvs_store_item_write(p->ctx->store, p->item, p->have, in + pos, k)) {
-                    /* The backend failed (SUVM integrity): drop the value, keep the line. */
-                    kvs_store_item_free(p->ctx->store, p->item);
-                    p->item = NULL;
-                    p->state = KVS_PS_SWALLOW;
-                    p->swallow = p->vlen - p->have - k + 2;
-                    pos += k;
-                    kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
-                    continue;
-                }
-                p->have += k;
-                pos += k;
-                continue;
-            }
-            while (p->ncrlf < 2 && pos < len)
-                p->crlf[p->ncrlf++] = in[pos++];
-            if (p->ncrlf == 2)
-                complete_nread(p, out);
+            pos += feed_value(p, in + pos, len - pos, out);
             continue;
         }
         if (p->out_limit && out->len >= p->out_limit)

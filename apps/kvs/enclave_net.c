@@ -77,7 +77,9 @@ int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake) {
     t->conn = kvs_malloc(a, n * sizeof *t->conn);
     t->gen = kvs_malloc(a, n * sizeof *t->gen);
     t->free_slots = kvs_malloc(a, n * sizeof *t->free_slots);
-    if (!t->meta || !t->conn || !t->gen || !t->free_slots) {
+    t->fds = kvs_malloc(a, n * sizeof *t->fds);
+    t->info = kvs_malloc(a, n * sizeof *t->info);
+    if (!t->meta || !t->conn || !t->gen || !t->free_slots || !t->fds || !t->info) {
         kvs_conn_table_fini(srv);
         return -ENOMEM;
     }
@@ -86,6 +88,9 @@ int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake) {
         atomic_init(&t->conn[i], NULL);
         t->gen[i] = 1;
         t->free_slots[i] = n - 1 - i;
+        atomic_init(&t->fds[i], -1);
+        atomic_init(&t->info[i].last_cmd, 0);
+        atomic_init(&t->info[i].state, KVS_CS_NEW);
     }
     t->nfree = n;
     return 0;
@@ -97,6 +102,8 @@ void kvs_conn_table_fini(struct kvs_server *srv) {
     kvs_free(srv->alloc, (void *)t->conn);
     kvs_free(srv->alloc, t->gen);
     kvs_free(srv->alloc, t->free_slots);
+    kvs_free(srv->alloc, (void *)t->fds);
+    kvs_free(srv->alloc, t->info);
     memset(t, 0, sizeof *t);
 }
 
@@ -120,6 +127,11 @@ bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c) {
  * slot's meta (acquire) sees the connection fully initialised. */
 void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner) {
     struct kvs_conn_table *t = &srv->conns;
+    atomic_store_explicit(&t->fds[c->slot], c->fd, memory_order_relaxed);
+    atomic_store_explicit(&t->info[c->slot].last_cmd, kvs_store_current_time(srv->store),
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->info[c->slot].state, KVS_CS_NEW, memory_order_relaxed);
+    c->proto.info = &t->info[c->slot];
     atomic_store_explicit(&t->conn[c->slot], c, memory_order_relaxed);
     atomic_store_explicit(&t->meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),
                           memory_order_release);

@@ -19,7 +19,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "eleos/enclave.h"
 #include "eleos/ioq.h"
@@ -148,6 +151,7 @@ static int auth_setup(struct kvs_enclave *k);
 static void hook_server_info(void *arg, struct kvs_server_info *si);
 static void hook_stats_reset(void *arg);
 static int hook_eleos_stats(void *arg, struct kvs_buf *out);
+static bool hook_conn_stat(void *arg, size_t *cursor, struct kvs_conn_stat *out);
 
 static void ctx_fill(struct kvs_enclave *k) {
     struct kvs_ctx *ctx = &k->srv.ctx;
@@ -163,6 +167,7 @@ static void ctx_fill(struct kvs_enclave *k) {
     ctx->server_info = hook_server_info;
     ctx->eleos_stats = hook_eleos_stats;
     ctx->stats_reset = hook_stats_reset;
+    ctx->conn_stat = hook_conn_stat;
     ctx->hook_arg = k;
 }
 
@@ -181,6 +186,8 @@ static int server_build(struct kvs_enclave *k) {
     sc.now = time(NULL);
     sc.meta = &k->alloc;
     sc.lock_wake = wake_word(k, k->set.threads + 1u);
+    sc.evictions = k->set.settings.evict_to_free; /* -M */
+    sc.no_cas = !k->set.settings.use_cas;         /* -C */
     int r = 0;
     if (k->set.suvm_on)
         r = suvm_create(k, &sc);
@@ -202,6 +209,8 @@ static int server_build(struct kvs_enclave *k) {
         r = kvs_conn_table_init(srv, wake_word(k, k->set.threads));
     if (!r)
         r = kvs_store_create(&sc, &srv->store);
+    if (!r && k->set.settings.track_sizes)
+        (void)kvs_store_sizes_enable(srv->store); /* -o track_sizes; refused with -C */
     if (!r)
         ctx_fill(k);
     if (!r)
@@ -342,6 +351,7 @@ long kvs_enclave_stats(void *arg) {
     struct kvs_buf out;
     kvs_proto_init(&p, &k->srv.ctx, &scratch);
     p.wire = KVS_WIRE_TEXT; /* our own request: text whatever -B says */
+    p.authenticated = true; /* the host's exit report, not a client: -Y does not apply */
     kvs_buf_init(&out, &k->alloc);
     char cmd[] = "stats\r\n";
     kvs_proto_feed(&p, cmd, sizeof cmd - 1, &out);
@@ -397,6 +407,68 @@ static void hook_stats_reset(void *arg) {
     struct kvs_enclave *k = arg;
     for (unsigned i = 0; i < k->srv.nworkers; i++)
         kvs_thread_stats_reset(&k->srv.workers[i].stats);
+    /* memcached's stats_reset clears its global counters too */
+    atomic_store_explicit(&k->srv.total_conns, 0, memory_order_relaxed);
+    atomic_store_explicit(&k->srv.rejected_conns, 0, memory_order_relaxed);
+}
+
+/* memcached's get_conn_text: "tcp:1.2.3.4:5", "tcp6:[::1]:5". The address comes from the
+ * host (getpeername/getsockname): its length and family are checked before use. */
+static bool conn_text(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t cap) {
+    char ip[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *a = (const void *)ss;
+        if (!inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip))
+            return false;
+        snprintf(buf, cap, "tcp:%s:%u", ip, ntohs(a->sin_port));
+        return true;
+    }
+    if (ss->ss_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *a = (const void *)ss;
+        if (!inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip))
+            return false;
+        snprintf(buf, cap, "tcp6:[%s]:%u", ip, ntohs(a->sin6_port));
+        return true;
+    }
+    return false;
+}
+
+static bool sock_text(int fd, bool peer, char *buf, size_t cap) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len = sizeof ss;
+    int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)  /* an exit in enclave modes */
+                 : getsockname(fd, (struct sockaddr *)&ss, &len);
+    return r == 0 && len <= (socklen_t)sizeof ss && conn_text(&ss, len, buf, cap);
+}
+
+/* `stats conns`: the listener, then every live connection (by slot). Another worker's
+ * connection may close meanwhile; its descriptor then names nothing or a newer socket,
+ * which at worst prints a wrong address (memcached reads its table unlocked too). */
+static bool hook_conn_stat(void *arg, size_t *cursor, struct kvs_conn_stat *out) {
+    struct kvs_enclave *k = arg;
+    struct kvs_conn_table *t = &k->srv.conns;
+    memset(out, 0, sizeof *out);
+    if (*cursor == 0) {
+        *cursor = 1;
+        out->id = k->srv.listen_fd;
+        out->listening = true;
+        if (sock_text(out->id, false, out->addr, sizeof out->addr))
+            return true;
+    }
+    for (; *cursor - 1 < t->size; (*cursor)++) {
+        size_t slot = *cursor - 1;
+        if (!atomic_load_explicit(&t->meta[slot], memory_order_acquire))
+            continue;
+        out->id = atomic_load_explicit(&t->fds[slot], memory_order_relaxed);
+        out->info = &t->info[slot];
+        if (out->id >= 0 && sock_text(out->id, true, out->addr, sizeof out->addr) &&
+            sock_text(out->id, false, out->listen_addr, sizeof out->listen_addr)) {
+            (*cursor)++;
+            return true;
+        }
+    }
+    return false;
 }
 
 #define ESTAT(name, v)                                                                      \

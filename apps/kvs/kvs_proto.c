@@ -15,10 +15,13 @@
  * reply of that command is suppressed, errors included.
  *
  * Differences from memcached, all invisible in the bytes exchanged: a SERVER_ERROR for a
- * value that will be swallowed is emitted at once rather than after the swallow; a multiget
- * line is bounded (KVS_LINE_HARD_MAX) and a single get's response too (KVS_GET_RESPONSE_MAX);
- * a multiget whose replies reach out_limit is suspended between keys (KVS_PS_MGET) and
- * resumed by a later feed, where memcached would hold references to the items instead.
+ * value that will be swallowed is emitted at once rather than after the swallow; a single
+ * get's response is bounded (KVS_GET_RESPONSE_MAX); a multiget whose replies reach out_limit
+ * is suspended between keys (KVS_PS_MGET) and resumed by a later feed, where memcached would
+ * hold references to the items instead; a get line longer than KVS_LINE_SOFT_MAX without
+ * its '\n' yet is served key by key as it arrives (KVS_PS_GETSTREAM), where memcached
+ * would buffer it whole (an error mid-line cannot take back replies already sent).
+ * -Y's authentication exchange is in kvs_text_auth.c, `stats` in kvs_stats.c.
  *
  * Nothing here makes a system call, reads a clock or trusts anything but the input bytes.
  */
@@ -279,6 +282,30 @@ static void mget_suspend(struct kvs_proto *p, char *line, const struct token *ke
     p->state = KVS_PS_MGET;
 }
 
+/* Serves one key of a get: its VALUE (if any) appended to out. NULL, or the error that ends
+ * the command (memcached's). start: where this command's replies began. */
+static const char *serve_key(struct kvs_proto *p, const char *key, size_t nkey,
+                             struct kvs_buf *out, size_t start) {
+    struct get_sink_arg a = {out, start, key, nkey, p->mget_cas};
+    size_t before = out->len;
+    int r = kvs_store_get(p->ctx->store, key, nkey, p->mget_touch, p->mget_exptime, get_sink,
+                          &a);
+    if (r < 0) {
+        out->len = before;
+        /* An SUVM integrity failure is reported, never served as data. */
+        return r == -EIO ? "SERVER_ERROR integrity check failed"
+                         : "SERVER_ERROR out of memory writing get response";
+    }
+    if (p->mget_touch) {
+        kvs_stat_add(&p->stats->touch_cmds, 1);
+        kvs_stat_add(r ? &p->stats->touch_hits : &p->stats->touch_misses, 1);
+    }
+    kvs_stat_add(&p->stats->get_cmds, 1);
+    kvs_stat_add(r ? &p->stats->get_hits : &p->stats->get_misses, 1);
+    kvs_detail_record(p, key, nkey, KVS_PREFIX_GET, r > 0);
+    return NULL;
+}
+
 /* Serves the keys from key_token on. A multiget whose replies reach the connection's output
  * limit is suspended between two keys (at least one key is served per call), so one short
  * line cannot make the server copy an unbounded amount of values into memory. */
@@ -298,24 +325,9 @@ static void get_keys(struct kvs_proto *p, char *line, struct token *key_token,
                 mget_suspend(p, line, key_token);
                 return;
             }
-            struct get_sink_arg a = {out, start, key_token->value, key_token->length,
-                                     p->mget_cas};
-            size_t before = out->len;
-            int r = kvs_store_get(p->ctx->store, key_token->value, key_token->length,
-                                  p->mget_touch, p->mget_exptime, get_sink, &a);
-            if (r < 0) {
-                out->len = before;
-                /* An SUVM integrity failure is reported, never served as data. */
-                fail = r == -EIO ? "SERVER_ERROR integrity check failed"
-                                 : "SERVER_ERROR out of memory writing get response";
+            fail = serve_key(p, key_token->value, key_token->length, out, start);
+            if (fail)
                 goto stop;
-            }
-            if (p->mget_touch) {
-                kvs_stat_add(&p->stats->touch_cmds, 1);
-                kvs_stat_add(r ? &p->stats->touch_hits : &p->stats->touch_misses, 1);
-            }
-            kvs_stat_add(&p->stats->get_cmds, 1);
-            kvs_stat_add(r ? &p->stats->get_hits : &p->stats->get_misses, 1);
             served = true;
             key_token++;
         }
@@ -362,6 +374,93 @@ static void resume_get(struct kvs_proto *p, char *line, struct kvs_buf *out) {
     get_keys(p, line, tokens, out);
 }
 
+/* --- a long get line, served as it arrives ---------------------------------------------- */
+
+/* The line has no '\n' yet and is longer than a command may be (memcached's rule,
+ * KVS_LINE_SOFT_MAX): a get/gets after at most 100 blanks may go on, anything else is
+ * dropped. Starts serving it key by key (KVS_PS_GETSTREAM); returns the bytes taken (the
+ * blanks and the command word), or 0 to close the connection. */
+static size_t stream_begin(struct kvs_proto *p, const char *in, size_t len, struct kvs_buf *out) {
+    size_t i = 0;
+    while (i < len && in[i] == ' ')
+        i++;
+    if (i > LONG_LINE_LEADING_BLANKS)
+        return 0;
+    bool gets = len - i >= 5 && memcmp(in + i, "gets ", 5) == 0;
+    if (!gets && !(len - i >= 4 && memcmp(in + i, "get ", 4) == 0))
+        return 0;
+    p->state = KVS_PS_GETSTREAM;
+    p->mget_cas = gets;
+    p->mget_touch = false;
+    p->mget_exptime = 0;
+    p->stream_start = out->len;
+    p->stream_failed = p->stream_any = false;
+    return i + (gets ? 4 : 3);
+}
+
+/* Ends a streamed get at its '\n': END, or memcached's ERROR for a get without keys. */
+static void stream_end(struct kvs_proto *p, struct kvs_buf *out) {
+    p->state = KVS_PS_CMD;
+    if (p->stream_failed)
+        return;
+    if (!p->stream_any)
+        kvs_out_error(p, out, "ERROR");
+    else
+        kvs_out_raw(p, out, "END\r\n", 5);
+}
+
+/* A bad key or a failed get mid-line: memcached culls the replies not yet sent and answers
+ * the error once; the rest of the line is read and dropped. Replies of this line that an
+ * earlier feed produced may have been sent already: those cannot be taken back. */
+static void stream_fail(struct kvs_proto *p, struct kvs_buf *out, const char *err) {
+    out->len = p->batch_start;
+    p->stream_failed = true;
+    kvs_out_error(p, out, err);
+}
+
+/* Serves the complete keys in in[0..len) and returns the bytes consumed; an unfinished key
+ * at the end stays unconsumed (feed it again with more bytes). Stops between keys once out
+ * reaches out_limit. */
+static size_t stream_keys(struct kvs_proto *p, const char *in, size_t len, struct kvs_buf *out) {
+    size_t i = 0;
+    bool served = false;
+    for (;;) {
+        while (i < len && in[i] == ' ')
+            i++;
+        size_t j = i;
+        while (j < len && in[j] != ' ' && in[j] != '\n')
+            j++;
+        if (j == len) {
+            /* an unfinished key: keep it, unless it is already too long to be one */
+            if (j - i > KVS_KEY_MAX + 1 && !p->stream_failed)
+                stream_fail(p, out, "CLIENT_ERROR bad command line format");
+            return p->stream_failed ? len : i;
+        }
+        bool eol = in[j] == '\n';
+        size_t nkey = j - i;
+        if (eol && nkey && in[j - 1] == '\r')
+            nkey--; /* the line's "\r\n" */
+        if (nkey && !p->stream_failed) {
+            if (nkey > KVS_KEY_MAX) {
+                stream_fail(p, out, "CLIENT_ERROR bad command line format");
+            } else {
+                if (served && p->out_limit && out->len >= p->out_limit)
+                    return i;
+                size_t start = p->stream_start == SIZE_MAX ? p->batch_start : p->stream_start;
+                const char *err = serve_key(p, in + i, nkey, out, start);
+                if (err)
+                    stream_fail(p, out, err);
+                served = p->stream_any = true;
+            }
+        }
+        i = j + 1;
+        if (eol) {
+            stream_end(p, out);
+            return i;
+        }
+    }
+}
+
 /* --- storage commands ----------------------------------------------------------------- */
 
 static void process_update(struct kvs_proto *p, struct token *tokens, size_t ntokens,
@@ -388,6 +487,7 @@ static void process_update(struct kvs_proto *p, struct token *tokens, size_t nto
         kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
+    kvs_detail_record(p, tokens[1].value, tokens[1].length, KVS_PREFIX_SET, false);
     struct kvs_item *it = NULL;
     int r = kvs_store_item_alloc(p->ctx->store, tokens[1].value, tokens[1].length, flags, rel,
                                  (size_t)vlen, &it);
@@ -501,6 +601,7 @@ static void process_delete(struct kvs_proto *p, struct token *tokens, size_t nto
         kvs_out_error(p, out, "CLIENT_ERROR bad command line format");
         return;
     }
+    kvs_detail_record(p, tokens[1].value, tokens[1].length, KVS_PREFIX_DELETE, false);
     if (kvs_store_delete(p->ctx->store, tokens[1].value, tokens[1].length) == KVS_DELETED) {
         kvs_stat_add(&p->stats->delete_hits, 1);
         kvs_out_string(p, out, "DELETED");
@@ -537,6 +638,11 @@ static void process_flush_all(struct kvs_proto *p, struct token *tokens, size_t 
                               struct kvs_buf *out) {
     kvs_set_noreply_maybe(p, tokens, ntokens);
     kvs_stat_add(&p->stats->flush_cmds, 1);
+    if (!kvs_ctx_settings(p->ctx)->flush_enabled) {
+        /* -F: refused, but counted (memcached) */
+        kvs_out_error(p, out, "CLIENT_ERROR flush_all not allowed");
+        return;
+    }
     int32_t e = 0;
     if (ntokens != (p->noreply ? 3u : 2u) && !kvs_safe_strtol(tokens[1].value, &e)) {
         kvs_out_error(p, out, "CLIENT_ERROR invalid exptime argument");
@@ -680,28 +786,44 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
     }
 }
 
-/* A line without '\n' yet: wait for more, unless it is too long to be a command. */
-static bool long_line_ok(const char *in, size_t len) {
-    if (len <= KVS_LINE_SOFT_MAX)
-        return true;
-    if (len > KVS_LINE_HARD_MAX)
-        return false;
-    size_t i = 0;
-    while (i < len && in[i] == ' ')
-        i++;
-    if (i > LONG_LINE_LEADING_BLANKS)
-        return false;
-    return (len - i >= 4 && memcmp(in + i, "get ", 4) == 0) ||
-           (len - i >= 5 && memcmp(in + i, "gets ", 5) == 0);
+/* What `stats conns` shows of this connection (the server's table; none in tests). */
+static void publish_state(struct kvs_proto *p) {
+    static const uint32_t cs[] = {
+        [KVS_PS_CMD] = KVS_CS_READ,      [KVS_PS_DATA] = KVS_CS_NREAD,
+        [KVS_PS_SWALLOW] = KVS_CS_SWALLOW, [KVS_PS_MGET] = KVS_CS_MWRITE,
+        [KVS_PS_GETSTREAM] = KVS_CS_MWRITE, [KVS_PS_AUTH] = KVS_CS_NREAD};
+    if (p->info)
+        atomic_store_explicit(&p->info->state, p->close ? KVS_CS_CLOSING : cs[p->state],
+                              memory_order_relaxed);
 }
 
-size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
-    if (p->wire == KVS_WIRE_NEGOTIATE && len > 0)
-        p->wire = kvs_bin_negotiate(p->ctx, (unsigned char)in[0]);
-    if (p->wire == KVS_WIRE_BINARY)
-        return kvs_bin_feed(p, in, len, out);
+/* KVS_PS_DATA: value bytes into the item, then its "\r\n". Returns the bytes taken. */
+static size_t feed_value(struct kvs_proto *p, const char *in, size_t len, struct kvs_buf *out) {
+    if (p->have < p->vlen) {
+        size_t k = len < p->vlen - p->have ? len : p->vlen - p->have;
+        if (kvs_store_item_write(p->ctx->store, p->item, p->have, in, k)) {
+            /* The backend failed (SUVM integrity): drop the value, keep the line. */
+            kvs_store_item_free(p->ctx->store, p->item);
+            p->item = NULL;
+            p->state = KVS_PS_SWALLOW;
+            p->swallow = p->vlen - p->have - k + 2;
+            kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
+            return k;
+        }
+        p->have += k;
+        return k;
+    }
     size_t pos = 0;
-    p->batch_start = out->len;
+    while (p->ncrlf < 2 && pos < len)
+        p->crlf[p->ncrlf++] = in[pos++];
+    if (p->ncrlf == 2)
+        complete_nread(p, out);
+    return pos;
+}
+
+/* The command loop of one feed (see kvs_proto_feed). */
+static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
+    size_t pos = 0;
     while (pos < len && !p->close) {
         if (p->state == KVS_PS_SWALLOW) {
             size_t k = len - pos < p->swallow ? len - pos : (size_t)p->swallow;
@@ -712,30 +834,25 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
             continue;
         }
         if (p->state == KVS_PS_DATA) {
-            if (p->have < p->vlen) {
-                size_t k = len - pos < p->vlen - p->have ? len - pos : p->vlen - p->have;
-                if (kvs_store_item_write(p->ctx->store, p->item, p->have, in + pos, k)) {
-                    /* The backend failed (SUVM integrity): drop the value, keep the line. */
-                    kvs_store_item_free(p->ctx->store, p->item);
-                    p->item = NULL;
-                    p->state = KVS_PS_SWALLOW;
-                    p->swallow = p->vlen - p->have - k + 2;
-                    pos += k;
-                    kvs_out_error(p, out, "SERVER_ERROR out of memory storing object");
-                    continue;
-                }
-                p->have += k;
-                pos += k;
-                continue;
-            }
-            while (p->ncrlf < 2 && pos < len)
-                p->crlf[p->ncrlf++] = in[pos++];
-            if (p->ncrlf == 2)
-                complete_nread(p, out);
+            pos += feed_value(p, in + pos, len - pos, out);
             continue;
         }
         if (p->out_limit && out->len >= p->out_limit)
             break;
+        if ((p->state == KVS_PS_CMD || p->state == KVS_PS_AUTH) && kvs_auth_required(p)) {
+            size_t k = kvs_auth_feed(p, in + pos, len - pos, out);
+            if (k == 0)
+                break;
+            pos += k;
+            continue;
+        }
+        if (p->state == KVS_PS_GETSTREAM) {
+            size_t k = stream_keys(p, in + pos, len - pos, out);
+            pos += k;
+            if (p->state == KVS_PS_GETSTREAM)
+                break; /* an unfinished key, or the output is full */
+            continue;
+        }
         if (p->state == KVS_PS_MGET) {
             resume_get(p, in + pos, out);
             if (p->state == KVS_PS_MGET)
@@ -746,9 +863,15 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
         char *line = in + pos;
         char *nl = memchr(line, '\n', len - pos);
         if (!nl) {
-            if (!long_line_ok(line, len - pos))
-                p->close = p->abort = true;
-            break;
+            if (len - pos <= KVS_LINE_SOFT_MAX)
+                break;
+            size_t k = stream_begin(p, line, len - pos, out);
+            if (k == 0) {
+                p->close = p->abort = true; /* too long to be a command */
+                break;
+            }
+            pos += k;
+            continue;
         }
         size_t consumed = (size_t)(nl - line) + 1;
         char *el = nl;
@@ -757,10 +880,26 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
         *el = '\0';
         p->mget_end = (size_t)(el - line);
         p->mget_len = consumed;
+        if (p->info)
+            atomic_store_explicit(&p->info->last_cmd, kvs_store_current_time(p->ctx->store),
+                                  memory_order_relaxed);
         process_command(p, line, out);
         if (p->state == KVS_PS_MGET)
             break; /* the line stays in the input until the multiget is done */
         pos += consumed;
     }
+    return pos;
+}
+
+size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
+    if (p->wire == KVS_WIRE_NEGOTIATE && len > 0)
+        p->wire = kvs_bin_negotiate(p->ctx, (unsigned char)in[0]);
+    if (p->wire == KVS_WIRE_BINARY)
+        return kvs_bin_feed(p, in, len, out);
+    p->batch_start = out->len;
+    p->stream_start = SIZE_MAX; /* a streamed get of an earlier feed: its replies are gone */
+    p->auth_reply_at = SIZE_MAX;
+    size_t pos = feed_commands(p, in, len, out);
+    publish_state(p);
     return pos;
 }

@@ -29,7 +29,11 @@
 /* memcached: a command line without '\n' after this many bytes must be a large multiget,
  * else the connection is closed. */
 #define KVS_LINE_SOFT_MAX 2048u
-/* Our bound on a multiget line (memcached's is only the heap); 1 MiB is ~4,000 maximal keys. */
+/* A get/gets line longer than KVS_LINE_SOFT_MAX without its '\n' yet is served as it arrives
+ * (KVS_PS_GETSTREAM): its complete keys are answered and consumed and only an unfinished key
+ * stays unconsumed, so no line needs more than one read plus a key buffered; any other line
+ * is dropped at KVS_LINE_SOFT_MAX. The server loops still refuse to buffer more than this
+ * (RBUF_MAX), a bound the parser never comes near. */
 #define KVS_LINE_HARD_MAX (1u << 20)
 /* A single get's response is built in memory (values are copied out of the store under its
  * lock, so SUVM can page them); beyond this it is refused with memcached's
@@ -75,6 +79,25 @@ struct kvs_server_info {
     int64_t ssl_cert_refreshed;       /* Unix time the certificates were (re)loaded    */
 };
 
+/* `stats conns`: what the server shares about one connection. A table the server owns
+ * (never freed while it runs) holds one per slot, so a worker can list the others' without
+ * touching their (freeable) connection state. */
+enum kvs_conn_state {
+    KVS_CS_NEW,      /* nothing read yet                  (memcached: conn_new_cmd) */
+    KVS_CS_READ,     /* waiting for a command             (conn_read)               */
+    KVS_CS_NREAD, KVS_CS_SWALLOW, KVS_CS_MWRITE, KVS_CS_CLOSING,
+};
+struct kvs_conn_info {
+    _Atomic uint32_t last_cmd;        /* rel_time of the last command                  */
+    _Atomic uint32_t state;           /* enum kvs_conn_state                           */
+};
+struct kvs_conn_stat {
+    int id;                           /* memcached prints the descriptor               */
+    bool listening;                   /* the listener: addr is its own, no listen_addr */
+    char addr[96], listen_addr[96];   /* "tcp:1.2.3.4:5" as memcached formats them     */
+    const struct kvs_conn_info *info; /* NULL for the listener                          */
+};
+
 /* Shared by every connection. Hooks may be NULL. */
 struct kvs_ctx {
     struct kvs_store *store;
@@ -93,12 +116,19 @@ struct kvs_ctx {
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
     void (*stats_reset)(void *arg);
+    /* `stats conns`: the entry at *cursor or after it (listener first; 0 starts), with
+     * *cursor advanced past it; false when there is none */
+    bool (*conn_stat)(void *arg, size_t *cursor, struct kvs_conn_stat *out);
     void *hook_arg;
+    /* `stats detail on|off` at run time: 0 = as settings->detail_enabled (-D), 1 on, 2 off */
+    _Atomic int detail;
 };
 
 /* KVS_PS_MGET: a multiget suspended at out_limit; its line is still the first unconsumed
  * input, and the next feed (with the line at its start) continues it. */
-enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW, KVS_PS_MGET };
+enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW, KVS_PS_MGET,
+                       KVS_PS_GETSTREAM, /* a long get line served key by key as it arrives */
+                       KVS_PS_AUTH };    /* -Y: the auth "set"'s payload being received  */
 
 /* One connection's protocol state. Caller storage; one thread at a time. */
 struct kvs_proto {
@@ -134,6 +164,17 @@ struct kvs_proto {
         uint8_t nopaque;
         char opaque[32];
     } mset;
+    /* KVS_PS_GETSTREAM: where its replies began in out this feed (SIZE_MAX: an earlier
+     * feed), and an error that discards the rest of the line */
+    size_t stream_start;
+    bool stream_failed, stream_any;
+    /* -Y (kvs_text_auth.c): authenticated yet; the auth payload's size (KVS_PS_AUTH); where
+     * the last unauthenticated reply of this feed began (memcached overwrites it) */
+    bool authenticated;
+    size_t auth_len;
+    size_t auth_reply_at;
+    /* the server's record of this connection for `stats conns` (NULL in tests) */
+    struct kvs_conn_info *info;
 };
 
 /* ctx's settings, or memcached's defaults when it has none. */

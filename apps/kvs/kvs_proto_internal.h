@@ -40,6 +40,15 @@ void kvs_out_error(struct kvs_proto *p, struct kvs_buf *out, const char *s);
 void kvs_out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* `stats detail`: whether per-prefix counting is on, and a count (op: kvs_prefix_op). */
+bool kvs_detail_on(const struct kvs_ctx *c);
+void kvs_detail_record(struct kvs_proto *p, const char *key, size_t nkey, int op, bool hit);
+
+/* -Y (kvs_text_auth.c): true if the connection must authenticate first; then feeds input
+ * to the ASCII auth exchange and returns the bytes it consumed (0: needs more input). */
+bool kvs_auth_required(const struct kvs_proto *p);
+size_t kvs_auth_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out);
+
 /* `stats [group]` (kvs_stats.c). */
 void kvs_process_stats(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                        struct kvs_buf *out);

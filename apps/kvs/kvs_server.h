@@ -148,6 +148,10 @@ struct kvs_conn_table {
     uint32_t *gen;                    /* next generation per slot (under lock)            */
     uint32_t *free_slots;
     uint32_t nfree;
+    /* `stats conns`: per slot, the descriptor and what the protocol publishes (never freed
+     * while the server runs, so any worker may read another's) */
+    _Atomic int *fds;
+    struct kvs_conn_info *info;
 };
 
 struct kvs_server {

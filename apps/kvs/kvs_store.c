@@ -90,6 +90,9 @@ struct slabclass {
     struct kvs_item *head, *tail;
     uint64_t nitems, requested;
     uint64_t evicted, evicted_unfetched, reclaimed, expired_unfetched, outofmemory;
+    uint64_t evicted_nonzero;
+    uint32_t evicted_time;    /* idle time of the last item evicted         */
+    struct kvs_class_counters cnt;  /* memcached's per-class slab_stats      */
 };
 
 struct kvs_store {
@@ -114,7 +117,14 @@ struct kvs_store {
     uint64_t backend_errors;
     uint64_t meta_bytes;
     uint64_t get_expired, get_flushed;
+    bool no_cas;              /* -C: items get CAS 0, flush_all by time only  */
+    bool flush_pending;       /* a flush_all whose items are not reclaimed yet */
+    bool sizes_on;            /* `stats sizes_enable`                          */
+    uint64_t sizes_cas_min;   /* items stored since then are counted           */
+    struct kvs_prefix_table *prefixes;  /* `stats detail` (kvs_store_prefix_*)  */
 };
+
+static void prefix_table_free(struct kvs_store *s);
 
 /* --- heap backend --------------------------------------------------------------------- */
 
@@ -239,6 +249,7 @@ int kvs_store_create(const struct kvs_store_config *cfg, struct kvs_store **out)
                                                             : KVS_SLAB_PAGE_SIZE;
     s->mem_limit = cfg->mem_limit;
     s->evictions = cfg->evictions;
+    s->no_cas = cfg->no_cas;
     s->process_started = cfg->now - KVS_CLOCK_ORIGIN_SLACK;
     atomic_init(&s->current_time, KVS_CLOCK_ORIGIN_SLACK);
     /* The lock's state stays in the store (trusted); waiters sleep on cfg->lock_wake. */
@@ -291,6 +302,7 @@ void kvs_store_destroy(struct kvs_store *s) {
         kvs_free(s->meta, p->freelist);
     }
     kvs_free(s->meta, s->buckets);
+    prefix_table_free(s);
     kvs_free(s->meta, s);
 }
 
@@ -421,7 +433,7 @@ static void lru_link_head_locked(struct kvs_store *s, struct kvs_item *it) {
 static void item_link_locked(struct kvs_store *s, struct kvs_item *it) {
     it->linked = 1;
     it->time = kvs_store_current_time(s);
-    it->cas = ++s->cas_id;
+    it->cas = s->no_cas ? 0 : ++s->cas_id;
     struct kvs_item **b = bucket(s, it->hv);
     it->h_next = *b;
     *b = it;
@@ -524,6 +536,9 @@ static bool lru_pull_tail_locked(struct kvs_store *s, unsigned c) {
         if (it->pinned)
             continue;
         p->evicted++;
+        if (it->exptime)
+            p->evicted_nonzero++;
+        p->evicted_time = kvs_store_current_time(s) - it->time;
         if (!it->fetched)
             p->evicted_unfetched++;
         item_unlink_locked(s, it);
@@ -648,9 +663,11 @@ static enum kvs_store_result store_item_locked(struct kvs_store *s, struct kvs_i
         return KVS_NOT_STORED;
     case KVS_CMD_CAS:
         if (it_cas != 0 && it_cas == old->cas) {
+            s->cls[old->clsid].cnt.cas_hits++;
             item_replace_locked(s, old, it);
             return KVS_STORED;
         }
+        s->cls[old->clsid].cnt.cas_badval++;
         item_free_locked(s, it);
         return KVS_EXISTS;
     case KVS_CMD_APPEND:
@@ -689,6 +706,7 @@ static enum kvs_store_result store_item_locked(struct kvs_store *s, struct kvs_i
 enum kvs_store_result kvs_store_item_link(struct kvs_store *s, struct kvs_item *it,
                                           enum kvs_store_cmd cmd, uint64_t cas_in) {
     kvs_lock_acquire(&s->lock);
+    s->cls[it->clsid].cnt.set_cmds++; /* memcached counts every storage command's class */
     enum kvs_store_result r = store_item_locked(s, it, cmd, cas_in);
     kvs_lock_release(&s->lock);
     return r;
@@ -713,6 +731,9 @@ int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
         if (touch)
             it->exptime = exptime;
         it->fetched = 1;
+        s->cls[it->clsid].cnt.get_hits++;
+        if (touch)
+            s->cls[it->clsid].cnt.touch_hits++;
         item_bump_locked(s, it);
         struct kvs_get_info info = {it->flags, it->nbytes, it->cas};
         void *dst = sink(arg, &info);
@@ -733,8 +754,10 @@ enum kvs_store_result kvs_store_delete(struct kvs_store *s, const char *key, siz
     uint32_t hv = hash_key(key, nkey);
     kvs_lock_acquire(&s->lock);
     struct kvs_item *it = item_get_locked(s, key, nkey, hv);
-    if (it)
+    if (it) {
+        s->cls[it->clsid].cnt.delete_hits++;
         item_unlink_locked(s, it);
+    }
     kvs_lock_release(&s->lock);
     return it ? KVS_DELETED : KVS_NOT_FOUND;
 }
@@ -747,6 +770,7 @@ enum kvs_store_result kvs_store_touch(struct kvs_store *s, const char *key, size
     if (it) {
         it->exptime = exptime;
         it->fetched = 1;
+        s->cls[it->clsid].cnt.touch_hits++;
         item_bump_locked(s, it);
     }
     kvs_lock_release(&s->lock);
@@ -946,6 +970,10 @@ static enum kvs_store_result delta_item_locked(struct kvs_store *s, struct kvs_i
         goto out;
     }
     if (incr)
+        s->cls[it->clsid].cnt.incr_hits++;
+    else
+        s->cls[it->clsid].cnt.decr_hits++;
+    if (incr)
         value += delta; /* wraps at 2^64, as memcached */
     else
         value = delta > value ? 0 : value - delta;
@@ -966,7 +994,7 @@ static enum kvs_store_result delta_item_locked(struct kvs_store *s, struct kvs_i
             res = KVS_STORE_ERROR;
             goto out;
         }
-        it->cas = ++s->cas_id;
+        it->cas = s->no_cas ? 0 : ++s->cas_id;
         item_bump_locked(s, it);
         res = KVS_STORED;
     } else {
@@ -1021,9 +1049,14 @@ void kvs_store_flush(struct kvs_store *s, int64_t delay) {
     uint32_t new_oldest = delay > 0 ? kvs_store_realtime(s, delay) : now;
     /* memcached with CAS on: everything stored up to this instant (oldest_cas) or last
      * accessed before the deadline is dead from then on. */
-    s->oldest_live = new_oldest - 1;
-    if (s->oldest_live <= now)
-        s->oldest_cas = ++s->cas_id;
+    if (s->no_cas) {
+        s->oldest_live = new_oldest; /* memcached -C: by access time alone */
+    } else {
+        s->oldest_live = new_oldest - 1;
+        if (s->oldest_live <= now)
+            s->oldest_cas = ++s->cas_id;
+    }
+    s->flush_pending = true; /* kvs_store_reclaim_flushed frees them */
     kvs_lock_release(&s->lock);
 }
 
@@ -1070,6 +1103,11 @@ bool kvs_store_slab_stats(struct kvs_store *s, unsigned c, struct kvs_slab_stats
         o->outofmemory = p->outofmemory;
         o->reclaimed = p->reclaimed;
         o->age = p->tail ? kvs_store_current_time(s) - p->tail->time : 0;
+        o->expired_unfetched = p->expired_unfetched;
+        o->evicted_unfetched = p->evicted_unfetched;
+        o->evicted_nonzero = p->evicted_nonzero;
+        o->evicted_time = p->evicted_time;
+        o->cnt = p->cnt;
     }
     kvs_lock_release(&s->lock);
     return ok;
@@ -1119,4 +1157,214 @@ enum kvs_store_result kvs_store_delta_cas(struct kvs_store *s, const char *key, 
                                           bool use_cas, uint64_t *cas_out, char *buf,
                                           size_t bufsize) {
     return delta_cas(s, key, nkey, incr, delta, cas_in, use_cas, cas_out, buf, bufsize);
+}
+
+/* --- statistics support (`stats` groups) ---------------------------------------------- */
+
+/* Walks one class's LRU and unlinks the items flush_all made dead. */
+static void reclaim_class_locked(struct kvs_store *s, unsigned c) {
+    for (struct kvs_item *it = s->cls[c].head, *next; it; it = next) {
+        next = it->next;
+        if (!it->pinned && item_is_flushed(s, it)) {
+            s->cls[c].reclaimed++;
+            item_unlink_locked(s, it);
+        }
+    }
+}
+
+uint32_t kvs_store_oldest_live(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    uint32_t v = s->oldest_live;
+    kvs_lock_release(&s->lock);
+    return v;
+}
+
+void kvs_store_reclaim_flushed(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    /* A delayed flush_all takes effect at its deadline: reclaim then, not before. */
+    if (s->flush_pending && s->oldest_live <= kvs_store_current_time(s)) {
+        for (unsigned c = 1; c <= s->largest; c++)
+            reclaim_class_locked(s, c);
+        s->flush_pending = false;
+    }
+    kvs_lock_release(&s->lock);
+}
+
+void kvs_store_stats_reset(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    s->total_items = 0;
+    s->get_expired = s->get_flushed = 0;
+    for (unsigned c = 1; c <= s->largest; c++) {
+        struct slabclass *p = &s->cls[c];
+        p->evicted = p->evicted_unfetched = p->reclaimed = p->expired_unfetched = 0;
+        p->outofmemory = p->evicted_nonzero = 0;
+        p->evicted_time = 0;
+        memset(&p->cnt, 0, sizeof p->cnt);
+    }
+    prefix_table_free(s);
+    kvs_lock_release(&s->lock);
+}
+
+void kvs_store_cachedump(struct kvs_store *s, unsigned cls, unsigned limit, kvs_dump_fn fn,
+                         void *arg) {
+    kvs_lock_acquire(&s->lock);
+    if (cls >= 1 && cls <= s->largest) {
+        unsigned shown = 0;
+        for (struct kvs_item *it = s->cls[cls].head; it && (limit == 0 || shown < limit);
+             it = it->next) {
+            int64_t exp = it->exptime ? (int64_t)it->exptime + s->process_started : 0;
+            if (!fn(arg, it->key, it->nkey, it->nbytes, exp))
+                break;
+            shown++;
+        }
+    }
+    kvs_lock_release(&s->lock);
+}
+
+int kvs_store_sizes_enable(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    int r = 0;
+    if (s->no_cas) {
+        r = -EPERM;
+    } else if (!s->sizes_on) {
+        s->sizes_on = true;
+        s->sizes_cas_min = s->cas_id + 1; /* memcached: get_cas_id() at enable */
+    }
+    kvs_lock_release(&s->lock);
+    return r;
+}
+
+void kvs_store_sizes_disable(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    s->sizes_on = false;
+    kvs_lock_release(&s->lock);
+}
+
+bool kvs_store_sizes_enabled(struct kvs_store *s) {
+    kvs_lock_acquire(&s->lock);
+    bool on = s->sizes_on;
+    kvs_lock_release(&s->lock);
+    return on;
+}
+
+/* Built on demand from the live items rather than kept on every link/unlink: the same
+ * counts (items stored since enable and still there), no cost when nobody asks. */
+int kvs_store_sizes(struct kvs_store *s, void (*fn)(void *arg, size_t size, uint64_t n),
+                    void *arg) {
+    kvs_lock_acquire(&s->lock);
+    size_t nb = s->item_size_max / 32 + 1;
+    uint64_t *hist = meta_calloc(s, nb, sizeof *hist);
+    if (!hist) {
+        kvs_lock_release(&s->lock);
+        return -ENOMEM;
+    }
+    for (unsigned c = 1; c <= s->largest; c++)
+        for (struct kvs_item *it = s->cls[c].head; it; it = it->next) {
+            if (it->cas < s->sizes_cas_min)
+                continue;
+            size_t total = kvs_store_item_total(it->nkey, it->flags, it->nbytes);
+            size_t b = (total + 31) / 32;
+            if (b < nb)
+                hist[b]++;
+        }
+    kvs_lock_release(&s->lock);
+    for (size_t b = 0; b < nb; b++)
+        if (hist[b])
+            fn(arg, b * 32, hist[b]);
+    kvs_free(s->meta, hist);
+    return 0;
+}
+
+/* Prefix statistics: a hash table of prefixes plus their first-seen order. Bounded, so a
+ * client inventing prefixes cannot exhaust the trusted heap (memcached's is unbounded). */
+#define PREFIX_BUCKETS 256u
+#define PREFIX_MAX 65536u
+
+struct kvs_prefix {
+    struct kvs_prefix *h_next, *o_next;
+    uint64_t counts[4];            /* get, hit, set, del */
+    size_t len;
+    char name[];
+};
+
+struct kvs_prefix_table {
+    struct kvs_prefix *buckets[PREFIX_BUCKETS];
+    struct kvs_prefix *first, *last;
+    unsigned n;
+};
+
+static void prefix_table_free(struct kvs_store *s) {
+    struct kvs_prefix_table *t = s->prefixes;
+    if (!t)
+        return;
+    for (struct kvs_prefix *p = t->first, *next; p; p = next) {
+        next = p->o_next;
+        kvs_free(s->meta, p);
+    }
+    kvs_free(s->meta, t);
+    s->prefixes = NULL;
+}
+
+static struct kvs_prefix *prefix_find_locked(struct kvs_store *s, const char *key, size_t len) {
+    if (!s->prefixes) {
+        s->prefixes = meta_calloc(s, 1, sizeof *s->prefixes);
+        if (!s->prefixes)
+            return NULL;
+    }
+    struct kvs_prefix_table *t = s->prefixes;
+    struct kvs_prefix **b = &t->buckets[hash_key(key, len) % PREFIX_BUCKETS];
+    for (struct kvs_prefix *p = *b; p; p = p->h_next)
+        if (p->len == len && memcmp(p->name, key, len) == 0)
+            return p;
+    if (t->n >= PREFIX_MAX)
+        return NULL;
+    struct kvs_prefix *p = kvs_malloc(s->meta, sizeof *p + len + 1);
+    if (!p)
+        return NULL;
+    memset(p, 0, sizeof *p);
+    memcpy(p->name, key, len);
+    p->name[len] = '\0';
+    p->len = len;
+    p->h_next = *b;
+    *b = p;
+    if (t->last)
+        t->last->o_next = p;
+    else
+        t->first = p;
+    t->last = p;
+    t->n++;
+    return p;
+}
+
+void kvs_store_prefix_record(struct kvs_store *s, char delim, const char *key, size_t nkey,
+                             enum kvs_prefix_op op, bool hit) {
+    /* memcached: the prefix ends at the delimiter; a NUL ends the search too. */
+    size_t len = 0;
+    while (len < nkey && key[len] != '\0' && key[len] != delim)
+        len++;
+    if (len == nkey || key[len] != delim)
+        return;
+    kvs_lock_acquire(&s->lock);
+    struct kvs_prefix *p = prefix_find_locked(s, key, len);
+    if (p) {
+        if (op == KVS_PREFIX_GET) {
+            p->counts[0]++;
+            if (hit)
+                p->counts[1]++;
+        } else {
+            p->counts[op == KVS_PREFIX_SET ? 2 : 3]++;
+        }
+    }
+    kvs_lock_release(&s->lock);
+}
+
+void kvs_store_prefix_dump(struct kvs_store *s,
+                           bool (*fn)(void *arg, const char *prefix, size_t len,
+                                      const uint64_t counts[4]),
+                           void *arg) {
+    kvs_lock_acquire(&s->lock);
+    for (struct kvs_prefix *p = s->prefixes ? s->prefixes->first : NULL; p; p = p->o_next)
+        if (!fn(arg, p->name, p->len, p->counts))
+            break;
+    kvs_lock_release(&s->lock);
 }

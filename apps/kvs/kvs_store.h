@@ -56,6 +56,7 @@ struct kvs_store_config {
     double factor;                /* slab growth factor                                    */
     unsigned hashpower;           /* initial log2 of the bucket count                      */
     bool evictions;               /* evict LRU items when full (memcached -M turns off)     */
+    bool no_cas;                  /* memcached -C: CAS uniques are 0, flush_all by time     */
     const struct kvs_alloc *meta; /* trusted heap for metadata                             */
     const struct kvs_mem_ops *mem;/* value backend                                         */
     void *mem_ctx;
@@ -225,6 +226,12 @@ struct kvs_store_stats {
 };
 void kvs_store_stats(struct kvs_store *s, struct kvs_store_stats *out);
 
+/* memcached's per-class counters (`stats slabs`), kept by the store. */
+struct kvs_class_counters {
+    uint64_t get_hits, set_cmds, delete_hits, incr_hits, decr_hits, cas_hits, cas_badval,
+        touch_hits;
+};
+
 struct kvs_slab_stats {
     uint32_t chunk_size;
     uint32_t chunks_per_page;
@@ -238,6 +245,9 @@ struct kvs_slab_stats {
     uint64_t outofmemory;
     uint64_t reclaimed;
     uint32_t age;               /* seconds since the LRU tail was touched                */
+    uint64_t expired_unfetched, evicted_unfetched, evicted_nonzero;
+    uint32_t evicted_time;      /* idle seconds of the last item evicted                 */
+    struct kvs_class_counters cnt;
 };
 /* Per-class stats; returns false when cls is out of range. cls counts from 1. */
 bool kvs_store_slab_stats(struct kvs_store *s, unsigned cls, struct kvs_slab_stats *out);
@@ -258,5 +268,46 @@ enum kvs_store_result kvs_store_delta_cas(struct kvs_store *s, const char *key, 
                                           bool incr, uint64_t delta, uint64_t cas_in,
                                           bool use_cas, uint64_t *cas_out, char *buf,
                                           size_t bufsize);
+
+/* --- statistics support (`stats` groups; kvs_stats.c) ------------------------------------ */
+
+/* Unlinks every item a flush_all made invisible, so curr_items, bytes and `stats items`
+ * drop as memcached's LRU crawler makes them drop. Walks the LRUs once per flush_all (after
+ * its deadline), under the store lock; a no-op otherwise. */
+void kvs_store_reclaim_flushed(struct kvs_store *s);
+/* memcached's settings.oldest_live (`stats settings` "oldest"): rel_time of the last flush. */
+uint32_t kvs_store_oldest_live(struct kvs_store *s);
+/* memcached's `stats reset` of item statistics: total_items, per-class eviction and
+ * reclaim counters, the per-class hit counters, get_expired/get_flushed, prefix stats. */
+void kvs_store_stats_reset(struct kvs_store *s);
+
+/* `stats cachedump <cls> <limit>`: calls fn for the live items of class cls, most recent
+ * first, until fn returns false or limit items (0 = all) were shown. exptime is the Unix
+ * time it expires, or 0. */
+typedef bool (*kvs_dump_fn)(void *arg, const char *key, size_t nkey, uint32_t nbytes,
+                            int64_t exptime);
+void kvs_store_cachedump(struct kvs_store *s, unsigned cls, unsigned limit, kvs_dump_fn fn,
+                         void *arg);
+
+/* `stats sizes`: memcached's histogram of item sizes in 32-byte buckets, for items stored
+ * since `stats sizes_enable`. enable: -EPERM without CAS, -ENOMEM; fn gets each non-empty
+ * bucket in ascending order. */
+int kvs_store_sizes_enable(struct kvs_store *s);
+void kvs_store_sizes_disable(struct kvs_store *s);
+bool kvs_store_sizes_enabled(struct kvs_store *s);
+/* 0, or -ENOMEM (the histogram could not be built) */
+int kvs_store_sizes(struct kvs_store *s, void (*fn)(void *arg, size_t size, uint64_t n),
+                    void *arg);
+
+/* `stats detail`: per key prefix (up to the delimiter) counts of gets, hits, sets and
+ * deletes. Keys without the delimiter are not counted, as in memcached. */
+enum kvs_prefix_op { KVS_PREFIX_GET, KVS_PREFIX_SET, KVS_PREFIX_DELETE };
+void kvs_store_prefix_record(struct kvs_store *s, char delim, const char *key, size_t nkey,
+                             enum kvs_prefix_op op, bool hit);
+/* fn for each prefix (in the order first seen); ends early if fn returns false. */
+void kvs_store_prefix_dump(struct kvs_store *s,
+                           bool (*fn)(void *arg, const char *prefix, size_t len,
+                                      const uint64_t counts[4]),
+                           void *arg);
 
 #endif

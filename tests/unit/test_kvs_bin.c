@@ -296,9 +296,9 @@ static void t_split(void) {
             CHECK(e.out.len == first.len && memcmp(e.out.data, first.data, first.len) == 0);
         env_fini(&e);
     }
-    struct resp r[32];
+    struct resp r[256];
     struct env e0 = {.out = first};
-    size_t n = parse(&e0, r, 32);
+    size_t n = parse(&e0, r, 256);
     CHECK(n > 7 && r[n - 1].op == 0x0a);
     CHECK(r[4].op == 0x50 && r[4].status == 0x81);
     kvs_buf_fini(&first);

@@ -92,6 +92,8 @@ struct kvs_ctx {
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
     void (*stats_reset)(void *arg);
+    /* refresh_certs (TLS): 0, or -1 with memcached's error line appended to msg */
+    int (*refresh_certs)(void *arg, struct kvs_buf *msg);
     void *hook_arg;
 };
 

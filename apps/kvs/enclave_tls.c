@@ -96,7 +96,16 @@ void kvs_tls_mem_install(void) {
 int kvs_tls_lib_init(void) {
     uint64_t opts = OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT |
                     OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS;
-    return OPENSSL_init_ssl(opts, NULL) == 1 ? 0 : -1;
+    if (OPENSSL_init_ssl(opts, NULL) != 1)
+        return -1;
+    /* A context made and dropped here, in host mode, makes OpenSSL fetch and register the
+     * algorithms TLS needs now: the library's shared tables then live on libc's heap, not
+     * partly in the enclave where a host-mode fetch could no longer reach them. */
+    SSL_CTX *warm = SSL_CTX_new(TLS_server_method());
+    if (!warm)
+        return -1;
+    SSL_CTX_free(warm);
+    return 0;
 }
 
 /* --- files, read into the enclave ---------------------------------------------------------- */
@@ -397,6 +406,18 @@ bool kvs_tls_conn_open(struct kvs_server *srv, struct kvs_conn *c, unsigned list
     kvs_buf_init(&tc->plain, srv->alloc);
     kvs_lock_acquire(&t->lock);
     tc->ssl = SSL_new(t->ctx);
+    /* The SSL copies the certificate and key; the CA names it would read from the context
+     * during its handshake, which refresh_certs may replace meanwhile: it gets its own. */
+    STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(t->ctx);
+    if (tc->ssl && names && sk_X509_NAME_num(names) > 0) {
+        STACK_OF(X509_NAME) *copy = SSL_dup_CA_list(names);
+        if (copy) {
+            SSL_set_client_CA_list(tc->ssl, copy);
+        } else {
+            SSL_free(tc->ssl);
+            tc->ssl = NULL;
+        }
+    }
     kvs_lock_release(&t->lock);
     tc->rbio = BIO_new(BIO_s_mem());
     tc->wbio = BIO_new(BIO_s_mem());

@@ -226,7 +226,12 @@ static int load_ca(struct kvs_tls *t, const char *path) {
         X509_free(x);
         count++;
     }
-    ok = ok && count && pem_end_ok();
+    if (ok && !count) { /* what X509_load_cert_crl_file says of a file without any */
+        ERR_clear_error();
+        ERR_raise(ERR_LIB_X509, X509_R_NO_CERTIFICATE_OR_CRL_FOUND);
+        ok = 0;
+    }
+    ok = ok && pem_end_ok();
     if (ok)
         SSL_CTX_set_client_CA_list(t->ctx, names); /* takes names */
     else

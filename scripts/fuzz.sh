@@ -17,7 +17,7 @@ flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
 build_kvs_proto() {
   "$cc" "${flags[@]}" apps/kvs/kvs_common.c apps/kvs/kvs_store.c apps/kvs/kvs_proto.c \
         apps/kvs/kvs_meta.c apps/kvs/kvs_stats.c apps/kvs/kvs_settings.c apps/kvs/kvs_auth.c \
-        apps/kvs/kvs_bin.c \
+        apps/kvs/kvs_bin.c apps/kvs/kvs_text_auth.c \
         fuzz/fuzz_kvs_proto.c -o "$out/fuzz_kvs_proto" -lpthread
 }
 for t in kvs_proto; do

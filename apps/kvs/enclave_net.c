@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "enclave_tls.h"
 #include "kvs_server.h"
 
 /* Message memcached sends to a connection over -c before closing it. */
@@ -200,6 +201,7 @@ static void listener_pause(struct loop *l, int err) {
 /* Frees a connection whose descriptor is closed or being closed: its state, its slot, its
  * place in the count. Both loops end their connections here. */
 void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c) {
+    kvs_tls_conn_close(c);
     kvs_proto_fini(&c->proto);
     kvs_buf_fini(&c->rbuf);
     kvs_buf_fini(&c->wbuf);
@@ -268,7 +270,9 @@ static void conn_new(struct loop *l, int fd) {
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
-    if (!conn_place(l, c)) {
+    /* listener 0 until connections carry the index of the listener they came from */
+    if (!kvs_tls_conn_open(srv, c, 0) || !conn_place(l, c)) {
+        kvs_tls_conn_close(c);
         kvs_slot_give_back(srv, c->slot);
         atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
         l->io->close(l->ioc, fd);
@@ -343,7 +347,9 @@ static bool out_flush(struct loop *l, struct kvs_conn *c) {
 static bool conn_read(struct loop *l, struct kvs_conn *c, char **in, size_t *len) {
     char *dst = l->w->scratch;
     size_t room = KVS_READ_CHUNK;
-    if (c->rbuf.len) {
+    if (c->tls && c->rbuf.len >= RBUF_MAX)
+        return false;
+    if (c->rbuf.len && !c->tls) { /* TLS: ciphertext lands in scratch, plaintext in rbuf */
         if (c->rbuf.len >= RBUF_MAX || kvs_buf_reserve(&c->rbuf, KVS_READ_CHUNK))
             return false;
         dst = c->rbuf.data + c->rbuf.len;
@@ -355,8 +361,11 @@ static bool conn_read(struct loop *l, struct kvs_conn *c, char **in, size_t *len
     if (n < 0)
         n = 0;
     kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)n);
-    if (c->rbuf.len) {
-        c->rbuf.len += (size_t)n;
+    if (c->tls && !kvs_tls_input(c, dst, (size_t)n, &c->wbuf))
+        return false;
+    if (c->rbuf.len || c->tls) {
+        if (!c->tls)
+            c->rbuf.len += (size_t)n;
         *in = c->rbuf.data;
         *len = c->rbuf.len;
     } else {
@@ -370,7 +379,7 @@ static bool conn_read(struct loop *l, struct kvs_conn *c, char **in, size_t *len
 static bool conn_parse(struct loop *l, struct kvs_conn *c, char *in, size_t len) {
     struct kvs_buf *out = c->wbuf.len ? &c->wbuf : &l->out;
     c->proto.out_limit = (out == &c->wbuf ? c->wpos : 0) + KVS_WBUF_HIGH;
-    size_t used = kvs_proto_feed(&c->proto, in, len, out);
+    size_t used = kvs_conn_feed(c, in, len, out);
     c->more = used < len && !c->proto.close &&
               (c->proto.state == KVS_PS_MGET || out->len >= c->proto.out_limit);
     bool ok = !c->proto.abort;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "eleos/ioq.h"
+#include "enclave_tls.h"
 #include "kvs_server.h"
 
 /* user_data: a connection's generation << 32 | slot << 2 | kind; the loop's own below. */
@@ -113,7 +114,7 @@ static void conn_begin_close(struct qloop *l, struct kvs_conn *c) {
 /* Parses in[0..len) into wbuf; what is left is (or stays) in rbuf. false: close now. */
 static bool conn_feed(struct kvs_conn *c, char *in, size_t len) {
     c->proto.out_limit = c->wpos + KVS_WBUF_HIGH;
-    size_t used = kvs_proto_feed(&c->proto, in, len, &c->wbuf);
+    size_t used = kvs_conn_feed(c, in, len, &c->wbuf);
     if (c->proto.abort)
         return false;
     c->more = used < len && !c->proto.close &&
@@ -177,6 +178,15 @@ static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res, char *data
     }
     kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)res);
     bool full = (size_t)res == (drained ? KVS_RECV_DRAIN : KVS_RECV_POST);
+    if (c->tls) { /* ciphertext: the plaintext lands in rbuf, handshake records in wbuf */
+        if (!kvs_tls_input(c, data, (size_t)res, &c->wbuf))
+            conn_begin_close(l, c);
+        else if (full && c->rbuf.len < RBUF_MAX && !c->proto.close)
+            post_recv(l, c, true);
+        else
+            conn_step(l, c);
+        return;
+    }
     if (!full && !c->rbuf.len && !c->closing && !c->proto.close &&
         c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
         /* the common case: one whole request, parsed where it landed */
@@ -274,7 +284,8 @@ static void conn_new_q(struct qloop *l, int fd) {
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
-    if (!conn_place_q(l, c)) {
+    /* listener 0 until connections carry the index of the listener they came from */
+    if (!kvs_tls_conn_open(srv, c, 0) || !conn_place_q(l, c)) {
         c->closing = true;
         conn_free(l, c);
         return;

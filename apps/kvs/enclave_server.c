@@ -29,6 +29,7 @@
 #include "eleos/rpc.h"
 #include "eleos/suvm.h"
 #include "eleos/sys.h"
+#include "enclave_tls.h"
 #include "kvs_backend.h"
 #include "kvs_server.h"
 
@@ -148,6 +149,7 @@ static int suvm_create(struct kvs_enclave *k, struct kvs_store_config *sc) {
 }
 
 static int auth_setup(struct kvs_enclave *k);
+static int tls_setup(struct kvs_enclave *k);
 static void hook_server_info(void *arg, struct kvs_server_info *si);
 static void hook_stats_reset(void *arg);
 static int hook_eleos_stats(void *arg, struct kvs_buf *out);
@@ -215,6 +217,8 @@ static int server_build(struct kvs_enclave *k) {
         ctx_fill(k);
     if (!r)
         r = auth_setup(k);
+    if (!r && k->set.settings.ssl_enabled)
+        r = tls_setup(k);
     return r;
 }
 
@@ -262,7 +266,22 @@ static int auth_setup(struct kvs_enclave *k) {
     return r;
 }
 
+/* -Z: the TLS context, built here from files the enclave reads (enclave_tls.c). */
+static int hook_refresh_certs(void *arg, struct kvs_buf *msg) {
+    struct kvs_enclave *k = arg;
+    return kvs_tls_refresh(k->srv.tls, msg);
+}
+
+static int tls_setup(struct kvs_enclave *k) {
+    int r = kvs_tls_create(&k->set.settings, &k->alloc, wake_word(k, k->set.threads + 2u),
+                           &k->srv.tls);
+    if (!r)
+        k->srv.ctx.refresh_certs = hook_refresh_certs;
+    return r;
+}
+
 static void server_free(struct kvs_enclave *k) {
+    kvs_tls_destroy(k->srv.tls);
     kvs_auth_free(k->auth_ascii);
     kvs_auth_free(k->auth_sasl);
     if (k->srv.store)
@@ -401,6 +420,8 @@ static void hook_server_info(void *arg, struct kvs_server_info *si) {
     for (unsigned i = 0; i < srv->nworkers; i++)
         kvs_thread_stats_sum(&srv->workers[i].stats, &si->totals);
     si->have_totals = true;
+    if (srv->tls)
+        kvs_tls_info(srv->tls, si);
 }
 
 static void hook_stats_reset(void *arg) {

@@ -42,6 +42,7 @@
 
 #include "app_options.h"
 #include "eleos/enclave.h"
+#include "enclave_tls.h"
 #include "host_platform.h"
 #include "eleos/ioq.h"
 #include "kvs_server.h"
@@ -166,23 +167,72 @@ static bool binding_opt(struct kvs_settings *s, const char *arg) {
     return true;
 }
 
-/* One -o key=value (the TLS keys for now). */
-static bool extended_opt(struct kvs_settings *s, const char *key, const char *val) {
-    uint64_t v;
+/* An -o ssl_* value memcached requires: its "Missing <key> argument" when absent. */
+static bool ssl_val(const char *key, const char *val) {
+    if (!val)
+        fprintf(stderr, "Missing %s argument\n", key);
+    return val != NULL;
+}
+
+/* An -o ssl_* integer: memcached's safe_strtol and its messages. */
+static bool ssl_int(const char *key, const char *val, long max, int *out) {
+    if (!ssl_val(key, val))
+        return false;
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || (*end && *end != ' ') || v < INT32_MIN || v > INT32_MAX) {
+        fprintf(stderr, "could not parse argument to %s\n", key);
+        return false;
+    }
+    if (v < 0 || v > max) {
+        fprintf(stderr, "Invalid %s. Use help to see valid options.\n", key);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* -o ssl_* (memcached 1.6.18's TLS options). -1: not a TLS key. */
+static int ssl_opt(struct kvs_settings *s, const char *key, const char *val) {
+    static const char *const versions[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+    int v;
     if (strcmp(key, "ssl_chain_cert") == 0)
-        return val && copy_opt(s->ssl_chain_cert, sizeof s->ssl_chain_cert, val);
+        return ssl_val(key, val) && copy_opt(s->ssl_chain_cert, sizeof s->ssl_chain_cert, val);
     if (strcmp(key, "ssl_key") == 0)
-        return val && copy_opt(s->ssl_key, sizeof s->ssl_key, val);
+        return ssl_val(key, val) && copy_opt(s->ssl_key, sizeof s->ssl_key, val);
     if (strcmp(key, "ssl_ca_cert") == 0)
-        return val && copy_opt(s->ssl_ca_cert, sizeof s->ssl_ca_cert, val);
+        return ssl_val(key, val) && copy_opt(s->ssl_ca_cert, sizeof s->ssl_ca_cert, val);
     if (strcmp(key, "ssl_ciphers") == 0)
-        return val && copy_opt(s->ssl_ciphers, sizeof s->ssl_ciphers, val);
-    if (strcmp(key, "ssl_verify_mode") == 0) {
-        if (!val || !app_parse_u64(val, 3, &v))
+        return ssl_val(key, val) && copy_opt(s->ssl_ciphers, sizeof s->ssl_ciphers, val);
+    if (strcmp(key, "ssl_verify_mode") == 0)
+        return ssl_int(key, val, 3, &s->ssl_verify_mode);
+    if (strcmp(key, "ssl_keyformat") == 0) /* any integer: the key fails to load if bad */
+        return ssl_int(key, val, INT32_MAX, &s->ssl_keyformat);
+    if (strcmp(key, "ssl_wbuf_size") == 0) { /* kilobytes */
+        if (!ssl_int(key, val, (int)(UINT32_MAX >> 10), &v))
             return false;
-        s->ssl_verify_mode = (int)v;
+        s->ssl_wbuf_size = (unsigned)v << 10;
         return true;
     }
+    if (strcmp(key, "ssl_session_cache") == 0)
+        return s->ssl_session_cache = true;
+    if (strcmp(key, "ssl_kernel_tls") == 0)
+        return s->ssl_kernel_tls = true;
+    if (strcmp(key, "ssl_min_version") == 0) {
+        if (!ssl_int(key, val, 3, &v))
+            return false;
+        snprintf(s->ssl_min_version, sizeof s->ssl_min_version, "%s", versions[v]);
+        return true;
+    }
+    return -1;
+}
+
+/* One -o key=value (the TLS keys for now). */
+static bool extended_opt(struct kvs_settings *s, const char *key, const char *val) {
+    int r = ssl_opt(s, key, val);
+    if (r >= 0)
+        return r;
     fprintf(stderr, "eleos-kvs: unknown -o option '%s'\n", key);
     return false;
 }
@@ -495,7 +545,8 @@ static int setup_server(struct app *a) {
     s.wake_page_size = a->wake_page_size;
     int r = app_ecall(&a->pf, kvs_enclave_setup, &s);
     if (r) {
-        fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
+        if (r != -EPROTO) /* -EPROTO: the TLS set-up printed memcached's message */
+            fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
         return r;
     }
     a->suvm_cache = a->suvm_cache_start = s.suvm_cache;
@@ -630,8 +681,13 @@ static void teardown(struct app *a, bool server_up, int *rc) {
 int main(int argc, char **argv) {
     struct app app = {.listen_fd = -1, .stop_r = -1, .stop_w = -1};
     struct app *a = &app;
+    kvs_tls_mem_install(); /* before any OpenSSL call: where its allocations go */
     if (parse_options(argc, argv, &a->opt))
         return 2;
+    if (a->opt.set.ssl_enabled && kvs_tls_lib_init()) {
+        fprintf(stderr, "eleos-kvs: cannot initialise OpenSSL\n");
+        return 1;
+    }
 
     /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait. */
     sigset_t sigs;
@@ -658,8 +714,12 @@ int main(int argc, char **argv) {
     a->stop_w = pfd[1];
     if (start_platform(a))
         goto out;
-    if (setup_server(a))
+    int sr = setup_server(a);
+    if (sr) {
+        if (sr == -EPROTO)
+            rc = 64; /* EX_USAGE: memcached's exit for unusable TLS files and options */
         goto out;
+    }
     server_up = true;
     rc = serve(a, &sigs, where);
 out:

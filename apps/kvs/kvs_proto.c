@@ -683,6 +683,22 @@ static void process_verbosity(struct kvs_proto *p, struct token *tokens, size_t 
         }                                                                                   \
     } while (0)
 
+/* memcached's refresh_certs: reloads the TLS files; "OK" (noreply applies) or the loader's
+ * error line (sent even with noreply, as memcached does). */
+static void process_refresh_certs(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                                  struct kvs_buf *out) {
+    kvs_set_noreply_maybe(p, tokens, ntokens);
+    struct kvs_ctx *ctx = p->ctx;
+    if (!ctx->refresh_certs) {
+        kvs_out_raw(p, out, "Error TLS not enabled\r\n", 23);
+        return;
+    }
+    if (ctx->refresh_certs(ctx->hook_arg, out) == 0)
+        kvs_out_string(p, out, "OK");
+    else
+        p->noreply = false;
+}
+
 /* memcached 1.6.18 process_command_ascii, restricted to the commands we implement; every
  * other command gets ERROR, as memcached answers unknown commands. */
 static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *out) {
@@ -781,6 +797,8 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
     } else if (strcmp(cmd, "verbosity") == 0) {
         WANT_TOKENS_OR(ntokens, 3, 4);
         process_verbosity(p, tokens, ntokens, out);
+    } else if (strcmp(cmd, "refresh_certs") == 0) {
+        process_refresh_certs(p, tokens, ntokens, out);
     } else {
         kvs_out_error(p, out, "ERROR");
     }

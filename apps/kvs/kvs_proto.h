@@ -119,6 +119,8 @@ struct kvs_ctx {
     /* `stats conns`: the entry at *cursor or after it (listener first; 0 starts), with
      * *cursor advanced past it; false when there is none */
     bool (*conn_stat)(void *arg, size_t *cursor, struct kvs_conn_stat *out);
+    /* refresh_certs (TLS): 0, or -1 with memcached's error line appended to msg */
+    int (*refresh_certs)(void *arg, struct kvs_buf *msg);
     void *hook_arg;
     /* `stats detail on|off` at run time: 0 = as settings->detail_enabled (-D), 1 on, 2 off */
     _Atomic int detail;

@@ -85,8 +85,9 @@ struct kvs_report {
     size_t len;              /* written by the enclave */
 };
 
-/* Wake words the enclave needs: one per worker lock, the connection table's, the store's. */
-#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 2u)
+/* Wake words the enclave needs: one per worker lock, the connection table's, the store's,
+ * the TLS context's. */
+#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 3u)
 
 /* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
 long kvs_enclave_setup(void *setup);          /* struct kvs_setup *: 0 or -errno        */
@@ -109,11 +110,14 @@ struct kvs_conn {
     struct kvs_conn *next;    /* in a worker's inbox                             */
     struct kvs_proto proto;
     struct kvs_buf rbuf;      /* unconsumed input                                */
-    struct kvs_buf wbuf;      /* unsent replies                                  */
+    struct kvs_buf wbuf;      /* unsent replies (ciphertext on a TLS connection)  */
     size_t wpos;              /* bytes of wbuf already sent                      */
+    struct kvs_tls_conn *tls; /* the TLS session (enclave_tls.h), NULL: plain text */
 };
 
 struct eleos_ioq;
+struct kvs_tls;
+struct kvs_tls_conn;
 
 struct kvs_worker {
     unsigned id;
@@ -172,6 +176,7 @@ struct kvs_server {
     _Atomic int64_t accept_log_ms;    /* when the last accept error was logged           */
     _Atomic uint64_t wait_errors;     /* epoll_wait failures the loop survived           */
     int io_exec;                      /* >= 0: workers run the completion loop on a queue */
+    struct kvs_tls *tls;              /* -Z: the TLS context (enclave_tls.h), else NULL   */
 };
 
 /* The worker's event loop: returns when the stop pipe becomes readable. Runs in enclave

@@ -203,6 +203,11 @@ bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t
 /* True if [p, p+size) lies entirely outside enc's ELRANGE (overflow counts as inside). */
 bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_t size);
 
+/* The live enclave whose ELRANGE holds p, or NULL (host memory, or an enclave already
+ * destroyed). Callable in either mode, makes no system call. For allocators shared by both
+ * modes (a library's malloc hooks): free a pointer on the heap it came from. */
+struct eleos_enclave *eleos_enclave_containing(const void *p);
+
 /* ELRANGE bounds (for tests and diagnostics). */
 void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size);
 

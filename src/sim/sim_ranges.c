@@ -118,6 +118,10 @@ bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_
     return a + size <= b || a >= e;
 }
 
+struct eleos_enclave *eleos_enclave_containing(const void *p) {
+    return sim_registry_find((uintptr_t)p);
+}
+
 void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size) {
     if (base)
         *base = enc->epc.base;

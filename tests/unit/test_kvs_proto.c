@@ -394,7 +394,34 @@ static void t_stats(void) {
     env_fini(&e);
 }
 
+/* refresh_certs: memcached's replies without TLS, and through the TLS layer's hook. */
+static int fake_refresh(void *arg, struct kvs_buf *msg) {
+    int *fail = arg;
+    if (!*fail)
+        return 0;
+    int r = kvs_buf_printf(msg, "Error loading the key: k.pem : bad\r\n");
+    REQUIRE(r == 0);
+    return -1;
+}
+
+static void t_refresh_certs(void) {
+    struct env e;
+    env_init(&e, 0, 0);
+    CHECK(expect(&e, "refresh_certs\r\nrefresh_certs noreply\r\nversion\r\n",
+                 "Error TLS not enabled\r\nError TLS not enabled\r\nVERSION " KVS_MEMCACHED_VERSION
+                 "\r\n"));
+    int fail = 0;
+    e.ctx.refresh_certs = fake_refresh;
+    e.ctx.hook_arg = &fail;
+    CHECK(expect(&e, "refresh_certs\r\nrefresh_certs noreply\r\nversion\r\n",
+                 "OK\r\nVERSION " KVS_MEMCACHED_VERSION "\r\n"));
+    fail = 1;
+    CHECK(expect(&e, "refresh_certs noreply\r\nversion\r\n",
+                 "Error loading the key: k.pem : bad\r\nVERSION " KVS_MEMCACHED_VERSION "\r\n"));
+    env_fini(&e);
+}
+
 TEST_MAIN(TEST_CASE(t_basic), TEST_CASE(t_errors), TEST_CASE(t_too_large), TEST_CASE(t_incr),
           TEST_CASE(t_cas), TEST_CASE(t_expiry), TEST_CASE(t_flush), TEST_CASE(t_eviction),
           TEST_CASE(t_close_rules), TEST_CASE(t_multiget_binary), TEST_CASE(t_split_invariance), TEST_CASE(t_multiget_bounded),
-          TEST_CASE(t_stats))
+          TEST_CASE(t_stats), TEST_CASE(t_refresh_certs))

@@ -296,8 +296,14 @@ static void test_heap(void) {
     CHECK(!eleos_enclave_outside(e, (void *)UINTPTR_MAX, 2)); /* wraps */
     void *u = eleos_untrusted_alloc(8192);
     CHECK(u && eleos_enclave_outside(e, u, 8192) && ((uintptr_t)u & 4095) == 0);
+    /* Which enclave holds a pointer (allocators shared by both modes free by it). */
+    CHECK(eleos_enclave_containing(base) == e);
+    CHECK(eleos_enclave_containing((char *)base + size - 1) == e);
+    CHECK(eleos_enclave_containing((char *)base + size) == NULL);
+    CHECK(eleos_enclave_containing(u) == NULL);
     eleos_untrusted_free(u, 8192);
     eleos_enclave_destroy(e);
+    CHECK(eleos_enclave_containing(base) == NULL); /* gone with the enclave */
 }
 
 static void test_create_destroy_reuse(void) {

@@ -67,8 +67,16 @@ static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
     if (s->threads == 0 || s->threads > KVS_MAX_THREADS || s->maxconns == 0 ||
         s->maxconns > (1u << 20) || s->mem_limit == 0 || s->mem_limit > (1ull << 40) ||
         s->item_size_max < KVS_ITEM_SIZE_MIN || s->item_size_max > (1u << 30) ||
-        s->listen_fd < 0 || s->stop_fd < 0 || s->port > 65535)
+        s->stop_fd < 0 || s->port > 65535 || s->udp_fd < -1)
         return -EINVAL;
+    if (s->nlisten == 0 || s->nlisten > KVS_MAX_LISTEN_FDS)
+        return -EINVAL;
+    for (unsigned i = 0; i < s->nlisten; i++) {
+        unsigned conf = s->listen_conf[i];
+        if (s->listen_fds[i] < 0 || (conf >= s->settings.nlisteners &&
+                                     conf != KVS_LISTENER_DEFAULT && conf != KVS_LISTENER_UNIX))
+            return -EINVAL;
+    }
     if (s->suvm_on && (s->suvm_cache < KVS_BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
         return -EINVAL;
     if (k->enc && (s->wake_page_size < KVS_WAKE_WORDS(s->threads) * sizeof(uint32_t) ||
@@ -169,7 +177,10 @@ static void ctx_fill(struct kvs_enclave *k) {
 static int server_build(struct kvs_enclave *k) {
     struct kvs_server *srv = &k->srv;
     srv->alloc = &k->alloc;
-    srv->listen_fd = k->set.listen_fd;
+    srv->nlisten = k->set.nlisten;
+    memcpy(srv->listen_fds, k->set.listen_fds, sizeof srv->listen_fds);
+    memcpy(srv->listen_conf, k->set.listen_conf, sizeof srv->listen_conf);
+    srv->udp_fd = k->set.udp_fd;
     srv->stop_fd = k->set.stop_fd;
     srv->maxconns = k->set.maxconns;
     srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
@@ -316,6 +327,21 @@ long kvs_enclave_worker(void *index) {
                                     : kvs_worker_loop(&k->srv, w);
     atomic_fetch_sub_explicit(&k->active, 1, memory_order_acq_rel);
     return w->result;
+}
+
+/* -U: the UDP thread (enclave_udp.c), counted as active like a worker. */
+long kvs_enclave_udp(void *unused) {
+    (void)unused;
+    struct kvs_enclave *k = kvs;
+    if (!k || k->srv.udp_fd < 0)
+        return -EINVAL;
+    static _Atomic bool entered;
+    if (atomic_exchange_explicit(&entered, true, memory_order_acq_rel))
+        return -EBUSY; /* one UDP loop, ever */
+    atomic_fetch_add_explicit(&k->active, 1, memory_order_acq_rel);
+    long r = kvs_udp_loop(&k->srv);
+    atomic_fetch_sub_explicit(&k->active, 1, memory_order_acq_rel);
+    return r;
 }
 
 long kvs_enclave_teardown(void *unused) {

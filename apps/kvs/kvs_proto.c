@@ -555,6 +555,25 @@ static void process_verbosity(struct kvs_proto *p, struct token *tokens, size_t 
     kvs_out_string(p, out, "OK");
 }
 
+/* memcached 1.6.18: without -A an error; with it the connection closes without a reply and
+ * the server stops (the loop raises the signal: this file makes no system calls). */
+static void process_shutdown(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                             struct kvs_buf *out) {
+    if (!kvs_ctx_settings(p->ctx)->shutdown_command) {
+        kvs_out_error(p, out, "ERROR: shutdown not enabled");
+        return;
+    }
+    if (ntokens == 2)
+        p->shutdown = KVS_SHUTDOWN_NOW;
+    else if (ntokens == 3 && strcmp(tokens[1].value, "graceful") == 0)
+        p->shutdown = KVS_SHUTDOWN_GRACEFUL;
+    else {
+        kvs_out_string(p, out, "CLIENT_ERROR invalid shutdown mode");
+        return;
+    }
+    p->close = p->abort = true;
+}
+
 /* --- dispatch ------------------------------------------------------------------------------ */
 
 #define WANT_TOKENS(n, lo, hi)                                                              \
@@ -605,7 +624,7 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         } else if (strcmp(cmd, "stats") == 0) {
             kvs_process_stats(p, tokens, ntokens, out);
         } else if (strcmp(cmd, "shutdown") == 0) {
-            kvs_out_error(p, out, "ERROR: shutdown not enabled");
+            process_shutdown(p, tokens, ntokens, out);
         } else {
             kvs_out_error(p, out, "ERROR");
         }
@@ -691,7 +710,9 @@ static bool long_line_ok(const char *in, size_t len) {
 
 size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
     size_t pos = 0;
+    unsigned ncmds = 0;
     p->batch_start = out->len;
+    p->yielded = false;
     while (pos < len && !p->close) {
         if (p->state == KVS_PS_SWALLOW) {
             size_t k = len - pos < p->swallow ? len - pos : (size_t)p->swallow;
@@ -733,6 +754,12 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
             pos += p->mget_len;
             continue;
         }
+        if (p->reqs_per_event && ncmds == p->reqs_per_event) {
+            /* memcached's -R: give the other connections a turn (it counts a yield) */
+            p->yielded = true;
+            kvs_stat_add(&p->stats->conn_yields, 1);
+            break;
+        }
         char *line = in + pos;
         char *nl = memchr(line, '\n', len - pos);
         if (!nl) {
@@ -747,6 +774,7 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
         *el = '\0';
         p->mget_end = (size_t)(el - line);
         p->mget_len = consumed;
+        ncmds++;
         process_command(p, line, out);
         if (p->state == KVS_PS_MGET)
             break; /* the line stays in the input until the multiget is done */

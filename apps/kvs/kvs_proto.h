@@ -41,7 +41,7 @@
     X(set_cmds) X(delete_hits) X(delete_misses) X(incr_hits) X(incr_misses) X(decr_hits)    \
     X(decr_misses) X(cas_hits) X(cas_misses) X(cas_badval) X(flush_cmds)                    \
     X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)                    \
-    X(protocol_errors)
+    X(protocol_errors) X(conn_yields)
 
 struct kvs_thread_stats {
 #define KVS_X(f) _Atomic uint64_t f;
@@ -99,6 +99,10 @@ struct kvs_ctx {
  * input, and the next feed (with the line at its start) continues it. */
 enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW, KVS_PS_MGET };
 
+/* `shutdown` (-A): memcached closes the connection and raises SIGINT, or SIGUSR1 for
+ * `shutdown graceful`; the server loop does that when it sees p->shutdown. */
+enum { KVS_SHUTDOWN_NONE, KVS_SHUTDOWN_NOW, KVS_SHUTDOWN_GRACEFUL };
+
 /* One connection's protocol state. Caller storage; one thread at a time. */
 struct kvs_proto {
     struct kvs_ctx *ctx;
@@ -118,6 +122,11 @@ struct kvs_proto {
     size_t batch_start;               /* out->len when this feed began (one read batch)  */
     size_t out_limit;                 /* stop taking commands once out holds this many
                                          bytes (0 = no limit); the rest stays unconsumed */
+    unsigned reqs_per_event;          /* -R: commands per feed before it yields (0 = no
+                                         limit); the loop sets it                        */
+    bool yielded;                     /* the last feed stopped at reqs_per_event with
+                                         input left: feed it again later                 */
+    uint8_t shutdown;                 /* `shutdown` accepted (-A): KVS_SHUTDOWN_*        */
     /* the multiget in progress (KVS_PS_MGET): offsets into its line, its flags */
     size_t mget_next, mget_end, mget_len;
     uint32_t mget_exptime;

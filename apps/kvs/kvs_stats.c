@@ -67,7 +67,7 @@ static void stats_general(struct kvs_proto *p, struct kvs_buf *out) {
     STAT_U("accepting_conns", 1);
     STAT_U("listen_disabled_num", 0);
     STAT_U("threads", si.threads);
-    STAT_U("conn_yields", 0);
+    STAT_U("conn_yields", t->conn_yields);
     STAT_U("hash_power_level", ss.hash_power_level);
     STAT_U("hash_bytes", ss.hash_bytes);
     STAT_U("hash_is_expanding", 0);

@@ -371,8 +371,8 @@ static int ext_factor(struct parse *ps, const char *key, const char *val) {
     return 0;
 }
 
-/* One key[=value]; rest is what is left of the list from this key on (for the message). */
-static int extended_opt(struct parse *ps, const char *key, const char *val, const char *rest) {
+/* One key[=value]; token is the whole of it (for the message). */
+static int extended_opt(struct parse *ps, const char *key, const char *val, const char *token) {
     int r;
     if (strncmp(key, "ssl_", 4) == 0 &&
         (strcmp(key, "ssl_chain_cert") == 0 || strcmp(key, "ssl_key") == 0 ||
@@ -385,7 +385,7 @@ static int extended_opt(struct parse *ps, const char *key, const char *val, cons
         (r = ext_value(ps, key, val)) >= 0 || (r = ext_factor(ps, key, val)) >= 0 ||
         (r = ext_store(key, val)) >= 0)
         return r;
-    fprintf(stderr, "Illegal suboption \"%s\"\n", rest);
+    fprintf(stderr, "Illegal suboption \"%s\"\n", token);
     return 1;
 }
 
@@ -396,16 +396,16 @@ static int extended_opts(struct parse *ps, const char *arg) {
         return too_long("-o");
     char *p = buf;
     while (*p) {
-        char rest[4096];
-        memcpy(rest, p, strlen(p) + 1);
         char *comma = strchr(p, ',');
         char *next = comma ? comma + 1 : p + strlen(p);
         if (comma)
             *comma = '\0';
+        char token[4096]; /* key[=value], for memcached's "Illegal suboption" message */
+        memcpy(token, p, strlen(p) + 1);
         char *eq = strchr(p, '=');
         if (eq)
             *eq++ = '\0';
-        int r = extended_opt(ps, p, eq, rest);
+        int r = extended_opt(ps, p, eq, token);
         if (r)
             return r;
         p = next;

@@ -192,7 +192,8 @@ static void listener_pause(struct loop *l, int err) {
         (void)l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fds[i], 0, 0);
     l->listen_paused = true;
     l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
-    kvs_accept_backoff_log(l->srv, err);
+    if (err) /* 0: held at -c (no_maxconns_fast), not a shortage */
+        kvs_accept_backoff_log(l->srv, err);
 }
 
 /* Frees a connection whose descriptor is closed or being closed: its state, its slot, its
@@ -282,7 +283,18 @@ static void conn_new(struct loop *l, int fd, uint8_t listener) {
         fprintf(stderr, "<%d new client connection\n", fd);
 }
 
+/* -o no_maxconns_fast: at -c, memcached stops accepting (new clients wait in the listen
+ * backlog) instead of answering "ERROR Too many open connections". */
+bool kvs_accept_held(struct kvs_server *srv) {
+    return !kvs_ctx_settings(&srv->ctx)->maxconns_fast &&
+           atomic_load_explicit(&srv->curr_conns, memory_order_relaxed) >= srv->maxconns;
+}
+
 static void do_accept(struct loop *l, unsigned li) {
+    if (kvs_accept_held(l->srv)) {
+        listener_pause(l, 0);
+        return;
+    }
     for (int i = 0; i < KVS_ACCEPT_BATCH; i++) {
         int fd = l->io->accept(l->ioc, l->srv->listen_fds[li]);
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {

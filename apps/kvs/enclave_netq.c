@@ -41,6 +41,7 @@ enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
 #define UD_LISTEN (UINT64_MAX - 4) /* listener i: UD_LISTEN - i */
 #define REAP_MAX 16u /* also bounds how many receives drain at once */
+#define HELD_MAX 64u
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
 
@@ -56,6 +57,10 @@ struct qloop {
     int64_t idle_check_ms;    /* next idle_timeout scan                          */
     unsigned passes;
     struct kvs_conn *yields;  /* connections that yielded (-R): served after the pass */
+    /* -o no_maxconns_fast: accepts that completed at -c (an accept was already posted),
+     * held until a connection closes, as the backlog holds them on the epoll path */
+    uint32_t held[HELD_MAX];  /* listener << 24 | descriptor                          */
+    unsigned nheld;
 };
 
 static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
@@ -248,6 +253,10 @@ static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
 
 /* Keeps an accept posted on every listener. */
 static void post_accept(struct qloop *l) {
+    if (!l->listen_paused && kvs_accept_held(l->srv)) {
+        l->listen_paused = true; /* -o no_maxconns_fast: look again shortly */
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+    }
     if (l->listen_paused)
         return;
     for (unsigned i = 0; i < l->srv->nlisten; i++)
@@ -292,6 +301,12 @@ static bool conn_place_q(struct qloop *l, struct kvs_conn *c) {
 
 static void conn_new_q(struct qloop *l, int fd, uint8_t listener) {
     struct kvs_server *srv = l->srv;
+    if (fd < (1 << 24) && l->nheld < HELD_MAX && kvs_accept_held(srv)) {
+        l->held[l->nheld++] = (uint32_t)fd | (uint32_t)listener << 24;
+        l->listen_paused = true;
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+        return;
+    }
     uint64_t curr = atomic_fetch_add_explicit(&srv->curr_conns, 1, memory_order_relaxed);
     struct kvs_conn *c = NULL;
     if (curr < srv->maxconns && (c = kvs_malloc(srv->alloc, sizeof *c)) != NULL)
@@ -391,6 +406,16 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
 }
 
+/* Takes the held accepts again (each may be held again if the server is still at -c). */
+static void held_retry(struct qloop *l) {
+    unsigned n = l->nheld;
+    uint32_t fds[HELD_MAX];
+    memcpy(fds, l->held, n * sizeof fds[0]);
+    l->nheld = 0;
+    for (unsigned i = 0; i < n; i++)
+        conn_new_q(l, (int)(fds[i] & 0xffffff), (uint8_t)(fds[i] >> 24));
+}
+
 /* memcached's idle_timeout for this worker's connections (see enclave_net.c). */
 static void idle_scan_q(struct qloop *l, int64_t now) {
     l->idle_check_ms = now + KVS_IDLE_CHECK_MS;
@@ -422,6 +447,7 @@ static uint64_t wait_ns(struct qloop *l) {
         int64_t resume = l->listen_resume_ms - now;
         if (resume <= 0) {
             l->listen_paused = false;
+            held_retry(l);
             post_accept(l);
         } else if (resume < left) {
             left = resume;
@@ -483,6 +509,9 @@ static void loop_close(struct qloop *l) {
     l->w->running = false;
     l->w->inbox = NULL; /* its connections are in the table, owned by us: closed below */
     kvs_lock_release(&l->w->lock);
+    for (unsigned i = 0; i < l->nheld; i++)
+        l->srv->io->close(&l->w->io_ctx, (int)(l->held[i] & 0xffffff));
+    l->nheld = 0;
     if (l->q) {
         publish_stats(l);
         eleos_ioq_destroy(l->q);

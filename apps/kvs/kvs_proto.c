@@ -685,6 +685,11 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         kvs_out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
     } else if (strcmp(cmd, "quit") == 0) {
         p->close = true;
+    } else if (strcmp(cmd, "watch") == 0) {
+        /* -W refuses it as memcached does; the log stream itself is not implemented */
+        kvs_set_noreply_maybe(p, tokens, ntokens);
+        kvs_out_error(p, out, kvs_ctx_settings(p->ctx)->watch_enabled
+                                  ? "ERROR" : "CLIENT_ERROR watch commands not allowed");
     } else if (strcmp(cmd, "verbosity") == 0) {
         WANT_TOKENS_OR(ntokens, 3, 4);
         process_verbosity(p, tokens, ntokens, out);

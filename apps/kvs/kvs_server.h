@@ -222,6 +222,7 @@ void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
 struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
 void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_accept_backoff_log(struct kvs_server *srv, int err);
+bool kvs_accept_held(struct kvs_server *srv);
 
 /* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */
 int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake);

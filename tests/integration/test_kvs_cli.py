@@ -393,6 +393,37 @@ def t_backlog_reqs(c, binary, mode):
     c.finish_server(srv)
 
 
+def t_maxconns_slow(c, binary, mode):
+    """-o no_maxconns_fast: at -c new clients wait in the backlog (no ERROR line) and are
+    served once a connection closes."""
+    srv = Server(binary, mode, ["-c", "2", "-o", "no_maxconns_fast"])
+    held = [connect(srv) for _ in range(2)]
+    for h in held:
+        h.sendall(b"version\r\n")
+        c.eq(recv_until(h, b"\r\n"), b"VERSION 1.6.18\r\n", "-c 2: connection served")
+    late = connect(srv)
+    late.sendall(b"version\r\n")
+    late.settimeout(0.5)
+    try:
+        early = late.recv(100)
+    except socket.timeout:
+        early = b""
+    c.eq(early, b"", "no_maxconns_fast: the third client waits (no ERROR line)")
+    held[0].close()
+    late.settimeout(10)
+    c.eq(recv_until(late, b"\r\n"), b"VERSION 1.6.18\r\n", "and is served after a close")
+    for h in held[1:] + [late]:
+        h.close()
+    c.finish_server(srv)
+
+
+def t_watch_disabled(c, binary, mode):
+    srv = Server(binary, mode, ["-W"])
+    c.eq(exchange(srv, b"watch\r\n", end=b"\r\n"), b"CLIENT_ERROR watch commands not allowed\r\n",
+         "-W: memcached's refusal of watch")
+    c.finish_server(srv)
+
+
 def recv_all(s, n):
     buf = b""
     s.settimeout(10)
@@ -421,6 +452,8 @@ def main():
         t_shutdown(c, binary, mode)
         t_listeners(c, binary, mode, tmp)
         t_backlog_reqs(c, binary, mode)
+        t_maxconns_slow(c, binary, mode)
+        t_watch_disabled(c, binary, mode)
     c.finish()
 
 

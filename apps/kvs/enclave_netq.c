@@ -449,9 +449,11 @@ static uint64_t wait_ns(struct qloop *l) {
             l->listen_paused = false;
             held_retry(l);
             post_accept(l);
-        } else if (resume < left) {
-            left = resume;
+            if (l->listen_paused) /* held again: look again after the back-off */
+                resume = l->listen_resume_ms - now;
         }
+        if (resume > 0 && resume < left)
+            left = resume;
     }
     return left == INT64_MAX ? UINT64_MAX : (uint64_t)left * 1000000u;
 }

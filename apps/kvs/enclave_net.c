@@ -55,6 +55,7 @@ struct loop {
     bool listen_paused;       /* accept backed off (no descriptors)              */
     int64_t listen_resume_ms;
     int64_t idle_check_ms;    /* next idle_timeout scan                          */
+    int64_t watch_ms;         /* next move of watchers' log lines                */
 };
 
 int64_t kvs_now_unix(void) {
@@ -268,6 +269,7 @@ static void conn_new(struct loop *l, int fd, uint8_t listener) {
     c->active_s = kvs_now_ms() / 1000;
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
     c->proto.reqs_per_event = kvs_ctx_settings(&srv->ctx)->reqs_per_event;
+    c->proto.cfd = fd;
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
     if (!conn_place(l, c)) {
@@ -518,7 +520,7 @@ bool kvs_conn_idle(const struct kvs_server *srv, const struct kvs_conn *c, int64
     unsigned limit = kvs_ctx_settings(&srv->ctx)->idle_timeout;
     /* as memcached: only a connection waiting for a command (none half-read, no reply
      * unsent) is idle */
-    return limit && c->proto.state == KVS_PS_CMD && c->wbuf.len == c->wpos && !c->rbuf.len &&
+    return limit && !c->proto.watching && c->proto.state == KVS_PS_CMD && c->wbuf.len == c->wpos && !c->rbuf.len &&
            !c->send_posted && now_s - c->active_s > (int64_t)limit;
 }
 
@@ -528,6 +530,36 @@ void kvs_shutdown_check(struct kvs_proto *p) {
     /* One exit in enclave modes; the host's main thread takes the signal (sigwait). */
     kill(getpid(), p->shutdown == KVS_SHUTDOWN_GRACEFUL ? SIGUSR1 : SIGINT);
     p->shutdown = KVS_SHUTDOWN_NONE;
+}
+
+bool kvs_watch_due(struct kvs_server *srv, int64_t *next_ms, int64_t now, int *timeout) {
+    struct kvs_watch *wt = srv->ctx.watch;
+    if (!wt || atomic_load_explicit(&wt->count, memory_order_relaxed) == 0)
+        return false;
+    bool due = now >= *next_ms;
+    if (due)
+        *next_ms = now + KVS_WATCH_FLUSH_MS;
+    int left = (int)(*next_ms - now);
+    if (*timeout < 0 || left < *timeout)
+        *timeout = left;
+    return due;
+}
+
+/* Moves the log lines of this worker's watchers to their connections and sends them. */
+static void watch_flush(struct loop *l) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        if (c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
+            !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
+            continue;
+        if (kvs_watch_take(l->srv->ctx.watch, c->proto.watch_slot, &c->wbuf) ||
+            !conn_flush(l, c) || !conn_update_events(l, c))
+            conn_close(l, c);
+    }
 }
 
 /* Dispatches one batch of events; false when the stop pipe fired. */
@@ -571,6 +603,8 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
         }
         if (idle_on)
             timeout = idle_scan(&l, timeout);
+        if (kvs_watch_due(srv, &l.watch_ms, kvs_now_ms(), &timeout))
+            watch_flush(&l);
         int n = l.io->epoll_wait(l.ioc, l.epfd, evs, KVS_EPOLL_BATCH, timeout);
         if (n == -EBADF || n == -EINVAL) {
             r = n; /* the epoll instance itself is gone */

@@ -55,6 +55,7 @@ struct qloop {
     bool listen_paused;
     int64_t listen_resume_ms;
     int64_t idle_check_ms;    /* next idle_timeout scan                          */
+    int64_t watch_ms;         /* next move of watchers' log lines                */
     unsigned passes;
     struct kvs_conn *yields;  /* connections that yielded (-R): served after the pass */
     /* -o no_maxconns_fast: accepts that completed at -c (an accept was already posted),
@@ -329,6 +330,7 @@ static void conn_new_q(struct qloop *l, int fd, uint8_t listener) {
     c->active_s = kvs_now_ms() / 1000;
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
     c->proto.reqs_per_event = kvs_ctx_settings(&srv->ctx)->reqs_per_event;
+    c->proto.cfd = fd;
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
     if (!conn_place_q(l, c)) {
@@ -406,6 +408,23 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
 }
 
+/* Moves the log lines of this worker's watchers to their connections and sends them. */
+static void watch_flush_q(struct qloop *l) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        if (c->closing || c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
+            !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
+            continue;
+        if (kvs_watch_take(l->srv->ctx.watch, c->proto.watch_slot, &c->wbuf) ||
+            (!c->send_posted && !post_send(l, c)))
+            conn_begin_close(l, c);
+    }
+}
+
 /* Takes the held accepts again (each may be held again if the server is still at -c). */
 static void held_retry(struct qloop *l) {
     unsigned n = l->nheld;
@@ -438,10 +457,16 @@ static uint64_t wait_ns(struct qloop *l) {
     if (l->yields)
         return 0;
     int64_t now = kvs_now_ms(), left = INT64_MAX;
+    int wt = -1;
+    if (kvs_watch_due(l->srv, &l->watch_ms, now, &wt))
+        watch_flush_q(l);
+    if (wt >= 0)
+        left = wt;
     if (kvs_ctx_settings(&l->srv->ctx)->idle_timeout) {
         if (now >= l->idle_check_ms)
             idle_scan_q(l, now);
-        left = l->idle_check_ms - now;
+        if (l->idle_check_ms - now < left)
+            left = l->idle_check_ms - now;
     }
     if (l->listen_paused) {
         int64_t resume = l->listen_resume_ms - now;

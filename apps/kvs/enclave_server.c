@@ -48,6 +48,7 @@ struct kvs_enclave {
     _Atomic unsigned active;          /* workers inside their loop                        */
     int64_t pid;
     struct kvs_auth *auth_ascii, *auth_sasl;  /* credentials (-Y, -S)                  */
+    struct kvs_watch watch;           /* `watch` (unless -W)                              */
 };
 
 static struct kvs_enclave *kvs;
@@ -157,8 +158,20 @@ static void hook_server_info(void *arg, struct kvs_server_info *si);
 static void hook_stats_reset(void *arg);
 static int hook_eleos_stats(void *arg, struct kvs_buf *out);
 
+/* watch lines' timestamps: the vDSO clock, no exit. */
+static void watch_clock(int64_t *sec, int32_t *usec) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *sec = ts.tv_sec;
+    *usec = (int32_t)(ts.tv_nsec / 1000);
+}
+
 static void ctx_fill(struct kvs_enclave *k) {
     struct kvs_ctx *ctx = &k->srv.ctx;
+    const struct kvs_settings *st = &k->set.settings;
+    kvs_watch_init(&k->watch, &k->alloc, wake_word(k, k->set.threads + 2u),
+                   st->watcher_logbuf_size ? st->watcher_logbuf_size : 256u << 10, watch_clock);
+    ctx->watch = st->watch_enabled ? &k->watch : NULL;
     ctx->store = k->srv.store;
     ctx->alloc = k->srv.alloc;
     atomic_init(&ctx->verbosity, k->set.verbose);
@@ -265,6 +278,8 @@ static int auth_setup(struct kvs_enclave *k) {
 }
 
 static void server_free(struct kvs_enclave *k) {
+    if (k->srv.ctx.watch)
+        kvs_watch_fini(&k->watch);
     kvs_auth_free(k->auth_ascii);
     kvs_auth_free(k->auth_sasl);
     if (k->srv.store)

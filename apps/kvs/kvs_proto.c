@@ -69,9 +69,14 @@ void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_
     p->ctx = ctx;
     p->stats = st;
     p->state = KVS_PS_CMD;
+    p->cfd = -1;
+    p->watch_slot = -1;
 }
 
 void kvs_proto_fini(struct kvs_proto *p) {
+    if (p->watch_slot >= 0)
+        kvs_watch_remove(p->ctx->watch, p->watch_slot);
+    p->watch_slot = -1;
     if (p->item) {
         kvs_store_item_free(p->ctx->store, p->item);
         p->item = NULL;
@@ -222,6 +227,8 @@ struct get_sink_arg {
     const char *key;
     size_t nkey;
     bool return_cas;
+    unsigned clsid;           /* the hit's, for watch */
+    size_t nbytes;
 };
 
 /* Appends " <v>" in decimal at p; returns the end. The hot path of every hit: snprintf
@@ -241,6 +248,8 @@ static char *put_space_u64(char *p, uint64_t v) {
 
 static void *get_sink(void *arg, const struct kvs_get_info *info) {
     struct get_sink_arg *a = arg;
+    a->clsid = info->clsid;
+    a->nbytes = info->nbytes;
     char hdr[64]; /* " flags bytes [cas]\r\n": at most 1 + 10 + 1 + 10 + 1 + 20 + 2 */
     char *e = put_space_u64(hdr, info->flags);
     e = put_space_u64(e, info->nbytes);
@@ -298,7 +307,7 @@ static void get_keys(struct kvs_proto *p, char *line, struct token *key_token,
                 return;
             }
             struct get_sink_arg a = {out, start, key_token->value, key_token->length,
-                                     p->mget_cas};
+                                     p->mget_cas, 0, 0};
             size_t before = out->len;
             int r = kvs_store_get(p->ctx->store, key_token->value, key_token->length,
                                   p->mget_touch, p->mget_exptime, get_sink, &a);
@@ -315,6 +324,9 @@ static void get_keys(struct kvs_proto *p, char *line, struct token *key_token,
             }
             kvs_stat_add(&p->stats->get_cmds, 1);
             kvs_stat_add(r ? &p->stats->get_hits : &p->stats->get_misses, 1);
+            if (kvs_watch_on(p->ctx->watch, KVS_LOG_FETCHERS))
+                kvs_watch_item_get(p->ctx->watch, key_token->value, key_token->length, r == 1,
+                                   a.clsid, p->cfd, a.nbytes);
             served = true;
             key_token++;
         }
@@ -414,6 +426,32 @@ static void process_update(struct kvs_proto *p, struct token *tokens, size_t nto
     p->state = KVS_PS_DATA;
 }
 
+/* memcached's item_store log line: what the item was, then how the store went. */
+struct watch_store {
+    char key[KVS_KEY_MAX];
+    struct kvs_item_view v;
+};
+
+static void watch_store_begin(struct kvs_proto *p, struct kvs_item *it, struct watch_store *ws) {
+    (void)p;
+    kvs_store_item_view(it, &ws->v);
+    ws->v.nkey = ws->v.nkey < sizeof ws->key ? ws->v.nkey : sizeof ws->key;
+    memcpy(ws->key, ws->v.key, ws->v.nkey);
+}
+
+static void watch_store_end(struct kvs_proto *p, struct watch_store *ws,
+                            enum kvs_store_result r) {
+    static const char *const cmds[] = {"set", "add", "replace", "append", "prepend", "cas"};
+    const char *status = r == KVS_STORED ? "stored" : r == KVS_EXISTS ? "exists"
+                       : r == KVS_NOT_FOUND ? "not_found" : r == KVS_NO_MEMORY ? "no_memory"
+                       : "not_stored";
+    uint32_t now = kvs_store_current_time(p->ctx->store);
+    uint32_t ttl = ws->v.exptime ? ws->v.exptime - now : 0;
+    kvs_watch_item_store(p->ctx->watch, ws->key, ws->v.nkey, status,
+                         p->cmd <= KVS_CMD_CAS ? cmds[p->cmd] : "na", ttl, ws->v.clsid, p->cfd,
+                         ws->v.nbytes);
+}
+
 static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
     struct kvs_item *it = p->item;
     p->item = NULL;
@@ -424,7 +462,13 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
         kvs_out_error(p, out, "CLIENT_ERROR bad data chunk");
         return;
     }
+    struct watch_store ws;
+    bool watch = kvs_watch_on(p->ctx->watch, KVS_LOG_MUTATIONS);
+    if (watch)
+        watch_store_begin(p, it, &ws); /* before the link, which may free it */
     enum kvs_store_result r = kvs_store_item_link(p->ctx->store, it, p->cmd, p->cas);
+    if (watch)
+        watch_store_end(p, &ws, r);
     if (p->cmd == KVS_CMD_CAS) {
         if (r == KVS_STORED)
             kvs_stat_add(&p->stats->cas_hits, 1);
@@ -574,6 +618,48 @@ static void process_shutdown(struct kvs_proto *p, struct token *tokens, size_t n
     p->close = p->abort = true;
 }
 
+/* memcached 1.6.18's watch: OK, then the connection only receives log lines (the loop
+ * moves them from the watcher's buffer); what it sends afterwards is ignored. */
+static void process_watch(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                          struct kvs_buf *out) {
+    static const char *const names[] = {"fetchers", "mutations", "evictions", "connevents",
+                                        "rawcmds", "sysevents", "proxyreqs", "proxyevents",
+                                        "proxyuser"};
+    static const uint8_t bits[] = {KVS_LOG_FETCHERS, KVS_LOG_MUTATIONS, KVS_LOG_EVICTIONS,
+                                   KVS_LOG_CONNEVENTS, KVS_LOG_OTHER, KVS_LOG_OTHER,
+                                   KVS_LOG_OTHER, KVS_LOG_OTHER, KVS_LOG_OTHER};
+    kvs_set_noreply_maybe(p, tokens, ntokens);
+    if (!kvs_ctx_settings(p->ctx)->watch_enabled) {
+        kvs_out_string(p, out, "CLIENT_ERROR watch commands not allowed");
+        return;
+    }
+    if (out->len > p->batch_start) {
+        kvs_out_string(p, out, "ERROR cannot pipeline other commands before watch");
+        return;
+    }
+    uint8_t f = ntokens > 2 ? 0 : KVS_LOG_FETCHERS;
+    for (size_t x = 1; x + 1 < ntokens; x++) {
+        size_t i = 0;
+        while (i < sizeof bits && strcmp(tokens[x].value, names[i]) != 0)
+            i++;
+        if (i == sizeof bits) {
+            kvs_out_error(p, out, "ERROR");
+            return;
+        }
+        f |= bits[i];
+    }
+    int slot = p->ctx->watch ? kvs_watch_add(p->ctx->watch, f) : -1;
+    if (slot < 0) {
+        kvs_out_string(p, out, p->ctx->watch ? "WATCHER_TOO_MANY log watcher limit reached"
+                                             : "WATCHER_FAILED failed to add log watcher");
+        return;
+    }
+    p->watch_slot = slot;
+    p->watch_flags = f;
+    p->watching = true;
+    kvs_out_raw(p, out, "OK\r\n", 4);
+}
+
 /* --- dispatch ------------------------------------------------------------------------------ */
 
 #define WANT_TOKENS(n, lo, hi)                                                              \
@@ -686,10 +772,7 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
     } else if (strcmp(cmd, "quit") == 0) {
         p->close = true;
     } else if (strcmp(cmd, "watch") == 0) {
-        /* -W refuses it as memcached does; the log stream itself is not implemented */
-        kvs_set_noreply_maybe(p, tokens, ntokens);
-        kvs_out_error(p, out, kvs_ctx_settings(p->ctx)->watch_enabled
-                                  ? "ERROR" : "CLIENT_ERROR watch commands not allowed");
+        process_watch(p, tokens, ntokens, out);
     } else if (strcmp(cmd, "verbosity") == 0) {
         WANT_TOKENS_OR(ntokens, 3, 4);
         process_verbosity(p, tokens, ntokens, out);
@@ -718,7 +801,11 @@ size_t kvs_proto_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf 
     unsigned ncmds = 0;
     p->batch_start = out->len;
     p->yielded = false;
+    if (p->watching)
+        return len; /* a watcher's input is not read, as memcached stops reading it */
     while (pos < len && !p->close) {
+        if (p->watching)
+            return len;
         if (p->state == KVS_PS_SWALLOW) {
             size_t k = len - pos < p->swallow ? len - pos : (size_t)p->swallow;
             pos += k;

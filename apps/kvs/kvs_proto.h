@@ -19,6 +19,7 @@
 #include "kvs_common.h"
 #include "kvs_settings.h"
 #include "kvs_store.h"
+#include "kvs_watch.h"
 
 /* The version we answer with: clients feature-detect on it, and we implement its text
  * protocol. Our own version is in "stats" as eleos_version. */
@@ -88,6 +89,7 @@ struct kvs_ctx {
     /* credentials (kvs_auth.h), loaded by the enclave at set-up; NULL = none */
     const struct kvs_auth *auth_ascii;    /* -Y                                         */
     const struct kvs_auth *auth_sasl;     /* -S: the SASL password database             */
+    struct kvs_watch *watch;              /* `watch` (kvs_watch.h); NULL = not offered  */
     /* hooks */
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
@@ -127,6 +129,10 @@ struct kvs_proto {
     bool yielded;                     /* the last feed stopped at reqs_per_event with
                                          input left: feed it again later                 */
     uint8_t shutdown;                 /* `shutdown` accepted (-A): KVS_SHUTDOWN_*        */
+    int cfd;                          /* the connection's descriptor (watch lines)      */
+    bool watching;                    /* `watch` answered OK: the loop registers it      */
+    uint8_t watch_flags;              /* its KVS_LOG_* set                               */
+    int watch_slot;                   /* its kvs_watch slot (the loop's), -1 none        */
     /* the multiget in progress (KVS_PS_MGET): offsets into its line, its flags */
     size_t mget_next, mget_end, mget_len;
     uint32_t mget_exptime;

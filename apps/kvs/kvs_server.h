@@ -94,8 +94,9 @@ struct kvs_report {
     size_t len;              /* written by the enclave */
 };
 
-/* Wake words the enclave needs: one per worker lock, the connection table's, the store's. */
-#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 2u)
+/* Wake words the enclave needs: one per worker lock, the connection table's, the store's,
+ * the watchers'. */
+#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 3u)
 
 /* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
 long kvs_enclave_setup(void *setup);          /* struct kvs_setup *: 0 or -errno        */
@@ -207,6 +208,11 @@ static inline unsigned kvs_conn_listener(const struct kvs_conn *c) {
  * connections): how often a loop looks, and whether c has been idle too long. */
 #define KVS_IDLE_CHECK_MS 1000
 bool kvs_conn_idle(const struct kvs_server *srv, const struct kvs_conn *c, int64_t now_s);
+/* `watch`: how often a worker moves its watchers' log lines to their connections, and
+ * whether it should look now (a watcher exists and the period has passed). */
+#define KVS_WATCH_FLUSH_MS 50
+bool kvs_watch_due(struct kvs_server *srv, int64_t *next_ms, int64_t now, int *timeout);
+
 /* After a feed: the server acts on a `shutdown` the connection asked for (-A). */
 void kvs_shutdown_check(struct kvs_proto *p);
 /* -U: the UDP thread's loop (enclave_udp.c); returns when the stop pipe is readable. */

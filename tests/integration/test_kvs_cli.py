@@ -417,6 +417,51 @@ def t_maxconns_slow(c, binary, mode):
     c.finish_server(srv)
 
 
+def watch_lines(raw):
+    """Log lines without their ts= and gid= fields (they differ run to run)."""
+    out = []
+    for line in raw.decode().splitlines():
+        out.append(" ".join(f for f in line.split() if not f.startswith(("ts=", "gid="))))
+    return out
+
+
+def t_watch(c, binary, mode):
+    """watch fetchers mutations: OK, then memcached's log lines for another connection's
+    commands (fields as logger.c prints them; memcached also logs the store's own lookup
+    before a set, eleos-kvs does not)."""
+    srv = Server(binary, mode, [])
+    w = connect(srv)
+    w.sendall(b"watch fetchers mutations\r\n")
+    c.eq(recv_until(w, b"\r\n"), b"OK\r\n", "watch answers OK")
+    x = connect(srv)
+    x.sendall(b"set foo 0 100 3\r\nbar\r\nget foo nokey\r\nadd foo 0 0 1\r\nx\r\n")
+    recv_until(x, b"NOT_STORED\r\n")
+    cfd = None
+    want_n = 4
+    got = b""
+    w.settimeout(10)
+    while got.count(b"\n") < want_n:
+        chunk = w.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    lines = watch_lines(got)
+    if lines:
+        cfd = lines[0].split("cfd=")[1].split()[0] if "cfd=" in lines[0] else "?"
+    want = ["type=item_store key=foo status=stored cmd=set ttl=100 clsid=1 cfd=%s size=3" % cfd,
+            "type=item_get key=foo status=found clsid=1 cfd=%s size=3" % cfd,
+            "type=item_get key=nokey status=not_found clsid=0 cfd=%s size=0" % cfd,
+            "type=item_store key=foo status=not_stored cmd=add ttl=0 clsid=1 cfd=%s size=1" % cfd]
+    c.eq(lines, want, "watch streams memcached's item_get/item_store lines")
+    c.true(all(l.startswith(b"ts=") and b" gid=" in l for l in got.splitlines()),
+           "each line starts with ts= and gid=")
+    c.eq(exchange(srv, b"watch bogus\r\n", end=b"\r\n"), b"ERROR\r\n",
+         "watch with an unknown event: ERROR")
+    w.close()
+    x.close()
+    c.finish_server(srv)
+
+
 def t_watch_disabled(c, binary, mode):
     srv = Server(binary, mode, ["-W"])
     c.eq(exchange(srv, b"watch\r\n", end=b"\r\n"), b"CLIENT_ERROR watch commands not allowed\r\n",
@@ -454,6 +499,7 @@ def main():
         t_backlog_reqs(c, binary, mode)
         t_maxconns_slow(c, binary, mode)
         t_watch_disabled(c, binary, mode)
+        t_watch(c, binary, mode)
     c.finish()
 
 

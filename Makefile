@@ -19,7 +19,7 @@ build: deps $(BUILD)/build.ninja
 # The main program: eleos-kvs when built, else the emulator demo.
 run: build
 	@if [ -x $(BUILD)/apps/kvs/eleos-kvs ]; then \
-	  exec $(BUILD)/apps/kvs/eleos-kvs $(ARGS); \
+	  exec $(BUILD)/apps/kvs/eleos-kvs $$([ "$$(id -u)" = 0 ] && echo -u root) $(ARGS); \
 	else exec $(BUILD)/apps/demo/eleos-demo $(ARGS); fi
 
 test: build

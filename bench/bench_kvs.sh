@@ -116,12 +116,13 @@ mkcfg() { # file vsize set_prop get_prop
 # (eleos-kvs) or for the port to accept (memcached), at most 60 s.
 start_server() { # name cost [attempt]
   local name=$1 cost=$2 log=$tmp/server.log
-  local args=(-t $threads -m "$mem" -c 4096 "${srv_extra[@]}")
+  # -u root: memcached's (and eleos-kvs's) rule when started as root; ignored otherwise
+  local args=(-t $threads -m "$mem" -c 4096 -u root "${srv_extra[@]}")
   : > "$log"
   case $name in
     memcached)
       port=$((20000 + RANDOM % 20000))
-      memcached -u root -l 127.0.0.1 -p $port -U 0 "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+      memcached -l 127.0.0.1 -p $port -U 0 "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     native)    "$kvs" --mode native -p 0 "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     sgx)       "$kvs" --mode sgx -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos)     "$kvs" --mode eleos -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;

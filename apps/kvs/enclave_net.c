@@ -25,9 +25,11 @@
  * is counted as a host fault and dropped. The clock is clock_gettime (vDSO, no exit).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "enclave_tls.h"
 #include "kvs_server.h"
@@ -35,10 +37,11 @@
 /* Message memcached sends to a connection over -c before closing it. */
 const char kvs_too_many_conns[] = "ERROR Too many open connections\r\n";
 
-/* epoll tags of the two descriptors that are not connections; a connection's tag is
- * generation << 32 | slot, and generations never reach 0xffffffff. */
-#define TAG_LISTEN UINT64_MAX
+/* epoll tags of the descriptors that are not connections; a connection's tag is
+ * generation << 32 | slot, and generations never reach 0xffffffff. Listener i has
+ * TAG_LISTEN - i. */
 #define TAG_STOP (UINT64_MAX - 1)
+#define TAG_LISTEN (UINT64_MAX - 2)
 /* Rounds of parse-and-send per event for a connection whose commands wait on its output. */
 #define SERVE_ROUNDS 4
 
@@ -52,6 +55,8 @@ struct loop {
     struct kvs_buf out;       /* replies being built for one connection          */
     bool listen_paused;       /* accept backed off (no descriptors)              */
     int64_t listen_resume_ms;
+    int64_t idle_check_ms;    /* next idle_timeout scan                          */
+    int64_t watch_ms;         /* next move of watchers' log lines                */
 };
 
 int64_t kvs_now_unix(void) {
@@ -165,11 +170,17 @@ static struct kvs_conn *conn_lookup(struct loop *l, uint64_t tag) {
 
 /* --- accept -------------------------------------------------------------------------------- */
 
+/* Watches every listener again (EEXIST: one that was never removed). */
 static void listener_resume(struct loop *l) {
     if (!l->listen_paused)
         return;
-    if (l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->listen_fd,
-                         EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN) == 0)
+    bool ok = true;
+    for (unsigned i = 0; i < l->srv->nlisten; i++) {
+        int r = l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_ADD, l->srv->listen_fds[i],
+                                 EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN - i);
+        ok = ok && (r == 0 || r == -EEXIST);
+    }
+    if (ok)
         l->listen_paused = false;
     else
         l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
@@ -191,11 +202,12 @@ void kvs_accept_backoff_log(struct kvs_server *srv, int err) {
 /* Out of descriptors: the level-triggered listener would fire again at once, so stop
  * watching it for a while (memcached's accept_new_conns(false)). */
 static void listener_pause(struct loop *l, int err) {
-    if (!l->listen_paused &&
-        l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fd, 0, 0) == 0)
-        l->listen_paused = true;
+    for (unsigned i = 0; !l->listen_paused && i < l->srv->nlisten; i++)
+        (void)l->io->epoll_ctl(l->ioc, l->epfd, EPOLL_CTL_DEL, l->srv->listen_fds[i], 0, 0);
+    l->listen_paused = true;
     l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
-    kvs_accept_backoff_log(l->srv, err);
+    if (err) /* 0: held at -c (no_maxconns_fast), not a shortage */
+        kvs_accept_backoff_log(l->srv, err);
 }
 
 /* Frees a connection whose descriptor is closed or being closed: its state, its slot, its
@@ -246,7 +258,7 @@ static bool conn_place(struct loop *l, struct kvs_conn *c) {
     return false;
 }
 
-static void conn_new(struct loop *l, int fd) {
+static void conn_new(struct loop *l, int fd, uint8_t listener) {
     struct kvs_server *srv = l->srv;
     uint64_t curr = atomic_fetch_add_explicit(&srv->curr_conns, 1, memory_order_relaxed);
     if (curr >= srv->maxconns) {
@@ -267,11 +279,14 @@ static void conn_new(struct loop *l, int fd) {
     }
     c->fd = fd;
     c->events = EPOLLIN;
+    c->listener = listener;
+    c->active_s = kvs_now_ms() / 1000;
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
+    c->proto.reqs_per_event = kvs_ctx_settings(&srv->ctx)->reqs_per_event;
+    c->proto.cfd = fd;
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
-    /* listener 0 until connections carry the index of the listener they came from */
-    if (!kvs_tls_conn_open(srv, c, 0) || !conn_place(l, c)) {
+    if (!kvs_tls_conn_open(srv, c, kvs_conn_listener(c)) || !conn_place(l, c)) {
         kvs_tls_conn_close(c);
         kvs_slot_give_back(srv, c->slot);
         atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
@@ -285,9 +300,20 @@ static void conn_new(struct loop *l, int fd) {
         fprintf(stderr, "<%d new client connection\n", fd);
 }
 
-static void do_accept(struct loop *l) {
+/* -o no_maxconns_fast: at -c, memcached stops accepting (new clients wait in the listen
+ * backlog) instead of answering "ERROR Too many open connections". */
+bool kvs_accept_held(struct kvs_server *srv) {
+    return !kvs_ctx_settings(&srv->ctx)->maxconns_fast &&
+           atomic_load_explicit(&srv->curr_conns, memory_order_relaxed) >= srv->maxconns;
+}
+
+static void do_accept(struct loop *l, unsigned li) {
+    if (kvs_accept_held(l->srv)) {
+        listener_pause(l, 0);
+        return;
+    }
     for (int i = 0; i < KVS_ACCEPT_BATCH; i++) {
-        int fd = l->io->accept(l->ioc, l->srv->listen_fd);
+        int fd = l->io->accept(l->ioc, l->srv->listen_fds[li]);
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             listener_pause(l, fd);
             return;
@@ -297,7 +323,7 @@ static void do_accept(struct loop *l) {
                 fprintf(stderr, "eleos-kvs: accept: %s\n", strerror(-fd));
             return;
         }
-        conn_new(l, fd);
+        conn_new(l, fd, l->srv->listen_conf[li]);
     }
 }
 
@@ -360,6 +386,8 @@ static bool conn_read(struct loop *l, struct kvs_conn *c, char **in, size_t *len
         return false; /* EOF or error: a half-received value is dropped */
     if (n < 0)
         n = 0;
+    else
+        c->active_s = kvs_now_ms() / 1000;
     kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)n);
     if (c->tls && !kvs_tls_input(c, dst, (size_t)n, &c->wbuf))
         return false;
@@ -381,7 +409,9 @@ static bool conn_parse(struct loop *l, struct kvs_conn *c, char *in, size_t len)
     c->proto.out_limit = (out == &c->wbuf ? c->wpos : 0) + KVS_WBUF_HIGH;
     size_t used = kvs_conn_feed(c, in, len, out);
     c->more = used < len && !c->proto.close &&
-              (c->proto.state == KVS_PS_MGET || out->len >= c->proto.out_limit);
+              (c->proto.state == KVS_PS_MGET || out->len >= c->proto.out_limit ||
+               c->proto.yielded);
+    kvs_shutdown_check(&c->proto);
     bool ok = !c->proto.abort;
     if (in == c->rbuf.data)
         kvs_buf_consume(&c->rbuf, used);
@@ -422,8 +452,8 @@ static void conn_event(struct loop *l, struct kvs_conn *c, uint32_t ev) {
             goto close;
         if (!conn_flush(l, c))
             goto close;
-        if (!c->more || c->wbuf.len)
-            break;
+        if (!c->more || c->wbuf.len || c->proto.yielded)
+            break; /* a yield (-R) waits for the next round of events */
         in = c->rbuf.data;
         len = c->rbuf.len;
     }
@@ -444,8 +474,10 @@ int kvs_worker_prepare(struct kvs_server *srv, struct kvs_worker *w) {
     int epfd = srv->io->epoll_create(&w->io_ctx);
     if (epfd < 0)
         return epfd;
-    int r = srv->io->epoll_ctl(&w->io_ctx, epfd, EPOLL_CTL_ADD, srv->listen_fd,
-                               EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN);
+    int r = 0;
+    for (unsigned i = 0; !r && i < srv->nlisten; i++)
+        r = srv->io->epoll_ctl(&w->io_ctx, epfd, EPOLL_CTL_ADD, srv->listen_fds[i],
+                               EPOLLIN | EPOLLEXCLUSIVE, TAG_LISTEN - i);
     if (!r)
         r = srv->io->epoll_ctl(&w->io_ctx, epfd, EPOLL_CTL_ADD, srv->stop_fd, EPOLLIN, TAG_STOP);
     if (r) {
@@ -482,6 +514,74 @@ static void loop_finish(struct loop *l) {
     kvs_buf_fini(&l->out);
 }
 
+/* memcached's idle_timeout: every KVS_IDLE_CHECK_MS, closes this worker's connections that
+ * have waited for a command longer than the timeout. Returns the epoll timeout to use. */
+static int idle_scan(struct loop *l, int timeout) {
+    int64_t now = kvs_now_ms();
+    if (now >= l->idle_check_ms) {
+        l->idle_check_ms = now + KVS_IDLE_CHECK_MS;
+        struct kvs_conn_table *t = &l->srv->conns;
+        for (uint32_t i = 0; i < t->size; i++) {
+            uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+            if ((uint32_t)meta != l->w->id + 1u)
+                continue;
+            struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+            if (kvs_conn_idle(l->srv, c, now / 1000)) {
+                atomic_fetch_add_explicit(&l->srv->idle_kicks, 1, memory_order_relaxed);
+                conn_close(l, c);
+            }
+        }
+    }
+    int left = (int)(l->idle_check_ms - now);
+    return timeout < 0 || left < timeout ? left : timeout;
+}
+
+bool kvs_conn_idle(const struct kvs_server *srv, const struct kvs_conn *c, int64_t now_s) {
+    unsigned limit = kvs_ctx_settings(&srv->ctx)->idle_timeout;
+    /* as memcached: only a connection waiting for a command (none half-read, no reply
+     * unsent) is idle */
+    return limit && !c->proto.watching && c->proto.state == KVS_PS_CMD && c->wbuf.len == c->wpos && !c->rbuf.len &&
+           !c->send_posted && now_s - c->active_s > (int64_t)limit;
+}
+
+void kvs_shutdown_check(struct kvs_proto *p) {
+    if (p->shutdown == KVS_SHUTDOWN_NONE)
+        return;
+    /* One exit in enclave modes; the host's main thread takes the signal (sigwait). */
+    kill(getpid(), p->shutdown == KVS_SHUTDOWN_GRACEFUL ? SIGUSR1 : SIGINT);
+    p->shutdown = KVS_SHUTDOWN_NONE;
+}
+
+bool kvs_watch_due(struct kvs_server *srv, int64_t *next_ms, int64_t now, int *timeout) {
+    struct kvs_watch *wt = srv->ctx.watch;
+    if (!wt || atomic_load_explicit(&wt->count, memory_order_relaxed) == 0)
+        return false;
+    bool due = now >= *next_ms;
+    if (due)
+        *next_ms = now + KVS_WATCH_FLUSH_MS;
+    int left = (int)(*next_ms - now);
+    if (*timeout < 0 || left < *timeout)
+        *timeout = left;
+    return due;
+}
+
+/* Moves the log lines of this worker's watchers to their connections and sends them. */
+static void watch_flush(struct loop *l) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        if (c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
+            !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
+            continue;
+        if (kvs_watch_take(l->srv->ctx.watch, c->proto.watch_slot, &c->wbuf) ||
+            !conn_flush(l, c) || !conn_update_events(l, c))
+            conn_close(l, c);
+    }
+}
+
 /* Dispatches one batch of events; false when the stop pipe fired. */
 static bool dispatch(struct loop *l, const struct epoll_event *evs, int n) {
     bool running = true;
@@ -489,9 +589,9 @@ static bool dispatch(struct loop *l, const struct epoll_event *evs, int n) {
         uint64_t tag = evs[i].data.u64;
         if (tag == TAG_STOP) {
             running = false;
-        } else if (tag == TAG_LISTEN) {
+        } else if (tag <= TAG_LISTEN && tag > TAG_LISTEN - l->srv->nlisten) {
             if (!l->listen_paused)
-                do_accept(l);
+                do_accept(l, (unsigned)(TAG_LISTEN - tag));
         } else {
             struct kvs_conn *c = conn_lookup(l, tag);
             if (c)
@@ -512,6 +612,7 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
     int r = 0;
     struct epoll_event evs[KVS_EPOLL_BATCH];
     bool running = true;
+    bool idle_on = kvs_ctx_settings(&srv->ctx)->idle_timeout > 0;
     while (running) {
         int timeout = -1;
         if (l.listen_paused) {
@@ -520,6 +621,10 @@ int kvs_worker_loop(struct kvs_server *srv, struct kvs_worker *w) {
                 listener_resume(&l);
             timeout = left <= 0 ? KVS_ACCEPT_BACKOFF_MS : (int)left;
         }
+        if (idle_on)
+            timeout = idle_scan(&l, timeout);
+        if (kvs_watch_due(srv, &l.watch_ms, kvs_now_ms(), &timeout))
+            watch_flush(&l);
         int n = l.io->epoll_wait(l.ioc, l.epfd, evs, KVS_EPOLL_BATCH, timeout);
         if (n == -EBADF || n == -EINVAL) {
             r = n; /* the epoll instance itself is gone */

@@ -38,10 +38,11 @@
 /* user_data: a connection's generation << 32 | slot << 2 | kind; the loop's own below. */
 enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_STOP UINT64_MAX
-#define UD_LISTEN (UINT64_MAX - 1)
 #define UD_WAKE (UINT64_MAX - 2)
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
+#define UD_LISTEN (UINT64_MAX - 4) /* listener i: UD_LISTEN - i */
 #define REAP_MAX 16u /* also bounds how many receives drain at once */
+#define HELD_MAX 64u
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
 
@@ -51,9 +52,17 @@ struct qloop {
     struct eleos_ioq *q;
     uint64_t wake_buf;        /* the eventfd read's target                        */
     bool running;
-    bool listen_posted, listen_paused;
+    uint32_t listen_posted;   /* bit i: an accept is posted on listener i          */
+    bool listen_paused;
     int64_t listen_resume_ms;
+    int64_t idle_check_ms;    /* next idle_timeout scan                          */
+    int64_t watch_ms;         /* next move of watchers' log lines                */
     unsigned passes;
+    struct kvs_conn *yields;  /* connections that yielded (-R): served after the pass */
+    /* -o no_maxconns_fast: accepts that completed at -c (an accept was already posted),
+     * held until a connection closes, as the backlog holds them on the epoll path */
+    uint32_t held[HELD_MAX];  /* listener << 24 | descriptor                          */
+    unsigned nheld;
 };
 
 static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
@@ -91,7 +100,19 @@ static bool post_send(struct qloop *l, struct kvs_conn *c) {
     return true;
 }
 
+/* Takes c off the yield list (it is closing). */
+static void yield_unlink(struct qloop *l, struct kvs_conn *c) {
+    for (struct kvs_conn **pp = &l->yields; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            c->next = NULL;
+            c->more = false;
+            return;
+        }
+}
+
 static void conn_free(struct qloop *l, struct kvs_conn *c) {
+    yield_unlink(l, c);
     if (eleos_ioq_close(l->q, c->fd, UD_NOTE))
         l->srv->io->close(&l->w->io_ctx, c->fd); /* the queue is full: one exit then */
     kvs_conn_release(l->srv, c);
@@ -118,7 +139,8 @@ static bool conn_feed(struct kvs_conn *c, char *in, size_t len) {
     if (c->proto.abort)
         return false;
     c->more = used < len && !c->proto.close &&
-              (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit);
+              (c->proto.state == KVS_PS_MGET || c->wbuf.len >= c->proto.out_limit ||
+               c->proto.yielded);
     if (in == c->rbuf.data)
         kvs_buf_consume(&c->rbuf, used);
     else if (used < len && kvs_buf_append(&c->rbuf, in + used, len - used))
@@ -129,22 +151,38 @@ static bool conn_feed(struct kvs_conn *c, char *in, size_t len) {
 
 /* Parses what rbuf holds, as long as the output allows. false: close now. */
 static bool conn_parse_q(struct kvs_conn *c) {
+    if (c->proto.yielded)
+        return true; /* it waits for the end of the pass (serve_yields) */
     while (c->rbuf.len && !c->proto.close && c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
         size_t before = c->rbuf.len;
         if (!conn_feed(c, c->rbuf.data, c->rbuf.len))
             return false;
-        if (c->rbuf.len == before || !c->more)
+        if (c->rbuf.len == before || !c->more || c->proto.yielded)
             break;
     }
     return true;
 }
 
+/* A connection that yielded (-R) is served again after this pass's other completions. */
+static void yield_queue(struct qloop *l, struct kvs_conn *c) {
+    if (!c->proto.yielded || c->closing)
+        return;
+    for (struct kvs_conn *y = l->yields; y; y = y->next)
+        if (y == c)
+            return;
+    c->next = l->yields;
+    l->yields = c;
+}
+
 /* After any completion: parse, send, read again, or close, as the state calls for. */
 static void conn_step(struct qloop *l, struct kvs_conn *c) {
-    if (!conn_parse_q(c)) {
+    bool ok = conn_parse_q(c);
+    kvs_shutdown_check(&c->proto);
+    if (!ok) {
         conn_begin_close(l, c);
         return;
     }
+    yield_queue(l, c);
     if ((!c->send_posted && c->wbuf.len > c->wpos && !post_send(l, c)) || c->closing) {
         if (!c->closing)
             conn_begin_close(l, c);
@@ -177,6 +215,7 @@ static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res, char *data
         return;
     }
     kvs_stat_add(&l->w->stats.bytes_read, (uint64_t)res);
+    c->active_s = kvs_now_ms() / 1000;
     bool full = (size_t)res == (drained ? KVS_RECV_DRAIN : KVS_RECV_POST);
     if (c->tls) { /* ciphertext: the plaintext lands in rbuf, handshake records in wbuf */
         if (!kvs_tls_input(c, data, (size_t)res, &c->wbuf))
@@ -190,7 +229,9 @@ static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res, char *data
     if (!full && !c->rbuf.len && !c->closing && !c->proto.close &&
         c->wbuf.len - c->wpos < KVS_WBUF_HIGH) {
         /* the common case: one whole request, parsed where it landed */
-        if (!conn_feed(c, data, (size_t)res)) {
+        bool ok = conn_feed(c, data, (size_t)res);
+        kvs_shutdown_check(&c->proto);
+        if (!ok) {
             conn_begin_close(l, c);
             return;
         }
@@ -221,11 +262,19 @@ static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
 
 /* --- connections arriving ---------------------------------------------------------------- */
 
+/* Keeps an accept posted on every listener. */
 static void post_accept(struct qloop *l) {
-    if (l->listen_posted || l->listen_paused)
+    if (!l->listen_paused && kvs_accept_held(l->srv)) {
+        l->listen_paused = true; /* -o no_maxconns_fast: look again shortly */
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+    }
+    if (l->listen_paused)
         return;
-    l->listen_posted = eleos_ioq_accept(l->q, l->srv->listen_fd, NULL, NULL,
-                                        SOCK_NONBLOCK | SOCK_CLOEXEC, UD_LISTEN) == 0;
+    for (unsigned i = 0; i < l->srv->nlisten; i++)
+        if (!(l->listen_posted & (1u << i)) &&
+            eleos_ioq_accept(l->q, l->srv->listen_fds[i], NULL, NULL,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC, UD_LISTEN - i) == 0)
+            l->listen_posted |= 1u << i;
 }
 
 /* Gives c to worker t: its own if t is us, else through t's inbox and eventfd. */
@@ -261,8 +310,14 @@ static bool conn_place_q(struct qloop *l, struct kvs_conn *c) {
     return false;
 }
 
-static void conn_new_q(struct qloop *l, int fd) {
+static void conn_new_q(struct qloop *l, int fd, uint8_t listener) {
     struct kvs_server *srv = l->srv;
+    if (fd < (1 << 24) && l->nheld < HELD_MAX && kvs_accept_held(srv)) {
+        l->held[l->nheld++] = (uint32_t)fd | (uint32_t)listener << 24;
+        l->listen_paused = true;
+        l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
+        return;
+    }
     uint64_t curr = atomic_fetch_add_explicit(&srv->curr_conns, 1, memory_order_relaxed);
     struct kvs_conn *c = NULL;
     if (curr < srv->maxconns && (c = kvs_malloc(srv->alloc, sizeof *c)) != NULL)
@@ -281,11 +336,14 @@ static void conn_new_q(struct qloop *l, int fd) {
         return;
     }
     c->fd = fd;
+    c->listener = listener;
+    c->active_s = kvs_now_ms() / 1000;
     kvs_proto_init(&c->proto, &srv->ctx, &l->w->stats);
+    c->proto.reqs_per_event = kvs_ctx_settings(&srv->ctx)->reqs_per_event;
+    c->proto.cfd = fd;
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
-    /* listener 0 until connections carry the index of the listener they came from */
-    if (!kvs_tls_conn_open(srv, c, 0) || !conn_place_q(l, c)) {
+    if (!kvs_tls_conn_open(srv, c, kvs_conn_listener(c)) || !conn_place_q(l, c)) {
         c->closing = true;
         conn_free(l, c);
         return;
@@ -294,8 +352,8 @@ static void conn_new_q(struct qloop *l, int fd) {
     atomic_fetch_add_explicit(&srv->conn_structs, 1, memory_order_relaxed);
 }
 
-static void on_accept(struct qloop *l, int32_t res) {
-    l->listen_posted = false;
+static void on_accept(struct qloop *l, unsigned li, int32_t res) {
+    l->listen_posted &= ~(1u << li);
     if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         l->listen_paused = true;
         l->listen_resume_ms = kvs_now_ms() + KVS_ACCEPT_BACKOFF_MS;
@@ -303,7 +361,7 @@ static void on_accept(struct qloop *l, int32_t res) {
         return;
     }
     if (res >= 0)
-        conn_new_q(l, res);
+        conn_new_q(l, res, l->srv->listen_conf[li]);
     else if (res != -EAGAIN && res != -EINTR && res != -ECONNABORTED && res != -ECANCELED)
         fprintf(stderr, "eleos-kvs: accept: %s\n", strerror(-res));
     post_accept(l);
@@ -331,8 +389,8 @@ static void dispatch_q(struct qloop *l, const struct eleos_ioq_cqe *c) {
     uint64_t ud = c->user_data;
     if (ud == UD_STOP) {
         l->running = false;
-    } else if (ud == UD_LISTEN) {
-        on_accept(l, c->res);
+    } else if (ud <= UD_LISTEN && ud > UD_LISTEN - l->srv->nlisten) {
+        on_accept(l, (unsigned)(UD_LISTEN - ud), c->res);
     } else if (ud == UD_WAKE) {
         on_wake(l);
     } else if (ud != UD_NOTE && (ud & 3) != K_OTHER) {
@@ -360,17 +418,93 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
 }
 
-/* How long the next wait may last: forever, or until the listener may resume. */
-static uint64_t wait_ns(struct qloop *l) {
-    if (!l->listen_paused)
-        return UINT64_MAX;
-    int64_t left = l->listen_resume_ms - kvs_now_ms();
-    if (left <= 0) {
-        l->listen_paused = false;
-        post_accept(l);
-        return UINT64_MAX;
+/* Moves the log lines of this worker's watchers to their connections and sends them. */
+static void watch_flush_q(struct qloop *l) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        if (c->closing || c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
+            !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
+            continue;
+        if (kvs_watch_take(l->srv->ctx.watch, c->proto.watch_slot, &c->wbuf) ||
+            (!c->send_posted && !post_send(l, c)))
+            conn_begin_close(l, c);
     }
-    return (uint64_t)left * 1000000u;
+}
+
+/* Takes the held accepts again (each may be held again if the server is still at -c). */
+static void held_retry(struct qloop *l) {
+    unsigned n = l->nheld;
+    uint32_t fds[HELD_MAX];
+    memcpy(fds, l->held, n * sizeof fds[0]);
+    l->nheld = 0;
+    for (unsigned i = 0; i < n; i++)
+        conn_new_q(l, (int)(fds[i] & 0xffffff), (uint8_t)(fds[i] >> 24));
+}
+
+/* memcached's idle_timeout for this worker's connections (see enclave_net.c). */
+static void idle_scan_q(struct qloop *l, int64_t now) {
+    l->idle_check_ms = now + KVS_IDLE_CHECK_MS;
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size; i++) {
+        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
+        if ((uint32_t)meta != l->w->id + 1u)
+            continue;
+        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
+        if (!c->closing && kvs_conn_idle(l->srv, c, now / 1000)) {
+            atomic_fetch_add_explicit(&l->srv->idle_kicks, 1, memory_order_relaxed);
+            conn_begin_close(l, c);
+        }
+    }
+}
+
+/* How long the next wait may last: not at all (connections yielded), until the listener
+ * may resume or the next idle scan, or forever. */
+static uint64_t wait_ns(struct qloop *l) {
+    if (l->yields)
+        return 0;
+    int64_t now = kvs_now_ms(), left = INT64_MAX;
+    int wt = -1;
+    if (kvs_watch_due(l->srv, &l->watch_ms, now, &wt))
+        watch_flush_q(l);
+    if (wt >= 0)
+        left = wt;
+    if (kvs_ctx_settings(&l->srv->ctx)->idle_timeout) {
+        if (now >= l->idle_check_ms)
+            idle_scan_q(l, now);
+        if (l->idle_check_ms - now < left)
+            left = l->idle_check_ms - now;
+    }
+    if (l->listen_paused) {
+        int64_t resume = l->listen_resume_ms - now;
+        if (resume <= 0) {
+            l->listen_paused = false;
+            held_retry(l);
+            post_accept(l);
+            if (l->listen_paused) /* held again: look again after the back-off */
+                resume = l->listen_resume_ms - now;
+        }
+        if (resume > 0 && resume < left)
+            left = resume;
+    }
+    return left == INT64_MAX ? UINT64_MAX : (uint64_t)left * 1000000u;
+}
+
+/* Serves the connections that yielded, once each (they may yield again). */
+static void serve_yields(struct qloop *l) {
+    struct kvs_conn *c = l->yields;
+    l->yields = NULL;
+    while (c) {
+        struct kvs_conn *next = c->next;
+        c->next = NULL;
+        c->proto.yielded = false;
+        if (!c->closing)
+            conn_step(l, c);
+        c = next;
+    }
 }
 
 /* Room for a receive and a send of every connection the worker may own (they are dealt
@@ -412,6 +546,9 @@ static void loop_close(struct qloop *l) {
     l->w->running = false;
     l->w->inbox = NULL; /* its connections are in the table, owned by us: closed below */
     kvs_lock_release(&l->w->lock);
+    for (unsigned i = 0; i < l->nheld; i++)
+        l->srv->io->close(&l->w->io_ctx, (int)(l->held[i] & 0xffffff));
+    l->nheld = 0;
     if (l->q) {
         publish_stats(l);
         eleos_ioq_destroy(l->q);
@@ -444,6 +581,7 @@ int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {
         kvs_store_clock_set(srv->store, kvs_now_unix());
         for (int i = 0; i < n; i++)
             dispatch_q(&l, &cqes[i]);
+        serve_yields(&l);
         if (++l.passes % STATS_EVERY == 0)
             publish_stats(&l);
     }

@@ -52,6 +52,7 @@ struct kvs_enclave {
     _Atomic unsigned active;          /* workers inside their loop                        */
     int64_t pid;
     struct kvs_auth *auth_ascii, *auth_sasl;  /* credentials (-Y, -S)                  */
+    struct kvs_watch watch;           /* `watch` (unless -W)                              */
 };
 
 static struct kvs_enclave *kvs;
@@ -71,8 +72,16 @@ static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
     if (s->threads == 0 || s->threads > KVS_MAX_THREADS || s->maxconns == 0 ||
         s->maxconns > (1u << 20) || s->mem_limit == 0 || s->mem_limit > (1ull << 40) ||
         s->item_size_max < KVS_ITEM_SIZE_MIN || s->item_size_max > (1u << 30) ||
-        s->listen_fd < 0 || s->stop_fd < 0 || s->port > 65535)
+        s->stop_fd < 0 || s->port > 65535 || s->udp_fd < -1)
         return -EINVAL;
+    if (s->nlisten == 0 || s->nlisten > KVS_MAX_LISTEN_FDS)
+        return -EINVAL;
+    for (unsigned i = 0; i < s->nlisten; i++) {
+        unsigned conf = s->listen_conf[i];
+        if (s->listen_fds[i] < 0 || (conf >= s->settings.nlisteners &&
+                                     conf != KVS_LISTENER_DEFAULT && conf != KVS_LISTENER_UNIX))
+            return -EINVAL;
+    }
     if (s->suvm_on && (s->suvm_cache < KVS_BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
         return -EINVAL;
     if (k->enc && (s->wake_page_size < KVS_WAKE_WORDS(s->threads) * sizeof(uint32_t) ||
@@ -155,8 +164,20 @@ static void hook_stats_reset(void *arg);
 static int hook_eleos_stats(void *arg, struct kvs_buf *out);
 static bool hook_conn_stat(void *arg, size_t *cursor, struct kvs_conn_stat *out);
 
+/* watch lines' timestamps: the vDSO clock, no exit. */
+static void watch_clock(int64_t *sec, int32_t *usec) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *sec = ts.tv_sec;
+    *usec = (int32_t)(ts.tv_nsec / 1000);
+}
+
 static void ctx_fill(struct kvs_enclave *k) {
     struct kvs_ctx *ctx = &k->srv.ctx;
+    const struct kvs_settings *st = &k->set.settings;
+    kvs_watch_init(&k->watch, &k->alloc, wake_word(k, k->set.threads + 3u),
+                   st->watcher_logbuf_size ? st->watcher_logbuf_size : 256u << 10, watch_clock);
+    ctx->watch = st->watch_enabled ? &k->watch : NULL;
     ctx->store = k->srv.store;
     ctx->alloc = k->srv.alloc;
     atomic_init(&ctx->verbosity, k->set.verbose);
@@ -176,7 +197,10 @@ static void ctx_fill(struct kvs_enclave *k) {
 static int server_build(struct kvs_enclave *k) {
     struct kvs_server *srv = &k->srv;
     srv->alloc = &k->alloc;
-    srv->listen_fd = k->set.listen_fd;
+    srv->nlisten = k->set.nlisten;
+    memcpy(srv->listen_fds, k->set.listen_fds, sizeof srv->listen_fds);
+    memcpy(srv->listen_conf, k->set.listen_conf, sizeof srv->listen_conf);
+    srv->udp_fd = k->set.udp_fd;
     srv->stop_fd = k->set.stop_fd;
     srv->maxconns = k->set.maxconns;
     srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
@@ -282,6 +306,8 @@ static int tls_setup(struct kvs_enclave *k) {
 
 static void server_free(struct kvs_enclave *k) {
     kvs_tls_destroy(k->srv.tls);
+    if (k->srv.ctx.watch)
+        kvs_watch_fini(&k->watch);
     kvs_auth_free(k->auth_ascii);
     kvs_auth_free(k->auth_sasl);
     if (k->srv.store)
@@ -346,6 +372,21 @@ long kvs_enclave_worker(void *index) {
     return w->result;
 }
 
+/* -U: the UDP thread (enclave_udp.c), counted as active like a worker. */
+long kvs_enclave_udp(void *unused) {
+    (void)unused;
+    struct kvs_enclave *k = kvs;
+    if (!k || k->srv.udp_fd < 0)
+        return -EINVAL;
+    static _Atomic bool entered;
+    if (atomic_exchange_explicit(&entered, true, memory_order_acq_rel))
+        return -EBUSY; /* one UDP loop, ever */
+    atomic_fetch_add_explicit(&k->active, 1, memory_order_acq_rel);
+    long r = kvs_udp_loop(&k->srv);
+    atomic_fetch_sub_explicit(&k->active, 1, memory_order_acq_rel);
+    return r;
+}
+
 long kvs_enclave_teardown(void *unused) {
     (void)unused;
     struct kvs_enclave *k = kvs;
@@ -405,6 +446,7 @@ static void hook_server_info(void *arg, struct kvs_server_info *si) {
     struct kvs_enclave *k = arg;
     struct kvs_server *srv = &k->srv;
     si->pid = k->pid;
+    si->idle_kicks = atomic_load_explicit(&srv->idle_kicks, memory_order_relaxed);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) { /* one exit in enclave modes */
         si->rusage_user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
@@ -463,22 +505,21 @@ static bool sock_text(int fd, bool peer, char *buf, size_t cap) {
     return r == 0 && len <= (socklen_t)sizeof ss && conn_text(&ss, len, buf, cap);
 }
 
-/* `stats conns`: the listener, then every live connection (by slot). Another worker's
+/* `stats conns`: the listeners, then every live connection (by slot). Another worker's
  * connection may close meanwhile; its descriptor then names nothing or a newer socket,
  * which at worst prints a wrong address (memcached reads its table unlocked too). */
 static bool hook_conn_stat(void *arg, size_t *cursor, struct kvs_conn_stat *out) {
-    struct kvs_enclave *k = arg;
-    struct kvs_conn_table *t = &k->srv.conns;
+    struct kvs_server *srv = &((struct kvs_enclave *)arg)->srv;
+    struct kvs_conn_table *t = &srv->conns;
     memset(out, 0, sizeof *out);
-    if (*cursor == 0) {
-        *cursor = 1;
-        out->id = k->srv.listen_fd;
+    while (*cursor < srv->nlisten) {
+        out->id = srv->listen_fds[(*cursor)++];
         out->listening = true;
         if (sock_text(out->id, false, out->addr, sizeof out->addr))
             return true;
     }
-    for (; *cursor - 1 < t->size; (*cursor)++) {
-        size_t slot = *cursor - 1;
+    for (; *cursor - srv->nlisten < t->size; (*cursor)++) {
+        size_t slot = *cursor - srv->nlisten;
         if (!atomic_load_explicit(&t->meta[slot], memory_order_acquire))
             continue;
         out->id = atomic_load_explicit(&t->fds[slot], memory_order_relaxed);

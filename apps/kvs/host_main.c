@@ -45,18 +45,12 @@
 #include "enclave_tls.h"
 #include "host_platform.h"
 #include "eleos/ioq.h"
+#include "host_options.h"
 #include "kvs_server.h"
 
-/* memcached's defaults, except the address: loopback, not every interface. */
-#define DEFAULT_PORT 11211
-#define DEFAULT_ADDR "127.0.0.1"
-#define DEFAULT_MEM_MIB 64u
-#define DEFAULT_THREADS 4u
-#define DEFAULT_MAXCONNS 1024u
-#define LISTEN_BACKLOG 1024
 /* The paper's EPC++ is 60 of 93 MiB; our item headers and hash table also live in the EPC,
  * so the default page cache leaves them a little more room. */
-#define DEFAULT_SUVM_CACHE_MIB 56u
+/* KVS_DEFAULT_SUVM_CACHE_MIB (host_options.h) */
 /* Without --suvm-cache the cache also leaves the EPC to the trusted metadata -m implies:
  * about one item header and hash bucket per 1 KiB item, i.e. -m/16, plus 16 MiB for
  * connection buffers and the rest of the heap; never below 16 MiB. A cache that crowds the
@@ -90,19 +84,7 @@
  * tens of microseconds, longer still on a machine with fewer cores than threads, where a
  * worker may wait a scheduler slice; a sleeping RPC worker turns the next call into an exit
  * (a fallback). 2 ms, as apps/pserver; --rpc-spin-us changes it. */
-#define DEFAULT_RPC_SPIN_US 2000u
-
-struct options {
-    unsigned port;
-    const char *addr;
-    size_t mem_mib;
-    unsigned threads;
-    unsigned maxconns;
-    size_t item_size_max;
-    unsigned verbose;
-    struct kvs_settings set;  /* memcached's settings the options above do not cover   */
-    struct app_platform_opts plat;
-};
+/* KVS_DEFAULT_RPC_SPIN_US (host_options.h) */
 
 /* Host-only state: handles, descriptors, threads. */
 struct app {
@@ -112,184 +94,15 @@ struct app {
     size_t suvm_cache_start;
     void *wake_page;          /* untrusted: the enclave locks' wake words              */
     size_t wake_page_size;
-    int listen_fd, stop_r, stop_w;
+    struct kvs_listen_set ls;  /* listening sockets (and the UDP socket)          */
+    int stop_r, stop_w;
     pthread_t *threads;
     long *results;
+    pthread_t udp_thread;
+    bool udp_started;
+    int argc;
+    char **argv;
 };
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: eleos-kvs [options]\n"
-            "  -p, --port=N           TCP port (default %d; 0 = any free port)\n"
-            "  -l, --listen=ADDR      address to listen on (default %s)\n"
-            "  -m, --memory-limit=MB  item memory in MiB (default %u)\n"
-            "  -t, --threads=N        worker threads (default %u)\n"
-            "  -c, --conn-limit=N     max simultaneous connections (default %u)\n"
-            "  -I, --max-item-size=S  item size limit, k/m suffix (default 1m, min 1k)\n"
-            "  -v, --verbose          more output (-vv: every connection)\n"
-            "  -h, --help\n",
-            DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS, DEFAULT_MAXCONNS);
-    struct app_platform_opts d;
-    app_platform_opts_default(&d, APP_MODE_ELEOS, DEFAULT_SUVM_CACHE_MIB, DEFAULT_RPC_SPIN_US);
-    app_platform_usage(f, &d);
-    fprintf(f, "  (without --suvm-cache the cache is made smaller for a large -m, then shrunk\n"
-               "   at run time while the enclave takes EPC faults)\n");
-}
-
-static bool copy_opt(char *dst, size_t size, const char *arg) {
-    size_t n = strlen(arg);
-    if (n == 0 || n >= size)
-        return false;
-    memcpy(dst, arg, n + 1);
-    return true;
-}
-
-/* -S: memcached's pwdb build takes its password database from $MEMCACHED_SASL_PWDB. */
-static bool sasl_opt(struct kvs_settings *s) {
-    const char *db = getenv("MEMCACHED_SASL_PWDB");
-    s->sasl = true;
-    if (db && !copy_opt(s->sasl_pwdb, sizeof s->sasl_pwdb, db)) {
-        fprintf(stderr, "eleos-kvs: MEMCACHED_SASL_PWDB is too long\n");
-        return false;
-    }
-    return true;
-}
-
-static bool binding_opt(struct kvs_settings *s, const char *arg) {
-    if (strcmp(arg, "auto") == 0)
-        s->binding = KVS_BIND_AUTO;
-    else if (strcmp(arg, "ascii") == 0)
-        s->binding = KVS_BIND_ASCII;
-    else if (strcmp(arg, "binary") == 0)
-        s->binding = KVS_BIND_BINARY;
-    else
-        return false;
-    return true;
-}
-
-/* An -o ssl_* value memcached requires: its "Missing <key> argument" when absent. */
-static bool ssl_val(const char *key, const char *val) {
-    if (!val)
-        fprintf(stderr, "Missing %s argument\n", key);
-    return val != NULL;
-}
-
-/* An -o ssl_* integer: memcached's safe_strtol and its messages. */
-static bool ssl_int(const char *key, const char *val, long max, int *out) {
-    if (!ssl_val(key, val))
-        return false;
-    char *end;
-    errno = 0;
-    long v = strtol(val, &end, 10);
-    if (errno || end == val || (*end && *end != ' ') || v < INT32_MIN || v > INT32_MAX) {
-        fprintf(stderr, "could not parse argument to %s\n", key);
-        return false;
-    }
-    if (v < 0 || v > max) {
-        fprintf(stderr, "Invalid %s. Use help to see valid options.\n", key);
-        return false;
-    }
-    *out = (int)v;
-    return true;
-}
-
-/* -o ssl_* (memcached 1.6.18's TLS options). -1: not a TLS key. */
-static int ssl_opt(struct kvs_settings *s, const char *key, const char *val) {
-    static const char *const versions[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
-    int v;
-    if (strcmp(key, "ssl_chain_cert") == 0)
-        return ssl_val(key, val) && copy_opt(s->ssl_chain_cert, sizeof s->ssl_chain_cert, val);
-    if (strcmp(key, "ssl_key") == 0)
-        return ssl_val(key, val) && copy_opt(s->ssl_key, sizeof s->ssl_key, val);
-    if (strcmp(key, "ssl_ca_cert") == 0)
-        return ssl_val(key, val) && copy_opt(s->ssl_ca_cert, sizeof s->ssl_ca_cert, val);
-    if (strcmp(key, "ssl_ciphers") == 0)
-        return ssl_val(key, val) && copy_opt(s->ssl_ciphers, sizeof s->ssl_ciphers, val);
-    if (strcmp(key, "ssl_verify_mode") == 0)
-        return ssl_int(key, val, 3, &s->ssl_verify_mode);
-    if (strcmp(key, "ssl_keyformat") == 0) /* any integer: the key fails to load if bad */
-        return ssl_int(key, val, INT32_MAX, &s->ssl_keyformat);
-    if (strcmp(key, "ssl_wbuf_size") == 0) { /* kilobytes */
-        if (!ssl_int(key, val, (int)(UINT32_MAX >> 10), &v))
-            return false;
-        s->ssl_wbuf_size = (unsigned)v << 10;
-        return true;
-    }
-    if (strcmp(key, "ssl_session_cache") == 0)
-        return s->ssl_session_cache = true;
-    if (strcmp(key, "ssl_kernel_tls") == 0)
-        return s->ssl_kernel_tls = true;
-    if (strcmp(key, "ssl_min_version") == 0) {
-        if (!ssl_int(key, val, 3, &v))
-            return false;
-        snprintf(s->ssl_min_version, sizeof s->ssl_min_version, "%s", versions[v]);
-        return true;
-    }
-    return -1;
-}
-
-/* One -o key=value (the TLS keys for now). */
-static bool extended_opt(struct kvs_settings *s, const char *key, const char *val) {
-    int r = ssl_opt(s, key, val);
-    if (r >= 0)
-        return r;
-    fprintf(stderr, "eleos-kvs: unknown -o option '%s'\n", key);
-    return false;
-}
-
-/* -o a=b,c,d=e */
-static bool extended_opts(struct kvs_settings *s, const char *arg) {
-    char buf[4096];
-    if (!copy_opt(buf, sizeof buf, arg))
-        return false;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq)
-            *eq++ = '\0';
-        if (!extended_opt(s, tok, eq))
-            return false;
-    }
-    return true;
-}
-
-/* Applies one of eleos-kvs's own flags; false on a bad value. */
-static bool kvs_opt(struct options *o, int c, const char *arg) {
-    uint64_t v;
-    switch (c) {
-    case 'p':
-        if (!app_parse_u64(arg, 65535, &v))
-            return false;
-        o->port = (unsigned)v;
-        return true;
-    case 'l': o->addr = arg; return strlen(arg) < KVS_IFACE_MAX;
-    case 'm':
-        if (!app_parse_u64(arg, 1u << 20, &v) || v == 0)
-            return false;
-        o->mem_mib = (size_t)v;
-        return true;
-    case 't':
-        if (!app_parse_u64(arg, KVS_MAX_THREADS, &v) || v == 0)
-            return false;
-        o->threads = (unsigned)v;
-        return true;
-    case 'c':
-        if (!app_parse_u64(arg, 1u << 20, &v) || v == 0)
-            return false;
-        o->maxconns = (unsigned)v;
-        return true;
-    case 'I':
-        return app_parse_size(arg, &o->item_size_max) && o->item_size_max >= KVS_ITEM_SIZE_MIN &&
-               o->item_size_max <= (1u << 30);
-    case 'S': return sasl_opt(&o->set);
-    case 'Y': return copy_opt(o->set.auth_file, sizeof o->set.auth_file, arg) &&
-                     (o->set.auth_ascii = true);
-    case 'Z': o->set.ssl_enabled = true; return true;
-    case 'B': return binding_opt(&o->set, arg);
-    case 'o': return extended_opts(&o->set, arg);
-    default: return false;
-    }
-}
 
 /* Without --suvm-cache, the cache leaves the EPC room for the metadata -m implies. */
 static void size_suvm_cache(struct options *o) {
@@ -300,95 +113,6 @@ static void size_suvm_cache(struct options *o) {
     size_t fit = p->epc_mib > reserve ? p->epc_mib - reserve : 0;
     if (fit < p->suvm_cache_mib)
         p->suvm_cache_mib = fit > SUVM_CACHE_MIN_MIB ? fit : SUVM_CACHE_MIN_MIB;
-}
-
-static int parse_options(int argc, char **argv, struct options *o) {
-    static const struct option longopts[] = {
-        {"port", required_argument, NULL, 'p'},
-        {"listen", required_argument, NULL, 'l'},
-        {"memory-limit", required_argument, NULL, 'm'},
-        {"threads", required_argument, NULL, 't'},
-        {"conn-limit", required_argument, NULL, 'c'},
-        {"max-item-size", required_argument, NULL, 'I'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"enable-sasl", no_argument, NULL, 'S'},
-        {"auth-file", required_argument, NULL, 'Y'},
-        {"enable-ssl", no_argument, NULL, 'Z'},
-        {"protocol", required_argument, NULL, 'B'},
-        {"extended", required_argument, NULL, 'o'},
-        APP_PLATFORM_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
-    *o = (struct options){DEFAULT_PORT, DEFAULT_ADDR, DEFAULT_MEM_MIB, DEFAULT_THREADS,
-                          DEFAULT_MAXCONNS, KVS_ITEM_SIZE_MAX_DEFAULT, 0, {0}, {0}};
-    kvs_settings_default(&o->set);
-    app_platform_opts_default(&o->plat, APP_MODE_ELEOS, DEFAULT_SUVM_CACHE_MIB,
-                              DEFAULT_RPC_SPIN_US);
-    int c;
-    while ((c = getopt_long(argc, argv, "p:l:m:t:c:I:vhSY:ZB:o:", longopts, NULL)) != -1) {
-        int r = app_platform_opt(&o->plat, c, optarg, "eleos-kvs");
-        if (r < 0)
-            return -EINVAL;
-        if (r > 0)
-            continue;
-        if (c == 'v') {
-            o->verbose++;
-        } else if (c == 'h') {
-            usage(stdout);
-            exit(0);
-        } else if (c == '?' || !kvs_opt(o, c, optarg)) {
-            if (c != '?')
-                fprintf(stderr, "eleos-kvs: bad value for option -%c: '%s'\n", c, optarg);
-            usage(stderr);
-            return -EINVAL;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "eleos-kvs: unexpected argument '%s'\n", argv[optind]);
-        return -EINVAL;
-    }
-    size_suvm_cache(o);
-    return app_platform_opts_check(&o->plat, "eleos-kvs") ? -EINVAL : 0;
-}
-
-/* --- listening socket (host) ---------------------------------------------------------- */
-
-static int open_listener(const struct options *o, char *desc, size_t desc_size) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
-    struct addrinfo *ai;
-    char port[16];
-    snprintf(port, sizeof port, "%u", o->port);
-    int r = getaddrinfo(o->addr, port, &hints, &ai);
-    if (r) {
-        fprintf(stderr, "eleos-kvs: bad listen address '%s': %s\n", o->addr, gai_strerror(r));
-        return -EINVAL;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        /* accepted sockets inherit TCP_NODELAY on Linux: replies leave at once */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, LISTEN_BACKLOG)) {
-        r = -errno;
-        fprintf(stderr, "eleos-kvs: cannot listen on %s port %u: %s\n", o->addr, o->port,
-                strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return r;
-    }
-    freeaddrinfo(ai);
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[64] = "?", serv[16] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(desc, desc_size, "%s%s%s:%s", ss.ss_family == AF_INET6 ? "[" : "", host,
-             ss.ss_family == AF_INET6 ? "]" : "", serv);
-    return fd;
 }
 
 /* memcached's rule: the descriptor limit must cover -c, or the server does not start; the
@@ -529,17 +253,13 @@ static int setup_server(struct app *a) {
     s.mem_limit = o->mem_mib << 20;
     s.item_size_max = o->item_size_max;
     s.suvm_cache = o->plat.suvm_cache_mib << 20;
-    s.listen_fd = a->listen_fd;
     s.stop_fd = a->stop_r;
+    s.nlisten = a->ls.n;
+    memcpy(s.listen_fds, a->ls.fd, sizeof s.listen_fds);
+    memcpy(s.listen_conf, a->ls.conf, sizeof s.listen_conf);
+    s.udp_fd = a->ls.udp_fd;
     snprintf(s.interface, sizeof s.interface, "%s", o->addr);
-    s.settings = o->set;
-    s.settings.maxbytes = (uint64_t)o->mem_mib << 20;
-    s.settings.maxconns = o->maxconns;
-    s.settings.port = o->port;
-    snprintf(s.settings.inter, sizeof s.settings.inter, "%s", o->addr);
-    s.settings.verbose = o->verbose;
-    s.settings.num_threads = o->threads;
-    s.settings.item_size_max = o->item_size_max;
+    s.settings = o->set; /* host_options.c filled it, -m/-c/-t/-I/-v included */
     s.rpc_area = app_platform_rpc_area(&a->pf, &s.rpc_area_size);
     s.wake_page = a->wake_page;
     s.wake_page_size = a->wake_page_size;
@@ -554,7 +274,8 @@ static int setup_server(struct app *a) {
     return 0;
 }
 
-static void print_banner(const struct app *a, const char *where) {
+static void print_banner(const struct app *a) {
+    const char *where = a->ls.desc[0];
     const struct options *o = &a->opt;
     printf("eleos-kvs %s: a memcached-compatible key-value server (text protocol)\n",
            KVS_ELEOS_VERSION);
@@ -583,7 +304,11 @@ static void print_banner(const struct app *a, const char *where) {
     }
     printf("  -m %zu MiB, -I %zu bytes, -t %u threads, -c %u connections\n", o->mem_mib,
            o->item_size_max, o->threads, o->maxconns);
-    printf("listening on %s\n", where);
+    for (unsigned i = 0; i < a->ls.n; i++) /* tests read the port of the first */
+        printf("listening on %s\n", a->ls.desc[i]);
+    if (a->ls.udp_fd >= 0)
+        printf("UDP on %s (memcached's frame header; not on the exitless path)\n",
+               a->ls.udp_desc);
     const char *colon = strrchr(where, ':');
     int hlen = colon ? (int)(colon - where) : (int)strlen(where);
     const char *port = colon ? colon + 1 : "11211";
@@ -592,7 +317,7 @@ static void print_banner(const struct app *a, const char *where) {
            "  memcstat --servers=%.*s:%s\n"
            "  /usr/bin/python3 -c 'from pymemcache.client.base import Client; "
            "c = Client((\"%.*s\", %s)); c.set(\"k\", \"hello\"); print(c.get(\"k\"))'\n"
-           "Ctrl-C (SIGINT) or SIGTERM prints the statistics and exits.\n",
+           "Ctrl-C (SIGINT), SIGTERM or SIGUSR1 prints the statistics and exits.\n",
            hlen, where, port, hlen, where, port, hlen, where, port, hlen, where, port);
     fflush(stdout);
 }
@@ -623,8 +348,21 @@ static void print_final_stats(struct app *a) {
     free(rep.buf);
 }
 
+static void *udp_thread(void *arg) {
+    struct app *a = arg;
+    pthread_setname_np(pthread_self(), "eleos-kvs/udp");
+    long r = app_ecall(&a->pf, kvs_enclave_udp, NULL);
+    if (r)
+        fprintf(stderr, "eleos-kvs: UDP stopped: %s\n", strerror((int)-r));
+    return (void *)(intptr_t)r;
+}
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1 (graceful)" : "SIGTERM";
+}
+
 /* Starts the workers, serves until a signal, stops them. 0, or 1 on any failure. */
-static int serve(struct app *a, const sigset_t *sigs, const char *where) {
+static int serve(struct app *a, const sigset_t *sigs) {
     unsigned n = a->opt.threads, started = 0;
     struct worker_arg *args = calloc(n, sizeof *args);
     a->threads = calloc(n, sizeof *a->threads);
@@ -636,10 +374,16 @@ static int serve(struct app *a, const sigset_t *sigs, const char *where) {
             break;
         started++;
     }
-    if (started == n) {
-        print_banner(a, where);
+    if (started == n && a->ls.udp_fd >= 0)
+        a->udp_started = pthread_create(&a->udp_thread, NULL, udp_thread, a) == 0;
+    if (started == n && (a->ls.udp_fd < 0 || a->udp_started)) {
+        print_banner(a);
         int sig = wait_for_signal(a, sigs);
-        printf("\neleos-kvs: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        printf("\neleos-kvs: %s, shutting down\n", signal_name(sig));
+        if (sig == SIGUSR1)
+            fprintf(stderr, "Gracefully stopping\n"); /* memcached's line */
+        else if (a->opt.verbose)
+            fprintf(stderr, "Exiting normally\n");
         rc = 0;
     } else {
         fprintf(stderr, "eleos-kvs: cannot start worker threads\n");
@@ -652,6 +396,9 @@ static int serve(struct app *a, const sigset_t *sigs, const char *where) {
         if (a->results[i])
             rc = 1;
     }
+    void *ur = NULL;
+    if (a->udp_started && (pthread_join(a->udp_thread, &ur), ur != NULL))
+        rc = 1;
     if (rc == 0)
         print_final_stats(a);
     free(args);
@@ -670,42 +417,57 @@ static void teardown(struct app *a, bool server_up, int *rc) {
     app_platform_stop(&a->pf);
     if (a->wake_page)
         eleos_untrusted_free(a->wake_page, a->wake_page_size);
-    if (a->listen_fd >= 0)
-        close(a->listen_fd);
+    kvs_listeners_close(&a->ls);
     if (a->stop_r >= 0)
         close(a->stop_r);
     if (a->stop_w >= 0)
         close(a->stop_w);
 }
 
-int main(int argc, char **argv) {
-    struct app app = {.listen_fd = -1, .stop_r = -1, .stop_w = -1};
-    struct app *a = &app;
-    kvs_tls_mem_install(); /* before any OpenSSL call: where its allocations go */
-    if (parse_options(argc, argv, &a->opt))
-        return 2;
+/* memcached's start-up order: options, descriptor limit, identity, daemon, sockets, pid
+ * file; then the enclave and its threads (after any fork). */
+static int start(struct app *a, sigset_t *sigs) {
+    int r = kvs_options_parse(a->argc, a->argv, &a->opt);
+    if (r)
+        return r;
+    size_suvm_cache(&a->opt);
     if (a->opt.set.ssl_enabled && kvs_tls_lib_init()) {
         fprintf(stderr, "eleos-kvs: cannot initialise OpenSSL\n");
         return 1;
     }
-
-    /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    /* Signals: blocked everywhere (workers inherit the mask), taken by sigwait. SIGUSR1 is
+     * `shutdown graceful`, as in memcached. */
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-
     if (raise_fd_limit(a->opt.maxconns))
-        return 71; /* EX_OSERR, as memcached */
-    char where[96];
-    int rc = 1;
+        return KVS_EX_OSERR; /* as memcached */
+    if ((r = kvs_process_setup(&a->opt)) != 0)
+        return r;
+    if ((r = kvs_listeners_open(&a->opt, &a->ls)) != 0)
+        return r;
+    if (a->opt.pidfile)
+        kvs_pidfile_save(a->opt.pidfile);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct app app = {.stop_r = -1, .stop_w = -1, .argc = argc, .argv = argv};
+    struct app *a = &app;
+    kvs_tls_mem_install(); /* before any OpenSSL call: where its allocations go */
+    a->ls.udp_fd = -1;
+    sigset_t sigs;
+    int rc = start(a, &sigs);
+    if (rc) {
+        kvs_listeners_close(&a->ls);
+        return rc;
+    }
     bool server_up = false;
     int pfd[2];
-    a->listen_fd = open_listener(&a->opt, where, sizeof where);
-    if (a->listen_fd < 0)
-        return 1;
+    rc = 1;
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK)) {
         perror("eleos-kvs: pipe");
         goto out;
@@ -721,8 +483,10 @@ int main(int argc, char **argv) {
         goto out;
     }
     server_up = true;
-    rc = serve(a, &sigs, where);
+    rc = serve(a, &sigs);
 out:
     teardown(a, server_up, &rc);
+    if (a->opt.daemonize && a->opt.pidfile)
+        kvs_pidfile_remove(a->opt.pidfile); /* memcached removes it only as a daemon */
     return rc;
 }

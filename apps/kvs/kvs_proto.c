@@ -73,9 +73,14 @@ void kvs_proto_init(struct kvs_proto *p, struct kvs_ctx *ctx, struct kvs_thread_
     p->ctx = ctx;
     p->stats = st;
     p->state = KVS_PS_CMD;
+    p->cfd = -1;
+    p->watch_slot = -1;
 }
 
 void kvs_proto_fini(struct kvs_proto *p) {
+    if (p->watch_slot >= 0)
+        kvs_watch_remove(p->ctx->watch, p->watch_slot);
+    p->watch_slot = -1;
     if (p->item) {
         kvs_store_item_free(p->ctx->store, p->item);
         p->item = NULL;
@@ -226,6 +231,8 @@ struct get_sink_arg {
     const char *key;
     size_t nkey;
     bool return_cas;
+    unsigned clsid;           /* the hit's, for watch */
+    size_t nbytes;
 };
 
 /* Appends " <v>" in decimal at p; returns the end. The hot path of every hit: snprintf
@@ -245,6 +252,8 @@ static char *put_space_u64(char *p, uint64_t v) {
 
 static void *get_sink(void *arg, const struct kvs_get_info *info) {
     struct get_sink_arg *a = arg;
+    a->clsid = info->clsid;
+    a->nbytes = info->nbytes;
     char hdr[64]; /* " flags bytes [cas]\r\n": at most 1 + 10 + 1 + 10 + 1 + 20 + 2 */
     char *e = put_space_u64(hdr, info->flags);
     e = put_space_u64(e, info->nbytes);
@@ -286,7 +295,7 @@ static void mget_suspend(struct kvs_proto *p, char *line, const struct token *ke
  * the command (memcached's). start: where this command's replies began. */
 static const char *serve_key(struct kvs_proto *p, const char *key, size_t nkey,
                              struct kvs_buf *out, size_t start) {
-    struct get_sink_arg a = {out, start, key, nkey, p->mget_cas};
+    struct get_sink_arg a = {out, start, key, nkey, p->mget_cas, 0, 0};
     size_t before = out->len;
     int r = kvs_store_get(p->ctx->store, key, nkey, p->mget_touch, p->mget_exptime, get_sink,
                           &a);
@@ -303,6 +312,8 @@ static const char *serve_key(struct kvs_proto *p, const char *key, size_t nkey,
     kvs_stat_add(&p->stats->get_cmds, 1);
     kvs_stat_add(r ? &p->stats->get_hits : &p->stats->get_misses, 1);
     kvs_detail_record(p, key, nkey, KVS_PREFIX_GET, r > 0);
+    if (kvs_watch_on(p->ctx->watch, KVS_LOG_FETCHERS))
+        kvs_watch_item_get(p->ctx->watch, key, nkey, r == 1, a.clsid, p->cfd, a.nbytes);
     return NULL;
 }
 
@@ -515,6 +526,32 @@ static void process_update(struct kvs_proto *p, struct token *tokens, size_t nto
     p->state = KVS_PS_DATA;
 }
 
+/* memcached's item_store log line: what the item was, then how the store went. */
+struct watch_store {
+    char key[KVS_KEY_MAX];
+    struct kvs_item_view v;
+};
+
+static void watch_store_begin(struct kvs_proto *p, struct kvs_item *it, struct watch_store *ws) {
+    (void)p;
+    kvs_store_item_view(it, &ws->v);
+    ws->v.nkey = ws->v.nkey < sizeof ws->key ? ws->v.nkey : sizeof ws->key;
+    memcpy(ws->key, ws->v.key, ws->v.nkey);
+}
+
+static void watch_store_end(struct kvs_proto *p, struct watch_store *ws,
+                            enum kvs_store_result r) {
+    static const char *const cmds[] = {"set", "add", "replace", "append", "prepend", "cas"};
+    const char *status = r == KVS_STORED ? "stored" : r == KVS_EXISTS ? "exists"
+                       : r == KVS_NOT_FOUND ? "not_found" : r == KVS_NO_MEMORY ? "no_memory"
+                       : "not_stored";
+    uint32_t now = kvs_store_current_time(p->ctx->store);
+    uint32_t ttl = ws->v.exptime ? ws->v.exptime - now : 0;
+    kvs_watch_item_store(p->ctx->watch, ws->key, ws->v.nkey, status,
+                         p->cmd <= KVS_CMD_CAS ? cmds[p->cmd] : "na", ttl, ws->v.clsid, p->cfd,
+                         ws->v.nbytes);
+}
+
 static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
     struct kvs_item *it = p->item;
     p->item = NULL;
@@ -529,7 +566,13 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
         kvs_out_error(p, out, "CLIENT_ERROR bad data chunk");
         return;
     }
+    struct watch_store ws;
+    bool watch = kvs_watch_on(p->ctx->watch, KVS_LOG_MUTATIONS);
+    if (watch)
+        watch_store_begin(p, it, &ws); /* before the link, which may free it */
     enum kvs_store_result r = kvs_store_item_link(p->ctx->store, it, p->cmd, p->cas);
+    if (watch)
+        watch_store_end(p, &ws, r);
     if (p->cmd == KVS_CMD_CAS) {
         if (r == KVS_STORED)
             kvs_stat_add(&p->stats->cas_hits, 1);
@@ -666,6 +709,67 @@ static void process_verbosity(struct kvs_proto *p, struct token *tokens, size_t 
     kvs_out_string(p, out, "OK");
 }
 
+/* memcached 1.6.18: without -A an error; with it the connection closes without a reply and
+ * the server stops (the loop raises the signal: this file makes no system calls). */
+static void process_shutdown(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                             struct kvs_buf *out) {
+    if (!kvs_ctx_settings(p->ctx)->shutdown_command) {
+        kvs_out_error(p, out, "ERROR: shutdown not enabled");
+        return;
+    }
+    if (ntokens == 2)
+        p->shutdown = KVS_SHUTDOWN_NOW;
+    else if (ntokens == 3 && strcmp(tokens[1].value, "graceful") == 0)
+        p->shutdown = KVS_SHUTDOWN_GRACEFUL;
+    else {
+        kvs_out_string(p, out, "CLIENT_ERROR invalid shutdown mode");
+        return;
+    }
+    p->close = p->abort = true;
+}
+
+/* memcached 1.6.18's watch: OK, then the connection only receives log lines (the loop
+ * moves them from the watcher's buffer); what it sends afterwards is ignored. */
+static void process_watch(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                          struct kvs_buf *out) {
+    static const char *const names[] = {"fetchers", "mutations", "evictions", "connevents",
+                                        "rawcmds", "sysevents", "proxyreqs", "proxyevents",
+                                        "proxyuser"};
+    static const uint8_t bits[] = {KVS_LOG_FETCHERS, KVS_LOG_MUTATIONS, KVS_LOG_EVICTIONS,
+                                   KVS_LOG_CONNEVENTS, KVS_LOG_OTHER, KVS_LOG_OTHER,
+                                   KVS_LOG_OTHER, KVS_LOG_OTHER, KVS_LOG_OTHER};
+    kvs_set_noreply_maybe(p, tokens, ntokens);
+    if (!kvs_ctx_settings(p->ctx)->watch_enabled) {
+        kvs_out_string(p, out, "CLIENT_ERROR watch commands not allowed");
+        return;
+    }
+    if (out->len > p->batch_start) {
+        kvs_out_string(p, out, "ERROR cannot pipeline other commands before watch");
+        return;
+    }
+    uint8_t f = ntokens > 2 ? 0 : KVS_LOG_FETCHERS;
+    for (size_t x = 1; x + 1 < ntokens; x++) {
+        size_t i = 0;
+        while (i < sizeof bits && strcmp(tokens[x].value, names[i]) != 0)
+            i++;
+        if (i == sizeof bits) {
+            kvs_out_error(p, out, "ERROR");
+            return;
+        }
+        f |= bits[i];
+    }
+    int slot = p->ctx->watch ? kvs_watch_add(p->ctx->watch, f) : -1;
+    if (slot < 0) {
+        kvs_out_string(p, out, p->ctx->watch ? "WATCHER_TOO_MANY log watcher limit reached"
+                                             : "WATCHER_FAILED failed to add log watcher");
+        return;
+    }
+    p->watch_slot = slot;
+    p->watch_flags = f;
+    p->watching = true;
+    kvs_out_raw(p, out, "OK\r\n", 4);
+}
+
 /* --- dispatch ------------------------------------------------------------------------------ */
 
 #define WANT_TOKENS(n, lo, hi)                                                              \
@@ -733,7 +837,7 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         } else if (strcmp(cmd, "stats") == 0) {
             kvs_process_stats(p, tokens, ntokens, out);
         } else if (strcmp(cmd, "shutdown") == 0) {
-            kvs_out_error(p, out, "ERROR: shutdown not enabled");
+            process_shutdown(p, tokens, ntokens, out);
         } else {
             kvs_out_error(p, out, "ERROR");
         }
@@ -794,6 +898,8 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         kvs_out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
     } else if (strcmp(cmd, "quit") == 0) {
         p->close = true;
+    } else if (strcmp(cmd, "watch") == 0) {
+        process_watch(p, tokens, ntokens, out);
     } else if (strcmp(cmd, "verbosity") == 0) {
         WANT_TOKENS_OR(ntokens, 3, 4);
         process_verbosity(p, tokens, ntokens, out);
@@ -842,7 +948,13 @@ static size_t feed_value(struct kvs_proto *p, const char *in, size_t len, struct
 /* The command loop of one feed (see kvs_proto_feed). */
 static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out) {
     size_t pos = 0;
+    unsigned ncmds = 0;
+    p->yielded = false;
+    if (p->watching)
+        return len; /* a watcher's input is not read, as memcached stops reading it */
     while (pos < len && !p->close) {
+        if (p->watching)
+            return len;
         if (p->state == KVS_PS_SWALLOW) {
             size_t k = len - pos < p->swallow ? len - pos : (size_t)p->swallow;
             pos += k;
@@ -878,6 +990,12 @@ static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kv
             pos += p->mget_len;
             continue;
         }
+        if (p->reqs_per_event && ncmds == p->reqs_per_event) {
+            /* memcached's -R: give the other connections a turn (it counts a yield) */
+            p->yielded = true;
+            kvs_stat_add(&p->stats->conn_yields, 1);
+            break;
+        }
         char *line = in + pos;
         char *nl = memchr(line, '\n', len - pos);
         if (!nl) {
@@ -901,6 +1019,7 @@ static size_t feed_commands(struct kvs_proto *p, char *in, size_t len, struct kv
         if (p->info)
             atomic_store_explicit(&p->info->last_cmd, kvs_store_current_time(p->ctx->store),
                                   memory_order_relaxed);
+        ncmds++;
         process_command(p, line, out);
         if (p->state == KVS_PS_MGET)
             break; /* the line stays in the input until the multiget is done */

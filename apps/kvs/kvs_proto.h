@@ -20,6 +20,7 @@
 #include "kvs_common.h"
 #include "kvs_settings.h"
 #include "kvs_store.h"
+#include "kvs_watch.h"
 
 /* The version we answer with: clients feature-detect on it, and we implement its text
  * protocol. Our own version is in "stats" as eleos_version. */
@@ -46,7 +47,7 @@
     X(set_cmds) X(delete_hits) X(delete_misses) X(incr_hits) X(incr_misses) X(decr_hits)    \
     X(decr_misses) X(cas_hits) X(cas_misses) X(cas_badval) X(flush_cmds)                    \
     X(store_too_large) X(store_no_memory) X(bytes_read) X(bytes_written)                    \
-    X(meta_cmds) X(protocol_errors) X(auth_cmds) X(auth_errors)
+    X(meta_cmds) X(protocol_errors) X(auth_cmds) X(auth_errors) X(conn_yields)
 
 struct kvs_thread_stats {
 #define KVS_X(f) _Atomic uint64_t f;
@@ -77,6 +78,7 @@ struct kvs_server_info {
     /* TLS (-Z), filled by the TLS layer: memcached's general ssl_* fields */
     uint64_t ssl_handshake_errors, ssl_new_sessions;
     int64_t ssl_cert_refreshed;       /* Unix time the certificates were (re)loaded    */
+    uint64_t idle_kicks;              /* connections closed by -o idle_timeout          */
 };
 
 /* `stats conns`: what the server shares about one connection. A table the server owns
@@ -112,6 +114,7 @@ struct kvs_ctx {
     /* credentials (kvs_auth.h), loaded by the enclave at set-up; NULL = none */
     const struct kvs_auth *auth_ascii;    /* -Y                                         */
     const struct kvs_auth *auth_sasl;     /* -S: the SASL password database             */
+    struct kvs_watch *watch;              /* `watch` (kvs_watch.h); NULL = not offered  */
     /* hooks */
     void (*server_info)(void *arg, struct kvs_server_info *out);
     int (*eleos_stats)(void *arg, struct kvs_buf *out); /* appends "STAT eleos_* ..." lines */
@@ -132,6 +135,10 @@ enum kvs_proto_state { KVS_PS_CMD, KVS_PS_DATA, KVS_PS_SWALLOW, KVS_PS_MGET,
                        KVS_PS_GETSTREAM, /* a long get line served key by key as it arrives */
                        KVS_PS_AUTH };    /* -Y: the auth "set"'s payload being received  */
 
+/* `shutdown` (-A): memcached closes the connection and raises SIGINT, or SIGUSR1 for
+ * `shutdown graceful`; the server loop does that when it sees p->shutdown. */
+enum { KVS_SHUTDOWN_NONE, KVS_SHUTDOWN_NOW, KVS_SHUTDOWN_GRACEFUL };
+
 /* One connection's protocol state. Caller storage; one thread at a time. */
 struct kvs_proto {
     struct kvs_ctx *ctx;
@@ -151,6 +158,15 @@ struct kvs_proto {
     size_t batch_start;               /* out->len when this feed began (one read batch)  */
     size_t out_limit;                 /* stop taking commands once out holds this many
                                          bytes (0 = no limit); the rest stays unconsumed */
+    unsigned reqs_per_event;          /* -R: commands per feed before it yields (0 = no
+                                         limit); the loop sets it                        */
+    bool yielded;                     /* the last feed stopped at reqs_per_event with
+                                         input left: feed it again later                 */
+    uint8_t shutdown;                 /* `shutdown` accepted (-A): KVS_SHUTDOWN_*        */
+    int cfd;                          /* the connection's descriptor (watch lines)      */
+    bool watching;                    /* `watch` answered OK: the loop registers it      */
+    uint8_t watch_flags;              /* its KVS_LOG_* set                               */
+    int watch_slot;                   /* its kvs_watch slot (the loop's), -1 none        */
     /* the multiget in progress (KVS_PS_MGET): offsets into its line, its flags */
     size_t mget_next, mget_end, mget_len;
     uint32_t mget_exptime;

@@ -53,6 +53,11 @@
 #define RESERVED_FDS 20u
 /* The smallest SUVM cache the balloon asks for, and the enclave accepts. */
 #define KVS_BALLOON_MIN_BYTES (2u << 20)
+/* Listening descriptors (every address of every -l entry, or the unix socket). A listener's
+ * settings.listeners[] index, or one of these: */
+#define KVS_MAX_LISTEN_FDS 16u
+#define KVS_LISTENER_DEFAULT 0xfeu   /* no -l: the default address                      */
+#define KVS_LISTENER_UNIX 0xffu      /* -s                                              */
 /* Largest -t and the interface name the enclave copies in. */
 #define KVS_MAX_THREADS 256u
 #define KVS_IFACE_MAX 64u
@@ -65,7 +70,11 @@ struct kvs_setup {
     unsigned threads, maxconns, verbose, port;
     size_t mem_limit, item_size_max;
     size_t suvm_cache, suvm_backing;
-    int listen_fd, stop_fd;
+    int stop_fd;
+    unsigned nlisten;                            /* listening descriptors, 1 or more   */
+    int listen_fds[KVS_MAX_LISTEN_FDS];
+    uint8_t listen_conf[KVS_MAX_LISTEN_FDS];     /* each one's listener (see above)     */
+    int udp_fd;                                  /* -U: the UDP socket, or -1           */
     char interface[KVS_IFACE_MAX];
     /* memcached's settings (copied with the rest, checked by kvs_settings_check) */
     struct kvs_settings settings;
@@ -86,8 +95,8 @@ struct kvs_report {
 };
 
 /* Wake words the enclave needs: one per worker lock, the connection table's, the store's,
- * the TLS context's. */
-#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 3u)
+ * the TLS context's, the watchers'. */
+#define KVS_WAKE_WORDS(threads) ((size_t)(threads) + 4u)
 
 /* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
 long kvs_enclave_setup(void *setup);          /* struct kvs_setup *: 0 or -errno        */
@@ -95,6 +104,7 @@ long kvs_enclave_worker(void *index);         /* (uintptr_t) worker index; runs 
 long kvs_enclave_teardown(void *unused);
 long kvs_enclave_stats(void *report);         /* struct kvs_report *: `stats` output     */
 long kvs_enclave_balloon(void *bytes);        /* (uintptr_t) new SUVM cache size          */
+long kvs_enclave_udp(void *unused);           /* -U: serves the UDP socket until stopped  */
 
 /* --- enclave side internals (enclave_server.c <-> enclave_net.c) ----------------------- */
 
@@ -107,6 +117,8 @@ struct kvs_conn {
     /* completion loop: what is in flight, and a close under way */
     bool recv_posted, send_posted, closing;
     bool draining;            /* the posted receive only drains what is there       */
+    uint8_t listener;         /* the listener it came from: kvs_conn_listener()     */
+    int64_t active_s;         /* monotonic second of its last input (idle_timeout)  */
     struct kvs_conn *next;    /* in a worker's inbox                             */
     struct kvs_proto proto;
     struct kvs_buf rbuf;      /* unconsumed input                                */
@@ -163,7 +175,10 @@ struct kvs_server {
     struct kvs_store *store;
     const struct kvs_alloc *alloc;    /* trusted heap: the enclave heap in enclave modes */
     const struct app_io_ops *io;
-    int listen_fd;
+    unsigned nlisten;
+    int listen_fds[KVS_MAX_LISTEN_FDS];
+    uint8_t listen_conf[KVS_MAX_LISTEN_FDS];
+    int udp_fd;                       /* -U, or -1                                       */
     int stop_fd;                      /* read end of the stop pipe: readable = stop      */
     unsigned nworkers;
     struct kvs_worker *workers;
@@ -175,6 +190,7 @@ struct kvs_server {
     _Atomic uint64_t accept_backoffs; /* listener paused for lack of descriptors         */
     _Atomic int64_t accept_log_ms;    /* when the last accept error was logged           */
     _Atomic uint64_t wait_errors;     /* epoll_wait failures the loop survived           */
+    _Atomic uint64_t idle_kicks;      /* connections closed by idle_timeout              */
     int io_exec;                      /* >= 0: workers run the completion loop on a queue */
     struct kvs_tls *tls;              /* -Z: the TLS context (enclave_tls.h), else NULL   */
 };
@@ -190,6 +206,26 @@ int kvs_worker_prepare(struct kvs_server *srv, struct kvs_worker *w);
 int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w);
 int kvs_worker_prepare_q(struct kvs_server *srv, struct kvs_worker *w);
 
+/* The listener a connection was accepted on: an index into settings.listeners[] (its
+ * address, port and "notls:" flag), or KVS_LISTENER_DEFAULT / KVS_LISTENER_UNIX. */
+static inline unsigned kvs_conn_listener(const struct kvs_conn *c) {
+    return c->listener;
+}
+
+/* idle_timeout (memcached's connection timeout thread, done by each loop for its own
+ * connections): how often a loop looks, and whether c has been idle too long. */
+#define KVS_IDLE_CHECK_MS 1000
+bool kvs_conn_idle(const struct kvs_server *srv, const struct kvs_conn *c, int64_t now_s);
+/* `watch`: how often a worker moves its watchers' log lines to their connections, and
+ * whether it should look now (a watcher exists and the period has passed). */
+#define KVS_WATCH_FLUSH_MS 50
+bool kvs_watch_due(struct kvs_server *srv, int64_t *next_ms, int64_t now, int *timeout);
+
+/* After a feed: the server acts on a `shutdown` the connection asked for (-A). */
+void kvs_shutdown_check(struct kvs_proto *p);
+/* -U: the UDP thread's loop (enclave_udp.c); returns when the stop pipe is readable. */
+int kvs_udp_loop(struct kvs_server *srv);
+
 /* Shared by both loops (enclave_net.c). */
 extern const char kvs_too_many_conns[];
 int64_t kvs_now_unix(void);
@@ -200,6 +236,7 @@ void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
 struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
 void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_accept_backoff_log(struct kvs_server *srv, int err);
+bool kvs_accept_held(struct kvs_server *srv);
 
 /* The connection table: 0 or -ENOMEM; fini frees the table (connections are gone by then). */
 int kvs_conn_table_init(struct kvs_server *srv, _Atomic uint32_t *wake);

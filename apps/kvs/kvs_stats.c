@@ -76,8 +76,9 @@ static void general_process(struct kvs_proto *p, struct kvs_buf *out,
 
 /* cmd_get .. bytes_written */
 static void general_commands(struct kvs_proto *p, struct kvs_buf *out,
-                             const struct kvs_thread_totals *t,
+                             const struct kvs_server_info *si,
                              const struct kvs_store_stats *ss) {
+    const struct kvs_thread_totals *t = &si->totals;
     STAT_U("cmd_get", t->get_cmds);
     STAT_U("cmd_set", t->set_cmds);
     STAT_U("cmd_flush", t->flush_cmds);
@@ -103,7 +104,7 @@ static void general_commands(struct kvs_proto *p, struct kvs_buf *out,
     STAT_U("auth_cmds", t->auth_cmds);
     STAT_U("auth_errors", t->auth_errors);
     if (kvs_ctx_settings(p->ctx)->idle_timeout)
-        STAT_U("idle_kicks", 0); /* counted by the idle-timeout sweeper, when there is one */
+        STAT_U("idle_kicks", si->idle_kicks);
     STAT_U("bytes_read", t->bytes_read);
     STAT_U("bytes_written", t->bytes_written);
 }
@@ -118,7 +119,7 @@ static void general_server(struct kvs_proto *p, struct kvs_buf *out,
     STAT_U("listen_disabled_num", 0);
     STAT_U("time_in_listen_disabled_us", 0);
     STAT_U("threads", si->threads);
-    STAT_U("conn_yields", 0);
+    STAT_U("conn_yields", si->totals.conn_yields);
     STAT_U("hash_power_level", ss->hash_power_level);
     STAT_U("hash_bytes", ss->hash_bytes);
     STAT_U("hash_is_expanding", 0);
@@ -195,7 +196,7 @@ static void stats_general(struct kvs_proto *p, struct kvs_buf *out) {
     uint32_t now = kvs_store_current_time(c->store);
 
     general_process(p, out, &si, now);
-    general_commands(p, out, &si.totals, &ss);
+    general_commands(p, out, &si, &ss);
     general_server(p, out, &si, &ss, now);
     general_items(p, out, &ss);
     /* The eleos group: our own fields, after memcached's. */

@@ -721,6 +721,14 @@ void kvs_store_unlink_key(struct kvs_store *s, const char *key, size_t nkey) {
     kvs_lock_release(&s->lock);
 }
 
+void kvs_store_item_view(const struct kvs_item *it, struct kvs_item_view *v) {
+    v->key = it->key;
+    v->nkey = it->nkey;
+    v->exptime = it->exptime;
+    v->nbytes = it->nbytes;
+    v->clsid = it->clsid;
+}
+
 int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
                   uint32_t exptime, kvs_get_sink sink, void *arg) {
     uint32_t hv = hash_key(key, nkey);
@@ -735,7 +743,7 @@ int kvs_store_get(struct kvs_store *s, const char *key, size_t nkey, bool touch,
         if (touch)
             s->cls[it->clsid].cnt.touch_hits++;
         item_bump_locked(s, it);
-        struct kvs_get_info info = {it->flags, it->nbytes, it->cas};
+        struct kvs_get_info info = {it->flags, it->nbytes, it->cas, it->clsid};
         void *dst = sink(arg, &info);
         if (!dst) {
             r = -ENOMEM;

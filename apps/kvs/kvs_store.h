@@ -96,6 +96,14 @@ ELEOS_MUST_CHECK int kvs_store_item_alloc(struct kvs_store *s, const char *key, 
 /* Writes value bytes into an unlinked item the caller owns. */
 ELEOS_MUST_CHECK int kvs_store_item_write(struct kvs_store *s, struct kvs_item *it, size_t off,
                                         const void *buf, size_t size);
+/* What `watch` prints of an unlinked item the caller owns (key valid while it is). */
+struct kvs_item_view {
+    const char *key;
+    size_t nkey;
+    uint32_t exptime, nbytes;
+    unsigned clsid;
+};
+void kvs_store_item_view(const struct kvs_item *it, struct kvs_item_view *v);
 /* Frees an unlinked item (e.g. a bad data chunk). */
 void kvs_store_item_free(struct kvs_store *s, struct kvs_item *it);
 
@@ -119,6 +127,7 @@ struct kvs_get_info {
     uint32_t flags;
     uint32_t nbytes;
     uint64_t cas;
+    unsigned clsid;               /* its slab class (memcached's watch lines print it)       */
 };
 /* Where a found value goes: called under the store lock with the item's info; returns a
  * buffer of info->nbytes bytes to copy the value into, or NULL (-ENOMEM from get). */

@@ -34,9 +34,15 @@ def need_pymemcache():
         sys.exit(SKIP)
 
 
+def root_args():
+    """memcached's rule, which eleos-kvs follows: root must say which user to run as (-u).
+    The tests run as root in CI; they stay root."""
+    return ["-u", "root"] if os.geteuid() == 0 else []
+
+
 class Server:
     def __init__(self, binary, mode="native", args=(), start_timeout=30.0, prefix=()):
-        cmd = list(prefix) + [binary, "-p", "0", "-l", HOST, "--mode", mode] + list(args)
+        cmd = list(prefix) + [binary, "-p", "0", "-l", HOST, "--mode", mode] + root_args() + list(args)
         if mode != "native" and "--cost" not in args:
             # The tests check behaviour, not speed: the cost model only slows them down.
             cmd += ["--cost", "off"]

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_kvs_common import (Checker, Server, connect, need_pymemcache, recv_until,  # noqa: E402
-                             stats, wait_for)
+                             root_args, stats, wait_for)
 
 MIB = 1 << 20
 
@@ -275,7 +275,8 @@ def t_descriptors(ck, binary, mode, extra):
         ck.true(False, "setpriv/prlimit usable: %s" % e)
         return
     p = subprocess.run(prefix + [binary, "-p", "0", "-l", "127.0.0.1", "--mode", mode,
-                                 "-c", "500"] + extra, capture_output=True, timeout=30)
+                                 "-c", "500"] + root_args() + extra, capture_output=True,
+                       timeout=30)
     ck.eq(p.returncode, 71, "-c above the descriptor limit is refused (memcached's EX_OSERR)")
     ck.true(b"failed to set rlimit" in p.stderr, "with memcached's message")
     srv = start(binary, mode, extra + ["-c", "190"], prefix=prefix)

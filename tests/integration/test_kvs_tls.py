@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_kvs_common import (HOST, SKIP, Checker, Server, exchange, parse_args,  # noqa: E402
+from test_kvs_common import (HOST, SKIP, Checker, Server, exchange, parse_args, root_args,  # noqa: E402
                              recv_until)
 
 binary, mode, extra = parse_args()
@@ -127,7 +127,7 @@ def refusals():
         (["-Z", "-o", "ssl_verify_mode=5"], None, b"Invalid ssl_verify_mode"),
     ]
     for args, want_rc, want_msg in cases:
-        cmd = [binary, "-p", "0", "-l", HOST, "--mode", mode, "--cost", "off"] + args
+        cmd = [binary, "-p", "0", "-l", HOST, "--mode", mode, "--cost", "off"] + root_args() + args
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         if want_rc is None:
             c.true(p.returncode != 0, "%s refused" % args)

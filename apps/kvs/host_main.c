@@ -277,8 +277,11 @@ static int setup_server(struct app *a) {
 static void print_banner(const struct app *a) {
     const char *where = a->ls.desc[0];
     const struct options *o = &a->opt;
-    printf("eleos-kvs %s: a memcached-compatible key-value server (text protocol)\n",
-           KVS_ELEOS_VERSION);
+    const struct kvs_settings *st = &a->opt.set;
+    printf("eleos-kvs %s: a memcached-compatible key-value server (text, meta and binary "
+           "protocols%s%s)\n",
+           KVS_ELEOS_VERSION, st->ssl_enabled ? ", TLS in the enclave" : "",
+           st->sasl ? ", SASL" : st->auth_ascii ? ", ASCII auth" : "");
     const struct app_platform_opts *p = &o->plat;
     bool rpc_on = a->pf.rpc_on;
     if (a->pf.enc) {

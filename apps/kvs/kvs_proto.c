@@ -803,6 +803,37 @@ static void process_refresh_certs(struct kvs_proto *p, struct token *tokens, siz
         p->noreply = false;
 }
 
+/* The commands that do not start with one of process_command's letters. */
+static void process_rare(struct kvs_proto *p, struct token *tokens, size_t ntokens,
+                         struct kvs_buf *out) {
+    const char *cmd = tokens[0].value;
+    if (tokens[ntokens - 2].value && strncmp(tokens[ntokens - 2].value, "HTTP/", 5) == 0) {
+        p->close = p->abort = true; /* memcached hangs up on HTTP requests */
+    } else if (strcmp(cmd, "replace") == 0) {
+        WANT_TOKENS_OR(ntokens, 6, 7);
+        process_update(p, tokens, ntokens, out, KVS_CMD_REPLACE, false);
+    } else if (strcmp(cmd, "prepend") == 0) {
+        WANT_TOKENS_OR(ntokens, 6, 7);
+        process_update(p, tokens, ntokens, out, KVS_CMD_PREPEND, false);
+    } else if (strcmp(cmd, "flush_all") == 0) {
+        WANT_TOKENS(ntokens, 2, 4);
+        process_flush_all(p, tokens, ntokens, out);
+    } else if (strcmp(cmd, "version") == 0) {
+        kvs_out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
+    } else if (strcmp(cmd, "quit") == 0) {
+        p->close = true;
+    } else if (strcmp(cmd, "watch") == 0) {
+        process_watch(p, tokens, ntokens, out);
+    } else if (strcmp(cmd, "verbosity") == 0) {
+        WANT_TOKENS_OR(ntokens, 3, 4);
+        process_verbosity(p, tokens, ntokens, out);
+    } else if (strcmp(cmd, "refresh_certs") == 0) {
+        process_refresh_certs(p, tokens, ntokens, out);
+    } else {
+        kvs_out_error(p, out, "ERROR");
+    }
+}
+
 /* memcached 1.6.18 process_command_ascii, restricted to the commands we implement; every
  * other command gets ERROR, as memcached answers unknown commands. */
 static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *out) {
@@ -882,31 +913,8 @@ static void process_command(struct kvs_proto *p, char *command, struct kvs_buf *
         } else {
             kvs_out_error(p, out, "ERROR");
         }
-    } else if (tokens[ntokens - 2].value &&
-               strncmp(tokens[ntokens - 2].value, "HTTP/", 5) == 0) {
-        p->close = p->abort = true; /* memcached hangs up on HTTP requests */
-    } else if (strcmp(cmd, "replace") == 0) {
-        WANT_TOKENS_OR(ntokens, 6, 7);
-        process_update(p, tokens, ntokens, out, KVS_CMD_REPLACE, false);
-    } else if (strcmp(cmd, "prepend") == 0) {
-        WANT_TOKENS_OR(ntokens, 6, 7);
-        process_update(p, tokens, ntokens, out, KVS_CMD_PREPEND, false);
-    } else if (strcmp(cmd, "flush_all") == 0) {
-        WANT_TOKENS(ntokens, 2, 4);
-        process_flush_all(p, tokens, ntokens, out);
-    } else if (strcmp(cmd, "version") == 0) {
-        kvs_out_string(p, out, "VERSION " KVS_MEMCACHED_VERSION);
-    } else if (strcmp(cmd, "quit") == 0) {
-        p->close = true;
-    } else if (strcmp(cmd, "watch") == 0) {
-        process_watch(p, tokens, ntokens, out);
-    } else if (strcmp(cmd, "verbosity") == 0) {
-        WANT_TOKENS_OR(ntokens, 3, 4);
-        process_verbosity(p, tokens, ntokens, out);
-    } else if (strcmp(cmd, "refresh_certs") == 0) {
-        process_refresh_certs(p, tokens, ntokens, out);
     } else {
-        kvs_out_error(p, out, "ERROR");
+        process_rare(p, tokens, ntokens, out);
     }
 }
 

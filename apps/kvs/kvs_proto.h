@@ -1,5 +1,6 @@
 /*
- * kvs_proto.h — the memcached text protocol as a pure function:
+ * kvs_proto.h — memcached's protocols as a pure function (the text and meta protocols here
+ * and in kvs_meta.c, the binary protocol in kvs_bin.c, chosen by a connection's first byte):
  *   (connection state, input bytes) -> (bytes consumed, output bytes, store operations).
  *
  * No sockets, no clock, no system calls: the event loop feeds what it read, sends what comes

@@ -250,6 +250,29 @@ def scan(pid, values):
     return len(found)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def notls():
+    """-l notls:ADDR:PORT: that listener speaks plain text while the other one wants TLS."""
+    port = free_port()
+    srv = Server(binary, mode, tls_args() + ["-l", "notls:%s:%d" % (HOST, port)] + extra)
+    try:
+        plain = socket.create_connection((HOST, port), timeout=10)
+        plain.sendall(b"set nt 0 0 2\r\nok\r\nget nt\r\n")
+        c.eq(recv_until(plain, b"END\r\n", 10), b"STORED\r\nVALUE nt 0 2\r\nok\r\nEND\r\n",
+             "notls listener: plain text served")
+        plain.close()
+        c.eq(tls_exchange(srv, b"get nt\r\n", b"END\r\n"), b"VALUE nt 0 2\r\nok\r\nEND\r\n",
+             "the other listener: TLS, same store")
+        c.true(closed_within(srv, b"version\r\n"), "the other listener refuses plain text")
+    finally:
+        c.finish_server(srv)
+
+
 def wire(tls):
     """200 values of 48 bytes through TLS (or not), read back, then the process scanned."""
     rnd = random.Random(1234 if tls else 4321)
@@ -287,6 +310,7 @@ try:
     finally:
         c.finish_server(srv)
     mutual()
+    notls()
     if mode != "native":
         wire(True)
         wire(False)

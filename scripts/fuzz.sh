@@ -14,11 +14,10 @@ out=build/fuzz
 mkdir -p "$out"
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Iapps/kvs -Iinclude)
+# Every apps/kvs/kvs_*.c is the pure core (kvs_core in apps/kvs/CMakeLists.txt): a new
+# module is picked up without touching this list.
 build_kvs_proto() {
-  "$cc" "${flags[@]}" apps/kvs/kvs_common.c apps/kvs/kvs_store.c apps/kvs/kvs_proto.c \
-        apps/kvs/kvs_meta.c apps/kvs/kvs_stats.c apps/kvs/kvs_settings.c apps/kvs/kvs_auth.c \
-        apps/kvs/kvs_bin.c apps/kvs/kvs_text_auth.c \
-        fuzz/fuzz_kvs_proto.c -o "$out/fuzz_kvs_proto" -lpthread
+  "$cc" "${flags[@]}" apps/kvs/kvs_*.c fuzz/fuzz_kvs_proto.c -o "$out/fuzz_kvs_proto" -lpthread
 }
 for t in kvs_proto; do
   [ -n "$only" ] && [ "$only" != "$t" ] && continue

@@ -182,6 +182,9 @@ int eleos_cost_calibrate(void) {
     pthread_mutex_lock(&cal_lock);
     int r = 0;
     if (!atomic_load_explicit(&cal_done, memory_order_relaxed)) {
+        /* The TSC frequency is measured once per process against the clock (tens of ms of
+         * waiting, not of calibration): the scratch enclave's creation would do it. */
+        (void)tsc_ghz();
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         uint64_t mech[ELEOS_COST_NEVENTS] = {0};

@@ -35,10 +35,10 @@
 #include "common/tsc.h"
 #include "sim/sim_internal.h"
 
-#define CAL_SAMPLES 201      /* per transition kind; odd so the median is one sample  */
-#define CAL_SWAP_SAMPLES 61  /* swaps are ~10x dearer: fewer keep the total small      */
-#define CAL_EPC_PAGES 256    /* the scratch EPC (1 MiB)                               */
-#define CAL_TOUCH_PAGES 384  /* > EPC, touched in a fixed shuffled cycle (see below)   */
+#define CAL_SAMPLES 201     /* per transition kind; odd so the median is one sample  */
+#define CAL_SWAP_SAMPLES 61 /* swaps are ~10x dearer: fewer keep the total small      */
+#define CAL_EPC_PAGES 256   /* the scratch EPC (1 MiB)                               */
+#define CAL_TOUCH_PAGES 384 /* > EPC, touched in a fixed shuffled cycle (see below)   */
 
 static pthread_mutex_t cal_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool cal_done;
@@ -88,8 +88,9 @@ static int measure_transitions(struct eleos_enclave *e, uint64_t *v, uint64_t *m
     for (int warm = 0; warm < 2; warm++) /* first pass: SUD set-up, cold caches */
         for (size_t i = 0; i < CAL_SAMPLES; i++) {
             uint64_t t0 = tsc_now();
-            if (eleos_enclave_ecall(e, cal_nothing, NULL, &ret) != 0)
-                return -EIO;
+            int r = eleos_enclave_ecall(e, cal_nothing, NULL, &ret);
+            if (r != 0)
+                return r; /* -ENOSYS: no Syscall User Dispatch (see measure_all) */
             v[i] = tsc_now() - t0;
         }
     mech[ELEOS_COST_EV_ECALL] = median(v, CAL_SAMPLES);
@@ -143,9 +144,9 @@ static int measure_swap(struct eleos_enclave *e, uint64_t *v, uint64_t *mech) {
     return 0;
 }
 
-/* The scratch enclave: raw model (no calibration of its own, so no recursion), the smallest
- * EPC, and the test hook's slowdown as its only charge. */
-static int measure_all(uint64_t *mech) {
+/* The scratch enclave: raw model (no calibration of its own, so no recursion), a small EPC,
+ * and the test hook's slowdown as its only charge. */
+static int measure_in(uint64_t *mech, bool enforce) {
     struct eleos_enclave_config cfg;
     eleos_enclave_config_default(&cfg);
     uint64_t slow = atomic_load(&cal_slowdown);
@@ -153,7 +154,7 @@ static int measure_all(uint64_t *mech) {
     cfg.cost.raw = true;
     cfg.cost.ecall_cycles = cfg.cost.ocall_cycles = cfg.cost.syscall_cycles = slow;
     cfg.cost.epc_fault_cycles = slow;
-    cfg.enforce = true;
+    cfg.enforce = enforce;
     cfg.elrange_size = 64ull << 20;
     cfg.epc_size = (uint64_t)CAL_EPC_PAGES * ELEOS_PAGE_SIZE;
     cfg.name = "calibration";
@@ -174,6 +175,14 @@ static int measure_all(uint64_t *mech) {
     return r;
 }
 
+/* A kernel without Syscall User Dispatch cannot trap syscalls: enclaves there run with
+ * enforcement off (ELEOS_ENFORCE=0), where a syscall is no exit. Measure without it rather
+ * than failing every enclave creation; the syscall mechanism then measures ~0. */
+static int measure_all(uint64_t *mech) {
+    int r = measure_in(mech, true);
+    return r == -ENOSYS ? measure_in(mech, false) : r;
+}
+
 int eleos_cost_calibrate(void) {
     if (atomic_load_explicit(&cal_done, memory_order_acquire))
         return 0;
@@ -192,7 +201,8 @@ int eleos_cost_calibrate(void) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (r == 0) {
             memcpy(cal_mech, mech, sizeof mech);
-            cal_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+            cal_ms =
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
             atomic_store_explicit(&cal_done, true, memory_order_release);
         }
     }
@@ -268,8 +278,7 @@ const char *eleos_cost_event_name(enum eleos_cost_event ev) {
     return (unsigned)ev < ELEOS_COST_NEVENTS ? names[ev] : "?";
 }
 
-int eleos_cost_calibration_format(const struct eleos_cost_calibration *c, char *buf,
-                                  size_t size) {
+int eleos_cost_calibration_format(const struct eleos_cost_calibration *c, char *buf, size_t size) {
     size_t n = 0;
     int w = snprintf(buf, size, "cost model %s:", c->raw ? "(raw extras)" : "effective/target");
     for (int k = 0; k < ELEOS_COST_NEVENTS && w >= 0; k++) {

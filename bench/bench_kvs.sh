@@ -145,7 +145,13 @@ start_server() { # name cost [attempt]
     if [ "$name" = memcached ]; then
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
     else
-      local l; l=$(grep -m1 '^listening on ' "$log") && { port=${l##*:}; return 0; }
+      local l; l=$(grep -m1 '^listening on ' "$log") && {
+        port=${l##*:}
+        # The calibrated effective costs, quoted once (the same in every enclave server).
+        if [ -z "${cost_line_shown:-}" ] && l=$(grep -m1 'cost model effective/target' "$log"); then
+          echo "# ${l#"${l%%[! ]*}"}"; cost_line_shown=1
+        fi
+        return 0; }
     fi
     sleep 0.1
   done
@@ -213,7 +219,7 @@ cost_params() {
     ev=ELEOS_COST_$n; [ -n "${!ev:-}" ] && v="${!ev}(env)"
     line="$line ${n,,}=${v:-?}"
   done
-  echo "# cost model (on):$line extra cycles${ELEOS_COST_POLLUTE_KIB:+, pollute_kib=$ELEOS_COST_POLLUTE_KIB(env)}; off = all 0"
+  echo "# cost model (on):$line target cycles (epc_evict: extra)${ELEOS_COST_POLLUTE_KIB:+, pollute_kib=$ELEOS_COST_POLLUTE_KIB(env)}; off = all 0"
 }
 
 if [ "$section" != grid ]; then

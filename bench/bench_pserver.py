@@ -71,6 +71,11 @@ def free_port():
     return p
 
 
+# The calibrated cost model as the servers report it: effective cost per event (measured
+# mechanism + extra charged) against its target, on this machine.
+cost_lines = set()
+
+
 def start(col, table_mib, model):
     mode, extra = MODES[col]
     port = free_port()
@@ -79,6 +84,8 @@ def start(col, table_mib, model):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(20):  # the server's first lines, until it listens
         line = p.stdout.readline()
+        if "cost model effective/target" in line or "cost model (raw" in line:
+            cost_lines.add(line.split("eleos-pserver: ", 1)[-1].strip())
         if not line or "listening" in line:
             break
     if "listening" not in line:
@@ -148,6 +155,8 @@ for set_name, table_mib in SETS:
 print(f"# {reps} reps per point, {KEYS_PER_RUN} keys per run, EPC 93 MiB, SUVM cache 60 MiB, "
       f"RPC/I-O workers 1 (RPC spin 2 ms); eleos: --rpc auto"
       f"{''.join(', eleos_' + m + ': --rpc ' + m for m in rpc_extra)}; {time.time() - t0:.0f} s")
+for line in sorted(cost_lines):
+    print(f"# {line}")
 if csv_path:
     with open(csv_path, "w") as f:
         f.write("set,table_mib,model,batch_bytes,native_keys_per_s,sgx_keys_per_s,"

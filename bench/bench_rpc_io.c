@@ -268,11 +268,12 @@ static void run_model(bool model_on, const struct fds *fds) {
     }
     struct eleos_enclave_config got;
     eleos_enclave_get_config(r.enc, &got);
-    printf("\n== cost model %s: ecall %llu, ocall %llu, syscall %llu extra cycles, pollute %u "
+    printf("\n== cost model %s: ecall %llu, ocall %llu, syscall %llu target cycles, pollute %u "
            "KiB; 1 worker (cpu 1), caller cpu 0, spin budget %llu ns, bounce %zu KiB\n",
            model_on ? "ON" : "OFF", (unsigned long long)got.cost.ecall_cycles,
            (unsigned long long)got.cost.ocall_cycles, (unsigned long long)got.cost.syscall_cycles,
            got.cost.pollute_kib, (unsigned long long)pc.spin_ns, pc.bounce_size >> 10);
+    bench_print_cost_calibration(r.enc);
     printf("  %-5s %6s | %9s %9s %9s | %9s %9s %9s | %7s %7s\n", "", "", "write ns", "", "",
            "read ns", "", "", "speedup", "vs trap");
     printf("  %-5s %6s | %9s %9s %9s | %9s %9s %9s | %7s %7s\n", "medium", "size", "exitless",

@@ -246,11 +246,12 @@ static void run_model(bool model_on, double native_ppid) {
     struct eleos_enclave_config got;
     eleos_enclave_get_config(enc, &got);
     const char *model = model_on ? "on" : "off";
-    printf("\n== cost model %s: ecall %llu, ocall %llu, syscall %llu extra cycles, pollute %u "
+    printf("\n== cost model %s: ecall %llu, ocall %llu, syscall %llu target cycles, pollute %u "
            "KiB; workers 1 (cpu 1), caller cpu 0, spin budget %llu ns, ring %u\n",
            model_on ? "ON" : "OFF", (unsigned long long)got.cost.ecall_cycles,
            (unsigned long long)got.cost.ocall_cycles, (unsigned long long)got.cost.syscall_cycles,
            got.cost.pollute_kib, (unsigned long long)pc.spin_ns, pc.ring_size);
+    bench_print_cost_calibration(enc);
     bench_pin_cpu(0);
     long exit_n = iters / 10 > 1000 ? iters / 10 : 1000;
     /* Every repetition measures every row, the floor first: drift and other tenants of the

@@ -118,8 +118,15 @@ int main(int argc, char **argv) {
     printf("# bench_sim_epc: EPC %llu MiB, %ld random page touches per rep, median of %d reps, "
            "TSC %.3f GHz\n",
            (unsigned long long)epc_mib, touches, reps, ghz);
-    printf("# model on: epc_fault=%llu epc_evict=%llu extra cycles per swap-in / write-back\n",
+    printf("# model on: epc swap target %llu cycles (extra = target - measured swap), "
+           "epc_evict extra %llu\n",
            (unsigned long long)m.epc_fault_cycles, (unsigned long long)m.epc_evict_cycles);
+    struct eleos_cost_calibration cal;
+    char line[640];
+    if (eleos_cost_calibration_get(&m, &cal) == 0) {
+        eleos_cost_calibration_format(&cal, line, sizeof line);
+        printf("# %s\n", line);
+    }
     printf("| set/EPC | model | faults/touch | touches/s  | faults/s   | cycles/swap | us/swap |\n");
     printf("|---------|-------|--------------|------------|------------|-------------|---------|\n");
     FILE *f = csv ? fopen(csv, "w") : NULL;

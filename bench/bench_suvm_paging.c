@@ -123,14 +123,29 @@ static double timed(struct job *proto, int nthreads) {
 }
 
 /* Median µs per operation (per thread) over REPEAT runs after one warm-up. */
+/* EPC faults (swap-ins) per operation in the last measure(), warm-up included: what
+ * report.py needs to normalise a paging time to the published swap cost. */
+static double last_faults_per_op;
+
+static uint64_t epc_faults_of(struct eleos_enclave *e) {
+    static struct eleos_enclave_stats s; /* large (per-syscall counters); main thread only */
+    if (!e)
+        return 0;
+    eleos_enclave_stats(e, &s);
+    return s.epc_faults;
+}
+
 static double measure(struct job *proto, int nthreads) {
     double t[REPEAT];
+    uint64_t f0 = epc_faults_of(proto->enc);
     proto->seed = 1;
     timed(proto, nthreads);
     for (int r = 0; r < REPEAT; r++) {
         proto->seed = (uint64_t)r + 2;
         t[r] = timed(proto, nthreads);
     }
+    last_faults_per_op = (double)(epc_faults_of(proto->enc) - f0) /
+                         ((double)(REPEAT + 1) * (double)proto->ops * nthreads);
     qsort(t, REPEAT, sizeof t[0], bench_cmp_double);
     return t[REPEAT / 2] * 1e6 / (double)proto->ops;
 }
@@ -215,12 +230,13 @@ static struct eleos_suvm_evictor *maybe_evictor(struct eleos_enclave *e, struct 
 static void print_model(struct eleos_enclave *e) {
     struct eleos_enclave_config c;
     eleos_enclave_get_config(e, &c);
-    printf("# cost model: ecall %llu ocall %llu syscall %llu epc_fault %llu epc_evict %llu "
-           "cycles extra; TSC %.2f GHz\n",
+    printf("# cost model: ecall %llu ocall %llu syscall %llu epc_fault %llu target cycles, "
+           "epc_evict %llu extra; TSC %.2f GHz\n",
            (unsigned long long)c.cost.ecall_cycles, (unsigned long long)c.cost.ocall_cycles,
            (unsigned long long)c.cost.syscall_cycles,
            (unsigned long long)c.cost.epc_fault_cycles,
            (unsigned long long)c.cost.epc_evict_cycles, eleos_tsc_ghz());
+    bench_print_cost_calibration(e);
 }
 
 static void row(uint64_t size, const char *what, int threads, bool write, int model,
@@ -232,7 +248,7 @@ static void row(uint64_t size, const char *what, int threads, bool write, int mo
     if (csv) {
         const struct eleos_cost_model *m = &model_of[model > 0];
         bool none = model < 0;
-        fprintf(csv, "paging,%llu,%s,%d,%s,%s,%.3f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
+        fprintf(csv, "paging,%llu,%s,%d,%s,%s,%.3f,%.0f,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.4f\n",
                 (unsigned long long)(size / MB), what, threads, write ? "write" : "read",
                 none ? "n/a" : model ? "on" : "off", us, threads * 1e6 / us,
                 (unsigned long long)(epc_size / MiB), (unsigned long long)(cache_size / MiB),
@@ -240,7 +256,7 @@ static void row(uint64_t size, const char *what, int threads, bool write, int mo
                 (unsigned long long)(none ? 0 : m->ocall_cycles),
                 (unsigned long long)(none ? 0 : m->syscall_cycles),
                 (unsigned long long)(none ? 0 : m->epc_fault_cycles),
-                (unsigned long long)(none ? 0 : m->epc_evict_cycles));
+                (unsigned long long)(none ? 0 : m->epc_evict_cycles), last_faults_per_op);
         fflush(csv);
     }
 }
@@ -298,6 +314,7 @@ static void run_size(uint64_t size) {
         }
         proto.b = B_SGX;
         proto.mem = st.mem;
+        proto.enc = e; /* not the SUVM enclave destroyed above */
         for (int thr = 1; thr <= 2; thr++) {
             for (int w = 0; w <= 1; w++) {
                 proto.write = w;
@@ -374,6 +391,7 @@ static void ablations(uint64_t size) {
             exit(1);
         proto.b = B_SGX;
         proto.mem = st.mem;
+        proto.enc = e;
         for (int w = 0; w <= 1; w++) {
             proto.write = w;
             snprintf(what, sizeof what, "sgx %zuB", items[k]);
@@ -592,17 +610,17 @@ static void fault_cost(void) {
     printf("suvm major fault, dirty victim (open + seal): %.2f us = %.2fx (hot open+seal), "
            "%.2fx (cold open+seal)\n", md, mr, mrc);
     if (csv) {
-        fprintf(csv, "fault,%llu,gcm open+seal,1,n/a,n/a,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,gcm open+seal,1,n/a,n/a,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), ms + mo);
-        fprintf(csv, "fault,%llu,gcm open+seal cold,1,n/a,n/a,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,gcm open+seal cold,1,n/a,n/a,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), mcold);
-        fprintf(csv, "fault,%llu,major clean victim,1,read,on,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,major clean victim,1,read,on,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), mc);
-        fprintf(csv, "fault,%llu,major dirty victim,1,write,on,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,major dirty victim,1,write,on,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), md);
-        fprintf(csv, "fault,%llu,dirty/(open+seal) ratio,1,write,on,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,dirty/(open+seal) ratio,1,write,on,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), mr);
-        fprintf(csv, "fault,%llu,dirty/(cold open+seal) ratio,1,write,on,%.3f,,,,,,,,\n",
+        fprintf(csv, "fault,%llu,dirty/(cold open+seal) ratio,1,write,on,%.3f,,,,,,,,,\n",
                 (unsigned long long)(size / MB), mrc);
     }
     cold_ref_fini(&cr, cache_size);
@@ -648,7 +666,7 @@ static void metadata(void) {
                        : "page mode",
                per_page, (double)m.st.metadata_per_gib / (double)MiB);
         if (csv)
-            fprintf(csv, "metadata,,%s %zu,,,,%.3f,,,,,,,,\n", subs[i] ? "subpage" : "page",
+            fprintf(csv, "metadata,,%s %zu,,,,%.3f,,,,,,,,,\n", subs[i] ? "subpage" : "page",
                     subs[i] ? subs[i] : 4096, per_page);
     }
     eleos_enclave_destroy(e);
@@ -694,7 +712,7 @@ int main(int argc, char **argv) {
         }
         fprintf(csv, "section,size_mb,config,threads,op,model,us_per_op,ops_per_s,epc_mib,"
                      "cache_mib,ecall_cycles,ocall_cycles,syscall_cycles,epc_fault_cycles,"
-                     "epc_evict_cycles\n");
+                     "epc_evict_cycles,epc_faults_per_op\n");
     }
     key_size = nsizes >= 3 ? sizes[2] : sizes[nsizes - 1];
     printf("# bench_suvm_paging: EPC %llu MiB, SUVM cache %llu MiB, %llu ops/thread, "
@@ -703,11 +721,18 @@ int main(int argc, char **argv) {
            (unsigned long long)ops_per_thread, REPEAT, use_evictor ? "on" : "off");
     struct eleos_cost_model on;
     eleos_cost_model_default(&on);
-    printf("# cost model (on): ecall %llu ocall %llu syscall %llu epc_fault %llu epc_evict %llu "
-           "cycles extra; off: all 0\n",
+    printf("# cost model (on): ecall %llu ocall %llu syscall %llu epc_fault %llu target cycles, "
+           "epc_evict %llu extra; off: all 0\n",
            (unsigned long long)on.ecall_cycles, (unsigned long long)on.ocall_cycles,
            (unsigned long long)on.syscall_cycles, (unsigned long long)on.epc_fault_cycles,
            (unsigned long long)on.epc_evict_cycles);
+    struct eleos_cost_calibration cal;
+    if (eleos_cost_calibration_get(&on, &cal) == 0) {
+        char line[640];
+        eleos_cost_calibration_format(&cal, line, sizeof line);
+        /* report.py reads this line to normalise paging ratios to the published swap cost. */
+        printf("# %s\n", line);
+    }
     metadata();
     fault_cost();
     if (fault_only) {

@@ -277,8 +277,8 @@ int main(int argc, char **argv) {
     printf("# bench_suvm_spointer: %llu MiB resident in the page cache (%llu passes per run), "
            "in enclave, median of %d\n",
            (unsigned long long)(data_size / MiB), (unsigned long long)passes, RUNS);
-    printf("# cost model: ecall %llu ocall %llu syscall %llu epc_fault %llu epc_evict %llu "
-           "cycles extra (no exits or faults happen here); TSC %.2f GHz\n",
+    printf("# cost model: ecall %llu ocall %llu syscall %llu epc_fault %llu target cycles, "
+           "epc_evict %llu extra (no exits or faults happen here); TSC %.2f GHz\n",
            (unsigned long long)ec.cost.ecall_cycles, (unsigned long long)ec.cost.ocall_cycles,
            (unsigned long long)ec.cost.syscall_cycles,
            (unsigned long long)ec.cost.epc_fault_cycles,

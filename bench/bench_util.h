@@ -4,7 +4,10 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "eleos/enclave.h"
 
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -32,6 +35,24 @@ static inline void bench_unpin_cpu(void) {
     for (int i = 0; i < CPU_SETSIZE; i++)
         CPU_SET(i, &s);
     pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
+/* Prints one line: the effective cost per event of enc's cost model (measured mechanism +
+ * extra charged) against its target, so every figure is read against what this machine
+ * actually charged (the calibration, docs/emulator.md). Nothing for a model that is off. */
+static inline void bench_print_cost_calibration(const struct eleos_enclave *enc) {
+    struct eleos_enclave_config c;
+    eleos_enclave_get_config(enc, &c);
+    const struct eleos_cost_model *m = &c.cost;
+    if (!m->raw && !m->ecall_cycles && !m->ocall_cycles && !m->syscall_cycles &&
+        !m->epc_fault_cycles)
+        return;
+    struct eleos_cost_calibration cal;
+    char line[640];
+    if (eleos_enclave_cost_calibration(enc, &cal) != 0)
+        return;
+    eleos_cost_calibration_format(&cal, line, sizeof line);
+    printf("# %s\n", line);
 }
 
 #endif

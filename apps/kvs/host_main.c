@@ -290,6 +290,14 @@ static void print_banner(const struct app *a) {
         printf("  mode %s: workers run inside the enclave (EPC %zu MiB, cost model %s)\n",
                app_mode_name(p->mode), p->epc_mib,
                cfg.cost.syscall_cycles || cfg.cost.ecall_cycles ? "on" : "off");
+        struct eleos_cost_calibration cal;
+        if ((cfg.cost.syscall_cycles || cfg.cost.ecall_cycles || cfg.cost.raw) &&
+            eleos_enclave_cost_calibration(a->pf.enc, &cal) == 0) {
+            /* What this machine really charges per event (bench_kvs.sh quotes this line). */
+            char line[640];
+            eleos_cost_calibration_format(&cal, line, sizeof line);
+            printf("    %s\n", line);
+        }
         if (a->pf.io == APP_IO_QUEUE)
             printf("    I/O  queue: network system calls batched on completion rings "
                    "(eleos/ioq.h), executor %s\n",

@@ -309,6 +309,18 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &act, NULL);
     sigaction(SIGTERM, &act, NULL);
     su.out_table[PS_NAME_MAX - 1] = su.out_io[PS_NAME_MAX - 1] = '\0';
+    struct eleos_enclave_config ecfg;
+    struct eleos_cost_calibration cal;
+    if (pf.enc) {
+        eleos_enclave_get_config(pf.enc, &ecfg);
+        if ((ecfg.cost.syscall_cycles || ecfg.cost.ecall_cycles || ecfg.cost.raw) &&
+            eleos_enclave_cost_calibration(pf.enc, &cal) == 0) {
+            /* What this machine really charges per event (bench_pserver.py quotes it). */
+            char line[640];
+            eleos_cost_calibration_format(&cal, line, sizeof line);
+            printf("eleos-pserver: %s\n", line);
+        }
+    }
     printf("eleos-pserver: mode %s, table %llu MiB (%s), io path %s (%s), listening on "
            "%s:%llu\n",
            app_mode_name(o.plat.mode), (unsigned long long)o.table_mib, su.out_table,

@@ -4,7 +4,8 @@
  * Everything in Eleos (exitless RPC, SUVM, the applications) is written against this
  * interface. The only backend today is the SGX platform emulator in src/sim, which enforces
  * SGX's rules with real Linux mechanisms and charges SGX's published costs through a cost
- * model:
+ * model that measures its own mechanism on the machine it runs on and busy-waits only what
+ * is missing to reach the published totals (see "The cost model" below). Its rules:
  *
  *   - ELRANGE: one reserved mapping per enclave. The enclave heap is carved only from it.
  *   - EPC: a cap on resident ELRANGE pages. Touching a non-resident page is an asynchronous
@@ -47,47 +48,95 @@ extern "C" {
 #define ELEOS_ENCLAVE_NSYSCALLS 512
 
 /*
- * The cost model: extra TSC cycles busy-waited on top of what the emulator really does.
- * The defaults are chosen so that real mechanism + extra lands near the published figures
- * on the project's machine kind (see docs/emulator.md for the calibration):
+ * The cost model: what the emulator cannot make real, it charges as a TSC busy-wait.
+ *
+ * The fields are TARGETS: the total cost of one event as SGX would pay it. The emulator
+ * measures what its own mechanism for that event costs on the machine it runs on (once per
+ * process, lazily at the first eleos_enclave_create that needs it, or eleos_cost_calibrate();
+ * see docs/emulator.md, "Calibration") and charges only the difference:
+ *     extra = max(0, target - measured mechanism),   effective = mechanism + extra.
+ * Where the mechanism alone exceeds a target, nothing can be subtracted: the event costs
+ * more than the target and eleos_cost_calibration_get() reports it (over_target).
  *   - an OCALL / ECALL round trip (EEXIT + EENTER) totals about 8,200 cycles (HotCalls);
- *   - an EPC page swap (AEX + EWB + ELDU + ERESUME) totals about 40,000 cycles (VAULT).
- * A value of 0 turns that charge off. Each field can also be set through the environment
+ *   - the exit of a trapped syscall (the SDK's syscall OCALL) likewise, on top of the
+ *     syscall's own work;
+ *   - an EPC page swap (AEX + EWB + ELDU + ERESUME: the fault that loads a page back,
+ *     including the eviction that made room) totals about 40,000 cycles (VAULT).
+ * A target of 0 turns that charge off. Each field can also be set through the environment
  * (names in brackets), which overrides the config; eleos_cost_model_default() reads it.
+ * With raw set (ELEOS_COST_RAW=1) the *_cycles fields are instead extras charged as given,
+ * with no calibration: for experiments that need an exact, machine-independent surcharge.
  */
 struct eleos_cost_model {
-    uint64_t ecall_cycles;      /* per ECALL round trip        [ELEOS_COST_ECALL]     */
-    uint64_t ocall_cycles;      /* per explicit OCALL          [ELEOS_COST_OCALL]     */
-    uint64_t syscall_cycles;    /* per syscall trapped in enclave mode (the SDK's syscall
-                                   OCALL; on top of the real SIGSYS trap)
+    uint64_t ecall_cycles;      /* target per ECALL round trip [ELEOS_COST_ECALL]     */
+    uint64_t ocall_cycles;      /* target per explicit OCALL   [ELEOS_COST_OCALL]     */
+    uint64_t syscall_cycles;    /* target per syscall trapped in enclave mode (the exit
+                                   part: the SIGSYS round trip + extra)
                                                                [ELEOS_COST_SYSCALL]   */
-    uint64_t epc_fault_cycles;  /* per EPC fault that loads a page from swap
-                                                               [ELEOS_COST_EPC_FAULT] */
-    uint64_t epc_evict_cycles;  /* per page written back (EWB) [ELEOS_COST_EPC_EVICT] */
+    uint64_t epc_fault_cycles;  /* target per EPC swap: a fault that loads a page from
+                                   swap, including the eviction that made room; the
+                                   extra is charged at the load [ELEOS_COST_EPC_FAULT] */
+    uint64_t epc_evict_cycles;  /* explicit extra per page written back (EWB), default 0:
+                                   the swap target already includes the eviction
+                                                               [ELEOS_COST_EPC_EVICT] */
     uint32_t pollute_kib;       /* KiB of untrusted scratch touched per exit to model TLB
                                    and LLC pollution; 0 = off  [ELEOS_COST_POLLUTE_KIB] */
+    bool raw;                   /* fields above are extras, no calibration [ELEOS_COST_RAW] */
 };
 
-/* Default calibrated extras (cycles), measured with bench_sim_exits / bench_sim_epc on the
- * project's machine kind (2.6 GHz Xeon VM, docs/emulator.md):
- *   - ECALL/OCALL: the real mechanism is a selector store (~45 cycles), so nearly all of
- *     the 8,200 is modeled;
- *   - trapped syscall: the SIGSYS round trip really costs ~2,150 cycles, 6,000 are added;
- *   - EPC swap: the real work (SIGSEGV, two mprotects with TLB-shootdown IPIs, AES-GCM seal
- *     and open, frame release and allocation) already costs ~42,500 cycles here, within
- *     +6 % of the published 40,000, so nothing is added. Raise them on faster machines. */
-#define ELEOS_COST_DEFAULT_ECALL      8150u
-#define ELEOS_COST_DEFAULT_OCALL      8150u
-#define ELEOS_COST_DEFAULT_SYSCALL    6000u
-#define ELEOS_COST_DEFAULT_EPC_FAULT  0u
+/* Default targets (cycles): the published totals. */
+#define ELEOS_COST_DEFAULT_ECALL      8200u
+#define ELEOS_COST_DEFAULT_OCALL      8200u
+#define ELEOS_COST_DEFAULT_SYSCALL    8200u
+#define ELEOS_COST_DEFAULT_EPC_FAULT  40000u
 #define ELEOS_COST_DEFAULT_EPC_EVICT  0u
 
-/* Fills *m with the calibrated defaults, then applies ELEOS_COST_* environment overrides.
+/* Fills *m with the default targets, then applies ELEOS_COST_* environment overrides.
  * ELEOS_COST=0 in the environment turns every charge off. */
 void eleos_cost_model_default(struct eleos_cost_model *m);
 
 /* A model that charges nothing (only the real mechanism is paid). */
 void eleos_cost_model_off(struct eleos_cost_model *m);
+
+/* --- Calibration ------------------------------------------------------------------------ */
+
+enum eleos_cost_event {
+    ELEOS_COST_EV_ECALL = 0,    /* null ECALL round trip                                 */
+    ELEOS_COST_EV_OCALL = 1,    /* null OCALL round trip                                 */
+    ELEOS_COST_EV_SYSCALL = 2,  /* exit part of a trapped syscall (trapped - native)     */
+    ELEOS_COST_EV_EPC_SWAP = 3, /* EPC fault loading a page from swap, with its eviction */
+    ELEOS_COST_NEVENTS = 4,
+};
+
+struct eleos_cost_event_calibration {
+    uint64_t mechanism;         /* measured cycles of the emulator's own mechanism (median) */
+    uint64_t target;            /* the model's target (0 in raw mode)                     */
+    uint64_t extra;             /* cycles busy-waited per event                           */
+    uint64_t effective;         /* mechanism + extra: what one event costs here           */
+    bool over_target;           /* the mechanism alone exceeds the target                 */
+};
+
+struct eleos_cost_calibration {
+    struct eleos_cost_event_calibration ev[ELEOS_COST_NEVENTS];
+    bool raw;                   /* the model was in raw mode (extras as given)            */
+    double elapsed_ms;          /* how long the one measurement took                      */
+};
+
+/* Measures the mechanism costs now if not done yet in this process (a few ms; cached).
+ * Host mode only (-EPERM in enclave mode). 0 or a negative errno of enclave creation. */
+ELEOS_MUST_CHECK int eleos_cost_calibrate(void);
+
+/* The calibration applied to model m (calibrating first if needed). 0 or a negative errno. */
+ELEOS_MUST_CHECK int eleos_cost_calibration_get(const struct eleos_cost_model *m,
+                                                struct eleos_cost_calibration *out);
+
+/* Writes one line (no newline) of effective cost per event against its target, snprintf
+ * style: returns the length it needed. */
+int eleos_cost_calibration_format(const struct eleos_cost_calibration *c, char *buf,
+                                  size_t size);
+
+/* "ecall", "ocall", "syscall-exit", "epc-swap". */
+const char *eleos_cost_event_name(enum eleos_cost_event ev);
 
 /* What to do when a swapped-out page fails verification (tampered or replayed swap). */
 enum eleos_integrity_policy {
@@ -244,6 +293,10 @@ void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd);
 
 /* The configuration in force (cost model after environment overrides). */
 void eleos_enclave_get_config(const struct eleos_enclave *enc, struct eleos_enclave_config *out);
+
+/* The calibration of enc's cost model: eleos_cost_calibration_get(&its model, out). */
+ELEOS_MUST_CHECK int eleos_enclave_cost_calibration(const struct eleos_enclave *enc,
+                                                    struct eleos_cost_calibration *out);
 
 /* --- Time ------------------------------------------------------------------------------- */
 

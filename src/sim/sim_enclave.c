@@ -69,9 +69,16 @@ int eleos_enclave_create(const struct eleos_enclave_config *cfg_in,
     int r = sim_install_handlers();
     if (r)
         return r;
+    /* Before this enclave exists: the measurement runs in a scratch enclave of its own. */
+    if (sim_cost_needs_calibration(&cfg.cost)) {
+        r = eleos_cost_calibrate();
+        if (r)
+            return r;
+    }
     struct eleos_enclave *enc = calloc(1, sizeof *enc);
     if (!enc)
         return -ENOMEM;
+    sim_cost_extras(&cfg.cost, enc->extra);
     snprintf(enc->name, sizeof enc->name, "%s", cfg.name ? cfg.name : "enclave");
     enc->cfg = cfg;
     enc->cfg.name = enc->name;
@@ -236,10 +243,16 @@ void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd) {
     if (shown)
         dprintf(fd, "+-------------------------------+-------------------------------+\n");
     dprintf(fd,
-            "cost model (extra cycles): ecall=%llu ocall=%llu syscall=%llu epc_fault=%llu "
-            "epc_evict=%llu pollute=%u KiB; TSC %.3f GHz; enforcement %s\n",
-            (unsigned long long)m->ecall_cycles, (unsigned long long)m->ocall_cycles,
-            (unsigned long long)m->syscall_cycles, (unsigned long long)m->epc_fault_cycles,
+            "cost model (%s): ecall=%llu ocall=%llu syscall=%llu epc_swap=%llu; charged extra: "
+            "%llu %llu %llu %llu; epc_evict extra=%llu pollute=%u KiB; TSC %.3f GHz; "
+            "enforcement %s\n",
+            m->raw ? "raw extras" : "targets", (unsigned long long)m->ecall_cycles,
+            (unsigned long long)m->ocall_cycles, (unsigned long long)m->syscall_cycles,
+            (unsigned long long)m->epc_fault_cycles,
+            (unsigned long long)enc->extra[ELEOS_COST_EV_ECALL],
+            (unsigned long long)enc->extra[ELEOS_COST_EV_OCALL],
+            (unsigned long long)enc->extra[ELEOS_COST_EV_SYSCALL],
+            (unsigned long long)enc->extra[ELEOS_COST_EV_EPC_SWAP],
             (unsigned long long)m->epc_evict_cycles, m->pollute_kib, ghz,
             enc->cfg.enforce ? "on" : "off");
     free(s);

@@ -202,7 +202,7 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
         } else {
             sim_stat_add(&enc->stats.epc_faults, 1);
             sim_stat_add(&enc->stats.pages_opened, 1);
-            sim_charge(enc, enc->cfg.cost.epc_fault_cycles);
+            sim_charge(enc, enc->extra[ELEOS_COST_EV_EPC_SWAP]);
         }
     } else {
         sim_stat_add(&enc->stats.epc_commits, 1);

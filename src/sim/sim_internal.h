@@ -126,6 +126,16 @@ void sim_heap_fini(struct eleos_enclave *enc);
 
 /* --- cost model (sim_cost.c) --------------------------------------------------------------- */
 void sim_charge(struct eleos_enclave *enc, uint64_t cycles);
+/* --- calibration (sim_calib.c) ------------------------------------------------------------ */
+/* Whether model m's extras depend on the measured mechanism (targets set, not raw). */
+bool sim_cost_needs_calibration(const struct eleos_cost_model *m);
+/* The extra cycles per event kind m charges (targets minus the cached measurement). */
+void sim_cost_extras(const struct eleos_cost_model *m, uint64_t *extra);
+/* Test hooks: every mechanism measured from now on is slowed by a busy-wait of `cycles`
+ * (charged inside the real ECALL/OCALL/SIGSYS/fault paths of the scratch enclave), and the
+ * cached calibration is dropped so the next one measures again. */
+void sim_calib_test_slowdown(uint64_t cycles);
+void sim_calib_forget(void);
 void sim_pollute(struct eleos_enclave *enc, struct sim_thread *t);
 
 /* --- the enclave ------------------------------------------------------------------------- */
@@ -150,6 +160,7 @@ struct eleos_enclave {
     void *heap;             /* mi_heap_t *                                             */
     int arena_id;           /* mimalloc arena id of ELRANGE                            */
     struct sim_region *region; /* the reusable ELRANGE reservation                     */
+    uint64_t extra[ELEOS_COST_NEVENTS]; /* cycles charged per event, fixed at creation */
     struct sim_stats stats;
 };
 

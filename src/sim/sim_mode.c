@@ -153,7 +153,7 @@ int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn, void *ar
 
     sim_stat_add(&enc->stats.ecalls, 1);
     atomic_fetch_add_explicit(&enc->threads_inside, 1, memory_order_relaxed);
-    sim_charge(enc, enc->cfg.cost.ecall_cycles);
+    sim_charge(enc, enc->extra[ELEOS_COST_EV_ECALL]);
     sim_pollute(enc, t);
 
     /* savemask 0: no syscall on the ECALL path. The SIGSEGV handler restores the
@@ -186,7 +186,7 @@ long eleos_enclave_ocall(eleos_enclave_fn fn, void *arg) {
     struct eleos_enclave *enc = t->enc;
     leave_enclave_mode(t);
     sim_stat_add(&enc->stats.ocalls, 1);
-    sim_charge(enc, enc->cfg.cost.ocall_cycles);
+    sim_charge(enc, enc->extra[ELEOS_COST_EV_OCALL]);
     sim_pollute(enc, t);
     long r = fn(arg);
     t->enc = enc; /* a nested ECALL restored it already; keep it explicit */
@@ -277,7 +277,7 @@ static void sigsys_handler(int sig, siginfo_t *si, void *ucv) {
         sim_stat_add(&enc->stats.syscall_exits, 1);
         if (nr >= 0 && nr < ELEOS_ENCLAVE_NSYSCALLS)
             sim_stat_add(&enc->stats.syscalls[nr], 1);
-        sim_charge(enc, enc->cfg.cost.syscall_cycles);
+        sim_charge(enc, enc->extra[ELEOS_COST_EV_SYSCALL]);
         sim_pollute(enc, t);
     }
     if (denied_syscall(nr, g)) {

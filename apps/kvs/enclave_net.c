@@ -164,6 +164,14 @@ struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64
     return atomic_load_explicit(&t->conn[slot], memory_order_relaxed);
 }
 
+struct kvs_conn *kvs_conn_owned(struct kvs_server *srv, unsigned worker, uint32_t slot) {
+    struct kvs_conn_table *t = &srv->conns;
+    uint64_t meta = atomic_load_explicit(&t->meta[slot], memory_order_acquire);
+    if ((uint32_t)meta != worker + 1u)
+        return NULL;
+    return atomic_load_explicit(&t->conn[slot], memory_order_relaxed);
+}
+
 static struct kvs_conn *conn_lookup(struct loop *l, uint64_t tag) {
     return kvs_conn_lookup(l->srv, l->w->id, tag);
 }
@@ -505,9 +513,9 @@ static void loop_finish(struct loop *l) {
     kvs_lock_release(&l->w->lock);
     struct kvs_conn_table *t = &l->srv->conns;
     for (uint32_t i = 0; i < t->size; i++) {
-        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-        if ((uint32_t)meta == l->w->id + 1u)
-            conn_close(l, atomic_load_explicit(&t->conn[i], memory_order_relaxed));
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (c)
+            conn_close(l, c);
     }
     if (l->epfd >= 0)
         l->io->close(l->ioc, l->epfd);
@@ -522,10 +530,9 @@ static int idle_scan(struct loop *l, int timeout) {
         l->idle_check_ms = now + KVS_IDLE_CHECK_MS;
         struct kvs_conn_table *t = &l->srv->conns;
         for (uint32_t i = 0; i < t->size; i++) {
-            uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-            if ((uint32_t)meta != l->w->id + 1u)
+            struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+            if (!c)
                 continue;
-            struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
             if (kvs_conn_idle(l->srv, c, now / 1000)) {
                 atomic_fetch_add_explicit(&l->srv->idle_kicks, 1, memory_order_relaxed);
                 conn_close(l, c);
@@ -569,10 +576,9 @@ bool kvs_watch_due(struct kvs_server *srv, int64_t *next_ms, int64_t now, int *t
 static void watch_flush(struct loop *l) {
     struct kvs_conn_table *t = &l->srv->conns;
     for (uint32_t i = 0; i < t->size; i++) {
-        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-        if ((uint32_t)meta != l->w->id + 1u)
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (!c)
             continue;
-        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
         if (c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
             !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
             continue;

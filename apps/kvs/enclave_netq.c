@@ -422,10 +422,9 @@ static void publish_stats(struct qloop *l) {
 static void watch_flush_q(struct qloop *l) {
     struct kvs_conn_table *t = &l->srv->conns;
     for (uint32_t i = 0; i < t->size; i++) {
-        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-        if ((uint32_t)meta != l->w->id + 1u)
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (!c)
             continue;
-        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
         if (c->closing || c->proto.watch_slot < 0 || c->wbuf.len - c->wpos >= KVS_WBUF_HIGH ||
             !kvs_watch_pending(l->srv->ctx.watch, c->proto.watch_slot))
             continue;
@@ -450,10 +449,9 @@ static void idle_scan_q(struct qloop *l, int64_t now) {
     l->idle_check_ms = now + KVS_IDLE_CHECK_MS;
     struct kvs_conn_table *t = &l->srv->conns;
     for (uint32_t i = 0; i < t->size; i++) {
-        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-        if ((uint32_t)meta != l->w->id + 1u)
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (!c)
             continue;
-        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
         if (!c->closing && kvs_conn_idle(l->srv, c, now / 1000)) {
             atomic_fetch_add_explicit(&l->srv->idle_kicks, 1, memory_order_relaxed);
             conn_begin_close(l, c);
@@ -556,10 +554,9 @@ static void loop_close(struct qloop *l) {
     l->q = NULL;
     struct kvs_conn_table *t = &l->srv->conns;
     for (uint32_t i = 0; i < t->size; i++) {
-        uint64_t meta = atomic_load_explicit(&t->meta[i], memory_order_acquire);
-        if ((uint32_t)meta != l->w->id + 1u)
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (!c)
             continue;
-        struct kvs_conn *c = atomic_load_explicit(&t->conn[i], memory_order_relaxed);
         l->srv->io->close(&l->w->io_ctx, c->fd);
         kvs_conn_release(l->srv, c);
     }

@@ -234,6 +234,9 @@ bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner);
 void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
 struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
+/* The connection in slot (< srv->conns.size) if worker owns it, else NULL: a worker walks
+ * its own connections this way (only the owner frees a slot, so the answer is stable). */
+struct kvs_conn *kvs_conn_owned(struct kvs_server *srv, unsigned worker, uint32_t slot);
 void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_accept_backoff_log(struct kvs_server *srv, int err);
 bool kvs_accept_held(struct kvs_server *srv);

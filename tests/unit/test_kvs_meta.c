@@ -12,62 +12,15 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kvs_testutil.h"
 #include "kvs_meta.h"
 #include "kvs_proto.h"
 #include "kvs_store.h"
 
 #define T0 1700000000
 
-struct env {
-    struct kvs_store *store;
-    struct kvs_ctx ctx;
-    struct kvs_thread_stats stats;
-    struct kvs_proto p;
-    struct kvs_buf out;
-    struct kvs_buf in;
-};
-
 static void env_init(struct env *e) {
-    memset(e, 0, sizeof *e);
-    struct kvs_store_config c;
-    kvs_store_config_default(&c);
-    c.now = T0;
-    c.mem_limit = 8u << 20;
-    REQUIRE(kvs_store_create(&c, &e->store) == 0);
-    kvs_store_clock_set(e->store, T0);
-    e->ctx.store = e->store;
-    e->ctx.alloc = &kvs_alloc_libc;
-    kvs_proto_init(&e->p, &e->ctx, &e->stats);
-    kvs_buf_init(&e->out, &kvs_alloc_libc);
-    kvs_buf_init(&e->in, &kvs_alloc_libc);
-}
-
-static void env_fini(struct env *e) {
-    kvs_proto_fini(&e->p);
-    kvs_buf_fini(&e->out);
-    kvs_buf_fini(&e->in);
-    kvs_store_destroy(e->store);
-}
-
-/* Feeds n bytes in reads of at most chunk bytes (0 = one read); returns the output. */
-static char *feed_n(struct env *e, const char *data, size_t n, size_t chunk, size_t *outlen) {
-    e->out.len = 0;
-    for (size_t off = 0; off < n;) {
-        size_t k = chunk && n - off > chunk ? chunk : n - off;
-        REQUIRE(kvs_buf_append(&e->in, data + off, k) == 0);
-        off += k;
-        size_t used = kvs_proto_feed(&e->p, e->in.data, e->in.len, &e->out);
-        kvs_buf_consume(&e->in, used);
-        if (e->p.close)
-            break;
-    }
-    char *r = malloc(e->out.len + 1);
-    REQUIRE(r);
-    memcpy(r, e->out.data, e->out.len);
-    r[e->out.len] = '\0';
-    if (outlen)
-        *outlen = e->out.len;
-    return r;
+    kvs_env_init(e, NULL, 8u << 20, 0);
 }
 
 static int expect(struct env *e, const char *in, const char *want) {

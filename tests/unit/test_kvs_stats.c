@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kvs_testutil.h"
 #include "kvs_auth.h"
 #include "kvs_proto.h"
 #include "kvs_store.h"
@@ -71,73 +72,13 @@ static const char *const slabs_names[] = {
     "decr_hits", "cas_hits", "cas_badval", "touch_hits",
 };
 
-struct env {
-    struct kvs_store *store;
-    struct kvs_settings set;
-    struct kvs_ctx ctx;
-    struct kvs_thread_stats stats;
-    struct kvs_proto p;
-    struct kvs_buf out;
-    struct kvs_buf in;    /* unconsumed input carried between feeds */
-    size_t max_in;        /* the most input ever left unconsumed    */
-};
-
 /* set: settings to use (NULL: memcached's defaults); store options from them (-M, -C). */
 static void env_init(struct env *e, const struct kvs_settings *set, size_t mem_limit) {
-    memset(e, 0, sizeof *e);
-    if (set)
-        e->set = *set;
-    else
-        kvs_settings_default(&e->set);
-    struct kvs_store_config c;
-    kvs_store_config_default(&c);
-    c.now = T0;
-    c.evictions = e->set.evict_to_free;
-    c.no_cas = !e->set.use_cas;
-    if (mem_limit)
-        c.mem_limit = mem_limit;
-    REQUIRE(kvs_store_create(&c, &e->store) == 0);
-    kvs_store_clock_set(e->store, T0);
-    e->ctx.store = e->store;
-    e->ctx.alloc = &kvs_alloc_libc;
-    e->ctx.settings = &e->set;
-    kvs_proto_init(&e->p, &e->ctx, &e->stats);
-    kvs_buf_init(&e->out, &kvs_alloc_libc);
-    kvs_buf_init(&e->in, &kvs_alloc_libc);
-}
-
-static void env_fini(struct env *e) {
-    kvs_proto_fini(&e->p);
-    kvs_buf_fini(&e->out);
-    kvs_buf_fini(&e->in);
-    kvs_store_destroy(e->store);
-}
-
-/* Feeds n bytes in reads of at most chunk bytes (0 = all at once), as a server loop does:
- * what the parser leaves stays for the next read. Returns the output (caller frees). */
-static char *feed_n(struct env *e, const char *data, size_t n, size_t chunk) {
-    e->out.len = 0;
-    for (size_t off = 0; off < n;) {
-        size_t k = chunk && n - off > chunk ? chunk : n - off;
-        REQUIRE(kvs_buf_append(&e->in, data + off, k) == 0);
-        off += k;
-        size_t used = kvs_proto_feed(&e->p, e->in.data, e->in.len, &e->out);
-        kvs_buf_consume(&e->in, used);
-        if (e->in.len > e->max_in)
-            e->max_in = e->in.len;
-        if (e->p.close)
-            break;
-    }
-    char *r = malloc(e->out.len + 1);
-    REQUIRE(r);
-    if (e->out.len)
-        memcpy(r, e->out.data, e->out.len);
-    r[e->out.len] = '\0';
-    return r;
+    kvs_env_init(e, set, mem_limit, 0);
 }
 
 static char *feed(struct env *e, const char *s) {
-    return feed_n(e, s, strlen(s), 0);
+    return feed_n(e, s, strlen(s), 0, NULL);
 }
 
 static int expect(struct env *e, const char *in, const char *want) {
@@ -391,7 +332,7 @@ static void t_long_multiget(void) {
     n += (size_t)sprintf(line + n, "\r\n");
     CHECK(expect(&e, "set 000000000000000000000000000000000000000000000000000000000007 0 0 1"
                      "\r\nx\r\n", "STORED\r\n"));
-    char *got = feed_n(&e, line, n, CHUNK);
+    char *got = feed_n(&e, line, n, CHUNK, NULL);
     CHECK(!e.p.close);
     CHECK(strcmp(got, "VALUE 000000000000000000000000000000000000000000000000000000000007 0 1"
                       "\r\nx\r\nEND\r\n") == 0);
@@ -404,14 +345,14 @@ static void t_long_multiget(void) {
     memset(line, 'k', 3000);
     memcpy(line, "get a ", 6);
     memcpy(line + 3000, "\r\nget a\r\n", 9);
-    got = feed_n(&e, line, 3009, 2500);
+    got = feed_n(&e, line, 3009, 2500, NULL);
     CHECK(strcmp(got, "CLIENT_ERROR bad command line format\r\nEND\r\n") == 0);
     free(got);
     /* a long line of blanks with no key: ERROR, as memcached's get without a key */
     memset(line, ' ', 3000);
     memcpy(line, "gets", 4);
     memcpy(line + 3000, "\r\n", 2);
-    got = feed_n(&e, line, 3002, 1000);
+    got = feed_n(&e, line, 3002, 1000, NULL);
     CHECK(strcmp(got, "ERROR\r\n") == 0);
     free(got);
     free(line);
@@ -502,11 +443,11 @@ static void t_auth(void) {
     env_init(&e, &s, 0);
     e.ctx.auth_ascii = t;
     static const char seq[] = "set x 0 0 11\r\nalice wrong\r\n";
-    char *got = feed_n(&e, seq, sizeof seq - 1, 3);
+    char *got = feed_n(&e, seq, sizeof seq - 1, 3, NULL);
     CHECK(strcmp(got, "CLIENT_ERROR authentication failure\r\n") == 0);
     free(got);
     static const char ok[] = "set x 0 0 12\r\nalice secret\r\n";
-    got = feed_n(&e, ok, sizeof ok - 1, 5);
+    got = feed_n(&e, ok, sizeof ok - 1, 5, NULL);
     CHECK(strcmp(got, "STORED\r\n") == 0);
     free(got);
     got = feed(&e, "stats\r\n");
@@ -521,7 +462,7 @@ static void t_auth(void) {
     e.ctx.auth_ascii = t;
     char junk[2100];
     memset(junk, 'j', sizeof junk);
-    got = feed_n(&e, junk, sizeof junk, 0);
+    got = feed_n(&e, junk, sizeof junk, 0, NULL);
     CHECK(e.p.close && e.p.abort && got[0] == '\0');
     free(got);
     env_fini(&e);
@@ -571,7 +512,7 @@ static void t_options(void) {
         int n = snprintf(cmd, 64, "set k%d 0 0 100000\r\n", i);
         memset(cmd + n, 'a', 100000);
         memcpy(cmd + n + 100000, "\r\n", 2);
-        char *r = feed_n(&e, cmd, (size_t)n + 100002, 0);
+        char *r = feed_n(&e, cmd, (size_t)n + 100002, 0, NULL);
         stored += strcmp(r, "STORED\r\n") == 0;
         oom += strcmp(r, "SERVER_ERROR out of memory storing object\r\n") == 0;
         free(r);

@@ -17,7 +17,6 @@
 #include "kvs_proto.h"
 #include "kvs_store.h"
 
-#define T0 1700000000
 
 static void env_init(struct env *e) {
     kvs_env_init(e, NULL, 8u << 20, 0);

@@ -15,7 +15,6 @@
 #include "kvs_proto.h"
 #include "kvs_store.h"
 
-#define T0 1700000000
 
 /* memcached 1.6.18 (Debian build) field names, in its order. */
 static const char *const general_names[] = {

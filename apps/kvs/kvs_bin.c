@@ -269,14 +269,7 @@ static void complete_update(struct kvs_proto *p, struct kvs_buf *out) {
     uint64_t cas = 0;
     enum kvs_store_result r = kvs_store_item_link_cas(p->ctx->store, it, p->cmd,
                                                       cas_on ? p->bin.req_cas : 0, cas_on, &cas);
-    if (p->cmd == KVS_CMD_CAS) {
-        if (r == KVS_STORED)
-            kvs_stat_add(&p->stats->cas_hits, 1);
-        else if (r == KVS_EXISTS)
-            kvs_stat_add(&p->stats->cas_badval, 1);
-        else if (r == KVS_NOT_FOUND)
-            kvs_stat_add(&p->stats->cas_misses, 1);
-    }
+    kvs_count_store(p, r);
     switch (r) {
     case KVS_STORED: respond(p, out, NULL, 0, cas_on ? cas : 0); break;
     case KVS_EXISTS: error(p, out, KVS_BIN_KEY_EEXISTS, NULL, 0); break;

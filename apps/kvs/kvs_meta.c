@@ -619,14 +619,7 @@ void kvs_meta_set_complete(struct kvs_proto *p, struct kvs_item *it, bool chunk_
     memcpy(key, in.key, nkey);
     uint64_t cas = 0;
     enum kvs_store_result r = kvs_store_item_link_meta(s, it, p->cmd, p->cas, p->mset.stale, &cas);
-    if (p->cmd == KVS_CMD_CAS) {
-        if (r == KVS_STORED)
-            kvs_stat_add(&p->stats->cas_hits, 1);
-        else if (r == KVS_EXISTS)
-            kvs_stat_add(&p->stats->cas_badval, 1);
-        else if (r == KVS_NOT_FOUND)
-            kvs_stat_add(&p->stats->cas_misses, 1);
-    }
+    kvs_count_store(p, r);
     struct mline l; /* 1 KiB: no need to zero it */
     l.n = 0;
     switch (r) {

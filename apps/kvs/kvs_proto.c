@@ -109,6 +109,17 @@ void kvs_out_error(struct kvs_proto *p, struct kvs_buf *out, const char *s) {
     kvs_out_string(p, out, s);
 }
 
+void kvs_count_store(struct kvs_proto *p, enum kvs_store_result r) {
+    if (p->cmd != KVS_CMD_CAS)
+        return;
+    if (r == KVS_STORED)
+        kvs_stat_add(&p->stats->cas_hits, 1);
+    else if (r == KVS_EXISTS)
+        kvs_stat_add(&p->stats->cas_badval, 1);
+    else if (r == KVS_NOT_FOUND)
+        kvs_stat_add(&p->stats->cas_misses, 1);
+}
+
 void kvs_out_printf(struct kvs_proto *p, struct kvs_buf *out, const char *fmt, ...) {
     char line[512];
     va_list ap;
@@ -573,14 +584,7 @@ static void complete_nread(struct kvs_proto *p, struct kvs_buf *out) {
     enum kvs_store_result r = kvs_store_item_link(p->ctx->store, it, p->cmd, p->cas);
     if (watch)
         watch_store_end(p, &ws, r);
-    if (p->cmd == KVS_CMD_CAS) {
-        if (r == KVS_STORED)
-            kvs_stat_add(&p->stats->cas_hits, 1);
-        else if (r == KVS_EXISTS)
-            kvs_stat_add(&p->stats->cas_badval, 1);
-        else if (r == KVS_NOT_FOUND)
-            kvs_stat_add(&p->stats->cas_misses, 1);
-    }
+    kvs_count_store(p, r);
     switch (r) {
     case KVS_STORED: kvs_out_string(p, out, "STORED"); break;
     case KVS_EXISTS: kvs_out_string(p, out, "EXISTS"); break;

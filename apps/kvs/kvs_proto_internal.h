@@ -49,6 +49,10 @@ void kvs_detail_record(struct kvs_proto *p, const char *key, size_t nkey, int op
 bool kvs_auth_required(const struct kvs_proto *p);
 size_t kvs_auth_feed(struct kvs_proto *p, char *in, size_t len, struct kvs_buf *out);
 
+/* memcached's cas_hits / cas_badval / cas_misses for the result of linking p->cmd's item
+ * (every protocol counts a CAS store the same way). */
+void kvs_count_store(struct kvs_proto *p, enum kvs_store_result r);
+
 /* `stats [group]` (kvs_stats.c). */
 void kvs_process_stats(struct kvs_proto *p, struct token *tokens, size_t ntokens,
                        struct kvs_buf *out);

@@ -6,6 +6,7 @@
 #ifndef ELEOS_KVS_TESTUTIL_H
 #define ELEOS_KVS_TESTUTIL_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,16 @@ static inline char *feed_n(struct env *e, const char *data, size_t n, size_t chu
     if (outlen)
         *outlen = e->out.len;
     return r;
+}
+
+/* Feeds in at once; true if the output is want, else prints input, want and output. */
+static inline int expect(struct env *e, const char *in, const char *want) {
+    char *got = feed_n(e, in, strlen(in), 0, NULL);
+    int ok = strcmp(got, want) == 0;
+    if (!ok)
+        fprintf(stderr, "  input  %.300s\n  want   %.300s\n  got    %.300s\n", in, want, got);
+    free(got);
+    return ok;
 }
 
 #endif

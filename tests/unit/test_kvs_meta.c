@@ -22,15 +22,6 @@ static void env_init(struct env *e) {
     kvs_env_init(e, NULL, 8u << 20, 0);
 }
 
-static int expect(struct env *e, const char *in, const char *want) {
-    char *got = feed_n(e, in, strlen(in), 0, NULL);
-    int ok = strcmp(got, want) == 0;
-    if (!ok)
-        fprintf(stderr, "  input  %.300s\n  want   %.300s\n  got    %.300s\n", in, want, got);
-    free(got);
-    return ok;
-}
-
 static void t_mn_me(void) {
     struct env e;
     env_init(&e);

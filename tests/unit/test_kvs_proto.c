@@ -18,15 +18,6 @@ static void env_init(struct env *e, size_t mem_limit, size_t item_max) {
     kvs_env_init(e, NULL, mem_limit, item_max);
 }
 
-static int expect(struct env *e, const char *in, const char *want) {
-    char *got = feed_n(e, in, strlen(in), 0, NULL);
-    int ok = strcmp(got, want) == 0;
-    if (!ok)
-        fprintf(stderr, "  input  %.200s\n  want   %.200s\n  got    %.200s\n", in, want, got);
-    free(got);
-    return ok;
-}
-
 static void t_basic(void) {
     struct env e;
     env_init(&e, 0, 0);

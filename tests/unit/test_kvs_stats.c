@@ -80,15 +80,6 @@ static char *feed(struct env *e, const char *s) {
     return feed_n(e, s, strlen(s), 0, NULL);
 }
 
-static int expect(struct env *e, const char *in, const char *want) {
-    char *got = feed(e, in);
-    int ok = strcmp(got, want) == 0;
-    if (!ok)
-        fprintf(stderr, "  input  %.200s\n  want   %.300s\n  got    %.300s\n", in, want, got);
-    free(got);
-    return ok;
-}
-
 /* The names of the "STAT <name> ..." lines of a reply, with an optional prefix cut off
  * (prefix "items:1:" keeps that class's lines only). Checks the order against want. */
 static int names_match(const char *reply, const char *prefix, const char *const *want,

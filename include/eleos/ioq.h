@@ -110,6 +110,8 @@ struct eleos_ioq_service_config {
     uint32_t fault_seed;
 };
 
+/* Fills *cfg with the defaults: one worker, ELEOS_IOQ_DEFAULT_WORKER_SPIN_NS, honest host.
+ * Pure (no exit, no allocation); any mode, any thread. */
 void eleos_ioq_service_config_default(struct eleos_ioq_service_config *cfg);
 
 /* Starts the process's I/O service (host mode): worker threads and the CPU monitor.
@@ -133,6 +135,7 @@ struct eleos_ioq_service_stats {
     unsigned ncpus;
     unsigned workers;
 };
+/* A snapshot of the service's counters (each read atomically). Host mode; MT-safe. */
 void eleos_ioq_service_stats(struct eleos_ioq_service_stats *out);
 
 /* ============================== enclave side =========================================== */
@@ -144,6 +147,8 @@ struct eleos_ioq_config {
     enum eleos_ioq_exec exec; /* ELEOS_IOQ_EXEC_AUTO by default                            */
 };
 
+/* Fills *cfg with the defaults: ELEOS_IOQ_DEFAULT_ENTRIES operations, ELEOS_IOQ_EXEC_AUTO.
+ * Pure; any mode, any thread. */
 void eleos_ioq_config_default(struct eleos_ioq_config *cfg);
 
 /*

@@ -46,7 +46,16 @@
  * Host side: eleos_ioq_service_start starts the worker threads of ELEOS_IOQ_EXEC_WORKER and
  * the idle-CPU monitor AUTO reads. Without it a queue uses the other executors.
  *
- * Conventions: fallible functions return 0 (or a count) or a negative errno.
+ * Kernel: the URING executor needs Linux 6.1 (IORING_SETUP_SINGLE_ISSUER and
+ * IORING_SETUP_DEFER_TASKRUN), WORKER and SQPOLL need 5.19 (IORING_SETUP_SUBMIT_ALL,
+ * IORING_ASYNC_CANCEL_FD/ALL); a queue whose executor cannot be set up on this kernel gets
+ * -ENOSYS from eleos_ioq_create, or, under AUTO, runs on BATCH, which needs no io_uring.
+ * The opcodes used (RECV, SEND, RECVMSG, SENDMSG, READ, WRITE, READV, WRITEV, ACCEPT, CLOSE,
+ * FSYNC, POLL_ADD, ASYNC_CANCEL, NOP) all predate 5.19.
+ *
+ * Conventions: fallible functions return 0 (or a count) or a negative errno. Every function
+ * of the enclave side runs on the queue's owner thread only (see Ownership), in enclave
+ * mode or host mode; host-side functions run in host mode and are MT-safe.
  */
 #ifndef ELEOS_IOQ_H
 #define ELEOS_IOQ_H

@@ -3,7 +3,7 @@ PRESET ?= dev
 BUILD  := build/$(PRESET)
 JOBS   ?= $(shell nproc)
 
-.PHONY: all deps build run test asan tsan release lint bench bench-quick clean
+.PHONY: all deps build run test asan tsan release lint bench bench-quick docs clean
 
 all: build
 
@@ -43,6 +43,11 @@ bench:
 
 bench-quick:
 	$(MAKE) bench ARGS=--quick
+
+# The reference: section-3 man pages from the public headers' comments, in $(BUILD)/man/man3
+# (`man -l $(BUILD)/man/man3/eleos_suvm_alloc.3`); installed with the library.
+docs: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) --target docs
 
 lint: build
 	@bash scripts/check_enclave_syscalls.sh $(BUILD)

@@ -1,6 +1,6 @@
 /*
  * bench_rpc_io — read and write from enclave code: exitless system calls against the exit
- * path, per medium and buffer size (issue 3, item 6).
+ * path, per medium and buffer size (docs/rpc.md, "Targets").
  *
  * One operation = write N bytes to a descriptor, then read the N bytes back, timed separately,
  * from enclave mode (inside one ECALL per measurement), with the buffers in the enclave heap.

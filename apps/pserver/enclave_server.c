@@ -2,7 +2,7 @@
  * enclave_server.c — eleos-pserver inside the enclave: the ECALL entry points of
  * pserver_server.h, the trusted server state, the request loop and the flat table.
  *
- * Where state lives (issue 17): everything the request loop relies on — the table, the
+ * Where state lives (docs/design.md §5, rule 2): everything the request loop relies on — the table, the
  * table's and the I/O's function tables, the RPC client, the counters — is allocated on the
  * enclave heap by the setup ECALL, and the one pointer to it is a global of this file (the
  * enclave image's data). The host used to pass a host-allocated struct per connection whose

@@ -1,5 +1,5 @@
 /*
- * pserver_server.h — the interface between eleos-pserver's two halves (issue 17).
+ * pserver_server.h — the interface between eleos-pserver's two halves (docs/design.md §4-5).
  *
  *   host_main.c       host side: options, the enclave and the RPC worker pool, the listening
  *                     socket, one thread per connection, the final statistics. Holds no

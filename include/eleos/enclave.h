@@ -20,8 +20,18 @@
  * Enclave code may not install handlers for SIGSYS/SIGSEGV, create threads or processes, or
  * change Syscall User Dispatch; such calls fail with -EPERM, as they cannot happen in SGX.
  *
+ * Requirements: Linux 5.11 or later on x86-64 (Syscall User Dispatch,
+ * PR_SET_SYSCALL_USER_DISPATCH); on an older kernel eleos_enclave_create returns -ENOSYS.
+ * The batched I/O queue (eleos/ioq.h) uses io_uring where the kernel has what it needs:
+ * Linux 6.1 for ELEOS_IOQ_EXEC_URING (IORING_SETUP_SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1),
+ * 5.19 for the WORKER and SQPOLL executors (IORING_SETUP_SUBMIT_ALL 5.18, cancel by
+ * descriptor IORING_ASYNC_CANCEL_FD 5.19); without them queues run on ELEOS_IOQ_EXEC_BATCH.
+ *
  * Conventions: fallible functions return 0 or a negative errno. Unless said otherwise every
- * function is MT-safe.
+ * function is MT-safe. "Host mode" is a thread outside any ECALL (or inside an OCALL),
+ * "enclave mode" a thread inside an ECALL; a function marked for one mode may misbehave or
+ * return -EPERM in the other. "No exit" means the call leaves the enclave neither through
+ * an OCALL nor through a trapped system call.
  */
 #ifndef ELEOS_ENCLAVE_H
 #define ELEOS_ENCLAVE_H

@@ -46,7 +46,16 @@
  * Host side: eleos_ioq_service_start starts the worker threads of ELEOS_IOQ_EXEC_WORKER and
  * the idle-CPU monitor AUTO reads. Without it a queue uses the other executors.
  *
- * Conventions: fallible functions return 0 (or a count) or a negative errno.
+ * Kernel: the URING executor needs Linux 6.1 (IORING_SETUP_SINGLE_ISSUER and
+ * IORING_SETUP_DEFER_TASKRUN), WORKER and SQPOLL need 5.19 (IORING_SETUP_SUBMIT_ALL,
+ * IORING_ASYNC_CANCEL_FD/ALL); a queue whose executor cannot be set up on this kernel gets
+ * -ENOSYS from eleos_ioq_create, or, under AUTO, runs on BATCH, which needs no io_uring.
+ * The opcodes used (RECV, SEND, RECVMSG, SENDMSG, READ, WRITE, READV, WRITEV, ACCEPT, CLOSE,
+ * FSYNC, POLL_ADD, ASYNC_CANCEL, NOP) all predate 5.19.
+ *
+ * Conventions: fallible functions return 0 (or a count) or a negative errno. Every function
+ * of the enclave side runs on the queue's owner thread only (see Ownership), in enclave
+ * mode or host mode; host-side functions run in host mode and are MT-safe.
  */
 #ifndef ELEOS_IOQ_H
 #define ELEOS_IOQ_H
@@ -110,6 +119,8 @@ struct eleos_ioq_service_config {
     uint32_t fault_seed;
 };
 
+/* Fills *cfg with the defaults: one worker, ELEOS_IOQ_DEFAULT_WORKER_SPIN_NS, honest host.
+ * Pure (no exit, no allocation); any mode, any thread. */
 void eleos_ioq_service_config_default(struct eleos_ioq_service_config *cfg);
 
 /* Starts the process's I/O service (host mode): worker threads and the CPU monitor.
@@ -133,6 +144,7 @@ struct eleos_ioq_service_stats {
     unsigned ncpus;
     unsigned workers;
 };
+/* A snapshot of the service's counters (each read atomically). Host mode; MT-safe. */
 void eleos_ioq_service_stats(struct eleos_ioq_service_stats *out);
 
 /* ============================== enclave side =========================================== */
@@ -144,6 +156,8 @@ struct eleos_ioq_config {
     enum eleos_ioq_exec exec; /* ELEOS_IOQ_EXEC_AUTO by default                            */
 };
 
+/* Fills *cfg with the defaults: ELEOS_IOQ_DEFAULT_ENTRIES operations, ELEOS_IOQ_EXEC_AUTO.
+ * Pure; any mode, any thread. */
 void eleos_ioq_config_default(struct eleos_ioq_config *cfg);
 
 /*

@@ -103,6 +103,10 @@ struct eleos_rpc_pool_config {
 
 struct eleos_rpc_pool;
 
+/* Fills *cfg with the defaults: ELEOS_RPC_DEFAULT_WORKERS workers (unpinned),
+ * ELEOS_RPC_DEFAULT_CHANNELS channels of ELEOS_RPC_DEFAULT_RING slots, a
+ * ELEOS_RPC_DEFAULT_BOUNCE bounce buffer each, ELEOS_RPC_DEFAULT_SPIN_NS, honest host.
+ * Pure; any mode, any thread. */
 void eleos_rpc_pool_config_default(struct eleos_rpc_pool_config *cfg);
 
 /* Creates a pool for enc (host mode): allocates the shared area, registers the built-in

@@ -173,6 +173,7 @@ struct eleos_suvm_link_ {
     uint32_t frame;
     int32_t err;     /* 0, or -errno and the spointer ends unlinked */
 };
+/* The slow paths described above; private to the inline functions below. */
 struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, uint64_t rpage,
                                          uint32_t frame, bool write);
 void eleos_suvm_unpin_(struct eleos_suvm *s, uint32_t frame);
@@ -293,6 +294,10 @@ static inline void eleos_suvm_ptr_mark_dirty(struct eleos_suvm_ptr *p) {
  * are wiped, so a partial result cannot pass for data). A failed write, memset or memcmp
  * may have done the pages before the failing one. */
 
+/* read copies size bytes at SUVM address addr into buf (enclave memory), write copies buf
+ * to addr (marking the pages dirty), memset fills size bytes at addr with c. Faulting pages
+ * in as needed, pinning each only while it is copied. Enclave mode (the instance's enclave);
+ * no exit (SUVM pages inside the enclave); MT-safe. Errors as above. */
 ELEOS_MUST_CHECK int eleos_suvm_read(struct eleos_suvm *s, uint64_t addr, void *buf,
                                      size_t size);
 ELEOS_MUST_CHECK int eleos_suvm_write(struct eleos_suvm *s, uint64_t addr, const void *buf,

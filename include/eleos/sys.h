@@ -132,49 +132,153 @@ struct eleos_sys_stats {
     uint64_t iago_struct;  /* insane returned structures, descriptors (also SCM_RIGHTS),
                               msg_flags, socket types, temporary buffers                 */
 };
+/* The Iago counters, process wide since start or the last reset (each read atomically, not
+ * one instant), and their reset. Either mode, no exit, MT-safe. */
 void eleos_sys_stats(struct eleos_sys_stats *out);
 void eleos_sys_stats_reset(void);
 
+/* --- the wrappers ------------------------------------------------------------------------
+ *
+ * Every wrapper below: enclave mode (host mode works too, for tests); MT-safe; errno
+ * untouched; the kernel's result or -errno. Common errors besides the call's own: -ENOSYS
+ * (eleos_sys_init was not called), -ENOSPC (more threads than the pool has channels),
+ * -ENOBUFS (the pool's bounce buffers are no larger than ELEOS_SYS_META_SIZE), -EIO (the
+ * host's answer failed an Iago check; counted in eleos_sys_stats). Each system call
+ * the wrapper makes costs no exit while a host worker is awake and one exit (an OCALL)
+ * otherwise or in ELEOS_SYS_MODE_EXIT; "one call" below means one such system call. The
+ * data area of the bounce buffer (64 KiB with the default pool) bounds what one call moves.
+ */
+
+/* read: one call. A count up to the data area (64 KiB by default) is read as asked; a
+ * larger count first asks the descriptor's type (one more call, files and pipes included):
+ * a byte stream then returns at most one data area (a short read), a socket that keeps
+ * message boundaries receives the whole message through a temporary untrusted mapping
+ * (two more calls, mmap/munmap). The result is at most count. May block (the worker leaves
+ * the awake set meanwhile). */
 ssize_t eleos_sys_read(int fd, void *buf, size_t count);
+/* write: a count up to the data area is one call. A larger count first asks the
+ * descriptor's type (one call; two on a SOCK_STREAM socket, which may be SCTP): a byte
+ * stream then goes in data-area-sized chunks, one call each, stopping at the first short or
+ * failed chunk; a message goes whole in one call through a temporary mapping, or fails with
+ * -EMSGSIZE above ELEOS_SYS_MSG_MAX. Each chunk's count is checked against what it offered.
+ * May block. */
 ssize_t eleos_sys_write(int fd, const void *buf, size_t count);
+/* pread: offset >= 0, else -EINVAL. Reads count bytes in data-area-sized chunks, one
+ * call each, until count, end of file or the first short chunk; an error after some bytes
+ * returns the bytes read. Files only: no socket type is asked. */
 ssize_t eleos_sys_pread(int fd, void *buf, size_t count, off_t offset);
+/* pwrite: offset >= 0, else -EINVAL. Writes count bytes in data-area-sized chunks, one call
+ * each, stopping at the first short or failed chunk; a chunk that would take the offset
+ * past the largest off_t ends the transfer. Files only. */
 ssize_t eleos_sys_pwrite(int fd, const void *buf, size_t count, off_t offset);
+/* readv: iovcnt in [0, 1024] (UIO_MAXIOV) and a total length that fits ssize_t, else
+ * -EINVAL. Performed as one read of the total (at most one data area from a byte stream,
+ * as eleos_sys_read) scattered over iov in enclave memory. May block. */
 ssize_t eleos_sys_readv(int fd, const struct iovec *iov, int iovcnt);
+/* writev: limits as eleos_sys_readv; the buffers are gathered and written as
+ * eleos_sys_write writes (chunks on a stream, whole on a message socket). May block. */
 ssize_t eleos_sys_writev(int fd, const struct iovec *iov, int iovcnt);
+/* send: eleos_sys_sendto without an address. */
 ssize_t eleos_sys_send(int fd, const void *buf, size_t len, int flags);
+/* recv: eleos_sys_recvfrom without an address. */
 ssize_t eleos_sys_recv(int fd, void *buf, size_t len, int flags);
+/* sendto: as eleos_sys_write (chunks on a stream, whole messages otherwise), addrlen at
+ * most sizeof(struct sockaddr_storage) (128), else -EINVAL. With MSG_DONTWAIT in flags the
+ * call cannot block and keeps its worker awake; without it, it may block. */
 ssize_t eleos_sys_sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *addr, socklen_t addrlen);
+/* recvfrom: one call, at most one data area (64 KiB) from a stream socket; a whole message
+ * (through a temporary mapping) from a message socket when len exceeds the data area. With
+ * MSG_TRUNC the socket type is asked first (one call): only a message socket may report a
+ * length above len (at most ELEOS_SYS_MSG_MAX). addr may be NULL; otherwise addrlen must
+ * not be (-EFAULT), at most 128 bytes of address are given to the host, the real length is
+ * returned in *addrlen and only what fits is copied. MSG_DONTWAIT: as eleos_sys_sendto. */
 ssize_t eleos_sys_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                            socklen_t *addrlen);
+/* sendmsg: msg_iovlen <= 1024, msg_namelen <= 128, msg_controllen <= 3584
+ * (ELEOS_SYS_META_SIZE - 512), else -EINVAL. On a stream at most one data area is sent (a
+ * short send: loop); a message goes whole or fails with -EMSGSIZE. One call (plus the
+ * socket type when the data exceed the data area). MSG_DONTWAIT: as eleos_sys_sendto. */
 ssize_t eleos_sys_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* recvmsg: msg_iovlen <= 1024 (else -EINVAL); at most one data area from a stream, the
+ * whole message from a message socket; at most 128 bytes of name and 3584 bytes of control
+ * space are offered (the kernel sets MSG_CTRUNC if more was pending). Control data, names,
+ * SCM_RIGHTS descriptors (<= 253, distinct, in range) and msg_flags are validated before
+ * anything reaches msg. MSG_TRUNC asks the socket type first. MSG_DONTWAIT: as sendto. */
 ssize_t eleos_sys_recvmsg(int fd, struct msghdr *msg, int flags);
+/* accept4: a new descriptor (<= ELEOS_SYS_FD_MAX). addr may be NULL; otherwise addrlen
+ * must not be (-EFAULT) and the address is returned as by eleos_sys_recvfrom. One call; may
+ * block (a non-blocking listener does not, but is still flagged so). */
 int eleos_sys_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+/* connect: addrlen <= 128 and addr non-NULL when addrlen > 0, else -EINVAL. One call; may
+ * block. 0 or -errno (-EINPROGRESS on a non-blocking socket, as the kernel says). */
 int eleos_sys_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* socket: a new descriptor (<= ELEOS_SYS_FD_MAX) or -errno. One call. */
 int eleos_sys_socket(int domain, int type, int protocol);
+/* bind: address limits as eleos_sys_connect. One call; 0 or -errno (a positive result is
+ * -EIO). */
 int eleos_sys_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+/* listen: one call; 0 or -errno. */
 int eleos_sys_listen(int fd, int backlog);
+/* shutdown: one call; 0 or -errno. */
 int eleos_sys_shutdown(int fd, int how);
+/* setsockopt: optlen <= 3584 and optval non-NULL when optlen > 0, else -EINVAL. One call;
+ * 0 or -errno. */
 int eleos_sys_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+/* getsockopt: optlen non-NULL and optval non-NULL when *optlen > 0 (-EFAULT); *optlen <=
+ * 3584 (-EINVAL). The returned length must not exceed *optlen (else -EIO). One call. */
 int eleos_sys_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+/* getsockname: addr and addrlen non-NULL (-EFAULT); the address is returned as by
+ * eleos_sys_recvfrom (real length, copy clamped to *addrlen and 128 bytes). One call. */
 int eleos_sys_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen);
+/* getpeername: as eleos_sys_getsockname. */
 int eleos_sys_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen);
+/* close: one call; 0 or -errno. */
 int eleos_sys_close(int fd);
+/* openat: path NULL is -EFAULT; a path of PATH_MAX (4096) bytes or more, counting its
+ * terminating NUL, is -ENAMETOOLONG. A new descriptor (<= ELEOS_SYS_FD_MAX) or -errno.
+ * One call. The host chooses what the path names: authenticate file contents yourself. */
 int eleos_sys_openat(int dirfd, const char *path, int flags, mode_t mode);
+/* fstat: one call; the structure is accepted only as the kernel can fill it (see the top
+ * of this header), else -EIO and *st untouched. */
 int eleos_sys_fstat(int fd, struct stat *st);
+/* lseek: one call; SEEK_SET must land where asked. SEEK_END on a regular file is confirmed
+ * with eleos_sys_fstat (one more call) and set again with SEEK_SET if the two disagree (a
+ * third); -EOVERFLOW if size + offset overflows. Other whences return the kernel's answer. */
 off_t eleos_sys_lseek(int fd, off_t offset, int whence);
+/* fsync: one call; may block. 0 or -errno. */
 int eleos_sys_fsync(int fd);
+/* ftruncate: one call; 0 or -errno. */
 int eleos_sys_ftruncate(int fd, off_t length);
+/* unlink (unlinkat relative to the working directory): path limits as eleos_sys_openat.
+ * One call; 0 or -errno. */
 int eleos_sys_unlink(const char *path);
+/* epoll_create1: a new descriptor (<= ELEOS_SYS_FD_MAX) or -errno. One call. */
 int eleos_sys_epoll_create1(int flags);
+/* epoll_ctl: event may be NULL (EPOLL_CTL_DEL). event->data crosses to the host and comes
+ * back from eleos_sys_epoll_wait as an untrusted value: store an index you can check, never
+ * a pointer. One call; 0 or -errno. */
 int eleos_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *event);
+/* epoll_wait: maxevents > 0 and events non-NULL, else -EINVAL. At most 5461 events per call
+ * (the data area over sizeof(struct epoll_event), 12 bytes on x86-64): a larger maxevents
+ * is silently capped. More events than asked, or registration-only flags among them, are
+ * -EIO with events wiped. One call; with a timeout other than 0 it may block. */
 int eleos_sys_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
+/* pipe2: two distinct descriptors in range, else -EIO. One call; 0 or -errno. */
 int eleos_sys_pipe2(int fds[2], int flags);
+/* eventfd (eventfd2): a new descriptor (<= ELEOS_SYS_FD_MAX) or -errno. One call. */
 int eleos_sys_eventfd(unsigned int initval, int flags);
+/* nanosleep: req non-NULL (-EFAULT) and valid (tv_sec >= 0, 0 <= tv_nsec < 1e9, else
+ * -EINVAL). One call; may block. On -EINTR, *rem (if rem) is a valid remainder no longer
+ * than req, else -EIO. */
 int eleos_sys_nanosleep(const struct timespec *req, struct timespec *rem);
-/* CLOCK_REALTIME/MONOTONIC(_RAW/_COARSE)/BOOTTIME are read through the vDSO (no exit, no
- * RPC); other clocks go through RPC. Either way the result is validated. */
+/* clock_gettime: CLOCK_REALTIME/MONOTONIC(_RAW/_COARSE)/BOOTTIME are read through the vDSO
+ * (no exit, no RPC: the kernel's time page is still untrusted); other clocks take one call.
+ * Either way the result must be a valid timespec (else -EIO); -EINVAL for a clock the vDSO
+ * refuses. */
 int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts);
+/* getpid, getppid: one call; a process id in [0, 2^22] (PID_MAX_LIMIT; 0 is a parent
+ * outside the caller's pid namespace), else -EIO. The host can still lie within range. */
 pid_t eleos_sys_getpid(void);
 pid_t eleos_sys_getppid(void);
 

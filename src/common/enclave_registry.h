@@ -1,5 +1,5 @@
 /*
- * A registry of live enclave objects, for ECALL arguments (issue 17).
+ * A registry of live enclave objects, for ECALL arguments (docs/design.md §5, rule 1).
  *
  * The rule: no value that came from the host becomes an enclave pointer. An ECALL that
  * works on an object takes an integer handle — a slot index and that slot's generation —

@@ -1,5 +1,5 @@
 /*
- * SUVM's ECALL entry points and the registry behind them (issue 17, item 3).
+ * SUVM's ECALL entry points and the registry behind them (docs/design.md §5, rule 1).
  *
  * The host runs the background evictor by ECALLing into the enclave, so whatever argument
  * those ECALLs carry is the host's choice. They take the instance's handle, an integer

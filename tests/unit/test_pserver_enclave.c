@@ -1,5 +1,5 @@
 /*
- * eleos-pserver's trust boundary (issue 17), driven through its ECALLs in sgx mode.
+ * eleos-pserver's trust boundary (docs/design.md §5, rule 2), driven through its ECALLs in sgx mode.
  *
  * The enclave side (apps/pserver/enclave_*.c) must take from the host only integers and
  * set-up values it copies and checks: a set-up struct or stats buffer inside the enclave, a

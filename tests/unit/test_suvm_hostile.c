@@ -1,5 +1,5 @@
 /*
- * A hostile host against the ECALLs of the SUVM library (issue 17, item 3). The host sees
+ * A hostile host against the ECALLs of the SUVM library (docs/design.md §5, rule 1). The host sees
  * every ECALL its own half of the library makes — the background evictor's start, run and
  * stop — so this test intercepts them (linked with --wrap=eleos_enclave_ecall) and replays
  * each entry point with arguments of its own choosing: a fake instance in host memory whose

@@ -6,7 +6,7 @@ pkgs=(build-essential cmake ninja-build pkg-config libssl-dev libmimalloc-dev
       clang-14 libclang-rt-14-dev binutils
       memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc
       python3-binary-memcached liburing-dev
-      gnuplot-nox hyperfine)
+      gnuplot-nox hyperfine groff-base man-db)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

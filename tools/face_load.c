@@ -384,6 +384,13 @@ static int run_attack(void) {
 
 /* --- main -------------------------------------------------------------------------------- */
 
+static void free_data(void) {
+    for (unsigned i = 0; probes && i < C.identities; i++)
+        free(probes[i]);
+    free(probes);
+    free(keys);
+}
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -504,8 +511,11 @@ int main(int argc, char **argv) {
     uint64_t base = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
     for (unsigned i = 0; i < FACE_CLIENTS_MAX; i++)
         atomic_store(&seqs[i], base);
-    if (C.attack)
-        return run_attack() ? 1 : 0;
+    if (C.attack) {
+        int rc = run_attack() ? 1 : 0;
+        free_data();
+        return rc;
+    }
     struct tstats *st = calloc(C.threads, sizeof *st);
     pthread_t *th = calloc(C.threads, sizeof *th);
     unsigned started = 0;
@@ -519,5 +529,11 @@ int main(int argc, char **argv) {
         pthread_join(th[i], NULL);
     double secs = (double)(now_ns() - t0) / 1e9;
     C.threads = started;
-    return st && th && started ? report(st, secs) : 1;
+    int rc = st && th && started ? report(st, secs) : 1;
+    for (unsigned i = 0; st && i < started; i++)
+        free(st[i].lat);
+    free(st);
+    free(th);
+    free_data();
+    return rc;
 }

@@ -8,12 +8,11 @@
  * trapped exits at set-up and on refresh_certs) into enclave memory and parsed there from
  * memory BIOs; the buffer holding the key file is wiped once parsed.
  *
- * Memory: kvs_tls_mem_install routes OpenSSL's allocator. An allocation made while the
- * thread executes in an enclave comes from that enclave's heap (the SSL_CTX, SSL objects,
- * their record buffers and key schedules, the BIOs); host-mode allocations (the library's
- * tables, loaded by kvs_tls_lib_init before the enclave is entered) come from libc. A free
- * or realloc goes to the heap the pointer lives on, whichever mode frees it (per-thread
- * error queues are freed by a host thread's destructor after its ECALL returned).
+ * Memory: app_ossl_mem_install (apps/common/app_ossl.h, called first thing by main) routes
+ * OpenSSL's allocator. An allocation made while the thread executes in an enclave comes from
+ * that enclave's heap (the SSL_CTX, SSL objects, their record buffers and key schedules, the
+ * BIOs); host-mode allocations (the library's tables, loaded by kvs_tls_lib_init before the
+ * enclave is entered) come from libc.
  *
  * Randomness: OpenSSL's DRBG seeds from getrandom(2), a trapped exit here, so the host
  * could feed it chosen bytes; on real SGX the seed would come from RDRAND inside the
@@ -61,37 +60,6 @@ struct kvs_tls_conn {
     bool dead;                        /* a fatal TLS error or close_notify: input ignored  */
     bool shut;                        /* our close_notify is written                        */
 };
-
-/* --- OpenSSL's allocator ------------------------------------------------------------------- */
-
-static void *tls_malloc(size_t n, const char *file, int line) {
-    (void)file, (void)line;
-    struct eleos_enclave *e = eleos_enclave_current();
-    return e ? eleos_enclave_malloc(e, n) : malloc(n);
-}
-
-static void *tls_realloc(void *p, size_t n, const char *file, int line) {
-    if (!p)
-        return tls_malloc(n, file, line);
-    struct eleos_enclave *e = eleos_enclave_containing(p);
-    return e ? eleos_enclave_realloc(e, p, n) : realloc(p, n);
-}
-
-static void tls_free(void *p, const char *file, int line) {
-    (void)file, (void)line;
-    if (!p)
-        return;
-    struct eleos_enclave *e = eleos_enclave_containing(p);
-    if (e)
-        eleos_enclave_free(e, p);
-    else
-        free(p);
-}
-
-void kvs_tls_mem_install(void) {
-    /* Fails only once OpenSSL has allocated: then nothing of ours has run it yet. */
-    (void)CRYPTO_set_mem_functions(tls_malloc, tls_realloc, tls_free);
-}
 
 int kvs_tls_lib_init(void) {
     uint64_t opts = OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT |

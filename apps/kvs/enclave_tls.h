@@ -28,10 +28,6 @@ struct kvs_server;
 struct kvs_conn;
 struct kvs_tls;
 
-/* Host side, first thing in main(): OpenSSL's allocations go to the enclave heap of the
- * enclave the calling thread is executing in, to libc's heap in host mode; frees and
- * reallocs follow the pointer. Must precede any OpenSSL call. */
-void kvs_tls_mem_install(void);
 /* Host side, with -Z: loads libssl's tables (no configuration file, no atexit clean-up:
  * memory OpenSSL allocated inside the enclave dies with it). 0 or -1. */
 int kvs_tls_lib_init(void);

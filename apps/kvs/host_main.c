@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "app_options.h"
+#include "app_ossl.h"
 #include "eleos/enclave.h"
 #include "enclave_tls.h"
 #include "host_platform.h"
@@ -468,7 +469,7 @@ static int start(struct app *a, sigset_t *sigs) {
 int main(int argc, char **argv) {
     struct app app = {.stop_r = -1, .stop_w = -1, .argc = argc, .argv = argv};
     struct app *a = &app;
-    kvs_tls_mem_install(); /* before any OpenSSL call: where its allocations go */
+    app_ossl_mem_install(); /* before any OpenSSL call: where its allocations go */
     a->ls.udp_fd = -1;
     sigset_t sigs;
     int rc = start(a, &sigs);

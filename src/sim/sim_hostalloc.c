@@ -54,7 +54,10 @@ static void host_alloc_note(void) {
 
 #ifdef ELEOS_SANITIZER_HOOKS
 
-#include <sanitizer/allocator_interface.h>
+/* The sanitizer runtimes' interface (sanitizer/allocator_interface.h, which gcc does not
+ * always ship). */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
 
 static void hook_malloc(const volatile void *p, size_t size) {
     (void)p;

@@ -22,9 +22,11 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 
 #include "sim/sim_internal.h"
 
@@ -41,6 +43,32 @@ static bool host_alloc_aborts(void) {
     return p == 1;
 }
 
+/*
+ * ELEOS_HOST_ALLOC=abort. Not abort(3): it runs inside the allocator (under a sanitizer,
+ * inside its hook, with the allocator's locks held), and abort's own locking and the
+ * sanitizer's reports can come back here and wait for ever. Raw system calls through the
+ * trampoline (never trapped): the message, then SIGABRT with its default action, unblocked,
+ * to this thread, so the process dies with the caller on the stack for a debugger.
+ */
+static void host_alloc_abort(void) {
+    static const char msg[] = "eleos: malloc in enclave mode returns untrusted host memory; "
+                              "use eleos_enclave_malloc (ELEOS_HOST_ALLOC=abort)\n";
+    eleos_sim_raw_syscall(SYS_write, 2, (long)msg, sizeof msg - 1, 0, 0, 0);
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        uint64_t mask;
+    } dfl = {SIG_DFL, 0, NULL, 0}; /* the kernel's struct sigaction */
+    uint64_t abrt = 1ull << (SIGABRT - 1);
+    eleos_sim_raw_syscall(SYS_rt_sigaction, SIGABRT, (long)&dfl, 0, 8, 0, 0);
+    eleos_sim_raw_syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&abrt, 0, 8, 0, 0);
+    long pid = eleos_sim_raw_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    long tid = eleos_sim_raw_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
+    eleos_sim_raw_syscall(SYS_tgkill, pid, tid, SIGABRT, 0, 0, 0);
+    eleos_sim_raw_syscall(SYS_exit_group, 134, 0, 0, 0, 0, 0); /* not reached */
+}
+
 /* Called on every allocation: cheap in host mode (one thread-local load). */
 static void host_alloc_note(void) {
     struct sim_thread *t = &sim_self;
@@ -48,8 +76,7 @@ static void host_alloc_note(void) {
         return;
     atomic_fetch_add_explicit(&t->enc->stats.host_allocs, 1, memory_order_relaxed);
     if (host_alloc_aborts())
-        sim_die("malloc in enclave mode returns untrusted host memory; use "
-                "eleos_enclave_malloc (ELEOS_HOST_ALLOC=abort)");
+        host_alloc_abort();
 }
 
 #ifdef ELEOS_SANITIZER_HOOKS

@@ -3,7 +3,7 @@ PRESET ?= dev
 BUILD  := build/$(PRESET)
 JOBS   ?= $(shell nproc)
 
-.PHONY: all deps build run test asan tsan release lint bench bench-quick docs clean
+.PHONY: all deps build run test asan tsan release lint bench bench-quick install check-install docs clean
 
 all: build
 
@@ -48,6 +48,19 @@ bench-quick:
 # (`man -l $(BUILD)/man/man3/eleos_suvm_alloc.3`); installed with the library.
 docs: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) --target docs
+
+# Installs libeleos (headers, libeleos.so.0 and libeleos.a, eleos.pc, the CMake package) under
+# PREFIX, from a release build of the library alone. DESTDIR is honoured (packaging).
+PREFIX ?= /usr/local
+install: deps
+	cmake -S . -B build/lib -G Ninja -DCMAKE_BUILD_TYPE=Release -DELEOS_BUILD_TESTS=OFF \
+	  -DELEOS_BUILD_APPS=OFF -DELEOS_BUILD_TOOLS=OFF -DELEOS_BUILD_BENCH=OFF
+	cmake --build build/lib -j $(JOBS)
+	cmake --install build/lib --prefix $(PREFIX)
+
+# Installs into a temporary prefix and builds and runs examples/ against it (CI stage).
+check-install: deps
+	@bash scripts/check_install.sh
 
 lint: build
 	@bash scripts/check_enclave_syscalls.sh $(BUILD)

@@ -290,6 +290,9 @@ struct eleos_enclave_stats {
     uint64_t epc_resident_max;  /* high-water mark of resident pages                       */
     uint64_t epc_capacity;      /* the cap, in pages                                       */
     uint64_t cycles_charged;    /* modeled cycles busy-waited by the cost model            */
+    uint64_t host_allocs;       /* host malloc/calloc/realloc calls made in enclave mode:  */
+                                /* untrusted memory (use eleos_enclave_malloc); see        */
+                                /* ELEOS_HOST_ALLOC in docs/emulator.md                    */
 };
 
 /* Copies a snapshot of the counters (each read atomically; not one global instant). */

@@ -48,6 +48,7 @@ int eleos_enclave_create(const struct eleos_enclave_config *cfg_in,
     if (!out)
         return -EINVAL;
     *out = NULL;
+    sim_hostalloc_init();
     if (cfg_in)
         cfg = *cfg_in;
     else
@@ -176,6 +177,7 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
     o->epc_resident_max = LOAD(epc_resident_max);
     o->epc_capacity = enc->epc.cap_pages;
     o->cycles_charged = LOAD(cycles_charged);
+    o->host_allocs = LOAD(host_allocs);
     for (int i = 0; i < ELEOS_ENCLAVE_NSYSCALLS; i++)
         o->syscalls[i] = LOAD(syscalls[i]);
 }
@@ -187,6 +189,7 @@ void eleos_enclave_stats_reset(struct eleos_enclave *enc) {
         &enc->stats.epc_faults, &enc->stats.epc_evictions, &enc->stats.epc_trimmed,
         &enc->stats.pages_sealed,
         &enc->stats.pages_opened, &enc->stats.integrity_failures, &enc->stats.cycles_charged,
+        &enc->stats.host_allocs,
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         atomic_store_explicit(all[i], 0, memory_order_relaxed);
@@ -222,6 +225,7 @@ void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd) {
     ROW("pages sealed", s->pages_sealed);
     ROW("pages opened", s->pages_opened);
     ROW("integrity failures", s->integrity_failures);
+    ROW("host allocs in enclave mode", s->host_allocs);
     ROW("EPC resident (pages)", s->epc_resident);
     ROW("EPC resident max (pages)", s->epc_resident_max);
     ROW("EPC capacity (pages)", s->epc_capacity);

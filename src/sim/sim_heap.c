@@ -27,9 +27,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <mimalloc.h>
-
 #include "sim/sim_internal.h"
+#include "sim/sim_mimalloc.h"
 
 /* mimalloc's arenas must start at a multiple of its segment size; 64 MiB covers it. */
 #define ARENA_ALIGN (64ull << 20)
@@ -63,6 +62,8 @@ static enum heapd_op heapd_req;
 static int heapd_arena;
 static mi_heap_t *heapd_heap;
 static bool heapd_done;
+/* mimalloc's API, loaded before heapd starts (sim_mimalloc.c); never NULL once heapd runs. */
+static const struct sim_mi *mi;
 
 static void *heapd_main(void *unused) {
     (void)unused;
@@ -72,9 +73,9 @@ static void *heapd_main(void *unused) {
             pthread_cond_wait(&heapd_cv, &heapd_mu);
         heap_lock_take();
         if (heapd_req == HEAPD_NEW)
-            heapd_heap = mi_heap_new_in_arena(heapd_arena);
+            heapd_heap = mi->heap_new_in_arena(heapd_arena);
         else
-            mi_heap_destroy(heapd_heap);
+            mi->heap_destroy(heapd_heap);
         heap_lock_drop();
         heapd_req = HEAPD_NONE;
         heapd_done = true;
@@ -95,14 +96,14 @@ static bool heapd_start_locked(void) {
         heapd_req = HEAPD_NONE;
     }
     /* Global mimalloc options, set before any heap exists; nothing else in the process uses
-     * mimalloc (it is not the system allocator here). */
-    mi_option_disable(mi_option_allow_decommit);
-    mi_option_disable(mi_option_page_reset);
-    mi_option_disable(mi_option_abandoned_page_decommit);
-    mi_option_set(mi_option_show_errors, 1);
+     * this mimalloc (it is loaded privately, not the system allocator: sim_mimalloc.h). */
+    mi->option_disable(mi_option_allow_decommit);
+    mi->option_disable(mi_option_page_reset);
+    mi->option_disable(mi_option_abandoned_page_decommit);
+    mi->option_set(mi_option_show_errors, 1);
     /* Warnings (e.g. the backing heap falling back to over-allocation under ASan) are
      * mimalloc's business and would interleave with the application's output. */
-    mi_option_set(mi_option_max_warnings, 0);
+    mi->option_set(mi_option_max_warnings, 0);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -253,18 +254,23 @@ static void fork_child(void) {
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Once per process: the fork handlers, and mimalloc's API (written here only, so every
+ * thread that got past sim_heap_init sees it). */
 static void atfork_install(void) {
     pthread_atfork(fork_prepare, fork_release, fork_child);
+    mi = sim_mi();
 }
 
 int sim_heap_init(struct eleos_enclave *enc) {
     pthread_once(&atfork_once, atfork_install);
+    if (!mi)
+        return -ENOMEM;
     struct sim_region *r = enc->region;
     if (r->arena_id < 0) {
         mi_arena_id_t id;
         /* is_committed: mimalloc may use every byte without asking the OS (the EPC
          * emulation commits pages on first touch); is_zero: the memfd starts zeroed. */
-        if (!mi_manage_os_memory_ex(r->base, r->size, true, false, true, -1, true, &id))
+        if (!mi->manage_os_memory_ex(r->base, r->size, true, false, true, -1, true, &id))
             return -ENOMEM;
         r->arena_id = id;
     }
@@ -286,7 +292,7 @@ void sim_heap_fini(struct eleos_enclave *enc) {
 static void *in_elrange(struct eleos_enclave *enc, void *p) {
     if (p && !eleos_enclave_within(enc, p, 1)) {
         heap_lock_take();
-        mi_free(p);
+        mi->free(p);
         heap_lock_drop();
         return NULL;
     }
@@ -297,7 +303,7 @@ void *eleos_enclave_malloc(struct eleos_enclave *enc, size_t size) {
     if (enc->inherited) /* a forked child's copy: no memory behind it */
         return NULL;
     heap_lock_take();
-    void *p = mi_heap_malloc(enc->heap, size);
+    void *p = mi->heap_malloc(enc->heap, size);
     heap_lock_drop();
     return in_elrange(enc, p);
 }
@@ -306,7 +312,7 @@ void *eleos_enclave_calloc(struct eleos_enclave *enc, size_t count, size_t size)
     if (enc->inherited) /* a forked child's copy: no memory behind it */
         return NULL;
     heap_lock_take();
-    void *p = mi_heap_calloc(enc->heap, count, size);
+    void *p = mi->heap_calloc(enc->heap, count, size);
     heap_lock_drop();
     return in_elrange(enc, p);
 }
@@ -322,7 +328,7 @@ void *eleos_enclave_realloc(struct eleos_enclave *enc, void *p, size_t size) {
     if (p)
         check_ours(enc, p);
     heap_lock_take();
-    void *q = mi_heap_realloc(enc->heap, p, size);
+    void *q = mi->heap_realloc(enc->heap, p, size);
     heap_lock_drop();
     return in_elrange(enc, q);
 }
@@ -331,7 +337,7 @@ void *eleos_enclave_aligned_alloc(struct eleos_enclave *enc, size_t alignment, s
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 || enc->inherited)
         return NULL;
     heap_lock_take();
-    void *p = mi_heap_malloc_aligned(enc->heap, size, alignment);
+    void *p = mi->heap_malloc_aligned(enc->heap, size, alignment);
     heap_lock_drop();
     return in_elrange(enc, p);
 }
@@ -341,6 +347,6 @@ void eleos_enclave_free(struct eleos_enclave *enc, void *p) {
         return;
     check_ours(enc, p);
     heap_lock_take();
-    mi_free(p);
+    mi->free(p);
     heap_lock_drop();
 }

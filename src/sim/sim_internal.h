@@ -138,12 +138,16 @@ void sim_calib_test_slowdown(uint64_t cycles);
 void sim_calib_forget(void);
 void sim_pollute(struct eleos_enclave *enc, struct sim_thread *t);
 
+/* Host allocations in enclave mode are counted in the enclave's host_allocs
+ * (sim_hostalloc.c); called by every enclave creation so the catching is always linked. */
+void sim_hostalloc_init(void);
+
 /* --- the enclave ------------------------------------------------------------------------- */
 struct sim_stats {
     _Atomic uint64_t ecalls, ocalls, syscall_exits, syscalls_denied, aex;
     _Atomic uint64_t epc_commits, epc_faults, epc_evictions, pages_sealed, pages_opened;
     _Atomic uint64_t integrity_failures, epc_resident, epc_resident_max, cycles_charged;
-    _Atomic uint64_t epc_trimmed;
+    _Atomic uint64_t epc_trimmed, host_allocs;
     _Atomic uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS];
 };
 

@@ -60,7 +60,7 @@
 #define PLAT_BATCH 16u                   /* pages asked of one victim at a time          */
 #define PLAT_WAIT_NS 1000000ull          /* one sleep of a faulting thread               */
 #define PLAT_REAP_NS 10000000ull         /* liveness checks at most this often           */
-#define PLAT_SELF_FALLBACK_NS 20000000ull
+#define PLAT_SELF_FALLBACK_NS 5000000ull
 #define PLAT_OVERCOMMIT_NS 2000000000ull
 #define PLAT_IDLE_NS 100000000ull        /* reclaimer's sleep when nothing is asked      */
 

@@ -52,7 +52,9 @@ static int list(const char *name) {
     size_t n = 0;
     int r = eleos_epc_platform_read(name, &info, ent, MAX_ENTRIES, &n);
     if (r) {
-        fprintf(stderr, "eleos-epc: platform %s: %s\n", name ? name : "(default)", strerror(-r));
+        const char *env = getenv("ELEOS_EPC_PLATFORM");
+        fprintf(stderr, "eleos-epc: platform %s: %s\n",
+                name ? name : env && *env ? env : "default", strerror(-r));
         return 1;
     }
     printf("capacity %llu pages (%llu KiB), used %llu, enclaves %u, generation %llu, "

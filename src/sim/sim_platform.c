@@ -63,6 +63,7 @@
 #define PLAT_SELF_FALLBACK_NS 5000000ull
 #define PLAT_OVERCOMMIT_NS 2000000000ull
 #define PLAT_IDLE_NS 100000000ull        /* reclaimer's sleep when nothing is asked      */
+#define RECLAIMER_STACK (256u << 10)     /* it only evicts: no deep calls, no buffers     */
 
 struct sim_platform {
     struct sim_platform *next;           /* the process's list, under plat_mu            */
@@ -77,9 +78,9 @@ struct sim_platform {
     struct eleos_enclave *_Atomic local[PLAT_SLOTS];
     _Atomic int users;
     _Atomic uint64_t last_reap;
-    pthread_t reclaimer;
     bool has_reclaimer;
     atomic_bool stop;
+    _Atomic uint32_t stopped;            /* futex: the reclaimer no longer touches this  */
 };
 
 static pthread_mutex_t plat_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -470,6 +471,8 @@ static void *reclaimer_main(void *arg) {
         bool pending = reclaim_pass(p);
         futex_wait_ns(&p->sh->kick, seen, pending ? PLAT_WAIT_NS : PLAT_IDLE_NS);
     }
+    atomic_store_explicit(&p->stopped, 1, memory_order_release);
+    eleos_sim_raw_syscall(SYS_futex, (long)&p->stopped, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
     return NULL;
 }
 
@@ -478,9 +481,18 @@ static int start_reclaimer(struct sim_platform *p) {
      * enclave memory while the thread holds an enclave's lock. */
     sigset_t all, old;
     sigfillset(&all);
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return -ENOMEM;
+    pthread_attr_setstacksize(&attr, RECLAIMER_STACK);
+    /* Detached, stopped by a handshake: a forked child's sanitizer (TSan) would otherwise
+     * keep counting the parent's joinable thread and refuse the child's own. */
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = pthread_create(&p->reclaimer, NULL, reclaimer_main, p);
+    pthread_t th;
+    int r = pthread_create(&th, &attr, reclaimer_main, p);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
     if (r)
         return -r;
     p->has_reclaimer = true;
@@ -493,7 +505,8 @@ static void stop_reclaimer(struct sim_platform *p) {
     atomic_store_explicit(&p->stop, true, memory_order_release);
     atomic_fetch_add_explicit(&p->sh->kick, 1, memory_order_release);
     futex_wake_all(&p->sh->kick);
-    pthread_join(p->reclaimer, NULL);
+    while (!atomic_load_explicit(&p->stopped, memory_order_acquire))
+        syscall(SYS_futex, &p->stopped, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
     p->has_reclaimer = false;
 }
 
@@ -855,7 +868,7 @@ int eleos_enclave_epc_status(const struct eleos_enclave *enc, struct eleos_epc_s
     out->enclaves = fair_shares(p, share);
     out->used = clamp_u64(atomic_load_explicit(&p->sh->used, memory_order_relaxed), 0,
                           2 * p->capacity);
-    out->current = enc->epc.fifo_count; /* racy read of our own count: a snapshot */
+    out->current = atomic_load_explicit(&enc->stats.epc_resident, memory_order_relaxed);
     out->max = sim_plat_max(enc);
     out->share = sim_plat_share(enc);
     out->generation = atomic_load_explicit(&p->sh->generation, memory_order_acquire);

@@ -88,7 +88,7 @@ static struct sim_platform *plats; /* under plat_mu */
 static uint32_t self_pid;          /* under plat_mu; set on every attach */
 static uint64_t self_start;
 
-/* --- small helpers (handler-safe) ---------------------------------------------------------- */
+/* --- small helpers (handler-safe) ------------------------------------------------------------ */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -111,10 +111,14 @@ static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi) {
 
 /* Field 22 of /proc/<pid>/stat (start time in clock ticks), 0 if unreadable. */
 static uint64_t proc_start_time(uint32_t pid) {
-    char path[40], buf[512];
-    int n = snprintf(path, sizeof path, "/proc/%u/stat", pid);
-    if (n <= 0 || (size_t)n >= sizeof path)
-        return 0;
+    char path[32] = "/proc/", digits[12], buf[512];
+    int nd = 0, at = 6;
+    do /* by hand: this runs in the fault handler, where snprintf is not safe */
+        digits[nd++] = (char)('0' + pid % 10);
+    while ((pid /= 10) != 0);
+    while (nd)
+        path[at++] = digits[--nd];
+    memcpy(path + at, "/stat", 6);
     long fd = eleos_sim_raw_syscall(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0,
                                     0, 0);
     if (fd < 0)
@@ -147,7 +151,7 @@ static bool owner_alive(uint32_t pid, uint64_t start) {
     return now == 0 || start == 0 || now == start; /* unreadable /proc: assume alive */
 }
 
-/* --- accounting ----------------------------------------------------------------------------- */
+/* --- accounting ------------------------------------------------------------------------------ */
 
 static struct plat_slot *slot_of(const struct eleos_enclave *enc) {
     return &enc->epc.plat->sh->slots[enc->epc.slot];
@@ -214,7 +218,7 @@ void sim_plat_release(struct eleos_enclave *enc, size_t n, bool evicted) {
         futex_wake_all(&p->sh->freed);
 }
 
-/* --- liveness: survivors give a dead process's pages back ---------------------------------- */
+/* --- liveness: survivors give a dead process's pages back ------------------------------------ */
 
 static void bump_generation(struct sim_platform *p) {
     atomic_fetch_add_explicit(&p->sh->generation, 1, memory_order_release);
@@ -263,7 +267,7 @@ static uint64_t reap_dead(struct sim_platform *p, bool force) {
     return got;
 }
 
-/* --- shares and victims --------------------------------------------------------------------- */
+/* --- shares and victims ---------------------------------------------------------------------- */
 
 /* Max-min fair shares of the capacity among live slots, each bounded by its max: slots whose
  * max is below the equal split keep their max, the rest split what remains. share[i] = 0
@@ -336,7 +340,7 @@ uint64_t sim_plat_share(const struct eleos_enclave *enc) {
     return s ? s : PLAT_MIN_PAGES; /* our own slot read as free: the table is corrupt */
 }
 
-/* --- reclaim ---------------------------------------------------------------------------------- */
+/* --- reclaim --------------------------------------------------------------------------------- */
 
 /* Evicts the pages other enclaves asked of enc. Caller holds enc's lock. Evicted count or -1. */
 static long service_want_locked(struct eleos_enclave *enc) {
@@ -423,7 +427,7 @@ enum sim_fault sim_plat_make_room(struct eleos_enclave *enc) {
     }
 }
 
-/* --- the reclaimer thread (ksgxd) -------------------------------------------------------------- */
+/* --- the reclaimer thread (ksgxd) ------------------------------------------------------------ */
 
 /* One pass over this process's enclaves on p: requests from other enclaves, limits lowered
  * from outside, and, below the high watermark, pages over the fair share. Returns whether
@@ -510,7 +514,7 @@ static void stop_reclaimer(struct sim_platform *p) {
     p->has_reclaimer = false;
 }
 
-/* --- the shared table ------------------------------------------------------------------------- */
+/* --- the shared table ------------------------------------------------------------------------ */
 
 static bool valid_name(const char *n) {
     size_t len = strlen(n);
@@ -620,7 +624,7 @@ static void close_table(struct sim_platform *p) {
     free(p);
 }
 
-/* --- attach and detach (host mode) -------------------------------------------------------------- */
+/* --- attach and detach (host mode) ----------------------------------------------------------- */
 
 /* Capacity request: the config's, else $ELEOS_EPC_CAPACITY; *explicit says whether there was
  * one. Pages, or 0 for a malformed or out-of-range request. */
@@ -856,7 +860,7 @@ void sim_plat_fork_child(void) {
     self_pid = 0;
 }
 
-/* --- the public API ---------------------------------------------------------------------------- */
+/* --- the public API -------------------------------------------------------------------------- */
 
 int eleos_enclave_epc_status(const struct eleos_enclave *enc, struct eleos_epc_status *out) {
     memset(out, 0, sizeof *out);
@@ -912,7 +916,7 @@ int eleos_enclave_epc_set_max(struct eleos_enclave *enc, uint64_t bytes) {
     return 0;
 }
 
-/* --- platforms seen from outside (tools) -------------------------------------------------------- */
+/* --- platforms seen from outside (tools) ----------------------------------------------------- */
 
 static int open_for_tool(const char *name, int prot, int *fdp, struct plat_shared **out) {
     char path[96];

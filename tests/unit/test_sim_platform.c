@@ -129,7 +129,7 @@ static struct eleos_epc_status status_of(struct eleos_enclave *e) {
     return s;
 }
 
-/* --- one process ------------------------------------------------------------------------------ */
+/* --- one process ----------------------------------------------------------------------------- */
 
 /* Three enclaves of one process, each with a working set of 3/4 of the platform: the
  * platform never holds more than its capacity, and every enclave's data survives the
@@ -296,7 +296,7 @@ static void test_shares_and_generation(void) {
     eleos_enclave_destroy(a);
 }
 
-/* --- a rewritten table ------------------------------------------------------------------------- */
+/* --- a rewritten table ----------------------------------------------------------------------- */
 
 static uint8_t *map_table(const char *plat, int *fd) {
     char path[128];
@@ -353,7 +353,7 @@ static void test_corrupt_table(void) {
     eleos_enclave_destroy(e);
 }
 
-/* --- several processes ------------------------------------------------------------------------- */
+/* --- several processes ----------------------------------------------------------------------- */
 
 /* Helper "load <platform> <pages> <rounds> <salt>": pages through a working set, verifies it,
  * exits 0 if every page read back right. */

@@ -159,12 +159,22 @@ enum eleos_integrity_policy {
 
 struct eleos_enclave_config {
     uint64_t elrange_size;      /* bytes of ELRANGE (rounded up to 64 MiB), 0 = default */
-    uint64_t epc_size;          /* EPC cap in bytes (rounded down to pages), 0 = default */
+    uint64_t epc_size;          /* this enclave's EPC limit in bytes (rounded down to
+                                   pages; misc.max of the sgx_epc cgroup), 0 = default;
+                                   above the platform's capacity it means "unlimited"   */
     bool enforce;               /* trap syscalls in enclave mode (default true)          */
     bool print_stats;           /* print the statistics table on destroy                 */
     enum eleos_integrity_policy integrity_policy;
     struct eleos_cost_model cost;
     const char *name;           /* for messages; copied; NULL = "enclave"                */
+    /* The platform EPC this enclave shares with every other enclave on it (see "Platform
+     * EPC" below). NULL = $ELEOS_EPC_PLATFORM, else "default"; "private" = an EPC of its
+     * own of epc_size (no sharing). Names: 1-63 of [A-Za-z0-9._-], not starting with '.'. */
+    const char *epc_platform;
+    /* Capacity in bytes if this enclave creates the platform; 0 = $ELEOS_EPC_CAPACITY
+     * (bytes, optional K/M/G suffix), else 93 MiB. Joining an existing platform whose
+     * capacity differs from an explicit request fails with -EEXIST. */
+    uint64_t epc_platform_capacity;
 };
 
 /* Defaults: 4 GiB ELRANGE, 93 MiB EPC, enforcement on, cost model from
@@ -174,7 +184,9 @@ void eleos_enclave_config_default(struct eleos_enclave_config *cfg);
 struct eleos_enclave;
 
 /* Creates an enclave. *out is owned by the caller until eleos_enclave_destroy.
- * Errors: -EINVAL (bad config), -ENOMEM, -ENOSYS (kernel without Syscall User Dispatch). */
+ * Errors: -EINVAL (bad config), -ENOMEM, -ENOSYS (kernel without Syscall User Dispatch),
+ * -EEXIST (platform capacity mismatch), -EBADMSG (the platform's shared table is corrupt),
+ * -ENOSPC (the platform has no free enclave slot), or an errno of opening the table. */
 ELEOS_MUST_CHECK int eleos_enclave_create(const struct eleos_enclave_config *cfg,
                                           struct eleos_enclave **out);
 
@@ -329,6 +341,80 @@ void *eleos_enclave_swap_slot(struct eleos_enclave *enc, const void *addr, uint8
 /* Forces the page holding addr out of the EPC now (as the driver would under pressure).
  * 0, -EINVAL (not in ELRANGE), or -ENOENT (not resident). Host mode only. */
 ELEOS_MUST_CHECK int eleos_enclave_evict_page(struct eleos_enclave *enc, const void *addr);
+
+/* --- Platform EPC ------------------------------------------------------------------------
+ *
+ * Every enclave of a machine shares one EPC: a named platform whose accounting lives in
+ * /dev/shm/eleos-epc-<name>, shared by the enclaves of every process that uses the name.
+ * When it is full, the faulting enclave's emulator reclaims pages, enclaves over their fair
+ * share first (docs/emulator.md, "The platform EPC"). Each enclave also has a limit (max),
+ * as the sgx_epc resource of the Linux misc cgroup: over it, the enclave pages out its own
+ * pages; it is never killed.
+ */
+
+struct eleos_epc_status {
+    uint64_t capacity;          /* platform capacity (pages)                                */
+    uint64_t used;              /* pages resident on the whole platform                     */
+    uint64_t current;           /* this enclave's resident pages                            */
+    uint64_t max;               /* this enclave's limit (pages; capacity = unlimited)       */
+    uint64_t share;             /* pages it may hold without causing reclaim (see below)    */
+    uint64_t generation;        /* the platform's share-change counter                      */
+    uint64_t id;                /* this enclave's id on the platform (eleos-epc shows it)   */
+    uint32_t enclaves;          /* enclaves on the platform                                 */
+};
+
+/* Fills *out. Host or enclave mode, no system call. 0, or -EBADMSG in a forked child. */
+ELEOS_MUST_CHECK int eleos_enclave_epc_status(const struct eleos_enclave *enc,
+                                              struct eleos_epc_status *out);
+
+/*
+ * The enclave's share, in pages: min(max, its max-min fair share of the capacity among the
+ * platform's enclaves). What an enclave may keep resident without making anyone reclaim; a
+ * page cache (SUVM) sizes itself to it. Callable in enclave mode with no exit.
+ *
+ * Computed from the shared table, which the host can rewrite: an enclave must treat it as a
+ * hint, clamp it to bounds it can live with, and never size memory it trusts from it without
+ * that clamp. 0 in a forked child.
+ */
+uint64_t eleos_enclave_epc_share(const struct eleos_enclave *enc);
+
+/* The platform's generation: it changes whenever any enclave's share may have changed (an
+ * enclave came or went, a max changed). Reading it is one load of shared memory (no exit),
+ * so a page cache can compare it on its own schedule and recompute its share only when it
+ * moved. Untrusted like the share: a host can change it at will (costing only a recompute)
+ * or freeze it (the share is then recomputed on the cache's own bounded schedule). */
+uint64_t eleos_enclave_epc_generation(const struct eleos_enclave *enc);
+
+/* Sets the enclave's limit (bytes, rounded down to pages, at least 16 pages; 0 or above the
+ * capacity = unlimited). Over it, the enclave's next fault (and its process's reclaimer at
+ * once) pages out its own pages down to it. Host mode. 0, -EINVAL, -EBADMSG (forked child). */
+ELEOS_MUST_CHECK int eleos_enclave_epc_set_max(struct eleos_enclave *enc, uint64_t bytes);
+
+/* A platform seen from outside, for tools (tools/eleos-epc). */
+struct eleos_epc_platform_entry {
+    uint64_t id;
+    uint32_t pid;
+    bool alive;                 /* the owning process still runs                            */
+    uint64_t current, max, commits, faults, evictions;
+    char name[56];
+};
+
+struct eleos_epc_platform_info {
+    uint64_t capacity, used, generation, overcommits;
+    uint32_t enclaves;
+};
+
+/* Reads the platform's table (NULL name: the default as for enclaves). Up to n entries go to
+ * entries (may be NULL with n 0); *found gets how many exist. 0, -ENOENT (no such platform),
+ * -EBADMSG (corrupt table), -EINVAL (bad name). */
+ELEOS_MUST_CHECK int eleos_epc_platform_read(const char *name, struct eleos_epc_platform_info *info,
+                                             struct eleos_epc_platform_entry *entries, size_t n,
+                                             size_t *found);
+
+/* Sets the limit of enclave id on the platform (bytes; 0 = unlimited), as writing misc.max.
+ * The owner applies it at its next fault and its reclaimer at once. 0, -ENOENT (no such
+ * platform or enclave), -EBADMSG, -EINVAL. */
+ELEOS_MUST_CHECK int eleos_epc_platform_set_max(const char *name, uint64_t id, uint64_t bytes);
 
 /* True once an integrity failure has lost the enclave. */
 bool eleos_enclave_is_lost(const struct eleos_enclave *enc);

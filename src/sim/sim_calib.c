@@ -158,6 +158,8 @@ static int measure_in(uint64_t *mech, bool enforce) {
     cfg.elrange_size = 64ull << 20;
     cfg.epc_size = (uint64_t)CAL_EPC_PAGES * ELEOS_PAGE_SIZE;
     cfg.name = "calibration";
+    /* An EPC of its own: the measurement must not depend on (or disturb) other enclaves. */
+    cfg.epc_platform = "private";
     struct eleos_enclave *e;
     int r = eleos_enclave_create(&cfg, &e);
     if (r)

@@ -107,7 +107,7 @@ fail_registry:
     sim_registry_remove(enc);
 fail_epc:
     sim_epc_reset(enc);
-    sim_epc_fini(&enc->epc);
+    sim_epc_fini(enc);
 fail_region:
     sim_region_put(enc->region);
     free(enc);
@@ -117,7 +117,7 @@ fail_region:
 /* Frees a forked child's copy of an inherited enclave, touching nothing the parent owns
  * (its ELRANGE views are not mapped here; its heap, frames and memfd are the parent's). */
 static void forget_inherited(struct eleos_enclave *enc) {
-    sim_epc_fini(&enc->epc);
+    sim_epc_fini(enc);
     close(enc->region->memfd);
     free(enc->region);
     free(enc);
@@ -142,7 +142,7 @@ void eleos_enclave_destroy(struct eleos_enclave *enc) {
     sim_heap_fini(enc);
     sim_registry_remove(enc);
     sim_epc_reset(enc);
-    sim_epc_fini(&enc->epc);
+    sim_epc_fini(enc);
     sim_region_put(enc->region);
     free(enc);
 }
@@ -175,7 +175,7 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
     o->integrity_failures = LOAD(integrity_failures);
     o->epc_resident = LOAD(epc_resident);
     o->epc_resident_max = LOAD(epc_resident_max);
-    o->epc_capacity = enc->epc.cap_pages;
+    o->epc_capacity = enc->inherited ? enc->epc.cap_pages : sim_plat_max(enc);
     o->cycles_charged = LOAD(cycles_charged);
     o->host_allocs = LOAD(host_allocs);
     for (int i = 0; i < ELEOS_ENCLAVE_NSYSCALLS; i++)

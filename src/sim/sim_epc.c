@@ -4,8 +4,10 @@
  * ELRANGE is a MAP_SHARED view of a memfd. Pages of the enclave's view are PROT_NONE unless
  * resident in the (emulated) EPC, so the first access to any other page raises SIGSEGV: an
  * asynchronous exit. The handler calls sim_epc_fault, which under the enclave's paging lock
- *   1. makes room: while the EPC is full, evicts the oldest resident page (FIFO; the real
- *      driver ages pages with the accessed bit, which user space cannot see cheaply):
+ *   1. makes room: while the enclave is at its limit, evicts its oldest resident page (FIFO;
+ *      the real driver ages pages with the accessed bit, which user space cannot see
+ *      cheaply), then reserves a page of the platform EPC, which may reclaim pages of other
+ *      enclaves when the platform is full (sim_platform.c). An eviction:
  *      the enclave's view of the victim goes PROT_NONE first, so no thread can touch it
  *      while it is sealed; the page is sealed with AES-GCM into private staging memory
  *      (from the emulator's alias mapping of the frame), the ciphertext and tag are then
@@ -69,11 +71,17 @@ int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size
     epc->cap_pages = epc_size / PAGE;
     if (epc->cap_pages < 16 || epc->npages > UINT32_MAX)
         return -EINVAL;
+    int err = sim_plat_attach(enc, &enc->cfg);
+    if (err)
+        return err;
+    /* The limit can be raised at run time up to the platform's capacity. */
+    size_t plat_cap = sim_plat_capacity(enc);
+    epc->fifo_cap = epc->npages < plat_cap ? epc->npages : plat_cap;
     epc->lock = (struct eleos_spinlock)ELEOS_SPINLOCK_INIT;
     epc->state = map_noreserve(epc->npages);
     epc->swapped_ever = map_noreserve(epc->npages);
     epc->version = map_noreserve(epc->npages * sizeof(uint64_t));
-    epc->fifo = map_noreserve(epc->cap_pages * sizeof(uint32_t));
+    epc->fifo = map_noreserve(epc->fifo_cap * sizeof(uint32_t));
     epc->stage = map_noreserve(PAGE + GCM_TAG_SIZE);
     epc->swap = eleos_untrusted_alloc(epc->npages * PAGE);
     epc->tags = eleos_untrusted_alloc(epc->npages * GCM_TAG_SIZE);
@@ -86,13 +94,18 @@ int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size
     if (gcm_random_key(key, sizeof key) != 0 || gcm_init(&epc->gcm, key, sizeof key) != 0)
         goto fail;
     memset(key, 0, sizeof key);
+    sim_plat_publish(enc);
     return 0;
 fail:
-    sim_epc_fini(epc);
+    sim_epc_fini(enc);
     return -ENOMEM;
 }
 
-void sim_epc_fini(struct sim_epc *epc) {
+void sim_epc_fini(struct eleos_enclave *enc) {
+    struct sim_epc *epc = &enc->epc;
+    /* A forked child's copy: the slot is the parent's enclave's. */
+    if (!enc->inherited)
+        sim_plat_detach(enc);
     if (epc->state)
         munmap(epc->state, epc->npages);
     if (epc->swapped_ever)
@@ -100,7 +113,7 @@ void sim_epc_fini(struct sim_epc *epc) {
     if (epc->version)
         munmap(epc->version, epc->npages * sizeof(uint64_t));
     if (epc->fifo)
-        munmap(epc->fifo, epc->cap_pages * sizeof(uint32_t));
+        munmap(epc->fifo, epc->fifo_cap * sizeof(uint32_t));
     if (epc->stage)
         munmap(epc->stage, PAGE + GCM_TAG_SIZE);
     if (epc->swap)
@@ -115,6 +128,7 @@ void sim_epc_fini(struct sim_epc *epc) {
 /* Frees the EPC frames and returns the whole ELRANGE to the untouched state. */
 void sim_epc_reset(struct eleos_enclave *enc) {
     struct sim_epc *epc = &enc->epc;
+    sim_plat_unpublish(enc); /* no other thread may pick it as a victim from now on */
     k_mprotect(epc->base, epc->npages * PAGE, PROT_NONE);
     k_punch(epc->memfd, 0, epc->npages * PAGE);
 }
@@ -133,7 +147,7 @@ struct aad {
 static enum sim_fault evict_one_locked(struct eleos_enclave *enc) {
     struct sim_epc *epc = &enc->epc;
     uint32_t v = epc->fifo[epc->fifo_head];
-    epc->fifo_head = (epc->fifo_head + 1) % epc->cap_pages;
+    epc->fifo_head = (epc->fifo_head + 1) % epc->fifo_cap;
     epc->fifo_count--;
 
     uint8_t *view = epc->base + (size_t)v * PAGE;
@@ -159,8 +173,35 @@ static enum sim_fault evict_one_locked(struct eleos_enclave *enc) {
     sim_stat_add(&enc->stats.epc_evictions, 1);
     sim_stat_add(&enc->stats.pages_sealed, 1);
     atomic_fetch_sub_explicit(&enc->stats.epc_resident, 1, memory_order_relaxed);
+    sim_plat_release(enc, 1, true);
+    /* The enclave whose page is written back pays the EWB, whoever asked for the room. */
     sim_charge(enc, enc->cfg.cost.epc_evict_cycles);
     return SIM_FAULT_OK;
+}
+
+long sim_epc_evict_batch_locked(struct eleos_enclave *enc, size_t n) {
+    long done = 0;
+    while ((size_t)done < n && enc->epc.fifo_count > 0) {
+        if (evict_one_locked(enc) != SIM_FAULT_OK)
+            return -1;
+        done++;
+    }
+    return done;
+}
+
+/* Room for one more page in enc (lock held): its own limit first (the cgroup's max: the
+ * enclave pages itself out, never dies), then a page of the platform. */
+static enum sim_fault make_room_locked(struct eleos_enclave *enc) {
+    struct sim_epc *epc = &enc->epc;
+    if (sim_plat_service_locked(enc) < 0)
+        return SIM_FAULT_FATAL;
+    size_t max = sim_plat_max(enc);
+    while (epc->fifo_count >= max) {
+        enum sim_fault f = evict_one_locked(enc);
+        if (f != SIM_FAULT_OK)
+            return f;
+    }
+    return sim_plat_reserve(enc) ? SIM_FAULT_OK : sim_plat_make_room(enc);
 }
 
 enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
@@ -175,11 +216,9 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
     if (st == SIM_PAGE_RESIDENT)
         goto out; /* another thread brought it in while we waited for the lock */
 
-    while (epc->fifo_count >= epc->cap_pages) {
-        f = evict_one_locked(enc);
-        if (f != SIM_FAULT_OK)
-            goto out;
-    }
+    f = make_room_locked(enc);
+    if (f != SIM_FAULT_OK)
+        goto out;
     if (st == SIM_PAGE_SWAPPED) {
         uint8_t iv[GCM_IV_SIZE];
         struct aad aad = {idx, epc->version[idx]};
@@ -196,6 +235,7 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
             /* During destroy the heap's teardown may walk this page; no enclave code can
              * read it any more, so a zero page is safe there. Otherwise the enclave is lost. */
             if (!atomic_load_explicit(&enc->tearing_down, memory_order_acquire)) {
+                sim_plat_unreserve(enc);
                 f = SIM_FAULT_LOST;
                 goto out;
             }
@@ -212,8 +252,9 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
         goto out;
     }
     epc->state[idx] = SIM_PAGE_RESIDENT;
-    epc->fifo[(epc->fifo_head + epc->fifo_count) % epc->cap_pages] = idx;
+    epc->fifo[(epc->fifo_head + epc->fifo_count) % epc->fifo_cap] = idx;
     epc->fifo_count++;
+    sim_plat_commit(enc, st == SIM_PAGE_SWAPPED);
     uint64_t now = atomic_fetch_add_explicit(&enc->stats.epc_resident, 1,
                                              memory_order_relaxed) + 1;
     uint64_t max = atomic_load_explicit(&enc->stats.epc_resident_max, memory_order_relaxed);
@@ -245,8 +286,8 @@ int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr) {
                 break;
             }
             uint32_t p = epc->fifo[epc->fifo_head];
-            epc->fifo_head = (epc->fifo_head + 1) % epc->cap_pages;
-            epc->fifo[(epc->fifo_head + epc->fifo_count - 1) % epc->cap_pages] = p;
+            epc->fifo_head = (epc->fifo_head + 1) % epc->fifo_cap;
+            epc->fifo[(epc->fifo_head + epc->fifo_count - 1) % epc->fifo_cap] = p;
         }
     }
     eleos_spin_unlock(&epc->lock);
@@ -290,7 +331,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     }
     if (dropped) {
         /* Compact the FIFO once: keep the resident pages in their order. */
-        size_t kept = 0, cap = epc->cap_pages;
+        size_t kept = 0, cap = epc->fifo_cap;
         for (size_t i = 0; i < epc->fifo_count; i++) {
             uint32_t p = epc->fifo[(epc->fifo_head + i) % cap];
             if (epc->state[p] == SIM_PAGE_RESIDENT)
@@ -298,6 +339,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
         }
         epc->fifo_count = kept;
         atomic_fetch_sub_explicit(&enc->stats.epc_resident, dropped, memory_order_relaxed);
+        sim_plat_release(enc, dropped, false);
     }
     sim_stat_add(&enc->stats.epc_trimmed, trimmed);
 out:

@@ -231,6 +231,7 @@ void sim_region_put(struct sim_region *r) {
  * child (MADV_DONTFORK), and the child starts its own heapd and region pool.
  */
 static void fork_prepare(void) {
+    sim_plat_lock();
     pthread_mutex_lock(&heapd_call_mu);
     pthread_mutex_lock(&heapd_mu);
     pthread_mutex_lock(&pool_mu);
@@ -244,11 +245,13 @@ static void fork_release(void) {
     pthread_mutex_unlock(&pool_mu);
     pthread_mutex_unlock(&heapd_mu);
     pthread_mutex_unlock(&heapd_call_mu);
+    sim_plat_unlock();
 }
 
 static void fork_child(void) {
     sim_registry_fork_child();
     sim_thread_fork_child();
+    sim_plat_fork_child();
     fork_release();
 }
 

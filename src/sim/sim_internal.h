@@ -67,7 +67,10 @@ struct sim_epc {
     uint8_t *alias;         /* the "hardware" view of the same memfd, always RW        */
     size_t npages;
     int memfd;
-    size_t cap_pages;       /* EPC capacity                                            */
+    size_t cap_pages;       /* the limit asked at creation (epc_size), in pages        */
+    size_t fifo_cap;        /* FIFO slots: min(npages, platform capacity); bounds max  */
+    struct sim_platform *plat; /* the platform EPC this enclave's pages count against  */
+    uint32_t slot;          /* its slot in the platform's table                        */
 
     struct eleos_spinlock lock; /* protects everything below                             */
     uint8_t *state;         /* enum sim_page_state per page                            */
@@ -93,7 +96,33 @@ enum sim_fault {
 };
 
 int sim_epc_init(struct eleos_enclave *enc, size_t elrange_size, size_t epc_size);
-void sim_epc_fini(struct sim_epc *epc);
+/* Frees the bookkeeping and leaves the platform (a forked child's copy only frees). */
+void sim_epc_fini(struct eleos_enclave *enc);
+/* Evicts up to n of enc's oldest pages; caller holds enc->epc.lock. Count, or -1 (fatal). */
+long sim_epc_evict_batch_locked(struct eleos_enclave *enc, size_t n);
+
+/* --- the platform EPC (sim_platform.c) -------------------------------------------------------- */
+struct sim_platform;
+/* Joins the platform of enc->cfg (creating it if needed) and claims a slot. Host mode. */
+int sim_plat_attach(struct eleos_enclave *enc, const struct eleos_enclave_config *cfg);
+void sim_plat_publish(struct eleos_enclave *enc);
+void sim_plat_unpublish(struct eleos_enclave *enc);
+void sim_plat_detach(struct eleos_enclave *enc);
+/* Fault path (enc's lock held): the enclave's limit in pages, validated; a one-atomic
+ * reservation; the slow path when the platform is full; the requests of other enclaves. */
+size_t sim_plat_max(const struct eleos_enclave *enc);
+size_t sim_plat_capacity(const struct eleos_enclave *enc);
+bool sim_plat_reserve(struct eleos_enclave *enc);
+enum sim_fault sim_plat_make_room(struct eleos_enclave *enc);
+long sim_plat_service_locked(struct eleos_enclave *enc);
+void sim_plat_unreserve(struct eleos_enclave *enc);
+void sim_plat_commit(struct eleos_enclave *enc, bool swapped_in);
+void sim_plat_release(struct eleos_enclave *enc, size_t n, bool evicted);
+uint64_t sim_plat_share(const struct eleos_enclave *enc);
+/* fork: plat_mu around it, and the child's reset. */
+void sim_plat_lock(void);
+void sim_plat_unlock(void);
+void sim_plat_fork_child(void);
 /* Resets contents to all-untouched (for ELRANGE reuse). Caller guarantees no users. */
 void sim_epc_reset(struct eleos_enclave *enc);
 enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr);

@@ -268,7 +268,8 @@ struct eleos_enclave_stats {
     uint64_t syscall_exits;     /* syscalls trapped in enclave mode (each an exit)         */
     uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS]; /* syscall_exits by syscall number         */
     uint64_t syscalls_denied;   /* of those, refused with -EPERM (clone, execve, …)        */
-    uint64_t aex;               /* asynchronous exits: EPC faults + signals in enclave mode */
+    uint64_t aex;               /* asynchronous exits: EPC faults (swap-ins) taken in enclave
+                                   mode; first touches (epc_commits) are not exits          */
     uint64_t epc_commits;       /* first touch of an ELRANGE page (zero page, no swap-in)  */
     uint64_t epc_faults;        /* faults that loaded a page back from swap (ELDU)         */
     uint64_t epc_evictions;     /* pages evicted from the EPC (EWB)                        */
@@ -288,7 +289,8 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
 /* Zeroes the counters (not epc_resident / epc_capacity). */
 void eleos_enclave_stats_reset(struct eleos_enclave *enc);
 
-/* Prints a readable table of the statistics to fd (host mode only). */
+/* Prints a readable table of the statistics to fd (host mode only). Flushes every stdio
+ * output stream first, so what the program printed before comes before the table. */
 void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd);
 
 /* The configuration in force (cost model after environment overrides). */

@@ -104,13 +104,16 @@ extern "C" {
 /* --- host side -------------------------------------------------------------------------- */
 
 /* Registers the system-call executor (ELEOS_RPC_FN_SYSCALL) in pool. Host mode. It honours
- * the pool's ELEOS_RPC_FAULT_* flags (tests). */
+ * the pool's ELEOS_RPC_FAULT_* flags (tests). Without it every wrapper returns -EBADRQC
+ * (the pool's answer for an unregistered function; it prints one line on stderr). */
 ELEOS_MUST_CHECK int eleos_sys_host_register(struct eleos_rpc_pool *pool);
 
 /* --- enclave side ----------------------------------------------------------------------- */
 
 /* Sets the client the wrappers use (process wide; NULL detaches). Wrappers called without a
- * client return -ENOSYS. */
+ * client return -EUNATCH (and print one line on stderr, once per process). The two set-up
+ * errors are distinct from each other and from -ENOSYS, which a wrapper returns only when
+ * the kernel lacks the call. */
 void eleos_sys_init(struct eleos_rpc_client *cl);
 
 enum eleos_sys_mode {

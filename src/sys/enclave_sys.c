@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -84,8 +85,14 @@ static long iago(_Atomic uint64_t *counter) {
 
 /* --- the call --------------------------------------------------------------------------- */
 
+/* The client, or NULL with a one-line diagnostic (once per process) naming the step that
+ * was forgotten. In enclave mode the line is one counted exit, once. */
 static struct eleos_rpc_client *client(void) {
-    return atomic_load_explicit(&g_client, memory_order_acquire);
+    struct eleos_rpc_client *cl = atomic_load_explicit(&g_client, memory_order_acquire);
+    static _Atomic bool told;
+    if (!cl && !atomic_exchange_explicit(&told, true, memory_order_relaxed))
+        fputs("eleos: system-call wrapper used before eleos_sys_init: -EUNATCH\n", stderr);
+    return cl;
 }
 
 static uint32_t mode_flags(void) {
@@ -101,7 +108,7 @@ static long sysc(uint32_t flags, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
                  uint64_t a5, uint64_t a6) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     struct eleos_rpc_req req = {.fn = ELEOS_RPC_FN_SYSCALL,
                                 .flags = flags | mode_flags(),
                                 .args = {(uint64_t)nr, a1, a2, a3, a4, a5, a6}};
@@ -161,7 +168,7 @@ struct bounce {
 static int get_bounce(struct bounce *b) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     size_t size;
     char *p = eleos_rpc_bounce(cl, &size);
     if (!p)
@@ -255,7 +262,7 @@ static long sock_kind(const struct bounce *b, int fd, bool sending) {
 static long map_untrusted(size_t size, char **out) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     long r = check_err(SYS(0, SYS_mmap, 0, size, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (r < 0)

@@ -20,7 +20,10 @@
  * Where functions may be called: every function runs inside an ECALL of the enclave the
  * instance was created in, except those marked "host mode". An instance created in host
  * mode (no enclave) uses host memory for its page cache; it exists for tests and as a
- * baseline, with the same code paths.
+ * baseline, with the same code paths, and must be asked for (config host_mode). Used inside
+ * an enclave, such an instance refuses every call that reaches its cache or allocator
+ * (alloc, free, dereference slow paths, bulk and direct access, flush, resize) with -EPERM,
+ * and prints one line on stderr, once: its "enclave" data would be host memory.
  *
  * Conventions: fallible functions return 0 or a negative errno (ELEOS_MUST_CHECK). Thread
  * safety is stated per function; an instance is MT-safe unless said otherwise, a spointer is
@@ -72,6 +75,11 @@ struct eleos_suvm_config {
     bool clean_drop;         /* drop clean pages instead of re-sealing them (default true;
                                 false only for the ablation benchmark)                       */
     enum eleos_suvm_integrity_policy integrity_policy;
+    bool host_mode;          /* a host-mode instance, for tests and baselines: created in host
+                                mode with its page cache and metadata in untrusted host
+                                memory. Default false: create refuses host mode (-EPERM) so
+                                that enclave data never lands in such a cache by mistake;
+                                set true only outside an enclave (-EINVAL inside one).   */
 };
 
 /* Fills *cfg with the defaults: 60 MiB cache, 1 GiB backing store, page mode, AES-128,
@@ -81,12 +89,18 @@ void eleos_suvm_config_default(struct eleos_suvm_config *cfg);
 struct eleos_suvm;
 
 /*
- * Creates an instance inside the calling thread's enclave (or with host memory when called
- * in host mode). The page cache and all metadata come from the enclave heap; the backing
- * store from eleos_untrusted_alloc (one counted exit). A fresh random key is drawn.
- * *out belongs to the caller until eleos_suvm_destroy.
- * Errors: -EINVAL (bad config), -ENOMEM (also: 256 instances live in the process already),
- * -EIO (no randomness / crypto setup failed).
+ * Creates an instance inside the calling thread's enclave (or, with cfg->host_mode, with host
+ * memory when called in host mode). The page cache and all metadata come from the enclave
+ * heap; the backing store from eleos_untrusted_alloc. Exits: EXITS_CREATE_DOC
+ * A fresh random key is drawn. *out belongs to the caller until eleos_suvm_destroy.
+ * The cache must fit the enclave's EPC next to the rest of the enclave: cache_size and
+ * cache_max_size are clamped to the EPC capacity minus an eighth of it and minus the
+ * instance's page table (and sub-page versions), with one line on stderr saying so; read
+ * the size granted in eleos_suvm_stats' cache_frames. A larger cache would double-page
+ * (the driver evicting SUVM's own frames).
+ * Errors: -EINVAL (bad config; host_mode set inside an enclave), -EPERM (called in host
+ * mode without host_mode), -ENOMEM (also: 256 instances live in the process already, or
+ * not one 256 KiB chunk of cache fits the EPC), -EIO (no randomness / crypto setup failed).
  */
 ELEOS_MUST_CHECK int eleos_suvm_create(const struct eleos_suvm_config *cfg,
                                        struct eleos_suvm **out);

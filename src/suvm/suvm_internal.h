@@ -210,6 +210,11 @@ struct eleos_suvm {
 void *suvm_mem_alloc_in(struct eleos_enclave *enc, size_t align, size_t size);
 void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size);
 void suvm_mem_free(struct eleos_suvm *s, void *p);
+/* 0, or -EPERM (with one line on stderr, once) when s is a host-mode instance and the caller
+ * runs in enclave mode: its page cache and metadata are untrusted memory. */
+int suvm_host_guard(const struct eleos_suvm *s);
+/* One line on stderr, once per process per call site's flag (enclave mode: one exit). */
+void suvm_warn_once(_Atomic bool *told, const char *msg);
 void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n);
 /* Applies the integrity policy to a detected failure and returns -EBADMSG. */
 int suvm_integrity_failure(struct eleos_suvm *s, uint64_t page, uint32_t sub);

@@ -229,8 +229,8 @@ void eleos_enclave_free(struct eleos_enclave *enc, void *p);
 ELEOS_MUST_CHECK int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size);
 
 /* Untrusted (host) memory: page-aligned, zeroed, outside every ELRANGE. Usable from both
- * modes; allocation in enclave mode is an OCALL in real SGX and is counted as one here.
- * NULL on failure. */
+ * modes; allocation in enclave mode is an OCALL in real SGX and is one counted exit here
+ * (the trapped mmap, in syscall_exits), as is freeing (munmap). NULL on failure. */
 void *eleos_untrusted_alloc(size_t size);
 void eleos_untrusted_free(void *p, size_t size);
 

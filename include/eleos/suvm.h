@@ -91,8 +91,9 @@ struct eleos_suvm;
 /*
  * Creates an instance inside the calling thread's enclave (or, with cfg->host_mode, with host
  * memory when called in host mode). The page cache and all metadata come from the enclave
- * heap; the backing store from eleos_untrusted_alloc. Exits: EXITS_CREATE_DOC
- * A fresh random key is drawn. *out belongs to the caller until eleos_suvm_destroy.
+ * heap; the backing store from eleos_untrusted_alloc. Three counted exits (measured by
+ * test_suvm_exits): the backing store's mapping, the request for 2 MiB pages on it
+ * (madvise) and OpenSSL's fork check (getpid) while drawing a fresh random key. *out belongs to the caller until eleos_suvm_destroy.
  * The cache must fit the enclave's EPC next to the rest of the enclave: cache_size and
  * cache_max_size are clamped to the EPC capacity minus an eighth of it and minus the
  * instance's page table (and sub-page versions), with one line on stderr saying so; read
@@ -109,7 +110,8 @@ ELEOS_MUST_CHECK int eleos_suvm_create(const struct eleos_suvm_config *cfg,
  * No spointer may still be linked, no other thread using s. An evictor still running on it
  * (the host did not stop it) is stopped and waited for first, as is any other ECALL using
  * its handle; afterwards the handle names nothing. Destroy every instance before its
- * enclave (handles tell enclaves apart by their address, which a later enclave may reuse). */
+ * enclave (handles tell enclaves apart by their address, which a later enclave may reuse).
+ * One counted exit: unmapping the backing store. */
 void eleos_suvm_destroy(struct eleos_suvm *s);
 
 /* --- Allocation ------------------------------------------------------------------------- */

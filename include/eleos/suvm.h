@@ -365,7 +365,8 @@ ELEOS_MUST_CHECK int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size);
 /* --- Background evictor ---------------------------------------------------------------------
  *
  * Enclave code cannot create threads, so the evictor is a host thread that ECALLs into the
- * enclave and runs eleos_suvm_evictor_run there. It keeps between low and high watermark
+ * enclave and runs eleos_suvm_evictor_run there; it may be started from host mode or, through
+ * an OCALL the library makes, from inside the enclave. It keeps between low and high watermark
  * frames free, evicting in batches by CLOCK. It polls for a bounded time, then naps through
  * an OCALL (an honest, counted exit); enclave threads never exit to wake it: a fault that
  * finds no free frame evicts synchronously.
@@ -379,15 +380,22 @@ ELEOS_MUST_CHECK int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size);
  */
 struct eleos_suvm_evictor;
 
-/* Host mode: starts thread "eleos-evict" inside enc running the evictor for s (created in
- * enc). s is only compared with the enclave's live instances (one ECALL), never
- * dereferenced. *out owned by the caller until eleos_suvm_evictor_stop. Errors: -ESRCH (s
- * is no live instance of enc), -ENOMEM, -errno of pthread_create. A second evictor for the
- * same instance ends at once (its run returns -EBUSY). */
+/* Starts thread "eleos-evict" inside enc running the evictor for s (created in enc). s is
+ * only compared with the enclave's live instances, never dereferenced. *out owned by the
+ * caller until eleos_suvm_evictor_stop. Errors: -ESRCH (s is no live instance of enc, or
+ * called inside another enclave), -ENOMEM, -errno of pthread_create (-EIO: the host
+ * answered with no errno). A second evictor for the same instance ends at once (its run
+ * returns -EBUSY).
+ * Host mode: one ECALL asks the enclave for s's handle, then the thread is created.
+ * Inside an ECALL of enc (for an enclave that does all its work in one ECALL): the library
+ * makes the exits itself, two of them: an untrusted record for the host (mmap) and the OCALL
+ * that creates the thread, which then ECALLs in as above. Stop the evictor in the mode that
+ * started it. */
 ELEOS_MUST_CHECK int eleos_suvm_evictor_start(struct eleos_enclave *enc, struct eleos_suvm *s,
                                               struct eleos_suvm_evictor **out);
 
-/* Host mode: stops and joins the evictor, frees ev. */
+/* Stops and joins the evictor, frees ev. Host mode, or inside the enclave for an evictor
+ * started there (two exits: the OCALL that joins the thread and the record's munmap). */
 void eleos_suvm_evictor_stop(struct eleos_suvm_evictor *ev);
 
 /* The instance's handle for the ECALLs below: nonzero, below 2^63, a slot index and a

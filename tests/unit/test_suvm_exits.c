@@ -240,5 +240,67 @@ static void test_documented_exit_counts(void) {
     }
     eleos_enclave_destroy(e);
 }
+/* --- the evictor started from inside the enclave ------------------------------------------ */
+
+struct inside {
+    struct eleos_enclave *e, *other;
+    uint64_t start_exits, stop_exits, batches;
+    int start, wrong_enclave, refill;
+};
+
+/* Fills the cache past its low watermark, then waits (bounded) for the evictor to bring the
+ * free frames back up: only a running evictor does that without a fault. */
+static long c_evictor_inside(void *arg) {
+    struct inside *x = arg;
+    struct ctx c = {.sub = 0};
+    if (c_create(&c) != 0)
+        return -2;
+    struct eleos_suvm_evictor *ev = NULL;
+    x->wrong_enclave = eleos_suvm_evictor_start(x->other, c.s, &ev);
+    uint64_t t = now_exits(x->e);
+    x->start = eleos_suvm_evictor_start(x->e, c.s, &ev);
+    x->start_exits = now_exits(x->e) - t;
+    if (x->start)
+        return 0;
+    static uint8_t page[4096];
+    for (uint64_t off = 0; off < 8 * MiB; off += 4096)
+        if (eleos_suvm_write(c.s, c.base + off, page, sizeof page))
+            return -1;
+    struct eleos_suvm_stats st;
+    /* A bound, so that an evictor that never runs fails the test instead of hanging it. */
+    uint64_t deadline = eleos_tsc() + (uint64_t)(60e9 * eleos_tsc_ghz());
+    do {
+        eleos_suvm_stats(c.s, &st);
+        __builtin_ia32_pause();
+    } while (st.evictor_batches == 0 && eleos_tsc() < deadline);
+    x->batches = st.evictor_batches;
+    x->refill = st.free_frames > 0;
+    t = now_exits(x->e);
+    eleos_suvm_evictor_stop(ev);
+    x->stop_exits = now_exits(x->e) - t;
+    eleos_suvm_destroy(c.s);
+    return 0;
+}
+
+static void test_evictor_started_inside(void) {
+    struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
+    struct eleos_enclave *other = suvm_t_enclave(256 * MiB, 32 * MiB, false);
+    struct inside x = {.e = e, .other = other};
+    CHECK_EQ(suvm_t_run(e, c_evictor_inside, &x), 0);
+    CHECK_EQ(x.wrong_enclave, -ESRCH); /* for another enclave than the one it runs in */
+    CHECK_EQ(x.start, 0);
+    CHECK(x.batches > 0);
+    CHECK(x.refill);
+    fprintf(stderr, "  evictor from inside: start %llu exits, stop %llu exits, %llu batches\n",
+            (unsigned long long)x.start_exits, (unsigned long long)x.stop_exits,
+            (unsigned long long)x.batches);
+    if (!SANITIZER_EXITS) {
+        CHECK_EQ(x.start_exits, 2); /* documented: the record's mmap and the OCALL */
+        CHECK_EQ(x.stop_exits, 2);  /* the joining OCALL and the record's munmap */
+    }
+    eleos_enclave_destroy(other);
+    eleos_enclave_destroy(e);
+}
+
 TEST_MAIN(TEST_CASE(test_page_mode), TEST_CASE(test_subpage_mode), TEST_CASE(test_with_evictor),
-          TEST_CASE(test_documented_exit_counts))
+          TEST_CASE(test_documented_exit_counts), TEST_CASE(test_evictor_started_inside))

@@ -1209,8 +1209,8 @@ int eleos_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout) {
         return rc;
     if (nfds > b.data_size / sizeof(struct pollfd))
         return -EINVAL;
-    size_t size = (size_t)nfds * sizeof(struct pollfd);
-    copy_out(b.data, fds, size);
+    if (nfds)
+        copy_out(b.data, fds, (size_t)nfds * sizeof(struct pollfd));
     long r = check_err(SYS(timeout ? ELEOS_RPC_F_MAYBLOCK : 0, SYS_poll, b.data, nfds, timeout,
                            0, 0, 0));
     if (r < 0)

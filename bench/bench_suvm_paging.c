@@ -170,6 +170,7 @@ static long setup_suvm(void *arg) {
     cfg.backing_size = st->size + 2 * MiB;
     cfg.subpage_size = st->subpage;
     cfg.clean_drop = st->clean_drop;
+    cfg.host_mode = !eleos_enclave_in_enclave_mode(); /* a host-mode baseline, explicitly */
     int r = eleos_suvm_create(&cfg, &st->s);
     if (r)
         return r;
@@ -642,6 +643,7 @@ static long meta_ops(void *arg) {
     cfg.cache_size = 1 * MiB;
     cfg.backing_size = 64 * MiB;
     cfg.subpage_size = m->sub;
+    cfg.host_mode = !eleos_enclave_in_enclave_mode(); /* a host-mode baseline, explicitly */
     struct eleos_suvm *s;
     int r = eleos_suvm_create(&cfg, &s);
     if (r)

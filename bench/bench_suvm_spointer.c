@@ -66,6 +66,7 @@ static long setup(void *arg) {
     eleos_suvm_config_default(&cfg);
     cfg.cache_size = data_size + 8 * MiB;
     cfg.backing_size = data_size + 4 * MiB;
+    cfg.host_mode = !eleos_enclave_in_enclave_mode(); /* a host-mode baseline, explicitly */
     int r = eleos_suvm_create(&cfg, &c->s);
     if (r)
         return r;

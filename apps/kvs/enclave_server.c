@@ -151,7 +151,10 @@ static int suvm_create(struct kvs_enclave *k, struct kvs_store_config *sc) {
     int r = eleos_suvm_create(&cfg, &k->suvm);
     if (r)
         return r;
-    k->suvm_cache = k->suvm_cache_start = cfg.cache_size;
+    /* The size granted: create clamps a cache the EPC cannot hold. */
+    struct eleos_suvm_stats st;
+    eleos_suvm_stats(k->suvm, &st);
+    k->suvm_cache = k->suvm_cache_start = (size_t)st.cache_frames * ELEOS_SUVM_PAGE_SIZE;
     sc->mem = &kvs_mem_suvm_ops;
     sc->mem_ctx = k->suvm;
     return 0;

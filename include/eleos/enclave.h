@@ -251,8 +251,8 @@ void eleos_enclave_free(struct eleos_enclave *enc, void *p);
 ELEOS_MUST_CHECK int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size);
 
 /* Untrusted (host) memory: page-aligned, zeroed, outside every ELRANGE. Usable from both
- * modes; allocation in enclave mode is an OCALL in real SGX and is counted as one here.
- * NULL on failure. */
+ * modes; allocation in enclave mode is an OCALL in real SGX and is one counted exit here
+ * (the trapped mmap, in syscall_exits), as is freeing (munmap). NULL on failure. */
 void *eleos_untrusted_alloc(size_t size);
 void eleos_untrusted_free(void *p, size_t size);
 
@@ -267,6 +267,51 @@ void eleos_untrusted_free(void *p, size_t size);
  */
 ELEOS_MUST_CHECK int eleos_copy_in(void *dst, const void *untrusted_src, size_t size);
 ELEOS_MUST_CHECK int eleos_copy_out(void *untrusted_dst, const void *src, size_t size);
+
+/*
+ * Host functions of one's own, with buffers: the contract edger8r's [in], [out] and [size]
+ * give SGX SDK users. Enclave code calls eleos_ocall_buffers(fn, user, &b, &ret):
+ *   1. the b.in_size bytes at b.in ([in]) are copied into untrusted memory;
+ *   2. fn runs in host mode (one OCALL, one counted exit) with a struct eleos_ocall_args
+ *      whose pointers all lie in that untrusted memory: the copy of the [in] bytes, and
+ *      out_size bytes of room for its [out] bytes. It writes at most out_size bytes to out,
+ *      stores how many in out_len and returns any long (ret gets it);
+ *   3. the enclave reads out_len once: if it exceeds b.out_size the call fails with -EIO
+ *      and nothing is copied; else out_len bytes are copied into b.out and b.out_len is set.
+ * The host function never sees an enclave address and cannot make the enclave read or write
+ * out of bounds; what it wrote is still the host's data: validate it (and ret) as any host
+ * value. Passing the same buffer as in and out gives [in, out]. user is passed through as
+ * is: an integer or a host pointer, never an enclave one (the host may read what it names).
+ * Limits: in_size and out_size at most 1 GiB each. The untrusted memory is a per-thread
+ * scratch block kept for the next call (growing it is one more exit, mmap; the first call
+ * on a thread makes it); eleos_ocall_buffers_release frees the calling thread's.
+ * Callable in host mode too (plain calls, no exit). 0, -EINVAL (NULL buffer with a size,
+ * size above the limit, no fn), -ENOMEM (no scratch block), -EIO (out_len > out_size).
+ */
+struct eleos_ocall_args;
+typedef long (*eleos_host_fn)(struct eleos_ocall_args *a);
+
+struct eleos_ocall_args {       /* what the host function gets: untrusted memory only      */
+    const void *in;             /* the [in] bytes (a host copy)                              */
+    size_t in_size;
+    void *out;                  /* room for the [out] bytes                                  */
+    size_t out_size;
+    size_t out_len;             /* set by the host function: bytes written to out            */
+    void *user;                 /* eleos_ocall_buffers' user argument                        */
+    eleos_host_fn fn_;          /* private                                                   */
+};
+
+struct eleos_ocall_buf {        /* the enclave's side                                        */
+    const void *in;             /* [in] bytes, or NULL with in_size 0                        */
+    size_t in_size;
+    void *out;                  /* [out] buffer, or NULL with out_size 0                     */
+    size_t out_size;            /* its capacity                                              */
+    size_t out_len;             /* on success: bytes copied into out (<= out_size)           */
+};
+
+ELEOS_MUST_CHECK int eleos_ocall_buffers(eleos_host_fn fn, void *user, struct eleos_ocall_buf *b,
+                                         long *ret);
+void eleos_ocall_buffers_release(void);
 
 /* True if [p, p+size) lies entirely inside enc's ELRANGE. size 0 checks just p. */
 bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size);
@@ -290,7 +335,8 @@ struct eleos_enclave_stats {
     uint64_t syscall_exits;     /* syscalls trapped in enclave mode (each an exit)         */
     uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS]; /* syscall_exits by syscall number         */
     uint64_t syscalls_denied;   /* of those, refused with -EPERM (clone, execve, …)        */
-    uint64_t aex;               /* asynchronous exits: EPC faults + signals in enclave mode */
+    uint64_t aex;               /* asynchronous exits: EPC faults (swap-ins) taken in enclave
+                                   mode; first touches (epc_commits) are not exits          */
     uint64_t epc_commits;       /* first touch of an ELRANGE page (zero page, no swap-in)  */
     uint64_t epc_faults;        /* faults that loaded a page back from swap (ELDU)         */
     uint64_t epc_evictions;     /* pages evicted from the EPC (EWB)                        */
@@ -313,7 +359,8 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
 /* Zeroes the counters (not epc_resident / epc_capacity). */
 void eleos_enclave_stats_reset(struct eleos_enclave *enc);
 
-/* Prints a readable table of the statistics to fd (host mode only). */
+/* Prints a readable table of the statistics to fd (host mode only). Flushes every stdio
+ * output stream first, so what the program printed before comes before the table. */
 void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd);
 
 /* The configuration in force (cost model after environment overrides). */

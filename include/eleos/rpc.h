@@ -132,7 +132,9 @@ void eleos_rpc_pool_destroy(struct eleos_rpc_pool *pool);
 
 /* Registers fn under id (ELEOS_RPC_FN_USER <= id < ELEOS_RPC_MAX_FNS; the library uses lower
  * ids through eleos_rpc_pool_register_reserved). May be called while workers run; a call
- * racing with the registration sees the old or the new entry. -EINVAL on a bad id. */
+ * racing with the registration sees the old or the new entry. -EINVAL on a bad id.
+ * A request for an id nothing is registered under completes with -EBADRQC (not -ENOSYS,
+ * which a function may return itself), counted in bad_fn, with one line on stderr per pool. */
 ELEOS_MUST_CHECK int eleos_rpc_pool_register(struct eleos_rpc_pool *pool, uint32_t id,
                                              eleos_rpc_fn fn, void *ctx);
 ELEOS_MUST_CHECK int eleos_rpc_pool_register_reserved(struct eleos_rpc_pool *pool, uint32_t id,
@@ -154,7 +156,7 @@ struct eleos_rpc_pool_stats {
     uint64_t served;        /* requests run by workers                                   */
     uint64_t exit_served;   /* requests run on the exit path (in an OCALL)               */
     uint64_t blocking;      /* ELEOS_RPC_F_MAYBLOCK requests run by workers              */
-    uint64_t bad_fn;        /* requests with an unknown function id (-ENOSYS)            */
+    uint64_t bad_fn;        /* requests with an unknown function id (-EBADRQC)           */
     uint64_t sleeps;        /* times a worker went to sleep                              */
     uint64_t wakes;         /* times a sleeping worker was woken                         */
     uint64_t exit_wakes;    /* of those, by the exit path of a call                      */

@@ -20,7 +20,10 @@
  * Where functions may be called: every function runs inside an ECALL of the enclave the
  * instance was created in, except those marked "host mode". An instance created in host
  * mode (no enclave) uses host memory for its page cache; it exists for tests and as a
- * baseline, with the same code paths.
+ * baseline, with the same code paths, and must be asked for (config host_mode). Used inside
+ * an enclave, such an instance refuses every call that reaches its cache or allocator
+ * (alloc, free, dereference slow paths, bulk and direct access, flush, resize) with -EPERM,
+ * and prints one line on stderr, once: its "enclave" data would be host memory.
  *
  * Conventions: fallible functions return 0 or a negative errno (ELEOS_MUST_CHECK). Thread
  * safety is stated per function; an instance is MT-safe unless said otherwise, a spointer is
@@ -72,6 +75,11 @@ struct eleos_suvm_config {
     bool clean_drop;         /* drop clean pages instead of re-sealing them (default true;
                                 false only for the ablation benchmark)                       */
     enum eleos_suvm_integrity_policy integrity_policy;
+    bool host_mode;          /* a host-mode instance, for tests and baselines: created in host
+                                mode with its page cache and metadata in untrusted host
+                                memory. Default false: create refuses host mode (-EPERM) so
+                                that enclave data never lands in such a cache by mistake;
+                                set true only outside an enclave (-EINVAL inside one).   */
 };
 
 /* Fills *cfg with the defaults: 60 MiB cache, 1 GiB backing store, page mode, AES-128,
@@ -81,12 +89,19 @@ void eleos_suvm_config_default(struct eleos_suvm_config *cfg);
 struct eleos_suvm;
 
 /*
- * Creates an instance inside the calling thread's enclave (or with host memory when called
- * in host mode). The page cache and all metadata come from the enclave heap; the backing
- * store from eleos_untrusted_alloc (one counted exit). A fresh random key is drawn.
- * *out belongs to the caller until eleos_suvm_destroy.
- * Errors: -EINVAL (bad config), -ENOMEM (also: 256 instances live in the process already),
- * -EIO (no randomness / crypto setup failed).
+ * Creates an instance inside the calling thread's enclave (or, with cfg->host_mode, with host
+ * memory when called in host mode). The page cache and all metadata come from the enclave
+ * heap; the backing store from eleos_untrusted_alloc. Three counted exits (measured by
+ * test_suvm_exits): the backing store's mapping, the request for 2 MiB pages on it
+ * (madvise) and OpenSSL's fork check (getpid) while drawing a fresh random key. *out belongs to the caller until eleos_suvm_destroy.
+ * The cache must fit the enclave's EPC next to the rest of the enclave: cache_size and
+ * cache_max_size are clamped to the EPC capacity minus an eighth of it and minus the
+ * instance's page table (and sub-page versions), with one line on stderr saying so; read
+ * the size granted in eleos_suvm_stats' cache_frames. A larger cache would double-page
+ * (the driver evicting SUVM's own frames).
+ * Errors: -EINVAL (bad config; host_mode set inside an enclave), -EPERM (called in host
+ * mode without host_mode), -ENOMEM (also: 256 instances live in the process already, or
+ * not one 256 KiB chunk of cache fits the EPC), -EIO (no randomness / crypto setup failed).
  */
 ELEOS_MUST_CHECK int eleos_suvm_create(const struct eleos_suvm_config *cfg,
                                        struct eleos_suvm **out);
@@ -95,7 +110,8 @@ ELEOS_MUST_CHECK int eleos_suvm_create(const struct eleos_suvm_config *cfg,
  * No spointer may still be linked, no other thread using s. An evictor still running on it
  * (the host did not stop it) is stopped and waited for first, as is any other ECALL using
  * its handle; afterwards the handle names nothing. Destroy every instance before its
- * enclave (handles tell enclaves apart by their address, which a later enclave may reuse). */
+ * enclave (handles tell enclaves apart by their address, which a later enclave may reuse).
+ * One counted exit: unmapping the backing store. */
 void eleos_suvm_destroy(struct eleos_suvm *s);
 
 /* --- Allocation ------------------------------------------------------------------------- */
@@ -354,7 +370,8 @@ ELEOS_MUST_CHECK int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size);
 /* --- Background evictor ---------------------------------------------------------------------
  *
  * Enclave code cannot create threads, so the evictor is a host thread that ECALLs into the
- * enclave and runs eleos_suvm_evictor_run there. It keeps between low and high watermark
+ * enclave and runs eleos_suvm_evictor_run there; it may be started from host mode or, through
+ * an OCALL the library makes, from inside the enclave. It keeps between low and high watermark
  * frames free, evicting in batches by CLOCK. It polls for a bounded time, then naps through
  * an OCALL (an honest, counted exit); enclave threads never exit to wake it: a fault that
  * finds no free frame evicts synchronously.
@@ -368,15 +385,22 @@ ELEOS_MUST_CHECK int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size);
  */
 struct eleos_suvm_evictor;
 
-/* Host mode: starts thread "eleos-evict" inside enc running the evictor for s (created in
- * enc). s is only compared with the enclave's live instances (one ECALL), never
- * dereferenced. *out owned by the caller until eleos_suvm_evictor_stop. Errors: -ESRCH (s
- * is no live instance of enc), -ENOMEM, -errno of pthread_create. A second evictor for the
- * same instance ends at once (its run returns -EBUSY). */
+/* Starts thread "eleos-evict" inside enc running the evictor for s (created in enc). s is
+ * only compared with the enclave's live instances, never dereferenced. *out owned by the
+ * caller until eleos_suvm_evictor_stop. Errors: -ESRCH (s is no live instance of enc, or
+ * called inside another enclave), -ENOMEM, -errno of pthread_create (-EIO: the host
+ * answered with no errno). A second evictor for the same instance ends at once (its run
+ * returns -EBUSY).
+ * Host mode: one ECALL asks the enclave for s's handle, then the thread is created.
+ * Inside an ECALL of enc (for an enclave that does all its work in one ECALL): the library
+ * makes the exits itself, two of them: an untrusted record for the host (mmap) and the OCALL
+ * that creates the thread, which then ECALLs in as above. Stop the evictor in the mode that
+ * started it. */
 ELEOS_MUST_CHECK int eleos_suvm_evictor_start(struct eleos_enclave *enc, struct eleos_suvm *s,
                                               struct eleos_suvm_evictor **out);
 
-/* Host mode: stops and joins the evictor, frees ev. */
+/* Stops and joins the evictor, frees ev. Host mode, or inside the enclave for an evictor
+ * started there (two exits: the OCALL that joins the thread and the record's munmap). */
 void eleos_suvm_evictor_stop(struct eleos_suvm_evictor *ev);
 
 /* The instance's handle for the ECALLs below: nonzero, below 2^63, a slot index and a

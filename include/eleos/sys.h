@@ -74,6 +74,7 @@
 #define ELEOS_SYS_H
 
 #include <stdbool.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -104,13 +105,16 @@ extern "C" {
 /* --- host side -------------------------------------------------------------------------- */
 
 /* Registers the system-call executor (ELEOS_RPC_FN_SYSCALL) in pool. Host mode. It honours
- * the pool's ELEOS_RPC_FAULT_* flags (tests). */
+ * the pool's ELEOS_RPC_FAULT_* flags (tests). Without it every wrapper returns -EBADRQC
+ * (the pool's answer for an unregistered function; it prints one line on stderr). */
 ELEOS_MUST_CHECK int eleos_sys_host_register(struct eleos_rpc_pool *pool);
 
 /* --- enclave side ----------------------------------------------------------------------- */
 
 /* Sets the client the wrappers use (process wide; NULL detaches). Wrappers called without a
- * client return -ENOSYS. */
+ * client return -EUNATCH (and print one line on stderr, once per process). The two set-up
+ * errors are distinct from each other and from -ENOSYS, which a wrapper returns only when
+ * the kernel lacks the call. */
 void eleos_sys_init(struct eleos_rpc_client *cl);
 
 enum eleos_sys_mode {
@@ -281,6 +285,73 @@ int eleos_sys_clock_gettime(clockid_t clk, struct timespec *ts);
  * outside the caller's pid namespace), else -EIO. The host can still lie within range. */
 pid_t eleos_sys_getpid(void);
 pid_t eleos_sys_getppid(void);
+
+/* --- descriptors, poll, paths, randomness ------------------------------------------------
+ *
+ * Same contract as above: kernel return values, errno never touched, every result checked
+ * against what the kernel could return for this request (-EIO and a counter otherwise,
+ * nothing of it delivered), paths copied into the bounce buffer (PATH_MAX bytes at most with
+ * the NUL, else -ENAMETOOLONG; NULL is -EFAULT). */
+
+/*
+ * fcntl for the commands an enclave needs on its descriptors; any other command (locks,
+ * leases, owners, signals, pipe sizes, seals) is -EINVAL without a call.
+ *   F_GETFD: FD_CLOEXEC or 0 (anything else is -EIO, counted in iago_struct).
+ *   F_SETFD, F_SETFL: 0 or an errno (a positive result is -EIO).
+ *   F_GETFL: the file's status and access flags; only bits open(2) accepts (and the
+ *     kernel's __FMODE_EXEC/__FMODE_NONOTIFY) are honest.
+ *   F_DUPFD, F_DUPFD_CLOEXEC: arg in [0, ELEOS_SYS_FD_MAX] (else -EINVAL); the new descriptor
+ *     must be >= arg, within ELEOS_SYS_FD_MAX and not fd itself.
+ */
+int eleos_sys_fcntl(int fd, int cmd, long arg);
+
+/* dup: a new descriptor, not fd. dup3: the result must be newfd (flags: O_CLOEXEC; newfd ==
+ * oldfd is the kernel's -EINVAL). dup2: as dup3 with no flags, and for newfd == oldfd
+ * returns oldfd if it is open (checked with F_GETFD), as dup2(2) does. */
+int eleos_sys_dup(int fd);
+int eleos_sys_dup2(int oldfd, int newfd);
+int eleos_sys_dup3(int oldfd, int newfd, int flags);
+
+/*
+ * poll(2). At most (bounce data area / 8) = 8192 entries by default (more: -EINVAL; the
+ * kernel's own limit is RLIMIT_NOFILE). fd and events travel to the host; only revents
+ * comes back, written into fds[i].revents. Checks: the result is at most nfds and equals the
+ * number of entries with a non-zero revents; each revents holds only the events asked plus
+ * POLLERR/POLLHUP, or POLLNVAL alone; an entry with a negative fd gets 0. On a failed check
+ * every revents is 0 and the call returns -EIO (counted in iago_events). A non-zero timeout
+ * marks the call as blocking (ELEOS_RPC_F_MAYBLOCK). NULL fds with nfds > 0 is -EFAULT.
+ */
+int eleos_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+
+/*
+ * fstatat(2) (the kernel's newfstatat) with flags AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH,
+ * AT_NO_AUTOMOUNT (others: -EINVAL). *st is checked as eleos_sys_fstat's, and a path
+ * resolved with links followed (non-empty, no AT_SYMLINK_NOFOLLOW) must not come back as a
+ * symbolic link. *st is written only on success. stat and lstat are fstatat(AT_FDCWD, path,
+ * st, 0) and (…, AT_SYMLINK_NOFOLLOW).
+ */
+int eleos_sys_fstatat(int dirfd, const char *path, struct stat *st, int flags);
+int eleos_sys_stat(const char *path, struct stat *st);
+int eleos_sys_lstat(const char *path, struct stat *st);
+
+/* mkdirat(2) and renameat(2): 0 or an errno (a positive result is -EIO). renameat's two
+ * paths share the bounce buffer's data area (each below PATH_MAX). */
+int eleos_sys_mkdirat(int dirfd, const char *path, mode_t mode);
+int eleos_sys_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+/*
+ * getrandom(2) with flags GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE (others: -EINVAL).
+ * Returns at most one bounce buffer's data area (64 KiB by default) per call, like a short
+ * read: loop for more. A count above the request is -EIO (iago_len).
+ * Security: the host chooses these bytes; never key enclave secrets with host randomness
+ * alone. So each 8 bytes the host returns are XORed with 8 bytes of the CPU's RDRAND, which
+ * the host does not control (on SGX it executes inside the enclave): the result is as
+ * unpredictable as the better source. If RDRAND keeps failing the call returns -EIO with the
+ * buffer zeroed. Only on a CPU without RDRAND (never an SGX machine; some emulator hosts)
+ * are the host's bytes returned as they are. Blocks (ELEOS_RPC_F_MAYBLOCK) unless
+ * GRND_NONBLOCK.
+ */
+ssize_t eleos_sys_getrandom(void *buf, size_t len, unsigned int flags);
 
 #ifdef __cplusplus
 }

@@ -197,8 +197,12 @@ static int64_t run_req(struct eleos_rpc_pool *pool, const struct rpc_req *rq) {
     if (fn < ELEOS_RPC_MAX_FNS)
         e = atomic_load_explicit(&pool->table[fn], memory_order_acquire); /* pairs with register */
     if (!e) {
-        stat_add(&pool->bad_fn, 1);
-        r = -ENOSYS;
+        /* Not -ENOSYS: a registered system-call executor returns that when the kernel lacks
+         * a call, and a missing registration must be told apart from it (eleos/sys.h). */
+        if (atomic_fetch_add_explicit(&pool->bad_fn, 1, memory_order_relaxed) == 0)
+            fprintf(stderr, "eleos: RPC function %u is not registered in this pool%s\n", fn,
+                    fn == ELEOS_RPC_FN_SYSCALL ? " (call eleos_sys_host_register)" : "");
+        r = -EBADRQC;
     } else {
         r = e->fn(e->ctx, args);
     }

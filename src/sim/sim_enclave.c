@@ -202,6 +202,9 @@ void eleos_enclave_stats_reset(struct eleos_enclave *enc) {
 const char *sim_syscall_name(long nr);
 
 void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd) {
+    /* The table goes straight to fd; output the program left in stdio's buffers (a printf
+     * to a redirected stdout) would otherwise land after it. */
+    fflush(NULL);
     struct eleos_enclave_stats *s = calloc(1, sizeof *s);
     if (!s)
         return;

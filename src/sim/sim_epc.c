@@ -204,7 +204,7 @@ static enum sim_fault make_room_locked(struct eleos_enclave *enc) {
     return sim_plat_reserve(enc) ? SIM_FAULT_OK : sim_plat_make_room(enc);
 }
 
-enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
+enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr, bool aex) {
     struct sim_epc *epc = &enc->epc;
     uint32_t idx = (uint32_t)((addr - (uintptr_t)epc->base) / PAGE);
     uint8_t *view = epc->base + (size_t)idx * PAGE;
@@ -242,6 +242,10 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr) {
         } else {
             sim_stat_add(&enc->stats.epc_faults, 1);
             sim_stat_add(&enc->stats.pages_opened, 1);
+            /* Only a swap-in is an AEX: a first touch stands for an SGX1 page EADDed at
+             * build time and still resident, which costs no exit (docs/emulator.md). */
+            if (aex)
+                sim_stat_add(&enc->stats.aex, 1);
             sim_charge(enc, enc->extra[ELEOS_COST_EV_EPC_SWAP]);
         }
     } else {

@@ -125,7 +125,9 @@ void sim_plat_unlock(void);
 void sim_plat_fork_child(void);
 /* Resets contents to all-untouched (for ELRANGE reuse). Caller guarantees no users. */
 void sim_epc_reset(struct eleos_enclave *enc);
-enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr);
+/* Resolves an access to ELRANGE page addr: commits a first touch or swaps the page in.
+ * aex: the access came from enclave mode, so a swap-in is counted as an AEX too. */
+enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr, bool aex);
 int sim_epc_evict_page(struct eleos_enclave *enc, uintptr_t addr);
 
 /* --- heap (sim_heap.c) ------------------------------------------------------------------- */

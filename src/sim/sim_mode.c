@@ -327,10 +327,7 @@ static void sigsegv_handler(int sig, siginfo_t *si, void *ucv) {
     char saved = t->selector;
     t->selector = SIM_SELECTOR_ALLOW;
     t->in_handler = true;
-    if (t->in_enclave)
-        sim_stat_add(&enc->stats.aex, 1);
-
-    enum sim_fault f = sim_epc_fault(enc, addr);
+    enum sim_fault f = sim_epc_fault(enc, addr, t->in_enclave);
     t->in_handler = false;
     if (f == SIM_FAULT_OK) {
         t->selector = saved;

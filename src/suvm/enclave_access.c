@@ -24,6 +24,9 @@ static int direct(struct eleos_suvm *s, uint64_t addr, uint8_t *rbuf, const uint
                   size_t size);
 
 static int check_range(const struct eleos_suvm *s, uint64_t addr, size_t size) {
+    int r = suvm_host_guard(s);
+    if (r)
+        return r;
     uint64_t end = s->npages * SUVM_PAGE_SIZE;
     if (addr < SUVM_PAGE_SIZE || addr >= end || size > end - addr)
         return -EFAULT;
@@ -69,8 +72,9 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
         /* Moved off its page since the last dereference: the link follows it. */
         suvm_page_unpin(s, frame);
     }
-    if (!s || check_range(s, addr, 1)) {
-        l.err = -EFAULT;
+    int rc = s ? check_range(s, addr, 1) : -EFAULT;
+    if (rc) {
+        l.err = rc;
         return l;
     }
     uint32_t f;

@@ -243,6 +243,9 @@ static int slab_free(struct eleos_suvm *s, uint32_t idx, uint64_t off) {
 /* --- Public API ---------------------------------------------------------------------------- */
 
 int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
+    int g = suvm_host_guard(s);
+    if (g)
+        return g;
     if (size == 0)
         return -EINVAL;
     if (size <= ELEOS_SUVM_SLAB_MAX)
@@ -267,6 +270,9 @@ int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
 }
 
 int eleos_suvm_free(struct eleos_suvm *s, uint64_t addr) {
+    int g = suvm_host_guard(s);
+    if (g)
+        return g;
     uint64_t page = addr >> SUVM_PAGE_SHIFT, off = addr & SUVM_PAGE_MASK;
     if (page == 0 || page >= s->npages)
         return -EINVAL;

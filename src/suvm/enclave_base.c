@@ -32,6 +32,22 @@ void suvm_mem_free(struct eleos_suvm *s, void *p) {
         free(p);
 }
 
+void suvm_warn_once(_Atomic bool *told, const char *msg) {
+    if (!atomic_exchange_explicit(told, true, memory_order_relaxed))
+        fprintf(stderr, "eleos: suvm: %s\n", msg);
+}
+
+/* Checked on every way into an instance except the spointer fast path, which is reached only
+ * through a link that was checked. One load and a branch for an enclave instance. */
+int suvm_host_guard(const struct eleos_suvm *s) {
+    static _Atomic bool told;
+    if (s->enc || !eleos_enclave_in_enclave_mode())
+        return 0;
+    suvm_warn_once(&told, "a host-mode instance (page cache in untrusted memory) was used "
+                          "inside an enclave: refused with -EPERM");
+    return -EPERM;
+}
+
 /* --- Statistics ------------------------------------------------------------------------------ */
 
 /* The first SUVM_NSHARDS - 1 threads that count get a shard of their own, which they bump

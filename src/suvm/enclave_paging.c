@@ -446,7 +446,9 @@ int suvm_page_release(struct eleos_suvm *s, uint64_t page, bool force) {
 /* --- Flush --------------------------------------------------------------------------------- */
 
 int eleos_suvm_flush(struct eleos_suvm *s) {
-    int err = 0;
+    int err = suvm_host_guard(s);
+    if (err)
+        return err;
     uint32_t n = atomic_load_explicit(&s->nframes, memory_order_acquire);
     for (uint32_t f = 0; f < n; f++) {
         struct frame *fr = &s->frames[f];
@@ -676,6 +678,9 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
 }
 
 int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size) {
+    int g = suvm_host_guard(s);
+    if (g)
+        return g;
     size_t chunks = new_size / SUVM_CHUNK_SIZE;
     if (chunks == 0 || chunks * SUVM_CHUNK_FRAMES > s->max_frames)
         return -EINVAL;

@@ -148,11 +148,70 @@ static int check_config(const struct eleos_suvm_config *c) {
     return 0;
 }
 
-int eleos_suvm_create(const struct eleos_suvm_config *cfg, struct eleos_suvm **out) {
-    int r = check_config(cfg);
+/* The EPC bytes this enclave may hold resident: today its configured cap, as the emulator
+ * reports it. One function, so that a platform-wide EPC with a per-enclave share can
+ * answer here instead. */
+static size_t epc_capacity(const struct eleos_enclave *enc) {
+    struct eleos_enclave_stats st;
+    eleos_enclave_stats(enc, &st);
+    return (size_t)st.epc_capacity * SUVM_PAGE_SIZE;
+}
+
+/* The largest page cache that fits the EPC next to everything else the enclave keeps
+ * resident: an eighth of the EPC for its code, heap and stacks, and this instance's own
+ * page table and versions. A larger cache would be paged by the driver under SUVM's feet
+ * (double paging: each SUVM hit may be an EPC fault). */
+static size_t cache_budget(const struct eleos_enclave *enc, const struct eleos_suvm_config *c) {
+    size_t epc = epc_capacity(enc);
+    size_t npages = c->backing_size / SUVM_PAGE_SIZE;
+    size_t nsub = c->subpage_size ? SUVM_PAGE_SIZE / c->subpage_size : 1;
+    size_t meta = npages * sizeof(struct pte) + (nsub > 1 ? npages * nsub * sizeof(uint32_t) : 0);
+    size_t reserve = epc / 8 + meta;
+    return epc > reserve ? (epc - reserve) / SUVM_CHUNK_SIZE * SUVM_CHUNK_SIZE : 0;
+}
+
+/* Where the instance may live, and a cache that fits: 0, or -EPERM (host mode without
+ * host_mode), -EINVAL (host_mode inside an enclave), -ENOMEM (not one chunk fits). *c gets
+ * the cache sizes clamped to the EPC, with a line on stderr when they were. */
+static int check_placement(struct eleos_enclave *enc, struct eleos_suvm_config *c) {
+    static _Atomic bool told_host, told_clamp;
+    if (!enc && !c->host_mode) {
+        suvm_warn_once(&told_host, "eleos_suvm_create called in host mode: the page cache "
+                                   "would be untrusted memory; set host_mode for a test "
+                                   "instance (-EPERM)");
+        return -EPERM;
+    }
+    if (!enc)
+        return 0;
+    if (c->host_mode)
+        return -EINVAL;
+    size_t budget = cache_budget(enc, c);
+    size_t max = c->cache_max_size ? c->cache_max_size : c->cache_size;
+    if (budget < SUVM_CHUNK_SIZE)
+        return -ENOMEM;
+    if (max <= budget)
+        return 0;
+    if (!atomic_exchange_explicit(&told_clamp, true, memory_order_relaxed))
+        fprintf(stderr, "eleos: suvm: a %zu MiB cache cannot fit the enclave's %zu MiB EPC: "
+                        "clamped to %zu MiB\n", max >> 20, epc_capacity(enc) >> 20,
+                budget >> 20);
+    if (c->cache_size > budget)
+        c->cache_size = budget;
+    if (c->cache_max_size > budget)
+        c->cache_max_size = budget;
+    return 0;
+}
+
+int eleos_suvm_create(const struct eleos_suvm_config *config, struct eleos_suvm **out) {
+    int r = check_config(config);
     if (r)
         return r;
     struct eleos_enclave *enc = eleos_enclave_current();
+    struct eleos_suvm_config c = *config;
+    r = check_placement(enc, &c);
+    if (r)
+        return r;
+    const struct eleos_suvm_config *cfg = &c;
     struct eleos_suvm *s = suvm_mem_alloc_in(enc, 64, sizeof *s);
     if (!s)
         return -ENOMEM;

@@ -6,6 +6,7 @@
 #ifndef ELEOS_SUVM_INTERNAL_H
 #define ELEOS_SUVM_INTERNAL_H
 
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -210,6 +211,11 @@ struct eleos_suvm {
 void *suvm_mem_alloc_in(struct eleos_enclave *enc, size_t align, size_t size);
 void *suvm_mem_alloc(struct eleos_suvm *s, size_t align, size_t size);
 void suvm_mem_free(struct eleos_suvm *s, void *p);
+/* 0, or -EPERM (with one line on stderr, once) when s is a host-mode instance and the caller
+ * runs in enclave mode: its page cache and metadata are untrusted memory. */
+int suvm_host_guard(const struct eleos_suvm *s);
+/* One line on stderr, once per process per call site's flag (enclave mode: one exit). */
+void suvm_warn_once(_Atomic bool *told, const char *msg);
 void suvm_stat_add(struct eleos_suvm *s, enum suvm_stat st, uint64_t n);
 /* Applies the integrity policy to a detected failure and returns -EBADMSG. */
 int suvm_integrity_failure(struct eleos_suvm *s, uint64_t page, uint32_t sub);
@@ -296,6 +302,31 @@ void suvm_unregister(struct eleos_suvm *s);
  * at address arg in the calling enclave, or -ESRCH (counted). arg is compared with the
  * registered addresses, never dereferenced. */
 long suvm_ecall_find(void *arg);
+
+/* --- the evictor's thread (host_evictor.c) and its start from inside (enclave_evictor.c) --- */
+
+/* The host's record of an evictor thread. Untrusted memory: the enclave writes enc and handle
+ * into it and hands it to the host, never reads it back. */
+struct suvm_evictor_host {
+    struct eleos_enclave *enc;   /* NULL: a host-mode instance */
+    uint64_t handle;
+    pthread_t thread;
+};
+
+struct eleos_suvm_evictor {
+    struct eleos_enclave *enc;
+    uint64_t handle;
+    bool from_enclave;           /* started inside the enclave: this struct is enclave heap */
+    struct suvm_evictor_host *host;
+};
+
+/* OCALL bodies (host mode): start the thread of the record at arg (0 or -errno), and join
+ * it (0). */
+long suvm_evictor_host_spawn(void *arg);
+long suvm_evictor_host_join(void *arg);
+/* eleos_suvm_evictor_start/stop called in enclave mode. */
+int suvm_evictor_start_inside(struct eleos_suvm *s, struct eleos_suvm_evictor **out);
+void suvm_evictor_stop_inside(struct eleos_suvm_evictor *ev);
 
 /* --- enclave_alloc.c --- */
 int suvm_alloc_init(struct eleos_suvm *s) __attribute__((warn_unused_result));

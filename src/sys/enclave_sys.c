@@ -19,9 +19,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -84,8 +88,14 @@ static long iago(_Atomic uint64_t *counter) {
 
 /* --- the call --------------------------------------------------------------------------- */
 
+/* The client, or NULL with a one-line diagnostic (once per process) naming the step that
+ * was forgotten. In enclave mode the line is one counted exit, once. */
 static struct eleos_rpc_client *client(void) {
-    return atomic_load_explicit(&g_client, memory_order_acquire);
+    struct eleos_rpc_client *cl = atomic_load_explicit(&g_client, memory_order_acquire);
+    static _Atomic bool told;
+    if (!cl && !atomic_exchange_explicit(&told, true, memory_order_relaxed))
+        fputs("eleos: system-call wrapper used before eleos_sys_init: -EUNATCH\n", stderr);
+    return cl;
 }
 
 static uint32_t mode_flags(void) {
@@ -101,7 +111,7 @@ static long sysc(uint32_t flags, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
                  uint64_t a5, uint64_t a6) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     struct eleos_rpc_req req = {.fn = ELEOS_RPC_FN_SYSCALL,
                                 .flags = flags | mode_flags(),
                                 .args = {(uint64_t)nr, a1, a2, a3, a4, a5, a6}};
@@ -161,7 +171,7 @@ struct bounce {
 static int get_bounce(struct bounce *b) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     size_t size;
     char *p = eleos_rpc_bounce(cl, &size);
     if (!p)
@@ -255,7 +265,7 @@ static long sock_kind(const struct bounce *b, int fd, bool sending) {
 static long map_untrusted(size_t size, char **out) {
     struct eleos_rpc_client *cl = client();
     if (!cl)
-        return -ENOSYS;
+        return -EUNATCH;
     long r = check_err(SYS(0, SYS_mmap, 0, size, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (r < 0)
@@ -1111,4 +1121,232 @@ pid_t eleos_sys_getpid(void) {
 
 pid_t eleos_sys_getppid(void) {
     return pid_call(SYS_getppid);
+}
+
+/* --- descriptors: fcntl, dup ------------------------------------------------------------ */
+
+/* The kernel's O_LARGEFILE on x86-64, which it forces on every 64-bit open (glibc's own
+ * O_LARGEFILE is 0 there, so the name cannot be used). */
+#define SYS_KERNEL_O_LARGEFILE 0100000
+/* Every bit F_GETFL can honestly return: the kernel's VALID_OPEN_FLAGS (f_flags keeps what
+ * open accepted, minus the creation flags it strips) and the two internal FMODE bits that
+ * show through (__FMODE_EXEC, __FMODE_NONOTIFY on fanotify's descriptors). */
+#define SYS_GETFL_BITS                                                                        \
+    ((long)(O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK |       \
+            O_DSYNC | O_ASYNC | O_DIRECT | SYS_KERNEL_O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | \
+            O_NOATIME | O_CLOEXEC | O_SYNC | O_PATH | O_TMPFILE | 0x20 | 0x4000000))
+
+/* A descriptor the kernel allocated as "the lowest free one >= min": in range, at least
+ * min, and never fd itself (fd is open, so it is not free). */
+static long check_new_fd(long r, int fd, long min) {
+    r = check_fd(r);
+    if (r >= 0 && (r < min || r == fd))
+        return iago(&st_struct);
+    return r;
+}
+
+int eleos_sys_fcntl(int fd, int cmd, long arg) {
+    long r;
+    switch (cmd) {
+    case F_GETFD:
+        r = check_err(SYS(0, SYS_fcntl, fd, cmd, 0, 0, 0, 0));
+        return (int)(r > FD_CLOEXEC ? iago(&st_struct) : r);
+    case F_GETFL:
+        r = check_err(SYS(0, SYS_fcntl, fd, cmd, 0, 0, 0, 0));
+        return (int)(r > 0 && (r & ~SYS_GETFL_BITS) ? iago(&st_struct) : r);
+    case F_SETFD:
+    case F_SETFL:
+        return (int)check_zero(SYS(0, SYS_fcntl, fd, cmd, arg, 0, 0, 0));
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+        if (arg < 0 || arg > ELEOS_SYS_FD_MAX)
+            return -EINVAL;
+        return (int)check_new_fd(SYS(0, SYS_fcntl, fd, cmd, arg, 0, 0, 0), fd, arg);
+    default:
+        return -EINVAL;
+    }
+}
+
+int eleos_sys_dup(int fd) {
+    return (int)check_new_fd(SYS(0, SYS_dup, fd, 0, 0, 0, 0, 0), fd, 0);
+}
+
+int eleos_sys_dup3(int oldfd, int newfd, int flags) {
+    long r = check_err(SYS(0, SYS_dup3, oldfd, newfd, flags, 0, 0, 0));
+    if (r >= 0 && r != newfd)
+        return (int)iago(&st_struct);
+    return (int)r;
+}
+
+int eleos_sys_dup2(int oldfd, int newfd) {
+    if (oldfd != newfd)
+        return eleos_sys_dup3(oldfd, newfd, 0);
+    /* dup2 onto itself only checks that the descriptor is open (dup3 would refuse it). */
+    int r = eleos_sys_fcntl(oldfd, F_GETFD, 0);
+    return r < 0 ? r : oldfd;
+}
+
+/* --- poll ------------------------------------------------------------------------------- */
+
+/* The host's revents for one entry, checked against what the enclave asked: the kernel
+ * reports only requested events plus POLLERR/POLLHUP, POLLNVAL alone for a closed
+ * descriptor, and nothing for a negative one (it is skipped). */
+static bool valid_revents(const struct pollfd *asked, short got) {
+    unsigned allowed = (unsigned short)asked->events | POLLERR | POLLHUP | POLLNVAL;
+    if (asked->fd < 0)
+        return got == 0;
+    if ((unsigned short)got & ~allowed)
+        return false;
+    return !(got & POLLNVAL) || got == POLLNVAL;
+}
+
+int eleos_sys_poll(struct pollfd *fds, nfds_t nfds, int timeout) {
+    if (nfds && !fds)
+        return -EFAULT;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    if (nfds > b.data_size / sizeof(struct pollfd))
+        return -EINVAL;
+    if (nfds)
+        copy_out(b.data, fds, (size_t)nfds * sizeof(struct pollfd));
+    long r = check_err(SYS(timeout ? ELEOS_RPC_F_MAYBLOCK : 0, SYS_poll, b.data, nfds, timeout,
+                           0, 0, 0));
+    if (r < 0)
+        return (int)r;
+    if ((unsigned long)r > nfds)
+        return (int)iago(&st_events);
+    /* Only revents comes back, each read once, straight into the caller's entry (an output
+     * field the kernel overwrites too); the count must match the entries that have one. A
+     * forged answer is wiped, not half delivered: every revents ends 0. */
+    long ready = 0;
+    bool bad = false;
+    for (nfds_t i = 0; i < nfds; i++) {
+        short got;
+        copy_in(&got, b.data + i * sizeof(struct pollfd) + offsetof(struct pollfd, revents),
+                sizeof got);
+        bad = bad || !valid_revents(&fds[i], got);
+        fds[i].revents = got;
+        ready += got != 0;
+    }
+    if (!bad && ready == r)
+        return (int)r;
+    for (nfds_t i = 0; i < nfds; i++)
+        fds[i].revents = 0;
+    return (int)iago(&st_events);
+}
+
+/* --- paths: fstatat, mkdirat, renameat -------------------------------------------------- */
+
+int eleos_sys_fstatat(int dirfd, const char *path, struct stat *st, int flags) {
+    if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT))
+        return -EINVAL;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc || (rc = put_path(&b, path)))
+        return rc;
+    long r = check_zero(SYS(0, SYS_newfstatat, dirfd, b.data, b.meta + META_HDR, flags, 0, 0));
+    if (r < 0)
+        return (int)r;
+    struct stat s;
+    copy_in(&s, b.meta + META_HDR, sizeof s);
+    /* A path the kernel resolved with symlinks followed never names a link. */
+    bool followed = path[0] != '\0' && !(flags & AT_SYMLINK_NOFOLLOW);
+    if (!valid_stat(&s) || (followed && S_ISLNK(s.st_mode)))
+        return (int)iago(&st_struct);
+    *st = s;
+    return 0;
+}
+
+int eleos_sys_stat(const char *path, struct stat *st) {
+    return eleos_sys_fstatat(AT_FDCWD, path, st, 0);
+}
+
+int eleos_sys_lstat(const char *path, struct stat *st) {
+    return eleos_sys_fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+int eleos_sys_mkdirat(int dirfd, const char *path, mode_t mode) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc || (rc = put_path(&b, path)))
+        return rc;
+    return (int)check_zero(SYS(0, SYS_mkdirat, dirfd, b.data, mode, 0, 0, 0));
+}
+
+int eleos_sys_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc || (rc = put_path(&b, oldpath)))
+        return rc;
+    /* The second path follows the first in the data area (both below PATH_MAX). */
+    size_t off = strnlen(oldpath, PATH_MAX) + 1; /* the enclave's string: put_path bounded it */
+    struct bounce second = {b.meta, b.data + off, b.data_size - off};
+    if ((rc = put_path(&second, newpath)))
+        return rc;
+    return (int)check_zero(
+        SYS(0, SYS_renameat2, olddirfd, b.data, newdirfd, second.data, 0, 0));
+}
+
+/* --- randomness ------------------------------------------------------------------------- */
+
+/* Whether the CPU has RDRAND (CPUID.1:ECX bit 30), the generator the host does not control
+ * (on SGX it executes inside the enclave). Every SGX CPU has it; the question (CPUID is
+ * illegal inside an SGX1 enclave) only serves the emulator on machines without. Asked once. */
+static bool have_rdrand(void) {
+    static _Atomic int have = -1; /* -1 unknown, 0 no, 1 yes */
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        unsigned a, bx, c, d;
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(bx), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+        h = (c >> 30) & 1;
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h == 1;
+}
+
+/* 8 bytes of RDRAND; false if it failed 10 times in a row (Intel's advice for a transient
+ * underflow: more than that means a broken generator). */
+static bool rdrand64(uint64_t *v) {
+    for (int i = 0; i < 10; i++) {
+        unsigned char ok;
+        __asm__ volatile("rdrand %0; setc %1" : "=r"(*v), "=qm"(ok) : : "cc");
+        if (ok)
+            return true;
+    }
+    return false;
+}
+
+ssize_t eleos_sys_getrandom(void *buf, size_t len, unsigned int flags) {
+    if (flags & ~(unsigned)(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE))
+        return -EINVAL;
+    if (len && !buf)
+        return -EFAULT;
+    struct bounce b;
+    int rc = get_bounce(&b);
+    if (rc)
+        return rc;
+    size_t n = min_sz(len, b.data_size);
+    long r = check_len(SYS((flags & GRND_NONBLOCK) ? 0 : ELEOS_RPC_F_MAYBLOCK, SYS_getrandom,
+                           b.data, n, flags, 0, 0, 0),
+                       n);
+    if (r <= 0)
+        return r;
+    /* The host's bytes are XORed with the CPU's: the result is at least as unpredictable as
+     * the better of the two, so a host returning bytes of its choice learns nothing. */
+    bool cpu_rng = have_rdrand();
+    unsigned char *out = buf;
+    for (size_t off = 0; off < (size_t)r; off += 8) {
+        uint64_t host = 0, cpu = 0;
+        size_t k = min_sz(8, (size_t)r - off);
+        copy_in(&host, b.data + off, k);
+        if (cpu_rng && !rdrand64(&cpu)) {
+            explicit_bzero(buf, off);
+            return -EIO;
+        }
+        host ^= cpu;
+        memcpy(out + off, &host, k);
+    }
+    return r;
 }

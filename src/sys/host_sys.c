@@ -9,10 +9,12 @@
  * Fault injection (the pool's ELEOS_RPC_FAULT_* flags) plays the malicious host of the
  * threat model, after the real call was made: oversized byte counts and returned lengths,
  * errno values out of range, too many epoll events, insane structures (stat, msg_flags,
- * epoll event bits, descriptors, seek positions), and a bounce buffer rewritten with
- * garbage. The enclave side must turn every one into a clean error.
+ * epoll event bits, poll revents, descriptors, seek positions, file status flags), and a
+ * bounce buffer rewritten with garbage. The enclave side must turn every one into a clean error.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -85,7 +87,26 @@ static long inject_struct(const uint64_t *a, long r, uint64_t rnd) {
     case SYS_close:
     case SYS_bind:
     case SYS_listen:
+    case SYS_mkdirat:
+    case SYS_renameat2:
         r = 1 + (long)(rnd % 100);
+        break;
+    case SYS_newfstatat:
+        if (r == 0)
+            ((struct stat *)ptr(a[3]))->st_mode |= 0x10000;
+        break;
+    case SYS_fcntl:
+        if (r >= 0)
+            r = (a[2] == F_GETFL) ? (r | 0x40000000L) : (long)(a[1] + (rnd & 1 ? 0 : 1u << 31));
+        break;
+    case SYS_dup:
+    case SYS_dup3:
+        if (r >= 0)
+            r = (rnd & 1) ? (long)a[1] : (long)1 << 40;
+        break;
+    case SYS_poll:
+        if (r >= 0 && a[2])
+            ((struct pollfd *)ptr(a[1]))->revents |= POLLPRI | POLLRDBAND;
         break;
     default:
         break;
@@ -116,6 +137,15 @@ static long inject(struct eleos_rpc_pool *pool, unsigned f, const uint64_t *a, l
         case SYS_fstat:
             memset(ptr(a[2]), (int)(rnd & 0xff), sizeof(struct stat));
             break;
+        case SYS_newfstatat:
+            memset(ptr(a[3]), (int)(rnd & 0xff), sizeof(struct stat));
+            break;
+        case SYS_getrandom:
+            memset(ptr(a[1]), (int)(rnd & 0xff), a[2]);
+            break;
+        case SYS_poll:
+            memset(ptr(a[1]), (int)(rnd & 0xff), a[2] * sizeof(struct pollfd));
+            break;
         default:
             break;
         }
@@ -139,6 +169,14 @@ static long inject(struct eleos_rpc_pool *pool, unsigned f, const uint64_t *a, l
         case SYS_sendmsg:
             if (r >= 0)
                 r += 1 + (long)(rnd % 100000);
+            break;
+        case SYS_getrandom:
+            if (r >= 0)
+                r = (long)a[2] + 1 + (long)(rnd % 100000);
+            break;
+        case SYS_poll:
+            if (r >= 0)
+                r = (long)a[2] + 1 + (long)(rnd % 100);
             break;
         case SYS_recvmsg:
             if (rnd & 1) {

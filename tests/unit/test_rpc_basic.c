@@ -89,7 +89,7 @@ static long e_checks(void *arg) {
     if (eleos_rpc_call(c->cl, &badflags, &ret) != -EINVAL)
         c->errors++;
     struct eleos_rpc_req unknown = {.fn = ELEOS_RPC_FN_USER + 50};
-    if (eleos_rpc_call(c->cl, &unknown, &ret) != 0 || ret != -ENOSYS)
+    if (eleos_rpc_call(c->cl, &unknown, &ret) != 0 || ret != -EBADRQC)
         c->errors++;
     struct eleos_rpc_req null = {.fn = ELEOS_RPC_FN_NULL};
     if (eleos_rpc_call(c->cl, &null, &ret) != 0 || ret != 0)

@@ -26,6 +26,7 @@ static struct eleos_suvm *mk(size_t cache, size_t max, size_t backing, size_t su
     cfg.backing_size = backing;
     cfg.subpage_size = sub;
     cfg.clean_drop = clean_drop;
+    cfg.host_mode = !eleos_enclave_in_enclave_mode(); /* the host-mode pass, explicitly */
     struct eleos_suvm *s = NULL;
     int r = eleos_suvm_create(&cfg, &s);
     REQUIRE(r == 0 && s);

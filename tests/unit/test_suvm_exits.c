@@ -152,4 +152,155 @@ static void test_with_evictor(void) {
     run(0, true);
 }
 
-TEST_MAIN(TEST_CASE(test_page_mode), TEST_CASE(test_subpage_mode), TEST_CASE(test_with_evictor))
+
+
+/* --- the exit counts the headers state, measured ------------------------------------------ */
+
+static uint64_t exits_of(const struct eleos_enclave_stats *st) {
+    return st->ocalls + st->syscall_exits;
+}
+
+enum step { S_CREATE, S_ALLOC, S_GROW, S_SHRINK, S_FLUSH, S_DESTROY, S_UALLOC, S_UFREE,
+            S_TRIM, S_OCALL, S_NSTEPS };
+static const char *step_name[S_NSTEPS] = {"create", "alloc", "resize grow", "resize shrink",
+                                          "flush", "destroy", "untrusted_alloc",
+                                          "untrusted_free", "trim", "ocall"};
+
+struct steps {
+    struct eleos_enclave *e;
+    uint64_t exits[S_NSTEPS];
+};
+
+static uint64_t now_exits(struct eleos_enclave *e) {
+    static struct eleos_enclave_stats st; /* large: not on the enclave stack */
+    eleos_enclave_stats(e, &st);
+    return exits_of(&st);
+}
+
+static long nop(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+static long c_steps(void *arg) {
+    struct steps *x = arg;
+    struct ctx c = {.sub = 0};
+    uint64_t t = now_exits(x->e);
+#define STEP(k, stmt)                                                                       \
+    do {                                                                                    \
+        if ((stmt) != 0)                                                                    \
+            return -(k) - 1;                                                                \
+        uint64_t n_ = now_exits(x->e);                                                      \
+        x->exits[k] = n_ - t;                                                               \
+        t = n_;                                                                             \
+    } while (0)
+    struct eleos_suvm_config cfg;
+    eleos_suvm_config_default(&cfg);
+    cfg.cache_size = 8 * MiB;
+    cfg.cache_max_size = 12 * MiB;
+    cfg.backing_size = 64 * MiB;
+    STEP(S_CREATE, eleos_suvm_create(&cfg, &c.s));
+    STEP(S_ALLOC, eleos_suvm_alloc(c.s, 16 * MiB, &c.base));
+    STEP(S_GROW, eleos_suvm_resize(c.s, 12 * MiB));
+    STEP(S_SHRINK, eleos_suvm_resize(c.s, 4 * MiB));
+    STEP(S_FLUSH, eleos_suvm_flush(c.s));
+    eleos_suvm_destroy(c.s);
+    STEP(S_DESTROY, 0);
+    void *u = eleos_untrusted_alloc(1 * MiB);
+    STEP(S_UALLOC, u == NULL);
+    eleos_untrusted_free(u, 1 * MiB);
+    STEP(S_UFREE, 0);
+    void *h = eleos_enclave_aligned_alloc(x->e, 4096, 64 * 1024);
+    memset(h, 1, 64 * 1024);
+    t = now_exits(x->e);
+    STEP(S_TRIM, eleos_enclave_trim(x->e, h, 64 * 1024));
+    eleos_enclave_free(x->e, h);
+    t = now_exits(x->e);
+    STEP(S_OCALL, eleos_enclave_ocall(nop, NULL));
+#undef STEP
+    return 0;
+}
+
+static void test_documented_exit_counts(void) {
+    struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
+    struct steps x = {.e = e};
+    CHECK_EQ(suvm_t_run(e, c_steps, &x), 0);
+    /* What the headers say (suvm.h, enclave.h). */
+    static const uint64_t documented[S_NSTEPS] = {
+        [S_CREATE] = 3, [S_ALLOC] = 0,   [S_GROW] = 0,  [S_SHRINK] = 0, [S_FLUSH] = 0,
+        [S_DESTROY] = 1, [S_UALLOC] = 1, [S_UFREE] = 1, [S_TRIM] = 0,   [S_OCALL] = 1,
+    };
+    for (int i = 0; i < S_NSTEPS; i++) {
+        fprintf(stderr, "  %-16s %llu exits\n", step_name[i], (unsigned long long)x.exits[i]);
+        if (!SANITIZER_EXITS && x.exits[i] != documented[i]) {
+            fprintf(stderr, "  %s: documented %llu exits\n", step_name[i],
+                    (unsigned long long)documented[i]);
+            CHECK(false);
+        }
+    }
+    eleos_enclave_destroy(e);
+}
+/* --- the evictor started from inside the enclave ------------------------------------------ */
+
+struct inside {
+    struct eleos_enclave *e, *other;
+    uint64_t start_exits, stop_exits, batches;
+    int start, wrong_enclave, refill;
+};
+
+/* Fills the cache past its low watermark, then waits (bounded) for the evictor to bring the
+ * free frames back up: only a running evictor does that without a fault. */
+static long c_evictor_inside(void *arg) {
+    struct inside *x = arg;
+    struct ctx c = {.sub = 0};
+    if (c_create(&c) != 0)
+        return -2;
+    struct eleos_suvm_evictor *ev = NULL;
+    x->wrong_enclave = eleos_suvm_evictor_start(x->other, c.s, &ev);
+    uint64_t t = now_exits(x->e);
+    x->start = eleos_suvm_evictor_start(x->e, c.s, &ev);
+    x->start_exits = now_exits(x->e) - t;
+    if (x->start)
+        return 0;
+    static uint8_t page[4096];
+    for (uint64_t off = 0; off < 8 * MiB; off += 4096)
+        if (eleos_suvm_write(c.s, c.base + off, page, sizeof page))
+            return -1;
+    struct eleos_suvm_stats st;
+    /* A bound, so that an evictor that never runs fails the test instead of hanging it. */
+    uint64_t deadline = eleos_tsc() + (uint64_t)(60e9 * eleos_tsc_ghz());
+    do {
+        eleos_suvm_stats(c.s, &st);
+        __builtin_ia32_pause();
+    } while (st.evictor_batches == 0 && eleos_tsc() < deadline);
+    x->batches = st.evictor_batches;
+    x->refill = st.free_frames > 0;
+    t = now_exits(x->e);
+    eleos_suvm_evictor_stop(ev);
+    x->stop_exits = now_exits(x->e) - t;
+    eleos_suvm_destroy(c.s);
+    return 0;
+}
+
+static void test_evictor_started_inside(void) {
+    struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
+    struct eleos_enclave *other = suvm_t_enclave(256 * MiB, 32 * MiB, false);
+    struct inside x = {.e = e, .other = other};
+    CHECK_EQ(suvm_t_run(e, c_evictor_inside, &x), 0);
+    CHECK_EQ(x.wrong_enclave, -ESRCH); /* for another enclave than the one it runs in */
+    CHECK_EQ(x.start, 0);
+    CHECK(x.batches > 0);
+    CHECK(x.refill);
+    fprintf(stderr, "  evictor from inside: start %llu exits, stop %llu exits, %llu batches\n",
+            (unsigned long long)x.start_exits, (unsigned long long)x.stop_exits,
+            (unsigned long long)x.batches);
+    if (!SANITIZER_EXITS) {
+        CHECK_EQ(x.start_exits, 2); /* documented: the record's mmap and the OCALL */
+        CHECK_EQ(x.stop_exits, 2);  /* the joining OCALL and the record's munmap */
+    }
+    eleos_enclave_destroy(other);
+    eleos_enclave_destroy(e);
+}
+
+TEST_MAIN(TEST_CASE(test_page_mode), TEST_CASE(test_subpage_mode), TEST_CASE(test_with_evictor),
+          TEST_CASE(test_documented_exit_counts), TEST_CASE(test_evictor_started_inside))

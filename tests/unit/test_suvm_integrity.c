@@ -25,6 +25,7 @@ static struct eleos_suvm *mk(size_t sub, enum eleos_suvm_integrity_policy pol) {
     cfg.backing_size = 8 * MiB;
     cfg.subpage_size = sub;
     cfg.integrity_policy = pol;
+    cfg.host_mode = !eleos_enclave_in_enclave_mode(); /* the host-mode pass, explicitly */
     struct eleos_suvm *s = NULL;
     REQUIRE(eleos_suvm_create(&cfg, &s) == 0);
     return s;

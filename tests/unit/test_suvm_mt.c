@@ -44,6 +44,7 @@ static void setup(size_t cache, size_t max, size_t backing, size_t sub) {
     cfg.cache_max_size = max;
     cfg.backing_size = backing;
     cfg.subpage_size = sub;
+    cfg.host_mode = enc == NULL;
     REQUIRE(suvm_t_run(enc, c_create, &cfg) == 0);
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "eleos/sys.h"
@@ -22,6 +23,19 @@ static struct eleos_rpc_client *cl;
 
 
 static char path[64];
+
+/* Runs symlink(2) in host mode (the wrappers have no symlink; the test plays the host). */
+struct sl {
+    const char *target, *link;
+};
+static long host_symlink(void *arg) {
+    struct sl *x = arg;
+    return symlink(x->target, x->link) == 0 ? 0 : -errno;
+}
+static int symlink_for_test(const char *target, const char *link) {
+    struct sl x = {target, link};
+    return (int)eleos_enclave_ocall(host_symlink, &x);
+}
 
 static void files(void) {
     enum { BIG = 200000 };
@@ -142,12 +156,98 @@ static void sockets(void) {
     E_CHECK(eleos_sys_close(u1) == 0 && eleos_sys_close(u2) == 0);
 }
 
+/* fcntl, dup/dup2/dup3, poll. */
+static void descriptors(void) {
+    int p[2];
+    E_CHECK(eleos_sys_pipe2(p, 0) == 0);
+    E_CHECK(eleos_sys_fcntl(p[0], F_GETFD, 0) == 0);
+    E_CHECK(eleos_sys_fcntl(p[0], F_SETFD, FD_CLOEXEC) == 0);
+    E_CHECK(eleos_sys_fcntl(p[0], F_GETFD, 0) == FD_CLOEXEC);
+    int fl = eleos_sys_fcntl(p[0], F_GETFL, 0);
+    E_CHECK(fl >= 0 && (fl & O_ACCMODE) == O_RDONLY && !(fl & O_NONBLOCK));
+    E_CHECK(eleos_sys_fcntl(p[0], F_SETFL, fl | O_NONBLOCK) == 0);
+    E_CHECK(eleos_sys_fcntl(p[0], F_GETFL, 0) & O_NONBLOCK);
+    E_CHECK(eleos_sys_fcntl(p[0], F_SETLK, 0) == -EINVAL); /* not offered */
+    E_CHECK(eleos_sys_fcntl(p[0], F_DUPFD, -1) == -EINVAL);
+    int d = eleos_sys_fcntl(p[1], F_DUPFD_CLOEXEC, 100);
+    E_CHECK(d >= 100 && eleos_sys_fcntl(d, F_GETFD, 0) == FD_CLOEXEC);
+    int d2 = eleos_sys_dup(p[1]);
+    E_CHECK(d2 >= 0 && d2 != p[1]);
+    E_CHECK(eleos_sys_dup3(p[1], d2, O_CLOEXEC) == d2);
+    E_CHECK(eleos_sys_fcntl(d2, F_GETFD, 0) == FD_CLOEXEC);
+    E_CHECK(eleos_sys_dup3(p[1], p[1], 0) == -EINVAL);
+    E_CHECK(eleos_sys_dup2(p[1], p[1]) == p[1]);
+    E_CHECK(eleos_sys_dup2(d2, d2) == d2);
+    E_CHECK(eleos_sys_dup(-1) == -EBADF);
+    /* poll: nothing to read yet, the write end writable, a negative fd skipped. */
+    struct pollfd pf[3] = {{p[0], POLLIN, 77}, {d, POLLOUT, 77}, {-1, POLLIN, 77}};
+    E_CHECK(eleos_sys_poll(pf, 3, 0) == 1);
+    E_CHECK(pf[0].revents == 0 && pf[1].revents == POLLOUT && pf[2].revents == 0);
+    E_CHECK(eleos_sys_write(d2, "x", 1) == 1);
+    E_CHECK(eleos_sys_poll(pf, 1, 1000) == 1 && pf[0].revents == POLLIN);
+    char c;
+    E_CHECK(eleos_sys_read(p[0], &c, 1) == 1 && c == 'x');
+    E_CHECK(eleos_sys_close(d) == 0 && eleos_sys_close(d2) == 0 && eleos_sys_close(p[1]) == 0);
+    /* Every writer gone: the read end reports hang-up; a closed fd reports POLLNVAL. */
+    struct pollfd hup[2] = {{p[0], POLLIN, 0}, {d, POLLIN, 0}};
+    E_CHECK(eleos_sys_poll(hup, 2, 0) == 2);
+    E_CHECK((hup[0].revents & POLLHUP) && hup[1].revents == POLLNVAL);
+    E_CHECK(eleos_sys_close(p[0]) == 0);
+    E_CHECK(eleos_sys_poll(NULL, 1, 0) == -EFAULT);
+    E_CHECK(eleos_sys_poll(NULL, 0, 0) == 0);
+}
+
+/* fstatat/stat/lstat, mkdirat, renameat, getrandom. */
+static void paths_and_random(void) {
+    char dir[80], a[96], b[96], link[96];
+    snprintf(dir, sizeof dir, "%s.d", path);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    snprintf(link, sizeof link, "%s/l", dir);
+    E_CHECK(eleos_sys_mkdirat(AT_FDCWD, dir, 0700) == 0);
+    E_CHECK(eleos_sys_mkdirat(AT_FDCWD, dir, 0700) == -EEXIST);
+    struct stat st;
+    E_CHECK(eleos_sys_stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
+    int fd = eleos_sys_openat(AT_FDCWD, a, O_WRONLY | O_CREAT, 0600);
+    E_CHECK(fd >= 0 && eleos_sys_write(fd, "12345", 5) == 5 && eleos_sys_close(fd) == 0);
+    E_CHECK(eleos_sys_renameat(AT_FDCWD, a, AT_FDCWD, b) == 0);
+    E_CHECK(eleos_sys_stat(a, &st) == -ENOENT);
+    E_CHECK(eleos_sys_stat(b, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 5);
+    int dfd = eleos_sys_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
+    E_CHECK(dfd >= 0);
+    E_CHECK(eleos_sys_fstatat(dfd, "b", &st, 0) == 0 && st.st_size == 5);
+    E_CHECK(eleos_sys_fstatat(dfd, "", &st, AT_EMPTY_PATH) == 0 && S_ISDIR(st.st_mode));
+    E_CHECK(eleos_sys_fstatat(dfd, "b", &st, 0x8000000) == -EINVAL);
+    E_CHECK(eleos_sys_renameat(dfd, "b", dfd, "a") == 0);
+    E_CHECK(eleos_sys_fstatat(dfd, "a", &st, 0) == 0);
+    /* A symbolic link: stat follows it, lstat does not (made by the test's host side). */
+    E_CHECK(symlink_for_test(a, link) == 0);
+    E_CHECK(eleos_sys_stat(link, &st) == 0 && S_ISREG(st.st_mode));
+    E_CHECK(eleos_sys_lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    E_CHECK(eleos_sys_stat(NULL, &st) == -EFAULT);
+    E_CHECK(eleos_sys_unlink(link) == 0 && eleos_sys_unlink(a) == 0 && eleos_sys_close(dfd) == 0);
+    E_CHECK(eleos_sys_renameat(AT_FDCWD, a, AT_FDCWD, b) == -ENOENT);
+    unsigned char r1[64], r2[64];
+    memset(r1, 0, sizeof r1);
+    memset(r2, 0, sizeof r2);
+    E_CHECK(eleos_sys_getrandom(r1, sizeof r1, 0) == 64);
+    E_CHECK(eleos_sys_getrandom(r2, sizeof r2, GRND_NONBLOCK) == 64);
+    E_CHECK(memcmp(r1, r2, sizeof r1) != 0);
+    E_CHECK(eleos_sys_getrandom(r1, 0, 0) == 0);
+    E_CHECK(eleos_sys_getrandom(r1, 8, 0x100) == -EINVAL);
+    static unsigned char big[100000];
+    ssize_t n = eleos_sys_getrandom(big, sizeof big, 0); /* one bounce buffer's worth */
+    E_CHECK(n > 0 && n < (ssize_t)sizeof big);
+}
+
 static long e_all(void *arg) {
     (void)arg;
     eleos_sys_init(cl);
     files();
     pipes_and_events();
     sockets();
+    descriptors();
+    paths_and_random();
     return 0;
 }
 
@@ -183,6 +283,9 @@ static void run(bool exitless) {
     eleos_sys_stats(&ss);
     CHECK_EQ(ss.iago_len + ss.iago_errno + ss.iago_events + ss.iago_struct, 0);
     eleos_sys_set_exitless(true);
+    char dir[80];
+    snprintf(dir, sizeof dir, "%s.d", path);
+    rmdir(dir);
     rpc_test_client_destroy(enc, cl, eleos_sys_init);
     rpc_test_teardown(enc, pool);
 }

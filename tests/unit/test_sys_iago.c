@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "eleos/sys.h"
@@ -80,9 +81,31 @@ static long e_suite(void *arg) {
             CLEAN(res, eleos_sys_epoll_wait(ep, evs, 2, 0), 2);
             CLEAN(res, eleos_sys_close(ep), 0);
         }
+        long fl = eleos_sys_fcntl(p[0], F_GETFL, 0);
+        CLEAN(res, fl, INT32_MAX);
+        CLEAN(res, eleos_sys_fcntl(p[0], F_GETFD, 0), FD_CLOEXEC);
+        long d = eleos_sys_dup(p[1]);
+        CLEAN(res, d, ELEOS_SYS_FD_MAX);
+        if (d == p[1])
+            res->unclean++;
+        if (d >= 0 && d < 100000)
+            CLEAN(res, eleos_sys_close((int)d), 0);
+        struct pollfd *pf = eleos_enclave_malloc(enc, 2 * sizeof *pf);
+        pf[0] = (struct pollfd){p[0], POLLIN, 0};
+        pf[1] = (struct pollfd){p[1], POLLOUT, 0};
+        long n = eleos_sys_poll(pf, 2, 0);
+        CLEAN(res, n, 2);
+        if ((pf[0].revents & ~(POLLIN | POLLERR | POLLHUP | POLLNVAL)) ||
+            (pf[1].revents & ~(POLLOUT | POLLERR | POLLHUP | POLLNVAL)))
+            res->unclean++;
+        eleos_enclave_free(enc, pf);
         CLEAN(res, eleos_sys_close(p[0]), 0);
         CLEAN(res, eleos_sys_close(p[1]), 0);
     }
+    CLEAN(res, eleos_sys_getrandom(buf, N, GRND_NONBLOCK), N);
+    struct stat *sst = eleos_enclave_malloc(enc, sizeof *sst);
+    CLEAN(res, eleos_sys_stat("/", sst), 0);
+    eleos_enclave_free(enc, sst);
     int fd = eleos_sys_openat(AT_FDCWD, path, O_RDWR | O_CREAT, 0600);
     CLEAN(res, fd, ELEOS_SYS_FD_MAX);
     if (fd >= 0 && fd < 100000) {

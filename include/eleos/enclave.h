@@ -268,26 +268,7 @@ void eleos_untrusted_free(void *p, size_t size);
 ELEOS_MUST_CHECK int eleos_copy_in(void *dst, const void *untrusted_src, size_t size);
 ELEOS_MUST_CHECK int eleos_copy_out(void *untrusted_dst, const void *src, size_t size);
 
-/*
- * Host functions of one's own, with buffers: the contract edger8r's [in], [out] and [size]
- * give SGX SDK users. Enclave code calls eleos_ocall_buffers(fn, user, &b, &ret):
- *   1. the b.in_size bytes at b.in ([in]) are copied into untrusted memory;
- *   2. fn runs in host mode (one OCALL, one counted exit) with a struct eleos_ocall_args
- *      whose pointers all lie in that untrusted memory: the copy of the [in] bytes, and
- *      out_size bytes of room for its [out] bytes. It writes at most out_size bytes to out,
- *      stores how many in out_len and returns any long (ret gets it);
- *   3. the enclave reads out_len once: if it exceeds b.out_size the call fails with -EIO
- *      and nothing is copied; else out_len bytes are copied into b.out and b.out_len is set.
- * The host function never sees an enclave address and cannot make the enclave read or write
- * out of bounds; what it wrote is still the host's data: validate it (and ret) as any host
- * value. Passing the same buffer as in and out gives [in, out]. user is passed through as
- * is: an integer or a host pointer, never an enclave one (the host may read what it names).
- * Limits: in_size and out_size at most 1 GiB each. The untrusted memory is a per-thread
- * scratch block kept for the next call (growing it is one more exit, mmap; the first call
- * on a thread makes it); eleos_ocall_buffers_release frees the calling thread's.
- * Callable in host mode too (plain calls, no exit). 0, -EINVAL (NULL buffer with a size,
- * size above the limit, no fn), -ENOMEM (no scratch block), -EIO (out_len > out_size).
- */
+/* The two sides of eleos_ocall_buffers (below). */
 struct eleos_ocall_args;
 typedef long (*eleos_host_fn)(struct eleos_ocall_args *a);
 
@@ -309,6 +290,26 @@ struct eleos_ocall_buf {        /* the enclave's side                           
     size_t out_len;             /* on success: bytes copied into out (<= out_size)           */
 };
 
+/*
+ * Host functions of one's own, with buffers: the contract edger8r's [in], [out] and [size]
+ * give SGX SDK users. Enclave code calls eleos_ocall_buffers(fn, user, &b, &ret):
+ *   1. the b.in_size bytes at b.in ([in]) are copied into untrusted memory;
+ *   2. fn runs in host mode (one OCALL, one counted exit) with a struct eleos_ocall_args
+ *      whose pointers all lie in that untrusted memory: the copy of the [in] bytes, and
+ *      out_size bytes of room for its [out] bytes. It writes at most out_size bytes to out,
+ *      stores how many in out_len and returns any long (ret gets it);
+ *   3. the enclave reads out_len once: if it exceeds b.out_size the call fails with -EIO
+ *      and nothing is copied; else out_len bytes are copied into b.out and b.out_len is set.
+ * The host function never sees an enclave address and cannot make the enclave read or write
+ * out of bounds; what it wrote is still the host's data: validate it (and ret) as any host
+ * value. Passing the same buffer as in and out gives [in, out]. user is passed through as
+ * is: an integer or a host pointer, never an enclave one (the host may read what it names).
+ * Limits: in_size and out_size at most 1 GiB each. The untrusted memory is a per-thread
+ * scratch block kept for the next call (growing it is one more exit, mmap; the first call
+ * on a thread makes it); eleos_ocall_buffers_release frees the calling thread's.
+ * Callable in host mode too (plain calls, no exit). 0, -EINVAL (NULL buffer with a size,
+ * size above the limit, no fn), -ENOMEM (no scratch block), -EIO (out_len > out_size).
+ */
 ELEOS_MUST_CHECK int eleos_ocall_buffers(eleos_host_fn fn, void *user, struct eleos_ocall_buf *b,
                                          long *ret);
 void eleos_ocall_buffers_release(void);

@@ -14,8 +14,9 @@
  * enrolled count before the database is read. Each worker owns its buffers and its cipher
  * context, so the request path takes one lock: the client's window, for a few instructions.
  *
- * System calls: the workers' (epoll_wait, recv, send, epoll_ctl) go through app_io.h:
- * exitless RPC in eleos mode, an exit each in sgx mode, plain calls natively.
+ * System calls: on the I/O queue (eleos mode's default) the workers run enclave_queue.c's
+ * loop; otherwise their calls (epoll_wait, recv, send, epoll_ctl) go through app_io.h:
+ * exitless RPC (--rpc sync), an exit each (sgx mode), plain calls natively.
  */
 #include <errno.h>
 #include <fcntl.h>

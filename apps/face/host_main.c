@@ -5,17 +5,20 @@
  *   native  histograms in host memory, libc system calls, no enclave;
  *   sgx     requests served inside the enclave, histograms on the enclave heap (paged by
  *           the emulated EPC beyond it), every system call an exit;
- *   eleos   served inside the enclave, histograms in SUVM (enclave_db.c), system calls
- *           through the exitless RPC (--rpc sync, this server's default in eleos mode).
+ *   eleos   served inside the enclave, histograms in SUVM (enclave_db.c), system calls on
+ *           the batched I/O queue (--rpc auto, its default: enclave_queue.c), or through
+ *           the exitless RPC one call at a time (--rpc sync).
  *
- * Why exitless RPC rather than the batched queue: a worker has one request in flight and
- * its calls depend on each other (wait, receive, answer, re-arm), so there is nothing to
- * batch; RPC makes each of them without an exit, which is the fewest exits possible.
+ * Why the queue: with one call at a time a request makes about twelve calls, each a round
+ * trip to an RPC worker that competes for the cores with the enclave workers and falls back
+ * to an exit when preempted; the queue posts a request's receives and its answer in batches,
+ * one exit per batch on the uring executor, with no thread spinning (docs/face.md).
  *
- * Threads: the main thread listens and accepts in host mode and adds each connection to
- * the epoll instance the enclave created at set-up; --workers threads (default 4, the
- * original's) each enter the enclave once and serve requests until SIGINT/SIGTERM. At set-up
- * the enclave reads the key file and the enrolment images itself (face_server.h).
+ * Threads: the main thread listens and (except on the queue, where each worker accepts for
+ * itself) accepts in host mode and adds each connection to the epoll instance the enclave
+ * created at set-up; --workers threads (default 4, the original's) each enter the enclave
+ * once and serve requests until SIGINT/SIGTERM. At set-up the enclave reads the key file
+ * and the enrolment images itself (face_server.h).
  *
  *   eleos-face --db DIR --keys FILE [--identities N] [--threshold T] [--workers N]
  *              [--access auto|bulk|direct] [-l ADDR] [-p PORT] [shared platform flags]

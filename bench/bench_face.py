@@ -8,8 +8,14 @@ clears bench/out on every run), so later runs reuse it. Full: the 93 MiB EPC and
 original's 994 identities (about 470 MB enrolled) at 5x; --quick: an 8 MiB EPC (5 MiB SUVM
 cache) and proportionally fewer identities, the same ratios in a couple of minutes.
 
-usage: bench_face.py BUILD_DIR [--quick] [--csv FILE]"""
+Eleos mode runs on its default I/O path (the batched queue, executor picked at run time) and,
+as "eleos-sync", on the one-call-at-a-time exitless RPC it used before, side by side. Each
+configuration runs --runs times (default 3 with --quick, else 1), interleaved, and the summary
+gives medians.
+
+usage: bench_face.py BUILD_DIR [--quick] [--runs N] [--csv FILE]"""
 import csv
+import statistics
 import os
 import re
 import socket
@@ -20,6 +26,12 @@ import time
 build = sys.argv[1]
 quick = "--quick" in sys.argv
 csv_path = sys.argv[sys.argv.index("--csv") + 1] if "--csv" in sys.argv else None
+RUNS = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else (3 if quick else 1)
+# (label, mode, model, extra server flags)
+CONFIGS = [("native", "native", "-", []), ("sgx", "sgx", "on", []),
+           ("eleos", "eleos", "on", []), ("eleos-sync", "eleos", "on", ["--rpc", "sync"]),
+           ("sgx", "sgx", "off", []), ("eleos", "eleos", "off", []),
+           ("eleos-sync", "eleos", "off", ["--rpc", "sync"])]
 HIST = 237568
 if quick:
     EPC, CACHE, THREADS, REQUESTS = 8, 5, 8, 400
@@ -67,7 +79,7 @@ def num(pattern, text, default=""):
     return m.group(1) if m else default
 
 
-def run(data, mode, model, ids):
+def run(data, label, mode, model, extra, ids):
     port = free_port()
     cmd = [SERVER, "--mode", mode, "--db", data, "--keys", f"{data}/keys", "--identities",
            str(ids), "-p", str(port)]
@@ -75,6 +87,7 @@ def run(data, mode, model, ids):
         cmd += ["--epc", str(EPC), "--cost", model]
     if mode == "eleos":
         cmd += ["--suvm-cache", str(CACHE)]
+    cmd += extra
     t = time.time()
     srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     head = ""
@@ -94,8 +107,9 @@ def run(data, mode, model, ids):
     return {
         "set": "quick" if quick else "full", "epc_mib": EPC, "identities": ids,
         "db_mib": f"{2 * ids * HIST / 2**20:.1f}",
-        "db_over_epc": f"{2 * ids * HIST / 2**20 / EPC:.2f}", "mode": mode,
+        "db_over_epc": f"{2 * ids * HIST / 2**20 / EPC:.2f}", "mode": label,
         "model": model if mode != "native" else "-", "access": access,
+        "io": num(r"io path (\w+ \([^)]*\))", head, "-").replace(" ", "_"),
         "req_per_s": num(r"([\d.]+) requests/s", out), "p50_us": num(r"p50 (\d+) us", out),
         "p99_us": num(r"p99 (\d+) us", out), "tpr": num(r"TPR ([\d.]+)", out),
         "fpr": num(r"FPR ([\d.]+)", out), "errors": num(r"errors (\d+)", out),
@@ -103,8 +117,33 @@ def run(data, mode, model, ids):
         "suvm_faults_per_req": num(r"suvm major faults ([\d.]+)", tail, "0"),
         "subpages_per_req": num(r"sub-pages opened ([\d.]+)", tail, "0"),
         "exits_per_req": num(r"exits ([\d.]+)", tail, "0"),
+        "ioq_exec": num(r"workers ending on ([a-z0-9 ]+)", tail, "-").strip().replace(" ", ":"),
         "enrol_s": f"{enrol_s:.1f}",
     }
+
+
+def summary(rows):
+    """Medians per configuration and size, then the ratios the targets are stated in."""
+    med = {}
+    for f in FACTORS:
+        for label, _, model, _ in CONFIGS:
+            got = [r for r in rows if r["identities"] == ids_for[f] and r["mode"] == label
+                   and r["model"] == (model if label != "native" else "-")]
+            if got:
+                v = statistics.median(float(r["req_per_s"] or 0) for r in got)
+                ex = statistics.median(float(r["exits_per_req"] or 0) for r in got)
+                med[(f, label, model)] = v
+                print(f"# median {f}x EPC {label:10s} model {model:3s}: {v:8.1f} req/s, "
+                      f"{ex:.2f} exits/req, access {got[0]['access']}, io {got[0]['io']} "
+                      f"{got[0]['ioq_exec']} ({len(got)} runs)")
+    for f in FACTORS:
+        nat = med.get((f, "native", "-"), 0)
+        for model in ("on", "off"):
+            sgx = med.get((f, "sgx", model), 0)
+            for label in ("eleos", "eleos-sync"):
+                e = med.get((f, label, model), 0)
+                print(f"# {f}x EPC, model {model}: {label}/sgx {e / sgx if sgx else 0:.2f}, "
+                      f"{label}/native {e / nat if nat else 0:.2f}")
 
 
 def main():
@@ -112,19 +151,12 @@ def main():
     rows = []
     for f in FACTORS:
         ids = ids_for[f]
-        for mode, model in [("native", "-"), ("sgx", "on"), ("eleos", "on"), ("sgx", "off"),
-                            ("eleos", "off")]:
-            row = run(data, mode, model, ids)
-            rows.append(row)
-            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    for f in FACTORS:
-        by = {(r["mode"], r["model"]): float(r["req_per_s"] or 0) for r in rows
-              if r["identities"] == ids_for[f]}
-        for model in ("on", "off"):
-            sgx, eleos = by.get(("sgx", model), 0), by.get(("eleos", model), 0)
-            nat = by.get(("native", "-"), 0)
-            print(f"# {f}x EPC, model {model}: eleos/sgx {eleos / sgx if sgx else 0:.2f}, "
-                  f"eleos/native {eleos / nat if nat else 0:.2f}")
+        for _ in range(RUNS):
+            for label, mode, model, extra in CONFIGS:
+                row = run(data, label, mode, model, extra, ids)
+                rows.append(row)
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    summary(rows)
     if csv_path:
         with open(csv_path, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))

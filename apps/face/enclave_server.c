@@ -14,8 +14,9 @@
  * enrolled count before the database is read. Each worker owns its buffers and its cipher
  * context, so the request path takes one lock: the client's window, for a few instructions.
  *
- * System calls: the workers' (epoll_wait, recv, send, epoll_ctl) go through app_io.h:
- * exitless RPC in eleos mode, an exit each in sgx mode, plain calls natively.
+ * System calls: on the I/O queue (eleos mode's default) the workers run enclave_queue.c's
+ * loop; otherwise their calls (epoll_wait, recv, send, epoll_ctl) go through app_io.h:
+ * exitless RPC (--rpc sync), an exit each (sgx mode), plain calls natively.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 #include <openssl/crypto.h>
 
 #include "app_io.h"
+#include "eleos/ioq.h"
 #include "eleos/rpc.h"
 #include "eleos/sys.h"
 #include "face_server.h"
@@ -53,6 +55,7 @@ struct face_enclave {
     int epfd;
     atomic_bool stop;
     _Atomic uint64_t requests, status[FACE_NSTATUS], accepted, rejected, host_faults, closed;
+    struct face_queue_totals qtot;  /* the queue path's workers                        */
 };
 
 static struct face_enclave *fs;
@@ -82,7 +85,11 @@ static int setup_check(struct eleos_enclave *enc, const struct face_setup *s) {
     /* The mode is the host's word: it must agree with whether we really are in an enclave. */
     if ((unsigned)s->mode > FACE_MODE_ELEOS || (s->mode == FACE_MODE_NATIVE) != !enc)
         return -EINVAL;
-    if ((s->rpc_on || s->suvm_on) && !enc)
+    if ((s->rpc_on || s->suvm_on || s->queue_on) && !enc)
+        return -EINVAL;
+    /* The queue path accepts on the host's listening socket: at least a descriptor. */
+    if (s->queue_on && (s->rpc_on || s->io_exec < 0 || s->io_exec >= (int)ELEOS_IOQ_NEXEC ||
+                        s->listen_fd < 0 || s->listen_fd >= (1 << 30)))
         return -EINVAL;
     if (s->rpc_on && (s->rpc_area_size == 0 || !s->rpc_area ||
                       !eleos_enclave_outside(enc, s->rpc_area, s->rpc_area_size)))
@@ -216,6 +223,10 @@ static int server_create(struct face_enclave *p) {
         r = enrol(p);
     if (r)
         return r;
+    if (p->set.queue_on) {
+        p->epfd = -1; /* each worker accepts and waits on its own queue */
+        return 0;
+    }
     struct app_io_ctx ctx = {NULL, 0}; /* epoll_create carries no buffer */
     p->epfd = p->io->epoll_create(&ctx);
     return p->epfd < 0 ? p->epfd : 0;
@@ -253,25 +264,20 @@ long face_enclave_setup(void *arg) {
     res.out_identities = p->identities;
     res.out_db_bytes = 2ull * p->identities * FACE_HIST_BYTES;
     snprintf(res.out_db, sizeof res.out_db, "%s", face_db_name(p->db));
-    snprintf(res.out_io, sizeof res.out_io, "%s", p->io->name);
+    if (p->set.queue_on)
+        snprintf(res.out_io, sizeof res.out_io, "i/o queue, %s executor",
+                 eleos_ioq_exec_name((enum eleos_ioq_exec)p->set.io_exec));
+    else
+        snprintf(res.out_io, sizeof res.out_io, "%s", p->io->name);
     fs = p;
     return eleos_copy_out(arg, &res, sizeof res) ? -EINVAL : 0;
 }
 
 /* --- the request loop ---------------------------------------------------------------------- */
 
-struct worker {
-    struct face_enclave *p;
-    struct app_io_ctx ctx;
-    void *gcm;
-    uint8_t *frame;             /* FACE_REQ_BYTES: the request as received    */
-    struct face_probe *probe;   /* its plaintext                              */
-    uint32_t *stored;           /* the enrolled histogram                     */
-};
-
 /* Reads len bytes: 0, or -1 if the connection ended (*got bytes had arrived), stalled past
  * its receive timeout or failed. */
-static int recv_all(struct worker *w, int fd, uint8_t *buf, size_t len, size_t *got) {
+static int recv_all(struct face_worker *w, int fd, uint8_t *buf, size_t len, size_t *got) {
     *got = 0;
     while (*got < len) {
         ssize_t r = w->p->io->recv(&w->ctx, fd, buf + *got, len - *got);
@@ -285,7 +291,7 @@ static int recv_all(struct worker *w, int fd, uint8_t *buf, size_t len, size_t *
     return 0;
 }
 
-static int send_all(struct worker *w, int fd, const uint8_t *buf, size_t len) {
+static int send_all(struct face_worker *w, int fd, const uint8_t *buf, size_t len) {
     size_t done = 0;
     while (done < len) {
         ssize_t r = w->p->io->send(&w->ctx, fd, buf + done, len - done);
@@ -311,7 +317,7 @@ static bool window_take(struct face_enclave *p, uint32_t client, uint64_t seq, b
 }
 
 /* Decides an authentic-looking request: the status, and *res for a sealed answer. */
-static enum face_status decide(struct worker *w, const struct face_req *h,
+static enum face_status decide(struct face_worker *w, const struct face_req *h,
                                struct face_result *res) {
     struct face_enclave *p = w->p;
     if (h->client >= FACE_CLIENTS_MAX || !p->keys->present[h->client])
@@ -337,40 +343,51 @@ static enum face_status decide(struct worker *w, const struct face_req *h,
     return FACE_OK;
 }
 
-/* Serves one request from fd: true to keep the connection, false to close it. */
-static bool serve_one(struct worker *w, int fd) {
+enum face_status face_frame_header(struct face_worker *w, struct face_req *h) {
+    memcpy(h, w->frame, sizeof *h); /* read once, from enclave memory */
+    return face_req_check(h);
+}
+
+size_t face_reply(struct face_worker *w, const struct face_req *h, enum face_status st,
+                  uint8_t ans[FACE_ANS_MAX], bool *keep) {
     struct face_enclave *p = w->p;
-    struct face_req h = {0};
     struct face_result res = {0};
+    if (st == FACE_OK) {
+        count(&p->requests);
+        st = decide(w, h, &res);
+    }
+    count(&p->status[st]);
+    bool sealed = st == FACE_OK || st == FACE_E_IDENTITY;
+    size_t n = face_ans_build(w->gcm, sealed ? p->keys->key[h->client] : NULL, h->client,
+                              st == FACE_E_FRAME || st == FACE_E_TRUNCATED ? 0 : h->seq, st,
+                              sealed ? &res : NULL, ans);
+    OPENSSL_cleanse(w->probe, sizeof *w->probe);
+    /* After a bad frame or a cut request the stream cannot be resynchronised. */
+    *keep = n && st != FACE_E_FRAME && st != FACE_E_TRUNCATED;
+    return n;
+}
+
+/* Serves one request from fd with one call at a time (RPC or exits): true to keep the
+ * connection, false to close it. */
+static bool serve_one(struct face_worker *w, int fd) {
+    struct face_req h = {0};
     enum face_status st;
     size_t got;
     int r = recv_all(w, fd, w->frame, sizeof h, &got);
     if (r && got == 0)
         return false; /* the client left between requests */
-    if (!r)
-        memcpy(&h, w->frame, sizeof h); /* read once, from enclave memory */
-    st = r ? FACE_E_TRUNCATED : face_req_check(&h);
+    st = r ? FACE_E_TRUNCATED : face_frame_header(w, &h);
     if (st == FACE_OK &&
         recv_all(w, fd, w->frame + sizeof h, FACE_REQ_BYTES - sizeof h, &got))
         st = FACE_E_TRUNCATED;
-    if (st == FACE_OK) {
-        count(&p->requests);
-        st = decide(w, &h, &res);
-    }
-    count(&p->status[st]);
-    bool sealed = st == FACE_OK || st == FACE_E_IDENTITY;
     uint8_t ans[FACE_ANS_MAX];
-    size_t n = face_ans_build(w->gcm, sealed ? p->keys->key[h.client] : NULL, h.client,
-                              st == FACE_E_FRAME || st == FACE_E_TRUNCATED ? 0 : h.seq, st,
-                              sealed ? &res : NULL, ans);
-    OPENSSL_cleanse(w->probe, sizeof *w->probe);
-    /* After a bad frame or a cut request the stream cannot be resynchronised. */
-    return n && send_all(w, fd, ans, n) == 0 && st != FACE_E_FRAME &&
-           st != FACE_E_TRUNCATED;
+    bool keep;
+    size_t n = face_reply(w, &h, st, ans, &keep);
+    return n && send_all(w, fd, ans, n) == 0 && keep;
 }
 
-static int worker_init(struct worker *w, struct face_enclave *p) {
-    *w = (struct worker){.p = p};
+static int worker_init(struct face_worker *w, struct face_enclave *p) {
+    *w = (struct face_worker){.p = p};
     w->frame = heap_calloc(p->enc, 1, FACE_REQ_BYTES);
     w->probe = heap_calloc(p->enc, 1, sizeof *w->probe);
     w->stored = heap_calloc(p->enc, 1, FACE_HIST_BYTES);
@@ -380,7 +397,11 @@ static int worker_init(struct worker *w, struct face_enclave *p) {
     return app_io_ctx_init(&w->ctx, p->io);
 }
 
-static void worker_fini(struct worker *w) {
+void face_worker_close(struct face_worker *w, int fd) {
+    (void)w->p->io->close(&w->ctx, fd);
+}
+
+static void worker_fini(struct face_worker *w) {
     app_io_ctx_fini(&w->ctx);
     face_gcm_free(w->gcm);
     heap_free(w->p->enc, w->frame);
@@ -397,8 +418,13 @@ long face_enclave_work(void *arg) {
     struct face_enclave *p = fs;
     if (!p || (uintptr_t)arg >= p->set.workers)
         return -EINVAL;
-    struct worker w;
+    struct face_worker w;
     long err = worker_init(&w, p);
+    if (!err && p->set.queue_on) {
+        err = face_queue_serve(&w, p->set.listen_fd, p->set.io_exec, &p->stop, &p->qtot);
+        worker_fini(&w);
+        return err;
+    }
     while (!err && !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
         struct epoll_event ev;
         int n = p->io->epoll_wait(&w.ctx, p->epfd, &ev, 1, POLL_MS);
@@ -454,6 +480,17 @@ long face_enclave_stats(void *arg) {
         st.rpc_exitless = cs.exitless;
         st.rpc_fallbacks = cs.fallbacks;
         st.rpc_ocalls = cs.ocalls;
+    }
+    if (p->set.queue_on) {
+        struct face_queue_totals *t = &p->qtot;
+        st.ioq = true;
+        st.ioq_ops = atomic_load_explicit(&t->ops, memory_order_relaxed);
+        st.ioq_exits = atomic_load_explicit(&t->exits, memory_order_relaxed);
+        st.ioq_host_faults = atomic_load_explicit(&t->host_faults, memory_order_relaxed);
+        st.ioq_timeouts = atomic_load_explicit(&t->timeouts, memory_order_relaxed);
+        st.conns_closed += atomic_load_explicit(&t->closed, memory_order_relaxed);
+        for (unsigned e = 0; e < 8; e++)
+            st.ioq_final_exec[e] = atomic_load_explicit(&t->final_exec[e], memory_order_relaxed);
     }
     face_db_stats(p->db, &st);
     return eleos_copy_out(arg, &st, sizeof st) ? -EINVAL : 0;

@@ -21,8 +21,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
+#include "app_io.h"
 #include "eleos/enclave.h"
 #include "face_proto.h"
 
@@ -53,6 +55,9 @@ struct face_setup {
     uint32_t workers;        /* 1 .. FACE_WORKERS_MAX                                    */
     double threshold;        /* accept below it: finite, > 0                             */
     uint64_t cache_bytes;    /* SUVM's page cache, 0 = SUVM's default                    */
+    bool queue_on;           /* the workers' I/O on the batched queue (eleos/ioq.h)      */
+    int io_exec;             /* queue_on: its executor (enum eleos_ioq_exec)             */
+    int listen_fd;           /* queue_on: the workers accept on it themselves            */
     void *rpc_area;          /* rpc_on: the RPC pool's shared area (untrusted)           */
     size_t rpc_area_size;
     /* written back by the enclave: */
@@ -74,6 +79,9 @@ struct face_stats {
     uint64_t rpc_calls, rpc_exitless, rpc_fallbacks, rpc_ocalls;
     uint64_t suvm_hits, suvm_major_faults, suvm_subpage_reads, suvm_evictions;
     uint64_t suvm_integrity_failures;
+    bool ioq;                           /* the workers used the I/O queue:               */
+    uint64_t ioq_ops, ioq_exits, ioq_host_faults, ioq_timeouts;
+    uint64_t ioq_final_exec[8];         /* workers by their executor at the end          */
 };
 
 /* ECALL bodies (eleos_enclave_fn). Native mode calls them directly. */
@@ -98,6 +106,39 @@ int face_db_get(struct face_db *db, uint64_t e, uint32_t *hist);
 void face_db_enrolled(struct face_db *db);
 const char *face_db_name(const struct face_db *db);
 void face_db_stats(struct face_db *db, struct face_stats *st);
+
+/* A worker's own state, enclave memory (enclave_server.c). */
+struct face_enclave;
+struct face_worker {
+    struct face_enclave *p;
+    struct app_io_ctx ctx;
+    void *gcm;
+    uint8_t *frame;             /* FACE_REQ_BYTES: the request as received    */
+    struct face_probe *probe;   /* its plaintext                              */
+    uint32_t *stored;           /* the enrolled histogram                     */
+};
+
+/* A request's header has arrived at the start of w->frame: copies it to *h (read once) and
+ * checks it. FACE_OK if the rest of the frame may follow, else the refusal. */
+enum face_status face_frame_header(struct face_worker *w, struct face_req *h);
+/* Decides the request whose whole frame is in w->frame (st FACE_OK), or refuses it with st
+ * (FACE_E_FRAME, FACE_E_TRUNCATED), counts it and builds the answer in ans: its length, 0
+ * if none could be built. *keep: the stream is still in step (else close it after). */
+size_t face_reply(struct face_worker *w, const struct face_req *h, enum face_status st,
+                  uint8_t ans[FACE_ANS_MAX], bool *keep);
+
+/* Closes fd through the worker's one-call path (at teardown). */
+void face_worker_close(struct face_worker *w, int fd);
+
+/* --- enclave side: the request loop on the I/O queue (enclave_queue.c) ---------------- */
+
+struct face_queue_totals {
+    _Atomic uint64_t ops, exits, host_faults, timeouts, closed, final_exec[8];
+};
+/* Serves connections accepted on lfd with one queue of the given executor until *stop:
+ * 0 or -errno (the queue could not be created). */
+long face_queue_serve(struct face_worker *w, int lfd, int exec, const _Atomic bool *stop,
+                      struct face_queue_totals *tot);
 
 /* Reads the file at path (at most max bytes) into buf (max + 1 bytes: one more tells a file
  * too large) through the enclave's system-call path (exitless: the RPC client, else libc):

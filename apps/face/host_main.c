@@ -5,17 +5,20 @@
  *   native  histograms in host memory, libc system calls, no enclave;
  *   sgx     requests served inside the enclave, histograms on the enclave heap (paged by
  *           the emulated EPC beyond it), every system call an exit;
- *   eleos   served inside the enclave, histograms in SUVM (enclave_db.c), system calls
- *           through the exitless RPC (--rpc sync, this server's default in eleos mode).
+ *   eleos   served inside the enclave, histograms in SUVM (enclave_db.c), system calls on
+ *           the batched I/O queue (--rpc auto, its default: enclave_queue.c), or through
+ *           the exitless RPC one call at a time (--rpc sync).
  *
- * Why exitless RPC rather than the batched queue: a worker has one request in flight and
- * its calls depend on each other (wait, receive, answer, re-arm), so there is nothing to
- * batch; RPC makes each of them without an exit, which is the fewest exits possible.
+ * Why the queue: with one call at a time a request makes about twelve calls, each a round
+ * trip to an RPC worker that competes for the cores with the enclave workers and falls back
+ * to an exit when preempted; the queue posts a request's receives and its answer in batches,
+ * one exit per batch on the uring executor, with no thread spinning (docs/face.md).
  *
- * Threads: the main thread listens and accepts in host mode and adds each connection to
- * the epoll instance the enclave created at set-up; --workers threads (default 4, the
- * original's) each enter the enclave once and serve requests until SIGINT/SIGTERM. At set-up
- * the enclave reads the key file and the enrolment images itself (face_server.h).
+ * Threads: the main thread listens and (except on the queue, where each worker accepts for
+ * itself) accepts in host mode and adds each connection to the epoll instance the enclave
+ * created at set-up; --workers threads (default 4, the original's) each enter the enclave
+ * once and serve requests until SIGINT/SIGTERM. At set-up the enclave reads the key file
+ * and the enrolment images itself (face_server.h).
  *
  *   eleos-face --db DIR --keys FILE [--identities N] [--threshold T] [--workers N]
  *              [--access auto|bulk|direct] [-l ADDR] [-p PORT] [shared platform flags]
@@ -41,6 +44,7 @@
 
 #include "app_options.h"
 #include "app_ossl.h"
+#include "eleos/ioq.h"
 #include "face_server.h"
 #include "host_platform.h"
 
@@ -83,7 +87,7 @@ static void usage(FILE *f) {
     struct app_platform_opts d;
     app_platform_opts_default(&d, APP_MODE_NATIVE, 60, DEFAULT_SPIN_US);
     app_platform_usage(f, &d);
-    fprintf(f, "  (eleos mode's --rpc default here is sync; the queue executors are not used)\n");
+    fprintf(f, "  (with the I/O queue each worker accepts and serves its own connections)\n");
 }
 
 enum { O_DB = 0x2000, O_KEYS, O_IDS, O_THRESHOLD, O_WORKERS, O_ACCESS };
@@ -147,14 +151,6 @@ static void parse_options(struct options *o, int argc, char **argv) {
         usage(stderr);
         exit(2);
     }
-    if (o->plat.mode == APP_MODE_ELEOS && o->plat.rpc < 0) {
-        o->plat.rpc = 1; /* sync: see the top of this file */
-        o->plat.io_exec = -1;
-    }
-    if (app_io_resolve(&o->plat) == APP_IO_QUEUE) {
-        fprintf(stderr, PROG ": --rpc: the I/O queue is not used here; use sync or off\n");
-        exit(2);
-    }
     if (app_platform_opts_check(&o->plat, PROG))
         exit(2);
 }
@@ -176,7 +172,7 @@ static uint64_t guess_identities(const struct options *o) {
     return n;
 }
 
-static int server_setup(const struct options *o, struct face_setup *su) {
+static int server_setup(const struct options *o, int lfd, struct face_setup *su) {
     uint64_t db_mib = (guess_identities(o) * 2 * FACE_HIST_BYTES >> 20) + 1;
     int r = app_platform_start(&pf, &o->plat, PROG, "face", (unsigned)o->workers,
                                (db_mib + 256) << 20);
@@ -194,6 +190,9 @@ static int server_setup(const struct options *o, struct face_setup *su) {
     su->threshold = o->threshold;
     su->cache_bytes = o->plat.suvm_cache_set ? (uint64_t)o->plat.suvm_cache_mib << 20 : 0;
     su->rpc_area = app_platform_rpc_area(&pf, &su->rpc_area_size);
+    su->queue_on = pf.io == APP_IO_QUEUE;
+    su->io_exec = su->queue_on ? pf.io_exec : -1;
+    su->listen_fd = su->queue_on ? lfd : -1;
     r = app_ecall(&pf, face_enclave_setup, su);
     su->out_error[sizeof su->out_error - 1] = '\0';
     if (r && su->out_error[0])
@@ -258,8 +257,11 @@ static void print_stats(const struct face_stats *st) {
     if (pf.enc) {
         struct eleos_enclave_stats es;
         eleos_enclave_stats(pf.enc, &es);
-        printf(PROG ": per request: epc faults %.2f, exits %.2f, aex %.2f\n",
-               (double)es.epc_faults / n, (double)es.syscall_exits / n, (double)es.aex / n);
+        /* Exits: trapped system calls and OCALLs (the RPC's exit path, the queue's enters). */
+        printf(PROG ": per request: epc faults %.2f, exits %.2f (syscalls %.2f, ocalls %.2f), "
+               "aex %.2f\n",
+               (double)es.epc_faults / n, (double)(es.syscall_exits + es.ocalls) / n,
+               (double)es.syscall_exits / n, (double)es.ocalls / n, (double)es.aex / n);
     }
     if (st->suvm)
         printf(PROG ": per request: suvm major faults %.2f, sub-pages opened %.2f, hits %.2f, "
@@ -271,6 +273,17 @@ static void print_stats(const struct face_stats *st) {
         printf(PROG ": rpc: calls %llu, exitless %llu, fallbacks %llu, ocalls %llu\n",
                (ull)st->rpc_calls, (ull)st->rpc_exitless, (ull)st->rpc_fallbacks,
                (ull)st->rpc_ocalls);
+    if (st->ioq) {
+        printf(PROG ": i/o queue: ops %.2f and exits %.2f per request, host faults %llu, "
+               "body timeouts %llu; workers ending on",
+               (double)st->ioq_ops / n, (double)st->ioq_exits / n, (ull)st->ioq_host_faults,
+               (ull)st->ioq_timeouts);
+        for (unsigned e = 0; e < ELEOS_IOQ_NEXEC; e++)
+            if (st->ioq_final_exec[e])
+                printf(" %s %llu", eleos_ioq_exec_name((enum eleos_ioq_exec)e),
+                       (ull)st->ioq_final_exec[e]);
+        printf("\n");
+    }
     fflush(stdout);
     if (pf.enc)
         eleos_enclave_stats_print(pf.enc, STDOUT_FILENO);
@@ -302,7 +315,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     struct face_setup su;
-    int r = server_setup(&o, &su);
+    int r = server_setup(&o, lfd, &su);
     if (r) {
         fprintf(stderr, PROG ": %s mode set-up: %s\n", app_mode_name(o.plat.mode),
                 strerror(-r));
@@ -326,7 +339,11 @@ int main(int argc, char **argv) {
            su.out_db, o.threshold, started, app_io_path_name(pf.io), su.out_io, o.addr,
            (unsigned)o.port);
     fflush(stdout);
-    accept_loop(lfd, su.out_epfd);
+    if (su.queue_on)
+        while (!atomic_load_explicit(&stopping, memory_order_relaxed))
+            poll(NULL, 0, 200); /* the workers accept on the queue themselves */
+    else
+        accept_loop(lfd, su.out_epfd);
     close(lfd);
     (void)app_ecall(&pf, face_enclave_stop, NULL);
     for (unsigned i = 0; i < started; i++)

@@ -302,6 +302,110 @@ static void test_worker(void) {
     eleos_ioq_service_stop();
 }
 
+/* --- the exit counts ioq.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
+
+#define MAX_STEPS 24
+
+struct steps {
+    enum eleos_ioq_exec exec;
+    int sp[2];
+    int n, failed;              /* failed: the first step whose call failed, 1-based    */
+    const char *name[MAX_STEPS];
+    uint64_t documented[MAX_STEPS];
+    uint64_t exits[MAX_STEPS];
+};
+
+static uint64_t now_exits(void) {
+    static struct eleos_enclave_stats st; /* large: not on the enclave stack */
+    eleos_enclave_stats(enc, &st);
+    return st.ocalls + st.syscall_exits;
+}
+
+/* Runs stmt (0 on success) and records the exits it cost. */
+#define STEP(x, nm, doc, stmt)                                                              \
+    do {                                                                                    \
+        uint64_t t_ = now_exits();                                                          \
+        int ok_ = (stmt) == 0;                                                              \
+        uint64_t n_ = now_exits();                                                          \
+        if ((x)->n < MAX_STEPS) {                                                           \
+            (x)->name[(x)->n] = (nm);                                                       \
+            (x)->documented[(x)->n] = (doc);                                                \
+            (x)->exits[(x)->n] = n_ - t_;                                                   \
+            (x)->n++;                                                                       \
+        }                                                                                   \
+        if (!ok_ && !(x)->failed)                                                           \
+            (x)->failed = (x)->n;                                                           \
+    } while (0)
+
+static long e_steps(void *arg) {
+    struct steps *x = arg;
+    struct eleos_ioq_config cfg;
+    STEP(x, "config_default", 0, (eleos_ioq_config_default(&cfg), 0));
+    cfg.entries = 64;
+    cfg.exec = x->exec;
+    struct eleos_ioq *q = NULL;
+    STEP(x, "create", 3, eleos_ioq_create(enc, &cfg, &q));
+    if (!q)
+        return -1;
+    struct eleos_ioq_cqe c[4];
+    STEP(x, "nop", 0, eleos_ioq_nop(q, 1));
+    STEP(x, "send (first buffer)", 1, eleos_ioq_send(q, x->sp[0], "ab", 2, 0, 2));
+    STEP(x, "send", 0, eleos_ioq_send(q, x->sp[0], "cd", 2, 0, 3));
+    STEP(x, "submit", 1, eleos_ioq_submit(q) != 3);
+    STEP(x, "submit (nothing queued)", 0, eleos_ioq_submit(q));
+    STEP(x, "wait (done at submit)", 0, eleos_ioq_wait(q, c, 4, 3, 2000000000ull) != 3);
+    STEP(x, "reap (nothing ready)", 0, eleos_ioq_reap(q, c, 4));
+    STEP(x, "nop", 0, eleos_ioq_nop(q, 4));
+    STEP(x, "wait (queued)", 1, eleos_ioq_wait(q, c, 4, 1, 2000000000ull) != 1);
+    enum eleos_ioq_exec ex;
+    struct eleos_ioq_stats st;
+    STEP(x, "outstanding", 0, eleos_ioq_outstanding(q) != 0);
+    STEP(x, "executor", 0, eleos_ioq_executor(q) != x->exec);
+    STEP(x, "exec_name", 0, eleos_ioq_exec_name(x->exec) == NULL);
+    STEP(x, "exec_parse", 0, eleos_ioq_exec_parse("batch", &ex));
+    STEP(x, "stats", 0, (eleos_ioq_stats(q, &st), 0));
+    STEP(x, "destroy", 4, (eleos_ioq_destroy(q), 0)); /* 1 executor, 1 bounce block */
+    q = NULL;
+    if (eleos_ioq_create(enc, &cfg, &q))
+        return -1;
+    enum eleos_ioq_exec other = x->exec == ELEOS_IOQ_EXEC_BATCH ? ELEOS_IOQ_EXEC_URING
+                                                                : ELEOS_IOQ_EXEC_BATCH;
+    STEP(x, "set_executor (new)", 1, eleos_ioq_set_executor(q, other));
+    STEP(x, "set_executor (back)", 0, eleos_ioq_set_executor(q, x->exec));
+    STEP(x, "destroy (2 executors)", 4, (eleos_ioq_destroy(q), 0)); /* no bounce block */
+    return 0;
+}
+
+/* URING and BATCH only: what WORKER and SQPOLL cost depends on whether their thread is
+ * awake, which depends on scheduling. */
+static void exit_counts(enum eleos_ioq_exec exec) {
+    static struct steps x;
+    memset(&x, 0, sizeof x);
+    x.exec = exec;
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, x.sp) == 0);
+    long rv = -1;
+    REQUIRE(eleos_enclave_ecall(enc, e_steps, &x, &rv) == 0);
+    CHECK_EQ(rv, 0);
+    if (x.failed)
+        fprintf(stderr, "  %s: step %s: the call failed\n", eleos_ioq_exec_name(exec),
+                x.name[x.failed - 1]);
+    CHECK_EQ(x.failed, 0);
+    for (int i = 0; i < x.n; i++) {
+        fprintf(stderr, "  %s %-24s %llu exits\n", eleos_ioq_exec_name(exec), x.name[i],
+                (unsigned long long)x.exits[i]);
+        if (NO_SANITIZER_SYSCALLS && x.exits[i] != x.documented[i]) {
+            fprintf(stderr, "  %s: documented %llu exits\n", x.name[i],
+                    (unsigned long long)x.documented[i]);
+            CHECK(false);
+        }
+    }
+    close(x.sp[0]);
+    close(x.sp[1]);
+}
+
+static void test_exit_counts_uring(void) { exit_counts(ELEOS_IOQ_EXEC_URING); }
+static void test_exit_counts_batch(void) { exit_counts(ELEOS_IOQ_EXEC_BATCH); }
+
 static void setup(void) {
     enc = rpc_test_enclave(0);
 }
@@ -310,7 +414,9 @@ int main(void) {
     setup();
     const struct harness_case cases[] = {TEST_CASE(test_uring), TEST_CASE(test_batch),
                                          TEST_CASE(test_worker), TEST_CASE(test_sqpoll),
-                                         TEST_CASE(test_auto), TEST_CASE(test_no_uring)};
+                                         TEST_CASE(test_auto), TEST_CASE(test_no_uring),
+                                         TEST_CASE(test_exit_counts_uring),
+                                         TEST_CASE(test_exit_counts_batch)};
     int r = harness_run("test_ioq_basic", cases, sizeof cases / sizeof cases[0]);
     eleos_enclave_destroy(enc);
     return r;

@@ -505,8 +505,97 @@ static void test_bad_area(void) {
     teardown();
 }
 
+/* --- the exit counts rpc.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
+
+#define MAX_STEPS 24
+
+struct steps {
+    int n, failed;              /* failed: the first step whose call failed, 1-based    */
+    const char *name[MAX_STEPS];
+    uint64_t documented[MAX_STEPS];
+    uint64_t exits[MAX_STEPS];
+};
+
+static uint64_t now_exits(void) {
+    static struct eleos_enclave_stats st; /* large: not on the enclave stack */
+    eleos_enclave_stats(enc, &st);
+    return st.ocalls + st.syscall_exits;
+}
+
+/* Runs stmt (0 on success) and records the exits it cost. */
+#define STEP(x, nm, doc, stmt)                                                              \
+    do {                                                                                    \
+        uint64_t t_ = now_exits();                                                          \
+        int ok_ = (stmt) == 0;                                                              \
+        uint64_t n_ = now_exits();                                                          \
+        if ((x)->n < MAX_STEPS) {                                                           \
+            (x)->name[(x)->n] = (nm);                                                       \
+            (x)->documented[(x)->n] = (doc);                                                \
+            (x)->exits[(x)->n] = n_ - t_;                                                   \
+            (x)->n++;                                                                       \
+        }                                                                                   \
+        if (!ok_ && !(x)->failed)                                                           \
+            (x)->failed = (x)->n;                                                           \
+    } while (0)
+
+/* Everything on the exit path (exitless off), so that each count is deterministic. */
+static long e_steps(void *arg) {
+    struct steps *x = arg;
+    struct eleos_rpc_client *cl = NULL;
+    size_t size = 0;
+    void *area = eleos_rpc_pool_shared(pool, &size);
+    STEP(x, "client_create", 0, eleos_rpc_client_create(enc, area, size, &cl));
+    if (!cl)
+        return -1;
+    STEP(x, "client_enclave", 0, eleos_rpc_client_enclave(cl) != enc);
+    STEP(x, "set_exitless", 0, (eleos_rpc_set_exitless(cl, false), 0));
+    STEP(x, "exitless", 0, eleos_rpc_exitless(cl));
+    STEP(x, "set_reclaim_ns", 0, (eleos_rpc_set_reclaim_ns(cl, 0), 0));
+    STEP(x, "bounce (attaches)", 0, eleos_rpc_bounce(cl, &size) == NULL);
+    struct eleos_rpc_req r = {.fn = FN_ADD, .args = {2, 3}};
+    int64_t ret = 0, rets[3];
+    uint64_t tk[3];
+    STEP(x, "call (exit path)", 1, eleos_rpc_call(cl, &r, &ret) || ret != 5);
+    STEP(x, "submit (exit path)", 1, eleos_rpc_submit(cl, &r, &tk[0]));
+    STEP(x, "poll", 0, eleos_rpc_poll(cl, tk[0], &ret) || ret != 5);
+    STEP(x, "submit (exit path)", 1, eleos_rpc_submit(cl, &r, &tk[0]));
+    STEP(x, "wait", 0, eleos_rpc_wait(cl, tk[0], &ret) || ret != 5);
+    struct eleos_rpc_req rs[3] = {r, r, r};
+    STEP(x, "submit_batch 3 (exit path)", 1, eleos_rpc_submit_batch(cl, rs, 3, tk) != 3);
+    for (int i = 0; i < 3; i++)
+        E_CHECK(eleos_rpc_wait(cl, tk[i], &ret) == 0 && ret == 5);
+    STEP(x, "call_batch 3 (exit path)", 1, eleos_rpc_call_batch(cl, rs, 3, rets));
+    struct eleos_rpc_client_stats cs;
+    STEP(x, "client_stats", 0, (eleos_rpc_client_stats(cl, &cs), 0));
+    STEP(x, "thread_detach", 0, (eleos_rpc_thread_detach(cl), 0));
+    STEP(x, "client_destroy", 0, (eleos_rpc_client_destroy(cl), 0));
+    return 0;
+}
+
+static void test_exit_counts(void) {
+    setup(1, 0);
+    static struct steps x;
+    long rv = -1;
+    e_fails = e_fail_line = 0;
+    REQUIRE(eleos_enclave_ecall(enc, e_steps, &x, &rv) == 0);
+    CHECK_EQ(rv, 0);
+    CHECK_EQ(e_fails, 0);
+    if (x.failed)
+        fprintf(stderr, "  step %s: the call failed\n", x.name[x.failed - 1]);
+    CHECK_EQ(x.failed, 0);
+    for (int i = 0; i < x.n; i++) {
+        fprintf(stderr, "  %-28s %llu exits\n", x.name[i], (unsigned long long)x.exits[i]);
+        if (NO_SANITIZER_SYSCALLS && x.exits[i] != x.documented[i]) {
+            fprintf(stderr, "  %s: documented %llu exits\n", x.name[i],
+                    (unsigned long long)x.documented[i]);
+            CHECK(false);
+        }
+    }
+    teardown();
+}
+
 TEST_MAIN(TEST_CASE(test_sync_exitless), TEST_CASE(test_exit_switch),
           TEST_CASE(test_async_and_batch), TEST_CASE(test_sleep_and_wake),
           TEST_CASE(test_stop_in_flight), TEST_CASE(test_client_again),
           TEST_CASE(test_worker_hogged),
-          TEST_CASE(test_bad_area))
+          TEST_CASE(test_bad_area), TEST_CASE(test_exit_counts))

@@ -102,10 +102,10 @@ struct eleos_cost_model {
 #define ELEOS_COST_DEFAULT_EPC_EVICT  0u
 
 /* Fills *m with the default targets, then applies ELEOS_COST_* environment overrides.
- * ELEOS_COST=0 in the environment turns every charge off. */
+ * ELEOS_COST=0 in the environment turns every charge off. Either mode, no exit. */
 void eleos_cost_model_default(struct eleos_cost_model *m);
 
-/* A model that charges nothing (only the real mechanism is paid). */
+/* A model that charges nothing (only the real mechanism is paid). Either mode, no exit. */
 void eleos_cost_model_off(struct eleos_cost_model *m);
 
 /* --- Calibration ------------------------------------------------------------------------ */
@@ -133,19 +133,23 @@ struct eleos_cost_calibration {
 };
 
 /* Measures the mechanism costs now if not done yet in this process (a few ms; cached).
- * Host mode only (-EPERM in enclave mode). 0 or a negative errno of enclave creation. */
+ * Host mode only (-EPERM in enclave mode); once done, it returns 0 in either mode with no
+ * exit. 0 or a negative errno of enclave creation. */
 ELEOS_MUST_CHECK int eleos_cost_calibrate(void);
 
-/* The calibration applied to model m (calibrating first if needed). 0 or a negative errno. */
+/* The calibration applied to model m (calibrating first if needed). 0 or a negative errno
+ * (as eleos_cost_calibrate: -EPERM if it must calibrate in enclave mode). Either mode once
+ * the process is calibrated, then no exit. */
 ELEOS_MUST_CHECK int eleos_cost_calibration_get(const struct eleos_cost_model *m,
                                                 struct eleos_cost_calibration *out);
 
 /* Writes one line (no newline) of effective cost per event against its target, snprintf
- * style: returns the length it needed. */
+ * style: returns the length it needed. Either mode, no exit. */
 int eleos_cost_calibration_format(const struct eleos_cost_calibration *c, char *buf,
                                   size_t size);
 
-/* "ecall", "ocall", "syscall-exit", "epc-swap". */
+/* "ecall", "ocall", "syscall-exit", "epc-swap"; "?" for any other value. Either mode, no
+ * exit. */
 const char *eleos_cost_event_name(enum eleos_cost_event ev);
 
 /* What to do when a swapped-out page fails verification (tampered or replayed swap). */
@@ -178,12 +182,13 @@ struct eleos_enclave_config {
 };
 
 /* Defaults: 4 GiB ELRANGE, 93 MiB EPC, enforcement on, cost model from
- * eleos_cost_model_default(), ELEOS_ENFORCE=0 in the environment turns enforcement off. */
+ * eleos_cost_model_default(), ELEOS_ENFORCE=0 in the environment turns enforcement off.
+ * Either mode, no exit. */
 void eleos_enclave_config_default(struct eleos_enclave_config *cfg);
 
 struct eleos_enclave;
 
-/* Creates an enclave. *out is owned by the caller until eleos_enclave_destroy.
+/* Creates an enclave (host mode). *out is owned by the caller until eleos_enclave_destroy.
  * Errors: -EINVAL (bad config), -ENOMEM, -ENOSYS (kernel without Syscall User Dispatch),
  * -EEXIST (platform capacity mismatch), -EBADMSG (the platform's shared table is corrupt),
  * -ENOSPC (the platform has no free enclave slot), or an errno of opening the table. */
@@ -194,8 +199,9 @@ ELEOS_MUST_CHECK int eleos_enclave_create(const struct eleos_enclave_config *cfg
  * hands out nothing, trim and evict_page return -EBADMSG, destroy frees only the child's
  * bookkeeping. The child may create enclaves of its own (docs/emulator.md, "fork"). */
 
-/* Destroys an enclave. No thread may be inside it. Its heap and ELRANGE contents are gone
- * after the call; every pointer into it is invalid. Prints the statistics if configured. */
+/* Destroys an enclave (host mode). No thread may be inside it. Its heap and ELRANGE
+ * contents are gone after the call; every pointer into it is invalid. Prints the statistics
+ * if configured. enc NULL is a no-op. */
 void eleos_enclave_destroy(struct eleos_enclave *enc);
 
 /* --- Transitions ------------------------------------------------------------------------ */
@@ -207,6 +213,8 @@ typedef long (*eleos_enclave_fn)(void *arg);
  * result in *ret (may be NULL). Several threads may be inside one enclave at once; ECALLs
  * nest inside OCALLs. Returns -EBADMSG if the enclave is lost (integrity failure), before
  * or during the call. arg is passed through untouched (the emulator does not marshal).
+ * Host mode (or inside an OCALL): -EPERM in enclave mode, where SGX forbids EENTER. Also
+ * -EINVAL (NULL enc or fn), or the errno of enabling Syscall User Dispatch on this thread.
  */
 ELEOS_MUST_CHECK int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclave_fn fn,
                                          void *arg, long *ret);
@@ -218,10 +226,11 @@ ELEOS_MUST_CHECK int eleos_enclave_ecall(struct eleos_enclave *enc, eleos_enclav
  */
 long eleos_enclave_ocall(eleos_enclave_fn fn, void *arg);
 
-/* The enclave the calling thread is executing in, or NULL in host mode. */
+/* The enclave the calling thread is executing in, or NULL in host mode. No exit. */
 struct eleos_enclave *eleos_enclave_current(void);
 
-/* True while the calling thread runs enclave code (inside an ECALL, not in an OCALL). */
+/* True while the calling thread runs enclave code (inside an ECALL, not in an OCALL).
+ * No exit. */
 bool eleos_enclave_in_enclave_mode(void);
 
 /* --- Memory ----------------------------------------------------------------------------- */
@@ -229,7 +238,8 @@ bool eleos_enclave_in_enclave_mode(void);
 /*
  * The enclave heap. Memory comes only from the enclave's ELRANGE (a mimalloc arena), so it
  * counts against the EPC and is paged by the emulated driver. Callable in enclave or host
- * mode, from any thread; makes no system call. Returns NULL on exhaustion (errno untouched).
+ * mode, from any thread; makes no system call (no exit). Returns NULL on exhaustion (errno
+ * untouched).
  * eleos_enclave_free(enc, NULL) is a no-op; freeing a pointer not from this enclave's heap
  * aborts (our bug or the caller's, never a host input).
  */
@@ -246,7 +256,8 @@ void eleos_enclave_free(struct eleos_enclave *enc, void *p);
  * ends are left alone. This is how an enclave returns memory it no longer needs (SUVM's
  * balloon) without waiting for the driver to page it out. The caller guarantees no thread
  * uses the range; trim heap memory before freeing it (the allocator writes into freed
- * blocks). 0, -EINVAL (not inside ELRANGE) or -EIO. Makes no exit.
+ * blocks). 0, -EINVAL (not inside ELRANGE), -EBADMSG (forked child) or -EIO. Either mode;
+ * makes no exit.
  */
 ELEOS_MUST_CHECK int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size);
 
@@ -263,7 +274,7 @@ void eleos_untrusted_free(void *p, size_t size);
  * entirely outside the calling enclave, else nothing is copied and -EFAULT is returned (a
  * host must not be able to make the enclave read or overwrite its own memory through an
  * argument). Read once: validate what was copied, never the source again. In host mode
- * they are plain copies. 0 or -EFAULT (also for NULL with a non-zero size).
+ * they are plain copies. 0 or -EFAULT (also for NULL with a non-zero size). No exit.
  */
 ELEOS_MUST_CHECK int eleos_copy_in(void *dst, const void *untrusted_src, size_t size);
 ELEOS_MUST_CHECK int eleos_copy_out(void *untrusted_dst, const void *src, size_t size);
@@ -306,7 +317,8 @@ struct eleos_ocall_buf {        /* the enclave's side                           
  * is: an integer or a host pointer, never an enclave one (the host may read what it names).
  * Limits: in_size and out_size at most 1 GiB each. The untrusted memory is a per-thread
  * scratch block kept for the next call (growing it is one more exit, mmap; the first call
- * on a thread makes it); eleos_ocall_buffers_release frees the calling thread's.
+ * on a thread makes it: 2 exits then); eleos_ocall_buffers_release frees the calling
+ * thread's (one exit, munmap, if it has one).
  * Callable in host mode too (plain calls, no exit). 0, -EINVAL (NULL buffer with a size,
  * size above the limit, no fn), -ENOMEM (no scratch block), -EIO (out_len > out_size).
  */
@@ -314,10 +326,12 @@ ELEOS_MUST_CHECK int eleos_ocall_buffers(eleos_host_fn fn, void *user, struct el
                                          long *ret);
 void eleos_ocall_buffers_release(void);
 
-/* True if [p, p+size) lies entirely inside enc's ELRANGE. size 0 checks just p. */
+/* True if [p, p+size) lies entirely inside enc's ELRANGE. size 0 checks just p. Either
+ * mode, no exit. */
 bool eleos_enclave_within(const struct eleos_enclave *enc, const void *p, size_t size);
 
-/* True if [p, p+size) lies entirely outside enc's ELRANGE (overflow counts as inside). */
+/* True if [p, p+size) lies entirely outside enc's ELRANGE (overflow counts as inside).
+ * Either mode, no exit. */
 bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_t size);
 
 /* The live enclave whose ELRANGE holds p, or NULL (host memory, or an enclave already
@@ -325,7 +339,7 @@ bool eleos_enclave_outside(const struct eleos_enclave *enc, const void *p, size_
  * modes (a library's malloc hooks): free a pointer on the heap it came from. */
 struct eleos_enclave *eleos_enclave_containing(const void *p);
 
-/* ELRANGE bounds (for tests and diagnostics). */
+/* ELRANGE bounds (for tests and diagnostics). Either mode, no exit. */
 void eleos_enclave_elrange(const struct eleos_enclave *enc, void **base, size_t *size);
 
 /* --- Statistics ------------------------------------------------------------------------- */
@@ -354,26 +368,32 @@ struct eleos_enclave_stats {
                                 /* ELEOS_HOST_ALLOC in docs/emulator.md                    */
 };
 
-/* Copies a snapshot of the counters (each read atomically; not one global instant). */
+/* Copies a snapshot of the counters (each read atomically; not one global instant).
+ * Either mode, no exit. */
 void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_stats *out);
 
-/* Zeroes the counters (not epc_resident / epc_capacity). */
+/* Zeroes the counters (not epc_resident / epc_capacity). Either mode, no exit; a count
+ * made by another thread at the same moment may survive the reset. */
 void eleos_enclave_stats_reset(struct eleos_enclave *enc);
 
-/* Prints a readable table of the statistics to fd (host mode only). Flushes every stdio
- * output stream first, so what the program printed before comes before the table. */
+/* Prints a readable table of the statistics to fd (host mode only: it writes). Flushes
+ * every stdio output stream first, so what the program printed before comes before the
+ * table. Write errors are ignored. */
 void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd);
 
-/* The configuration in force (cost model after environment overrides). */
+/* The configuration in force (cost model after environment overrides). Either mode, no
+ * exit. out->name points into enc: valid until eleos_enclave_destroy. */
 void eleos_enclave_get_config(const struct eleos_enclave *enc, struct eleos_enclave_config *out);
 
-/* The calibration of enc's cost model: eleos_cost_calibration_get(&its model, out). */
+/* The calibration of enc's cost model: eleos_cost_calibration_get(&its model, out), with
+ * its errors and modes (no exit once the process is calibrated). */
 ELEOS_MUST_CHECK int eleos_enclave_cost_calibration(const struct eleos_enclave *enc,
                                                     struct eleos_cost_calibration *out);
 
 /* --- Time ------------------------------------------------------------------------------- */
 
-/* TSC read and its frequency (measured once per process against CLOCK_MONOTONIC). */
+/* TSC read and its frequency in GHz (measured once per process against CLOCK_MONOTONIC
+ * through the vDSO: the first call spins about 20 ms). Either mode, no exit, never fail. */
 uint64_t eleos_tsc(void);
 double eleos_tsc_ghz(void);
 
@@ -411,14 +431,15 @@ struct eleos_epc_status {
     uint32_t enclaves;          /* enclaves on the platform                                 */
 };
 
-/* Fills *out. Host or enclave mode, no system call. 0, or -EBADMSG in a forked child. */
+/* Fills *out. Host or enclave mode, no system call (no exit). 0, or -EBADMSG in a forked
+ * child. Untrusted like the share (below). */
 ELEOS_MUST_CHECK int eleos_enclave_epc_status(const struct eleos_enclave *enc,
                                               struct eleos_epc_status *out);
 
 /*
  * The enclave's share, in pages: min(max, its max-min fair share of the capacity among the
  * platform's enclaves). What an enclave may keep resident without making anyone reclaim; a
- * page cache (SUVM) sizes itself to it. Callable in enclave mode with no exit.
+ * page cache (SUVM) sizes itself to it. Callable in either mode with no exit.
  *
  * Computed from the shared table, which the host can rewrite: an enclave must treat it as a
  * hint, clamp it to bounds it can live with, and never size memory it trusts from it without
@@ -430,7 +451,8 @@ uint64_t eleos_enclave_epc_share(const struct eleos_enclave *enc);
  * enclave came or went, a max changed). Reading it is one load of shared memory (no exit),
  * so a page cache can compare it on its own schedule and recompute its share only when it
  * moved. Untrusted like the share: a host can change it at will (costing only a recompute)
- * or freeze it (the share is then recomputed on the cache's own bounded schedule). */
+ * or freeze it (the share is then recomputed on the cache's own bounded schedule). Either
+ * mode. */
 uint64_t eleos_enclave_epc_generation(const struct eleos_enclave *enc);
 
 /* Sets the enclave's limit (bytes, rounded down to pages, at least 16 pages; 0 or above the
@@ -454,17 +476,18 @@ struct eleos_epc_platform_info {
 
 /* Reads the platform's table (NULL name: the default as for enclaves). Up to n entries go to
  * entries (may be NULL with n 0); *found gets how many exist. 0, -ENOENT (no such platform),
- * -EBADMSG (corrupt table), -EINVAL (bad name). */
+ * -EBADMSG (corrupt table), -EINVAL (bad name). Host mode (it opens the table), for tools;
+ * needs no enclave in the process. */
 ELEOS_MUST_CHECK int eleos_epc_platform_read(const char *name, struct eleos_epc_platform_info *info,
                                              struct eleos_epc_platform_entry *entries, size_t n,
                                              size_t *found);
 
 /* Sets the limit of enclave id on the platform (bytes; 0 = unlimited), as writing misc.max.
  * The owner applies it at its next fault and its reclaimer at once. 0, -ENOENT (no such
- * platform or enclave), -EBADMSG, -EINVAL. */
+ * platform or enclave), -EBADMSG, -EINVAL. Host mode (it opens the table), for tools. */
 ELEOS_MUST_CHECK int eleos_epc_platform_set_max(const char *name, uint64_t id, uint64_t bytes);
 
-/* True once an integrity failure has lost the enclave. */
+/* True once an integrity failure has lost the enclave. Either mode, no exit. */
 bool eleos_enclave_is_lost(const struct eleos_enclave *enc);
 
 #ifdef __cplusplus

@@ -55,7 +55,9 @@
  *
  * Conventions: fallible functions return 0 (or a count) or a negative errno. Every function
  * of the enclave side runs on the queue's owner thread only (see Ownership), in enclave
- * mode or host mode; host-side functions run in host mode and are MT-safe.
+ * mode or host mode; host-side functions run in host mode and are MT-safe. Exit counts are
+ * per call in enclave mode (host mode makes none): OCALLs and trapped system calls, as
+ * eleos_enclave_stats counts them; eleos_ioq_stats' exits counts the OCALLs only.
  */
 #ifndef ELEOS_IOQ_H
 #define ELEOS_IOQ_H
@@ -157,25 +159,33 @@ struct eleos_ioq_config {
 };
 
 /* Fills *cfg with the defaults: ELEOS_IOQ_DEFAULT_ENTRIES operations, ELEOS_IOQ_EXEC_AUTO.
- * Pure; any mode, any thread. */
+ * Pure; any mode, any thread, no exit. */
 void eleos_ioq_config_default(struct eleos_ioq_config *cfg);
 
 /*
  * Creates a queue for the calling thread (enclave mode; host mode works too and makes no
- * exits). enc may be NULL in host mode. Sets up its rings through one exit. Errors:
- * -EINVAL, -ENOMEM, -ENOSYS (the executor asked for is not available here), -EIO (the host
- * answered with rings that fail validation).
+ * exits). enc may be NULL in host mode. Three exits: two blocks of untrusted memory (mmap)
+ * and the OCALL that sets up its rings. cfg NULL means the defaults. Errors: -EINVAL (entries
+ * not a power of two in [8, ELEOS_IOQ_MAX_ENTRIES], unknown executor, enc NULL in enclave
+ * mode), -ENOMEM, -ENOSYS (the executor asked for is not available here; WORKER without
+ * eleos_ioq_service_start), -EIO (the host answered with rings that fail validation).
  */
 ELEOS_MUST_CHECK int eleos_ioq_create(struct eleos_enclave *enc, const struct eleos_ioq_config *cfg,
                                       struct eleos_ioq **out);
 
-/* Cancels what is outstanding, waits for it (bounded), frees the rings and the queue. */
+/* Cancels what is outstanding, waits for it (bounded), frees the rings and the queue. NULL
+ * is a no-op. Exits: one per executor the queue used (closing its rings) and one per block
+ * of untrusted memory freed, its own two and its blocks of bounce buffers (4 for a queue
+ * that used one executor and one block), plus the waits for what was in flight. */
 void eleos_ioq_destroy(struct eleos_ioq *q);
 
 /*
  * Queueing. Each returns 0 or -EAGAIN (the queue holds `entries` operations: reap first),
  * -EINVAL (bad argument), -ENOMEM (no bounce memory). Nothing reaches the host until
  * eleos_ioq_submit or eleos_ioq_wait. user_data comes back in the completion.
+ * No exit, except one (mmap) when the queue needs a new block of bounce memory (freed
+ * buffers are kept for reuse), and a submit (as eleos_ioq_submit) when the submission ring
+ * is full.
  */
 ELEOS_MUST_CHECK int eleos_ioq_nop(struct eleos_ioq *q, uint64_t user_data);
 ELEOS_MUST_CHECK int eleos_ioq_recv(struct eleos_ioq *q, int fd, void *buf, size_t len, int flags,
@@ -212,29 +222,39 @@ ELEOS_MUST_CHECK int eleos_ioq_poll(struct eleos_ioq *q, int fd, short events,
 ELEOS_MUST_CHECK int eleos_ioq_cancel_fd(struct eleos_ioq *q, int fd, uint64_t user_data);
 
 /* Hands everything queued to the executor (an exit only where the executor needs one).
- * Returns the number of operations handed over. */
+ * Returns the number of operations handed over. Exits: URING and BATCH one when anything is
+ * queued, none otherwise; WORKER and SQPOLL none while their thread is awake, one to wake
+ * it (or, with no worker running, to submit). */
 ELEOS_MUST_CHECK int eleos_ioq_submit(struct eleos_ioq *q);
 
-/* Validated completions that are ready, up to max, without waiting or exiting. */
+/* Validated completions that are ready, up to max, without waiting or exiting (no exit).
+ * Returns how many were stored in cqes. */
 ELEOS_MUST_CHECK int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max);
 
 /*
  * Submits what is queued, then returns when at least min completions (capped at what is
  * outstanding) are reaped into cqes, or timeout_ns has passed (0: do not wait; UINT64_MAX:
- * no limit). Returns the number reaped (possibly fewer than min on timeout), or -errno.
+ * no limit). Returns the number reaped (possibly fewer than min on timeout), or -EINVAL
+ * (cqes NULL or max 0). Exits: none when enough completions are ready (or, on WORKER and
+ * SQPOLL, arrive while it spins); else one per round of waiting, which on URING and BATCH
+ * also submits what is queued (one exit for queued work that completes at once).
  */
 ELEOS_MUST_CHECK int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max,
                                     unsigned min, uint64_t timeout_ns);
 
-/* Operations queued or in flight (not yet reaped). */
+/* Operations queued or in flight (not yet reaped). No exit. */
 unsigned eleos_ioq_outstanding(const struct eleos_ioq *q);
 
 /* The executor new operations go to now, and a way to force one (AUTO returns to adaptive).
- * -ENOSYS if that executor is not available. */
+ * set_executor: 0, -EINVAL (unknown executor) or -ENOSYS if that executor is not available
+ * (the one in force stays). Exits: one to set up the rings of an executor the queue has not
+ * used yet, plus the submits and cancels that move what is in flight; none to return to one
+ * it has. executor and exec_name ("?" for an unknown value): no exit. */
 enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q);
 ELEOS_MUST_CHECK int eleos_ioq_set_executor(struct eleos_ioq *q, enum eleos_ioq_exec exec);
 const char *eleos_ioq_exec_name(enum eleos_ioq_exec exec);
-/* Parses "auto", "uring", "worker", "sqpoll", "batch"; -EINVAL otherwise. */
+/* Parses "auto", "uring", "worker", "sqpoll", "batch"; -EINVAL otherwise (s may be NULL).
+ * Any mode, any thread, no exit. */
 int eleos_ioq_exec_parse(const char *s, enum eleos_ioq_exec *out);
 
 struct eleos_ioq_stats {
@@ -250,7 +270,8 @@ struct eleos_ioq_stats {
     uint64_t by_exec[ELEOS_IOQ_NEXEC]; /* operations submitted per executor              */
 };
 
-/* The queue's counters (the owner thread, or any thread for an approximate snapshot). */
+/* The queue's counters (the owner thread, or any thread for an approximate snapshot). No
+ * exit. */
 void eleos_ioq_stats(const struct eleos_ioq *q, struct eleos_ioq_stats *out);
 
 #ifdef __cplusplus

@@ -22,7 +22,10 @@
  * Results of untrusted functions are untrusted: the caller validates them (eleos/sys.h does
  * so for system calls). See docs/rpc.md for the channel protocol and the measurements.
  *
- * Conventions: fallible functions return 0 (or a count) or a negative errno.
+ * Conventions: fallible functions return 0 (or a count) or a negative errno. Host-side
+ * functions run in host mode; enclave-side ones in enclave mode (host mode works too, for
+ * tests, with no exit at all). Exit counts are per call in enclave mode; the exitless path
+ * costs none. MT-safe unless said otherwise.
  */
 #ifndef ELEOS_RPC_H
 #define ELEOS_RPC_H
@@ -106,7 +109,7 @@ struct eleos_rpc_pool;
 /* Fills *cfg with the defaults: ELEOS_RPC_DEFAULT_WORKERS workers (unpinned),
  * ELEOS_RPC_DEFAULT_CHANNELS channels of ELEOS_RPC_DEFAULT_RING slots, a
  * ELEOS_RPC_DEFAULT_BOUNCE bounce buffer each, ELEOS_RPC_DEFAULT_SPIN_NS, honest host.
- * Pure; any mode, any thread. */
+ * Pure; any mode, any thread, no exit. */
 void eleos_rpc_pool_config_default(struct eleos_rpc_pool_config *cfg);
 
 /* Creates a pool for enc (host mode): allocates the shared area, registers the built-in
@@ -123,11 +126,12 @@ ELEOS_MUST_CHECK int eleos_rpc_pool_start(struct eleos_rpc_pool *pool);
 /* Stops the workers and joins them. Well defined with calls in flight: workers finish every
  * request already submitted before they leave; a request that no worker took is taken back
  * by its caller and run on the exit path. Calls keep working after stop (all through the
- * exit path). Idempotent. */
+ * exit path). Idempotent. Caller serialises start/stop/destroy. */
 void eleos_rpc_pool_stop(struct eleos_rpc_pool *pool);
 
 /* Stops the pool and frees it and its shared area. No enclave thread may be inside a call
- * and every client of the area must be destroyed first. */
+ * and every client of the area must be destroyed first. NULL is a no-op. Caller serialises
+ * it with start/stop. */
 void eleos_rpc_pool_destroy(struct eleos_rpc_pool *pool);
 
 /* Registers fn under id (ELEOS_RPC_FN_USER <= id < ELEOS_RPC_MAX_FNS; the library uses lower
@@ -140,7 +144,8 @@ ELEOS_MUST_CHECK int eleos_rpc_pool_register(struct eleos_rpc_pool *pool, uint32
 ELEOS_MUST_CHECK int eleos_rpc_pool_register_reserved(struct eleos_rpc_pool *pool, uint32_t id,
                                                       eleos_rpc_fn fn, void *ctx);
 
-/* The shared area to hand to the enclave (eleos_rpc_client_create). */
+/* The shared area to hand to the enclave (eleos_rpc_client_create); *size gets its
+ * length. Never fails. */
 void *eleos_rpc_pool_shared(const struct eleos_rpc_pool *pool, size_t *size);
 
 /* Fault injection: change the flags at run time (tests). Reading them is for host functions
@@ -149,7 +154,8 @@ void eleos_rpc_pool_set_fault(struct eleos_rpc_pool *pool, unsigned fault);
 unsigned eleos_rpc_pool_fault(const struct eleos_rpc_pool *pool);
 uint64_t eleos_rpc_pool_fault_random(struct eleos_rpc_pool *pool);
 
-/* The adversary's handle: channel c's untrusted bounce buffer (tests, fault injection). */
+/* The adversary's handle: channel c's untrusted bounce buffer (tests, fault injection);
+ * *size (may be NULL) gets its size. NULL if channel is out of range. */
 void *eleos_rpc_pool_bounce(struct eleos_rpc_pool *pool, unsigned channel, size_t *size);
 
 struct eleos_rpc_pool_stats {
@@ -176,19 +182,22 @@ struct eleos_rpc_client;
 /* Creates the enclave-side client of a pool's shared area (call in enclave mode; host mode
  * works too, for tests). Checks that [shared, shared+size) lies outside enc's ELRANGE and
  * that the area's geometry is consistent, and copies it into enclave memory. The client
- * lives in enc's heap. Errors: -EINVAL (bad area), -ENOMEM. */
+ * lives in enc's heap. Errors: -EINVAL (bad area, or enc is not the enclave the caller is
+ * in), -ENOMEM. No exit. */
 ELEOS_MUST_CHECK int eleos_rpc_client_create(struct eleos_enclave *enc, void *shared,
                                              size_t size, struct eleos_rpc_client **out);
 
 /* The enclave cl was created for: the one its shared area was checked to lie outside of
- * (eleos/sys.h checks other untrusted buffers against it too). */
+ * (eleos/sys.h checks other untrusted buffers against it too). No exit. */
 struct eleos_enclave *eleos_rpc_client_enclave(const struct eleos_rpc_client *cl);
 
 /* Frees the client. No thread may be inside a call; outstanding asynchronous requests are
- * waited for first. Every thread's channel is released. */
+ * waited for first. Every thread's channel is released. NULL is a no-op. No exit when
+ * nothing is outstanding. */
 void eleos_rpc_client_destroy(struct eleos_rpc_client *cl);
 
-/* The global switch: exitless (default) or everything on the exit path. MT-safe. */
+/* The global switch: exitless (default) or everything on the exit path. MT-safe, no
+ * exit. */
 void eleos_rpc_set_exitless(struct eleos_rpc_client *cl, bool on);
 bool eleos_rpc_exitless(const struct eleos_rpc_client *cl);
 
@@ -198,7 +207,7 @@ bool eleos_rpc_exitless(const struct eleos_rpc_client *cl);
  * (an awake worker may be preempted when threads outnumber cores, or busy with other
  * threads' requests). The calling thread then sends its next few synchronous calls (4,
  * doubling per consecutive timeout up to 256) straight to the exit path, and returns to
- * exitless once workers claim a call in time again. MT-safe.
+ * exitless once workers claim a call in time again. MT-safe, no exit.
  */
 void eleos_rpc_set_reclaim_ns(struct eleos_rpc_client *cl, uint64_t ns);
 
@@ -207,6 +216,7 @@ void eleos_rpc_set_reclaim_ns(struct eleos_rpc_client *cl, uint64_t ns);
  * off, no worker awake, the thread's ring full) and stores the host function's result in
  * *ret. The result is untrusted. Errors: -EINVAL (id out of bounds, unknown flags),
  * -ENOSPC (more threads than channels). MT-safe (each thread uses its own channel).
+ * Exits: none when a worker runs it, one (the OCALL) on the exit path.
  */
 ELEOS_MUST_CHECK int eleos_rpc_call(struct eleos_rpc_client *cl, const struct eleos_rpc_req *req,
                                     int64_t *ret);
@@ -216,6 +226,9 @@ ELEOS_MUST_CHECK int eleos_rpc_call(struct eleos_rpc_client *cl, const struct el
  * once by poll (0 and *ret when done, -EAGAIN when not yet) or wait (spins until done).
  * -EAGAIN from submit: the thread has too many requests outstanding; redeem some first.
  * A request taken by the exit path at submission is done before submit returns.
+ * poll/wait: -EINVAL for a ticket that is not the calling thread's or was redeemed.
+ * Exits: submit none, or one on the exit path; poll and wait none, except one when they
+ * take back a request no worker claimed in time and run it on the exit path.
  */
 ELEOS_MUST_CHECK int eleos_rpc_submit(struct eleos_rpc_client *cl,
                                       const struct eleos_rpc_req *req, uint64_t *ticket);
@@ -225,25 +238,29 @@ ELEOS_MUST_CHECK int eleos_rpc_wait(struct eleos_rpc_client *cl, uint64_t ticket
 /*
  * Batched submission: publishes up to count requests with a single doorbell and stores
  * their tickets. Returns how many were submitted (fewer when the ring is nearly full, never
- * 0 for count > 0 unless -EAGAIN) or a negative errno. When no worker is awake the whole
- * batch runs in one OCALL.
+ * 0 for count > 0 unless -EAGAIN) or a negative errno (-EINVAL as eleos_rpc_call). When
+ * no worker is awake the whole batch runs in one OCALL: one exit, else none.
  */
 ELEOS_MUST_CHECK int eleos_rpc_submit_batch(struct eleos_rpc_client *cl,
                                             const struct eleos_rpc_req *reqs, unsigned count,
                                             uint64_t *tickets);
 
 /* Runs count requests, pipelined through the thread's ring, results in rets[i]. 0 or the
- * first validation error (-EINVAL before anything is submitted). */
+ * first validation error (-EINVAL before anything is submitted). Exits: none while workers
+ * take them; on the exit path one per batch submitted (one for a batch that fits the
+ * ring). */
 ELEOS_MUST_CHECK int eleos_rpc_call_batch(struct eleos_rpc_client *cl,
                                           const struct eleos_rpc_req *reqs, unsigned count,
                                           int64_t *rets);
 
 /* The calling thread's untrusted bounce buffer (attaching a channel if needed), or NULL
- * (-ENOSPC: no channel free). Host memory: anything read back from it is untrusted. */
+ * (-ENOSPC: no channel free). Host memory: anything read back from it is untrusted. No
+ * exit. */
 void *eleos_rpc_bounce(struct eleos_rpc_client *cl, size_t *size);
 
 /* Releases the calling thread's channel (waits for its outstanding requests first). A
- * thread that ends without detaching keeps its channel until eleos_rpc_client_destroy. */
+ * thread that ends without detaching keeps its channel until eleos_rpc_client_destroy.
+ * No exit (with nothing outstanding). */
 void eleos_rpc_thread_detach(struct eleos_rpc_client *cl);
 
 struct eleos_rpc_client_stats {
@@ -264,7 +281,7 @@ struct eleos_rpc_client_stats {
     uint64_t wait_cycles;   /* TSC cycles enclave threads spun waiting for workers       */
 };
 
-/* A snapshot of the client's counters, summed over its threads. MT-safe. */
+/* A snapshot of the client's counters, summed over its threads. MT-safe, no exit. */
 void eleos_rpc_client_stats(struct eleos_rpc_client *cl, struct eleos_rpc_client_stats *out);
 
 #ifdef __cplusplus

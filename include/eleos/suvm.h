@@ -83,7 +83,8 @@ struct eleos_suvm_config {
 };
 
 /* Fills *cfg with the defaults: 60 MiB cache, 1 GiB backing store, page mode, AES-128,
- * watermarks 32/64 frames (as the Linux SGX reclaimer), clean drop on, error policy. */
+ * watermarks 32/64 frames (as the Linux SGX reclaimer), clean drop on, error policy.
+ * Either mode, no exit. */
 void eleos_suvm_config_default(struct eleos_suvm_config *cfg);
 
 struct eleos_suvm;
@@ -93,7 +94,8 @@ struct eleos_suvm;
  * memory when called in host mode). The page cache and all metadata come from the enclave
  * heap; the backing store from eleos_untrusted_alloc. Three counted exits (measured by
  * test_suvm_exits): the backing store's mapping, the request for 2 MiB pages on it
- * (madvise) and OpenSSL's fork check (getpid) while drawing a fresh random key. *out belongs to the caller until eleos_suvm_destroy.
+ * (madvise) and OpenSSL's fork check (getpid) while drawing a fresh random key. MT-safe.
+ * *out belongs to the caller until eleos_suvm_destroy.
  * The cache must fit the enclave's EPC next to the rest of the enclave: cache_size and
  * cache_max_size are clamped to the EPC capacity minus an eighth of it and minus the
  * instance's page table (and sub-page versions), with one line on stderr saying so; read
@@ -119,7 +121,7 @@ void eleos_suvm_destroy(struct eleos_suvm *s);
 /*
  * Allocates size bytes of SUVM memory, zero-filled, and stores its address in *addr.
  * Slab allocations (<= ELEOS_SUVM_SLAB_MAX) are aligned to their rounded size and never
- * cross a page; larger ones are page-aligned. MT-safe.
+ * cross a page; larger ones are page-aligned. MT-safe, no exit.
  * Errors: -EINVAL (size 0), -ENOMEM (address space exhausted or no enclave heap), -EBADMSG
  * (zeroing a reused slab slot hit an integrity failure).
  */
@@ -128,13 +130,14 @@ ELEOS_MUST_CHECK int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_
 /*
  * Frees an allocation. Pages left without live data go back to the "never written" state:
  * their cached frames are dropped and their sealed copies are dead (they read as zeros when
- * reused; the version counter stays, so no nonce is ever reused). MT-safe.
+ * reused; the version counter stays, so no nonce is ever reused). MT-safe, no exit.
  * Errors: -EINVAL (not an allocation's start, or double free), -EBUSY (a spointer still
  * pins one of the pages; nothing was freed).
  */
 ELEOS_MUST_CHECK int eleos_suvm_free(struct eleos_suvm *s, uint64_t addr);
 
-/* Usable size of the allocation starting at addr, or 0 if addr is not one. MT-safe. */
+/* Usable size of the allocation starting at addr, or 0 if addr is not one. MT-safe, no
+ * exit. */
 size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr);
 
 /* --- Spointers ---------------------------------------------------------------------------
@@ -153,6 +156,8 @@ size_t eleos_suvm_alloc_size(struct eleos_suvm *s, uint64_t addr);
  * dereferenced, until it is dereferenced elsewhere, reset or finalised; reset a spointer
  * that is parked away from its page if that page must become evictable or freeable
  * (eleos_suvm_free returns -EBUSY on a pinned page).
+ *
+ * No spointer function makes an exit: a miss is a software fault handled in the enclave.
  *
  * The idiom for a scan is deref + use + add per element (or deref once per page, using the
  * returned pointer up to the page end). Every function below is inline, and the out-of-line
@@ -328,7 +333,7 @@ ELEOS_MUST_CHECK int eleos_suvm_memcmp(struct eleos_suvm *s, uint64_t addr, cons
  * Sub-page direct access for small random accesses. If the page is in the cache this is an
  * ordinary cached read/write. Otherwise (sub-page mode) only the sub-pages touched are
  * opened (and, for a write, re-sealed) straight from/to the backing store, without taking a
- * frame. In page mode these behave like eleos_suvm_read/write. MT-safe.
+ * frame. In page mode these behave like eleos_suvm_read/write. MT-safe, no exit.
  * Errors as eleos_suvm_read; a failed read_direct likewise leaves buf all zeros.
  */
 ELEOS_MUST_CHECK int eleos_suvm_read_direct(struct eleos_suvm *s, uint64_t addr, void *buf,
@@ -345,14 +350,15 @@ ELEOS_MUST_CHECK int eleos_suvm_write_direct(struct eleos_suvm *s, uint64_t addr
  * (an address outside the instance is ignored), and a page evicted meanwhile only wastes the
  * hint. A random-access loop pays one cache miss per page change behind the pin's atomic
  * operation, which serialises it; hinting a few iterations ahead overlaps those misses
- * (bench_suvm_spointer, "random+hint"). MT-safe.
+ * (bench_suvm_spointer, "random+hint"). MT-safe, no exit.
  */
 void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr);
 
 /* --- Cache management -------------------------------------------------------------------- */
 
 /* Seals every dirty unpinned page to the backing store (pages stay cached, now clean).
- * Errors: -EOVERFLOW (a page's version counter is exhausted; it stays dirty). MT-safe. */
+ * Errors: -EOVERFLOW (a page's version counter is exhausted; it stays dirty). MT-safe, no
+ * exit. */
 ELEOS_MUST_CHECK int eleos_suvm_flush(struct eleos_suvm *s);
 
 /*
@@ -361,7 +367,7 @@ ELEOS_MUST_CHECK int eleos_suvm_flush(struct eleos_suvm *s);
  * giving their EPC pages back to the platform (eleos_enclave_trim, no exit) and freeing
  * them to the enclave heap, so the enclave's resident EPC drops by the shrunk amount.
  * new_size is rounded down to 256 KiB chunks and must lie in [one chunk, cache_max_size].
- * Concurrent use of s is allowed; concurrent resizes are serialised.
+ * Concurrent use of s is allowed; concurrent resizes are serialised. No exit, either way.
  * Errors: -EINVAL, -ENOMEM (growing), -EBUSY (shrinking would evict a page that stays
  * pinned; the cache keeps its old size).
  */
@@ -405,7 +411,7 @@ void eleos_suvm_evictor_stop(struct eleos_suvm_evictor *ev);
 
 /* The instance's handle for the ECALLs below: nonzero, below 2^63, a slot index and a
  * 47-bit generation, so no later instance gets it (short of 2^47 reuses of one slot).
- * Enclave side; not a secret. */
+ * Enclave side, no exit; not a secret. MT-safe. */
 uint64_t eleos_suvm_handle(const struct eleos_suvm *s);
 
 /* ECALL bodies, exposed for callers that manage their own host threads; arg is a handle
@@ -414,15 +420,18 @@ uint64_t eleos_suvm_handle(const struct eleos_suvm *s);
  *   instance, -ESRCH if arg names no live instance of the calling enclave.
  * halt: asks a running eleos_suvm_evictor_run to return (within one nap); 0 or -ESRCH.
  * Neither ever dereferences arg. An instance being destroyed stops its evictor and waits for
- * every ECALL inside it, so destroy may run while the host still runs one. */
+ * every ECALL inside it, so destroy may run while the host still runs one. Enclave mode
+ * (as ECALL bodies); MT-safe. halt makes no exit; run's only exits are its naps (one OCALL
+ * each, counted in evictor_naps). */
 long eleos_suvm_evictor_run(void *arg);
 long eleos_suvm_evictor_halt(void *arg);
 
-/* Enclave side: asks a running evictor of s to return (within one nap). MT-safe. */
+/* Enclave side: asks a running evictor of s to return (within one nap). MT-safe, no exit. */
 void eleos_suvm_evictor_request_stop(struct eleos_suvm *s);
 
 /* ECALLs refused because their argument named no live instance of the calling enclave, in
- * the whole process since it started (host faults, or the host's bugs). MT-safe. */
+ * the whole process since it started (host faults, or the host's bugs). MT-safe; either
+ * mode, no exit. */
 uint64_t eleos_suvm_bad_handles(void);
 
 /* --- Statistics ------------------------------------------------------------------------- */
@@ -451,11 +460,11 @@ struct eleos_suvm_stats {
     uint64_t slab_metadata_bytes;/* of metadata_bytes, slab descriptors (grow with use)    */
 };
 
-/* Snapshot of the counters (each read atomically, not one instant). MT-safe. */
+/* Snapshot of the counters (each read atomically, not one instant). MT-safe, no exit. */
 void eleos_suvm_stats(struct eleos_suvm *s, struct eleos_suvm_stats *out);
 
 /* Zeroes the event counters (not the gauges). MT-safe; a count made by another thread at
- * the same moment may survive the reset (counting takes no lock). */
+ * the same moment may survive the reset (counting takes no lock). No exit. */
 void eleos_suvm_stats_reset(struct eleos_suvm *s);
 
 /* --- For tests and fault injection: the adversary's view of the backing store ----------- */
@@ -463,7 +472,8 @@ void eleos_suvm_stats_reset(struct eleos_suvm *s);
 /*
  * Host mode or enclave mode (the store is untrusted memory either way): the sealed bytes of
  * page `page` (4096) and its tags (16 per sub-page, or one for the page), for tests that
- * tamper, replay or swap. Returns NULL if page is out of range.
+ * tamper, replay or swap. Returns NULL if page is out of range. No exit; MT-safe (the
+ * bytes themselves change under concurrent sealing).
  */
 void *eleos_suvm_backing_slot(struct eleos_suvm *s, uint64_t page, uint8_t **tags,
                               size_t *tags_size);

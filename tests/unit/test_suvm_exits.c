@@ -223,6 +223,9 @@ static long c_steps_suvm_admin(void *arg) {
     STEP(x, "suvm_handle", 0, eleos_suvm_handle(s) == 0);
     STEP(x, "suvm_bad_handles", 0, (eleos_suvm_bad_handles(), 0));
     STEP(x, "suvm_evictor_request_stop", 0, (eleos_suvm_evictor_request_stop(s), 0));
+    STEP(x, "suvm_evictor_halt", 0,
+         eleos_suvm_evictor_halt((void *)(uintptr_t)eleos_suvm_handle(s)) != 0);
+    STEP(x, "suvm_evictor_halt (bad)", 0, eleos_suvm_evictor_halt((void *)1) != -ESRCH);
     uint8_t *tags = NULL;
     size_t ntags = 0;
     STEP(x, "suvm_backing_slot", 0, eleos_suvm_backing_slot(s, 1, &tags, &ntags) == NULL);

@@ -366,6 +366,8 @@ struct eleos_enclave_stats {
     uint64_t host_allocs;       /* host malloc/calloc/realloc calls made in enclave mode:  */
                                 /* untrusted memory (use eleos_enclave_malloc); see        */
                                 /* ELEOS_HOST_ALLOC in docs/emulator.md                    */
+    uint64_t epc_swapped;       /* pages now only in swap (sealed out, not trimmed): with   */
+                                /* epc_resident, the enclave's whole EPC footprint          */
 };
 
 /* Copies a snapshot of the counters (each read atomically; not one global instant).
@@ -428,6 +430,8 @@ struct eleos_epc_status {
     uint64_t share;             /* pages it may hold without causing reclaim (see below)    */
     uint64_t generation;        /* the platform's share-change counter                      */
     uint64_t id;                /* this enclave's id on the platform (eleos-epc shows it)   */
+    uint64_t swapped;           /* this enclave's pages now in swap: current + swapped is   */
+                                /* its footprint, what it would hold with room for all      */
     uint32_t enclaves;          /* enclaves on the platform                                 */
 };
 

@@ -62,9 +62,32 @@ enum eleos_suvm_integrity_policy {
     ELEOS_SUVM_INTEGRITY_ABORT = 1, /* print a diagnostic and abort the process         */
 };
 
+/* How the page cache is sized (docs/suvm.md, "Sharing the EPC").
+ * COORDINATED: SUVM sizes the cache so the enclave's whole EPC footprint (cache, SUVM
+ *   metadata and the rest of its heap) fits the share the platform gives the enclave, and
+ *   follows it as enclaves come and go: checked on SUVM's own paths (faults, allocation, the
+ *   background evictor's pass), never by host polling or ECALLs.
+ * FIXED: the size given (cache_size), or with ELEOS_SUVM_CACHE_AUTO sized once at creation
+ *   as if the enclave were alone on the platform (from its max, not its share); changed only
+ *   by eleos_suvm_resize.
+ * DEFAULT: COORDINATED when cache_size is ELEOS_SUVM_CACHE_AUTO, FIXED otherwise. */
+enum eleos_suvm_sizing {
+    ELEOS_SUVM_SIZING_DEFAULT = 0,
+    ELEOS_SUVM_SIZING_FIXED = 1,
+    ELEOS_SUVM_SIZING_COORDINATED = 2,
+};
+
+/* cache_size value: let SUVM size the cache (see enum eleos_suvm_sizing). */
+#define ELEOS_SUVM_CACHE_AUTO 0u
+
 struct eleos_suvm_config {
-    size_t cache_size;       /* page-cache bytes (rounded down to 256 KiB chunks, >= 1 chunk) */
-    size_t cache_max_size;   /* upper bound for eleos_suvm_resize; 0 = cache_size            */
+    size_t cache_size;       /* page-cache bytes (rounded down to 256 KiB chunks, >= 1 chunk),
+                                or ELEOS_SUVM_CACHE_AUTO; a coordinated instance starts
+                                here (auto: from its share)                                  */
+    size_t cache_max_size;   /* upper bound for eleos_suvm_resize and coordination; 0 =
+                                cache_size, or for an auto size in an enclave the platform's
+                                capacity (60 MiB for a host-mode instance)                   */
+    enum eleos_suvm_sizing sizing; /* default: coordinated iff cache_size is auto          */
     size_t backing_size;     /* SUVM address space = backing-store bytes (page multiple)     */
     size_t subpage_size;     /* 0 = page mode; 256, 512 or 1024 = sub-page mode: pages are
                                 sealed per sub-page and read/write_direct touch only the
@@ -458,6 +481,16 @@ struct eleos_suvm_stats {
     uint64_t metadata_bytes;     /* enclave bytes of page table, versions, allocator       */
     uint64_t metadata_per_gib;   /* fixed metadata bytes per GiB of backing store          */
     uint64_t slab_metadata_bytes;/* of metadata_bytes, slab descriptors (grow with use)    */
+    /* Sizing (coordinated instances; resizes also count eleos_suvm_resize's).               */
+    uint64_t resize_shrinks;     /* resizes that shrank the cache                          */
+    uint64_t resize_grows;       /* resizes that grew it                                   */
+    uint64_t resize_busy;        /* coordinated shrinks refused (-EBUSY: pinned pages);
+                                    retried at a later check                               */
+    uint64_t coord_recomputes;   /* times the coordinated size was recomputed              */
+    uint64_t coord_share;        /* gauge: the enclave's EPC share (pages) last seen, clamped */
+    uint64_t coord_other;        /* gauge: the rest of the enclave's footprint (pages)     */
+    uint64_t coord_target;       /* gauge: the cache size (frames) coordination aims at    */
+    bool coordinated;            /* the instance follows its enclave's share               */
 };
 
 /* Snapshot of the counters (each read atomically, not one instant). MT-safe, no exit. */

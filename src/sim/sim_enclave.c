@@ -92,6 +92,7 @@ int eleos_enclave_create(const struct eleos_enclave_config *cfg_in,
     if (r)
         goto fail_region;
     atomic_store_explicit(&enc->stats.epc_resident, 0, memory_order_relaxed);
+    atomic_store_explicit(&enc->stats.epc_swapped, 0, memory_order_relaxed);
     /* Publish before the heap exists: creating the heap touches ELRANGE (segment headers),
      * which faults into the handler, which must find the enclave. */
     r = sim_registry_add(enc);
@@ -178,6 +179,7 @@ void eleos_enclave_stats(const struct eleos_enclave *enc, struct eleos_enclave_s
     o->epc_capacity = enc->inherited ? enc->epc.cap_pages : sim_plat_max(enc);
     o->cycles_charged = LOAD(cycles_charged);
     o->host_allocs = LOAD(host_allocs);
+    o->epc_swapped = LOAD(epc_swapped);
     for (int i = 0; i < ELEOS_ENCLAVE_NSYSCALLS; i++)
         o->syscalls[i] = LOAD(syscalls[i]);
 }
@@ -231,6 +233,7 @@ void eleos_enclave_stats_print(const struct eleos_enclave *enc, int fd) {
     ROW("host allocs in enclave mode", s->host_allocs);
     ROW("EPC resident (pages)", s->epc_resident);
     ROW("EPC resident max (pages)", s->epc_resident_max);
+    ROW("EPC swapped out now (pages)", s->epc_swapped);
     ROW("EPC capacity (pages)", s->epc_capacity);
     ROW("modeled cycles charged", s->cycles_charged);
     dprintf(fd, "| %-29s | %27.1f ms |\n", "  = busy-wait time",

@@ -173,6 +173,7 @@ static enum sim_fault evict_one_locked(struct eleos_enclave *enc) {
     sim_stat_add(&enc->stats.epc_evictions, 1);
     sim_stat_add(&enc->stats.pages_sealed, 1);
     atomic_fetch_sub_explicit(&enc->stats.epc_resident, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&enc->stats.epc_swapped, 1, memory_order_relaxed);
     sim_plat_release(enc, 1, true);
     /* The enclave whose page is written back pays the EWB, whoever asked for the room. */
     sim_charge(enc, enc->cfg.cost.epc_evict_cycles);
@@ -256,6 +257,8 @@ enum sim_fault sim_epc_fault(struct eleos_enclave *enc, uintptr_t addr, bool aex
         goto out;
     }
     epc->state[idx] = SIM_PAGE_RESIDENT;
+    if (st == SIM_PAGE_SWAPPED)
+        atomic_fetch_sub_explicit(&enc->stats.epc_swapped, 1, memory_order_relaxed);
     epc->fifo[(epc->fifo_head + epc->fifo_count) % epc->fifo_cap] = idx;
     epc->fifo_count++;
     sim_plat_commit(enc, st == SIM_PAGE_SWAPPED);
@@ -313,7 +316,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     if (end <= start)
         return 0;
     size_t first = (start - (uintptr_t)epc->base) / PAGE, n = (end - start) / PAGE;
-    size_t dropped = 0, trimmed = 0;
+    size_t dropped = 0, trimmed = 0, unswapped = 0;
     int ret = 0;
 
     /* Signals wait while the lock is held (see sim_mode.c). */
@@ -329,6 +332,8 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
     for (size_t i = first; i < first + n; i++) {
         if (epc->state[i] == SIM_PAGE_RESIDENT)
             dropped++;
+        if (epc->state[i] == SIM_PAGE_SWAPPED)
+            unswapped++;
         if (epc->state[i] != SIM_PAGE_UNTOUCHED)
             trimmed++;
         epc->state[i] = SIM_PAGE_UNTOUCHED;
@@ -346,6 +351,7 @@ int eleos_enclave_trim(struct eleos_enclave *enc, void *addr, size_t size) {
         sim_plat_release(enc, dropped, false);
     }
     sim_stat_add(&enc->stats.epc_trimmed, trimmed);
+    atomic_fetch_sub_explicit(&enc->stats.epc_swapped, unswapped, memory_order_relaxed);
 out:
     eleos_spin_unlock(&epc->lock);
     sim_restore_mask(mask);

@@ -179,6 +179,7 @@ struct sim_stats {
     _Atomic uint64_t epc_commits, epc_faults, epc_evictions, pages_sealed, pages_opened;
     _Atomic uint64_t integrity_failures, epc_resident, epc_resident_max, cycles_charged;
     _Atomic uint64_t epc_trimmed, host_allocs;
+    _Atomic uint64_t epc_swapped; /* gauge: pages whose only copy is sealed in swap       */
     _Atomic uint64_t syscalls[ELEOS_ENCLAVE_NSYSCALLS];
 };
 

@@ -873,6 +873,7 @@ int eleos_enclave_epc_status(const struct eleos_enclave *enc, struct eleos_epc_s
     out->used = clamp_u64(atomic_load_explicit(&p->sh->used, memory_order_relaxed), 0,
                           2 * p->capacity);
     out->current = atomic_load_explicit(&enc->stats.epc_resident, memory_order_relaxed);
+    out->swapped = atomic_load_explicit(&enc->stats.epc_swapped, memory_order_relaxed);
     out->max = sim_plat_max(enc);
     out->share = sim_plat_share(enc);
     out->generation = atomic_load_explicit(&p->sh->generation, memory_order_acquire);

@@ -78,6 +78,8 @@ struct eleos_suvm_link_ eleos_suvm_link_(struct eleos_suvm *s, uint64_t addr, ui
         return l;
     }
     uint32_t f;
+    /* The old link is dropped above: this thread holds no pin of s for a resize to wait on. */
+    suvm_coord_pin_tick(s, addr >> SUVM_PAGE_SHIFT);
     int r = suvm_page_pin(s, addr >> SUVM_PAGE_SHIFT, write, &f);
     if (r) {
         l.err = r;
@@ -164,6 +166,7 @@ static int bulk(struct eleos_suvm *s, uint64_t addr, size_t size, enum bulk_op o
                 continue;
         }
         uint32_t f;
+        suvm_coord_pin_tick(s, page); /* the previous page is unpinned */
         r = suvm_page_pin(s, page, op == OP_WRITE || op == OP_SET, &f);
         if (r)
             return r;

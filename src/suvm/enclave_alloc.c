@@ -248,6 +248,9 @@ int eleos_suvm_alloc(struct eleos_suvm *s, size_t size, uint64_t *addr) {
         return g;
     if (size == 0)
         return -EINVAL;
+    /* Allocation is one of coordination's checks (the heap, hence the footprint, grows with
+     * the application's data). Before alloc_lock: a resize may take a while. */
+    suvm_coord_check(s, SUVM_COORD_WAIT_FAULT_NS);
     if (size <= ELEOS_SUVM_SLAB_MAX)
         return slab_alloc(s, size, addr);
     uint64_t n = (size + SUVM_PAGE_SIZE - 1) / SUVM_PAGE_SIZE;

@@ -57,7 +57,7 @@ long eleos_suvm_evictor_run(void *arg) {
     struct eleos_suvm *s = resolve(arg);
     if (!s)
         return -ESRCH;
-    long r = suvm_evictor_loop(s);
+    long r = suvm_evictor_loop(s, suvm_coord_evictor_pass);
     enclave_registry_put(&instances, (uint64_t)(uintptr_t)arg);
     return r;
 }

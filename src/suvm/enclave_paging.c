@@ -53,6 +53,13 @@ static bool frame_pop(struct eleos_suvm *s, uint64_t page, uint32_t *out) {
         }
         atomic_store_explicit(&s->nfree, s->free_count, memory_order_relaxed);
         atomic_store_explicit(&s->frames[f].page, (uint32_t)page + 1, memory_order_relaxed);
+        if (!s->touched[f]) {
+            s->touched[f] = 1;
+            atomic_store_explicit(&s->touched_frames,
+                                  atomic_load_explicit(&s->touched_frames,
+                                                       memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        }
         eleos_spin_unlock(&s->free_lock);
         *out = f;
         return true;
@@ -511,14 +518,17 @@ static uint32_t evict_batch(struct eleos_suvm *s) {
     return done;
 }
 
-long suvm_evictor_loop(struct eleos_suvm *s) {
+long suvm_evictor_loop(struct eleos_suvm *s, void (*pass)(struct eleos_suvm *)) {
     if (atomic_exchange_explicit(&s->evictor_running, true, memory_order_acq_rel))
         return -EBUSY;
     uint64_t spin_cycles = (uint64_t)(EVICTOR_SPIN_NS * tsc_ghz());
     uint64_t nap_ns = EVICTOR_NAP_MIN_NS;
     /* Acquire pairs with the release in request_stop (nothing else is published). */
     while (!atomic_load_explicit(&s->evictor_stop, memory_order_acquire)) {
-        uint32_t low = s->cfg.low_watermark, high = s->cfg.high_watermark;
+        if (pass)
+            pass(s);
+        uint32_t low, high;
+        suvm_watermarks(s, &low, &high);
         if (atomic_load_explicit(&s->nfree, memory_order_relaxed) < low) {
             while (atomic_load_explicit(&s->nfree, memory_order_relaxed) < high &&
                    !atomic_load_explicit(&s->evictor_stop, memory_order_relaxed)) {
@@ -577,6 +587,8 @@ int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames) {
     }
     for (uint32_t f = old; f < new_frames; f++) {
         struct frame *fr = &s->frames[f];
+        s->touched[f] = 0; /* a fresh chunk: no EPC page committed yet (free_lock not
+                              needed: nobody can pop these frames before the push below) */
         atomic_store_explicit(&fr->page, 0, memory_order_relaxed);
         atomic_store_explicit(&fr->pin, 0, memory_order_relaxed);
         atomic_store_explicit(&fr->ref, 0, memory_order_relaxed);
@@ -607,6 +619,16 @@ static void chunk_release(struct eleos_suvm *s, uint32_t c) {
     uint8_t *chunk = s->chunks[c];
     if (!chunk)
         return;
+    eleos_spin_lock(&s->free_lock);
+    uint32_t gone = 0;
+    for (uint32_t f = c * SUVM_CHUNK_FRAMES; f < (c + 1) * SUVM_CHUNK_FRAMES; f++) {
+        gone += s->touched[f];
+        s->touched[f] = 0;
+    }
+    atomic_store_explicit(&s->touched_frames,
+                          atomic_load_explicit(&s->touched_frames, memory_order_relaxed) - gone,
+                          memory_order_relaxed);
+    eleos_spin_unlock(&s->free_lock);
     if (!s->enc || eleos_enclave_trim(s->enc, chunk, SUVM_CHUNK_SIZE) != 0)
         memset(chunk, 0, SUVM_CHUNK_SIZE); /* host mode, or trim failed: wipe instead */
     suvm_mem_free(s, chunk);
@@ -621,7 +643,7 @@ static void chunk_release(struct eleos_suvm *s, uint32_t c) {
  * retired frames are parked their chunks can go. Undo un-parks under free_lock: a frame
  * still owned by someone (evicted but not yet pushed) is not parked and is pushed by its
  * owner, who then sees the restored target. */
-static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
+static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames, uint64_t wait_ns) {
     uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
     eleos_spin_lock(&s->free_lock);
     atomic_store_explicit(&s->target, new_frames, memory_order_relaxed);
@@ -638,7 +660,7 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
     eleos_spin_unlock(&s->free_lock);
     /* Frames being filled finish soon; pinned ones get a bounded wait, then the shrink is
      * undone. */
-    uint64_t budget_cycles = (uint64_t)(100e6 * tsc_ghz()); /* 100 ms */
+    uint64_t budget_cycles = (uint64_t)((double)wait_ns * tsc_ghz());
     uint64_t t0 = tsc_now();
     for (uint32_t f = new_frames; f < old; f++) {
         /* Acquire pairs with the release that parked it: the last owner is done with the
@@ -677,6 +699,26 @@ static int frames_shrink(struct eleos_suvm *s, uint32_t new_frames) {
     return 0;
 }
 
+int suvm_resize_frames(struct eleos_suvm *s, uint32_t n, bool wait, uint64_t wait_ns) {
+    if (wait)
+        eleos_spin_lock(&s->resize_lock);
+    else if (!eleos_spin_trylock(&s->resize_lock))
+        return -EAGAIN;
+    uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    int r = 0;
+    if (n > old) {
+        r = suvm_frames_grow(s, n);
+        if (!r)
+            suvm_stat_add(s, ST_RESIZE_GROWS, 1);
+    } else if (n < old) {
+        r = frames_shrink(s, n, wait_ns);
+        if (!r)
+            suvm_stat_add(s, ST_RESIZE_SHRINKS, 1);
+    }
+    eleos_spin_unlock(&s->resize_lock);
+    return r;
+}
+
 int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size) {
     int g = suvm_host_guard(s);
     if (g)
@@ -684,16 +726,17 @@ int eleos_suvm_resize(struct eleos_suvm *s, size_t new_size) {
     size_t chunks = new_size / SUVM_CHUNK_SIZE;
     if (chunks == 0 || chunks * SUVM_CHUNK_FRAMES > s->max_frames)
         return -EINVAL;
-    uint32_t n = (uint32_t)(chunks * SUVM_CHUNK_FRAMES);
-    eleos_spin_lock(&s->resize_lock);
-    uint32_t old = atomic_load_explicit(&s->nframes, memory_order_relaxed);
-    int r = 0;
-    if (n > old)
-        r = suvm_frames_grow(s, n);
-    else if (n < old)
-        r = frames_shrink(s, n);
-    eleos_spin_unlock(&s->resize_lock);
-    return r;
+    /* An explicit resize waits up to 100 ms for pinned pages. */
+    return suvm_resize_frames(s, (uint32_t)(chunks * SUVM_CHUNK_FRAMES), true, 100000000ull);
+}
+
+void suvm_watermarks(const struct eleos_suvm *s, uint32_t *low, uint32_t *high) {
+    /* Clamped to the size now, so a cache shrunk to a few chunks still has frames to use. */
+    uint32_t n = atomic_load_explicit(&s->nframes, memory_order_relaxed);
+    uint32_t h = s->cfg_high < n / 2 ? s->cfg_high : n / 2;
+    uint32_t l = s->cfg_low < h ? s->cfg_low : h / 2;
+    *low = l;
+    *high = h;
 }
 
 void suvm_frames_free_all(struct eleos_suvm *s) {

@@ -111,12 +111,20 @@ void eleos_suvm_stats(struct eleos_suvm *s, struct eleos_suvm_stats *out) {
     out->allocated_bytes = atomic_load_explicit(&s->allocated, memory_order_relaxed);
     out->slab_metadata_bytes = suvm_alloc_metadata_bytes(s);
     uint64_t fixed = s->npages * per_page_metadata_x8(s) / 8;
-    uint64_t frames = (uint64_t)s->max_frames * (sizeof(struct frame) + sizeof(uint32_t)) +
+    uint64_t frames = (uint64_t)s->max_frames * (sizeof(struct frame) + sizeof(uint32_t) + 1) +
                       s->max_frames / SUVM_CHUNK_FRAMES * sizeof(uint8_t *);
     out->metadata_bytes = fixed + frames + out->slab_metadata_bytes +
                           SUVM_NCRYPTO * (sizeof(struct crypto_slot) + SUVM_PAGE_SIZE) +
                           sizeof *s;
     out->metadata_per_gib = ((1ull << 30) / SUVM_PAGE_SIZE) * per_page_metadata_x8(s) / 8;
+    out->resize_shrinks = stat_sum(s, ST_RESIZE_SHRINKS);
+    out->resize_grows = stat_sum(s, ST_RESIZE_GROWS);
+    out->resize_busy = stat_sum(s, ST_RESIZE_BUSY);
+    out->coord_recomputes = stat_sum(s, ST_COORD_RECOMPUTES);
+    out->coord_share = atomic_load_explicit(&s->coord_share, memory_order_relaxed);
+    out->coord_other = atomic_load_explicit(&s->coord_other, memory_order_relaxed);
+    out->coord_target = atomic_load_explicit(&s->coord_target, memory_order_relaxed);
+    out->coordinated = s->coord;
 }
 
 void eleos_suvm_stats_reset(struct eleos_suvm *s) {
@@ -127,11 +135,31 @@ void eleos_suvm_stats_reset(struct eleos_suvm *s) {
 
 /* --- Lifetime ------------------------------------------------------------------------------- */
 
+/* The most frames the cache may have: cache_max_size, else cache_size; for an auto size, the
+ * platform's capacity (an enclave's cache never needs more), or the default for a host-mode
+ * instance. */
+static uint32_t max_frames_of(const struct eleos_suvm_config *cfg, struct eleos_enclave *enc) {
+    uint64_t max = cfg->cache_max_size ? cfg->cache_max_size : cfg->cache_size;
+    if (!max) {
+        struct eleos_epc_status st;
+        max = ELEOS_SUVM_DEFAULT_CACHE_SIZE;
+        if (enc && eleos_enclave_epc_status(enc, &st) == 0 && st.capacity)
+            max = st.capacity * SUVM_PAGE_SIZE;
+        if (max / SUVM_PAGE_SIZE >= PTE_FRAME_MASK)
+            max = (uint64_t)(PTE_FRAME_MASK - 1) * SUVM_PAGE_SIZE;
+    }
+    return (uint32_t)(max / SUVM_CHUNK_SIZE * SUVM_CHUNK_FRAMES);
+}
+
 static int check_config(const struct eleos_suvm_config *c) {
-    if (c->cache_size < SUVM_CHUNK_SIZE || c->backing_size < 2 * SUVM_PAGE_SIZE)
+    bool auto_size = c->cache_size == ELEOS_SUVM_CACHE_AUTO;
+    if ((!auto_size && c->cache_size < SUVM_CHUNK_SIZE) || c->backing_size < 2 * SUVM_PAGE_SIZE)
         return -EINVAL;
     size_t max = c->cache_max_size ? c->cache_max_size : c->cache_size;
-    if (max < c->cache_size)
+    if (max < c->cache_size || (c->cache_max_size && c->cache_max_size < SUVM_CHUNK_SIZE))
+        return -EINVAL;
+    if (c->sizing != ELEOS_SUVM_SIZING_DEFAULT && c->sizing != ELEOS_SUVM_SIZING_FIXED &&
+        c->sizing != ELEOS_SUVM_SIZING_COORDINATED)
         return -EINVAL;
     /* Frame indices + 1 must fit PTE_FRAME_MASK; page indices 32 bits (the nonce). */
     if (max / SUVM_PAGE_SIZE >= PTE_FRAME_MASK ||
@@ -221,19 +249,11 @@ int eleos_suvm_create(const struct eleos_suvm_config *config, struct eleos_suvm 
     s->npages = cfg->backing_size / SUVM_PAGE_SIZE;
     s->nsub = cfg->subpage_size ? (uint32_t)(SUVM_PAGE_SIZE / cfg->subpage_size) : 1;
     s->subsz = SUVM_PAGE_SIZE / s->nsub;
-    size_t max = cfg->cache_max_size ? cfg->cache_max_size : cfg->cache_size;
-    s->max_frames = (uint32_t)(max / SUVM_CHUNK_SIZE * SUVM_CHUNK_FRAMES);
-    uint32_t nframes = (uint32_t)(cfg->cache_size / SUVM_CHUNK_SIZE * SUVM_CHUNK_FRAMES);
-
-    /* Watermarks: defaults, clamped so small caches still have frames to use. */
-    uint32_t low = cfg->low_watermark ? cfg->low_watermark : DEFAULT_LOW_WATERMARK;
-    uint32_t high = cfg->high_watermark ? cfg->high_watermark : DEFAULT_HIGH_WATERMARK;
-    if (high > nframes / 2)
-        high = nframes / 2;
-    if (low >= high)
-        low = high / 2;
-    s->cfg.low_watermark = low;
-    s->cfg.high_watermark = high;
+    s->max_frames = max_frames_of(cfg, enc);
+    /* Watermarks: defaults, clamped to the cache's size whenever the evictor reads them
+     * (suvm_watermarks), so small caches still have frames to use. */
+    s->cfg_low = cfg->low_watermark ? cfg->low_watermark : DEFAULT_LOW_WATERMARK;
+    s->cfg_high = cfg->high_watermark ? cfg->high_watermark : DEFAULT_HIGH_WATERMARK;
 
     r = gcm_random_key(s->key, cfg->key_size);
     if (r)
@@ -268,8 +288,10 @@ int eleos_suvm_create(const struct eleos_suvm_config *config, struct eleos_suvm 
     s->frames = suvm_mem_alloc(s, 64, (size_t)s->max_frames * sizeof *s->frames);
     s->chunks = suvm_mem_alloc(s, 64, s->max_frames / SUVM_CHUNK_FRAMES * sizeof *s->chunks);
     s->free_stack = suvm_mem_alloc(s, 64, (size_t)s->max_frames * sizeof *s->free_stack);
-    if (!s->frames || !s->chunks || !s->free_stack)
+    s->touched = suvm_mem_alloc(s, 64, s->max_frames);
+    if (!s->frames || !s->chunks || !s->free_stack || !s->touched)
         goto fail;
+    memset(s->touched, 0, s->max_frames);
     memset(s->frames, 0, (size_t)s->max_frames * sizeof *s->frames);
     memset(s->chunks, 0, s->max_frames / SUVM_CHUNK_FRAMES * sizeof *s->chunks);
     r = suvm_crypto_init(s);
@@ -278,9 +300,15 @@ int eleos_suvm_create(const struct eleos_suvm_config *config, struct eleos_suvm 
     r = suvm_alloc_init(s);
     if (r)
         goto fail;
+    /* Last before the frames: an auto size measures the metadata allocated above. */
+    uint32_t nframes = suvm_coord_initial(s);
     r = suvm_frames_grow(s, nframes);
     if (r)
         goto fail;
+    uint32_t low, high;
+    suvm_watermarks(s, &low, &high);
+    s->cfg.low_watermark = low;
+    s->cfg.high_watermark = high;
     r = suvm_register(s); /* last: from here on ECALLs can reach s */
     if (r)
         goto fail;
@@ -305,6 +333,7 @@ void eleos_suvm_destroy(struct eleos_suvm *s) {
     suvm_mem_free(s, s->frames);
     suvm_mem_free(s, s->chunks);
     suvm_mem_free(s, s->free_stack);
+    suvm_mem_free(s, s->touched);
     memset(s->key, 0, sizeof s->key);
     suvm_mem_free(s, s);
 }

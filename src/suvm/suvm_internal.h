@@ -119,6 +119,10 @@ enum suvm_stat {
     ST_BYTES_SEALED,
     ST_BYTES_OPENED,
     ST_INTEGRITY,
+    ST_RESIZE_SHRINKS,
+    ST_RESIZE_GROWS,
+    ST_RESIZE_BUSY,
+    ST_COORD_RECOMPUTES,
     ST_COUNT
 };
 
@@ -180,6 +184,11 @@ struct eleos_suvm {
     struct eleos_spinlock free_lock;   /* protects free_stack and free_count                   */
     uint32_t *free_stack;
     uint32_t free_count;
+    /* Frames handed out at least once since their chunk was allocated (free_lock; read
+     * relaxed through touched_frames): the cache's share of the enclave's EPC footprint,
+     * since a chunk's frames commit EPC pages only when first used. */
+    _Atomic uint32_t touched_frames;
+    uint8_t *touched;            /* per frame: handed out since its chunk came (free_lock) */
     _Atomic uint32_t nfree;      /* free_count, readable without the lock (evictor poll) */
 
     struct crypto_slot *crypto;  /* SUVM_NCRYPTO slots                                   */
@@ -194,6 +203,15 @@ struct eleos_suvm {
     uint32_t slab_free;          /* free descriptor list (index + 1)                     */
     uint32_t partial[SUVM_NCLASSES]; /* partial slabs per class (index + 1)              */
     _Atomic uint64_t allocated;  /* live allocation bytes (stats)                        */
+
+    /* Coordination with the platform's EPC share (enclave_coord.c). coord and the
+     * configured watermarks are written at create; the rest are atomics. */
+    bool coord;
+    uint32_t cfg_low, cfg_high;  /* watermarks before the per-size clamp                */
+    _Atomic uint64_t coord_gen;  /* the platform generation last applied                */
+    _Atomic uint64_t coord_due;  /* TSC at which the size is recomputed regardless      */
+    _Atomic uint32_t coord_busy; /* one thread recomputes at a time (try-lock)          */
+    _Atomic uint64_t coord_share, coord_other, coord_target; /* gauges for the stats    */
 
     /* Evictor. */
     _Atomic bool evictor_stop;    /* set by request_stop, read by the loop               */
@@ -289,8 +307,39 @@ int suvm_frames_grow(struct eleos_suvm *s, uint32_t new_frames)
     __attribute__((warn_unused_result));
 void suvm_frames_free_all(struct eleos_suvm *s);
 
-/* The evictor's loop (the body of the evictor ECALL once its handle is resolved). */
-long suvm_evictor_loop(struct eleos_suvm *s);
+/* The evictor's loop (the body of the evictor ECALL once its handle is resolved); pass (may
+ * be NULL) runs at the start of every pass, with no pin or lock held. */
+long suvm_evictor_loop(struct eleos_suvm *s, void (*pass)(struct eleos_suvm *));
+/* Resizes to new_frames (a chunk multiple in [1 chunk, max_frames]) under resize_lock, taken
+ * by waiting (wait) or tried (else -EAGAIN); a shrink waits at most wait_ns for pinned
+ * frames, then is undone (-EBUSY). Counts the resize. */
+int suvm_resize_frames(struct eleos_suvm *s, uint32_t new_frames, bool wait, uint64_t wait_ns)
+    __attribute__((warn_unused_result));
+/* The evictor's watermarks for the current cache size. */
+void suvm_watermarks(const struct eleos_suvm *s, uint32_t *low, uint32_t *high);
+
+/* --- enclave_coord.c (above enclave_paging.c: it resizes; access, alloc and the evictor's
+ * ECALL call its checks) --- */
+/* The size a new instance starts with (frames; sets s->coord). Needs s->max_frames. */
+uint32_t suvm_coord_initial(struct eleos_suvm *s);
+/* The check on SUVM's own paths: recomputes the size when the platform's generation moved
+ * or the period passed, and resizes (a shrink waits at most wait_ns for pinned pages).
+ * Cheap when nothing is due: two loads and a TSC read. Callers hold no LOCKED bit, no
+ * crypto slot and ideally no pin. */
+void suvm_coord_check_slow(struct eleos_suvm *s, uint64_t wait_ns);
+static inline void suvm_coord_check(struct eleos_suvm *s, uint64_t wait_ns) {
+    if (__builtin_expect(s->coord, 0))
+        suvm_coord_check_slow(s, wait_ns);
+}
+/* How long a check on an enclave thread's path (fault, allocation) waits for pinned pages,
+ * and the evictor's (a host thread that holds no pins). */
+#define SUVM_COORD_WAIT_FAULT_NS 50000ull
+#define SUVM_COORD_WAIT_EVICTOR_NS 10000000ull
+/* A pin's check: every fault, and every COORD_HIT_TICKS-th hit of a thread (a cache that
+ * fits its working set takes no faults and must still follow its share). */
+void suvm_coord_pin_tick(struct eleos_suvm *s, uint64_t page);
+/* The evictor's pass (suvm_evictor_loop's pass argument). */
+void suvm_coord_evictor_pass(struct eleos_suvm *s);
 
 /* --- enclave_ecall.c --- */
 /* Registers a fully built instance (sets s->handle). -ENOMEM when the registry is full. */

@@ -47,8 +47,6 @@ struct kvs_enclave {
     struct eleos_suvm *suvm;
     struct eleos_rpc_client *rpc;
     _Atomic uint32_t *wake;           /* untrusted wake words (enclave modes)             */
-    size_t suvm_cache, suvm_cache_start;
-    _Atomic uint64_t balloon_shrinks, balloon_grows;
     _Atomic unsigned active;          /* workers inside their loop                        */
     int64_t pid;
     struct kvs_auth *auth_ascii, *auth_sasl;  /* credentials (-Y, -S)                  */
@@ -82,7 +80,8 @@ static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
                                      conf != KVS_LISTENER_DEFAULT && conf != KVS_LISTENER_UNIX))
             return -EINVAL;
     }
-    if (s->suvm_on && (s->suvm_cache < KVS_BALLOON_MIN_BYTES || s->suvm_cache > (1ull << 40)))
+    if (s->suvm_on && s->suvm_cache != 0 &&
+        (s->suvm_cache < KVS_SUVM_CACHE_MIN_BYTES || s->suvm_cache > (1ull << 40)))
         return -EINVAL;
     if (k->enc && (s->wake_page_size < KVS_WAKE_WORDS(s->threads) * sizeof(uint32_t) ||
                    (uintptr_t)s->wake_page % sizeof(uint32_t) ||
@@ -146,15 +145,11 @@ static int suvm_create(struct kvs_enclave *k, struct kvs_store_config *sc) {
     eleos_suvm_config_default(&cfg);
     size_t page = sc->item_size_max > KVS_SLAB_PAGE_SIZE ? sc->item_size_max
                                                           : KVS_SLAB_PAGE_SIZE;
-    cfg.cache_size = k->set.suvm_cache;
+    cfg.cache_size = k->set.suvm_cache; /* 0: auto, coordinated with the platform's share */
     cfg.backing_size = sc->mem_limit + SUVM_BACKING_SLACK_PAGES * page;
     int r = eleos_suvm_create(&cfg, &k->suvm);
     if (r)
         return r;
-    /* The size granted: create clamps a cache the EPC cannot hold. */
-    struct eleos_suvm_stats st;
-    eleos_suvm_stats(k->suvm, &st);
-    k->suvm_cache = k->suvm_cache_start = (size_t)st.cache_frames * ELEOS_SUVM_PAGE_SIZE;
     sc->mem = &kvs_mem_suvm_ops;
     sc->mem_ctx = k->suvm;
     return 0;
@@ -427,22 +422,6 @@ long kvs_enclave_stats(void *arg) {
     return r;
 }
 
-/* The balloon's resize: the size is the host's, so it is bounded here (and
- * eleos_suvm_resize refuses anything above the size the cache was created with). */
-long kvs_enclave_balloon(void *bytes) {
-    struct kvs_enclave *k = kvs;
-    size_t want = (uintptr_t)bytes;
-    if (!k || !k->suvm || want < KVS_BALLOON_MIN_BYTES || want > k->suvm_cache_start)
-        return -EINVAL;
-    int r = eleos_suvm_resize(k->suvm, want);
-    if (r)
-        return r;
-    atomic_fetch_add_explicit(want > k->suvm_cache ? &k->balloon_grows : &k->balloon_shrinks,
-                              1, memory_order_relaxed);
-    k->suvm_cache = want;
-    return 0;
-}
-
 /* --- stats hooks (workers, in enclave mode in sgx/eleos) ------------------------------ */
 
 static void hook_server_info(void *arg, struct kvs_server_info *si) {
@@ -580,10 +559,13 @@ static int stats_rpc(struct kvs_enclave *k, struct kvs_buf *out) {
 static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
     struct eleos_suvm_stats ss;
     eleos_suvm_stats(k->suvm, &ss);
-    ESTAT("eleos_suvm_balloon_shrinks",
-          atomic_load_explicit(&k->balloon_shrinks, memory_order_relaxed));
-    ESTAT("eleos_suvm_balloon_grows",
-          atomic_load_explicit(&k->balloon_grows, memory_order_relaxed));
+    /* Sizing: the cache follows the enclave's EPC share when auto-sized (coordinated). */
+    ESTAT("eleos_suvm_coordinated", ss.coordinated ? 1 : 0);
+    ESTAT("eleos_suvm_cache_target", ss.coord_target);
+    ESTAT("eleos_suvm_epc_share", ss.coord_share);
+    ESTAT("eleos_suvm_resize_shrinks", ss.resize_shrinks);
+    ESTAT("eleos_suvm_resize_grows", ss.resize_grows);
+    ESTAT("eleos_suvm_resize_busy", ss.resize_busy);
     ESTAT("eleos_suvm_hits", ss.hits);
     ESTAT("eleos_suvm_minor_faults", ss.minor_faults);
     ESTAT("eleos_suvm_major_faults", ss.major_faults);

@@ -1,8 +1,7 @@
 /*
  * eleos-kvs — a memcached-compatible key-value server running in an (emulated) SGX enclave
  * on Eleos. This file is the host side: options, the listening socket, the enclave and its
- * services, worker threads, signals, the balloon's sampling and the statistics printed at
- * exit. The server itself (store, connections, event loop) is enclave_server.c and
+ * services, worker threads, signals and the statistics printed at exit. The server itself (store, connections, event loop) is enclave_server.c and
  * enclave_net.c, reached only through the ECALLs of kvs_server.h.
  *
  * Modes:
@@ -51,35 +50,11 @@
 
 /* The paper's EPC++ is 60 of 93 MiB; our item headers and hash table also live in the EPC,
  * so the default page cache leaves them a little more room. */
-/* KVS_DEFAULT_SUVM_CACHE_MIB (host_options.h) */
-/* Without --suvm-cache the cache also leaves the EPC to the trusted metadata -m implies:
- * about one item header and hash bucket per 1 KiB item, i.e. -m/16, plus 16 MiB for
- * connection buffers and the rest of the heap; never below 16 MiB. A cache that crowds the
- * headers out makes the EPC thrash on them (docs/kvs.md has the measurements). */
-#define SUVM_CACHE_MIN_MIB 16u
-#define SUVM_CACHE_EPC_RESERVE_MIB 16u
-#define SUVM_CACHE_META_DIV 16u
-/* The balloon (auto-sized cache only): the host samples the enclave's EPC fault count every
- * BALLOON_PERIOD_MS and, when more than BALLOON_FAULTS happened in one period, asks the
- * enclave (an ECALL; the enclave checks the size) to shrink the SUVM page cache by a quarter,
- * never below KVS_BALLOON_MIN_BYTES. EPC faults in eleos mode mean the trusted metadata
- * (item headers, hash table, connections) no longer fits next to the cache; each happens on
- * a random metadata touch, while a smaller cache only loses the few hits a uniform load gets
- * from it (docs/kvs.md, "Balloon").
- * The balloon also gives the room back. After the wait (BALLOON_GROW_WAIT periods, 2 s) with
- * at most BALLOON_QUIET_FAULTS EPC faults per period (a stray metadata touch, a `stats`
- * poll), the cache grows by a quarter, never beyond its starting size: the metadata may have
- * shrunk (flush_all, deletes, expired items) or the load moved on. The grow is a probe: if
- * the faults come back before the next wait has passed it was too much (the next shrink
- * undoes it) and the wait doubles, up to BALLOON_GROW_WAIT_MAX (60 s), so a server at its
- * limit tries again rarely; a grow that holds resets the wait. Resident EPC
- * cannot tell this in advance: once the enclave outgrew the EPC it stays full of pages, most
- * of them possibly cold. */
-#define BALLOON_PERIOD_MS 250
-#define BALLOON_FAULTS 64u
-#define BALLOON_QUIET_FAULTS 4u
-#define BALLOON_GROW_WAIT 8u
-#define BALLOON_GROW_WAIT_MAX 240u
+/* KVS_DEFAULT_SUVM_CACHE_MIB (host_options.h): the cache --suvm-cache sets. Without the
+ * option the cache is auto-sized: SUVM coordinates it with the platform EPC (the enclave's
+ * share minus the rest of its footprint, which includes the item headers and hash table
+ * -m implies), at run time and with no help from the host (docs/suvm.md, "Sharing the
+ * EPC"; docs/kvs.md, "Cache sizing"). */
 /* How long an idle RPC worker spins before it sleeps. Between two requests of a loaded
  * server the workers' loops are busy inside the enclave (parsing, copying, SUVM faults) for
  * tens of microseconds, longer still on a machine with fewer cores than threads, where a
@@ -91,8 +66,6 @@
 struct app {
     struct options opt;
     struct app_platform pf;
-    size_t suvm_cache;        /* the cache size last granted by the enclave (balloon) */
-    size_t suvm_cache_start;
     void *wake_page;          /* untrusted: the enclave locks' wake words              */
     size_t wake_page_size;
     struct kvs_listen_set ls;  /* listening sockets (and the UDP socket)          */
@@ -104,17 +77,6 @@ struct app {
     int argc;
     char **argv;
 };
-
-/* Without --suvm-cache, the cache leaves the EPC room for the metadata -m implies. */
-static void size_suvm_cache(struct options *o) {
-    struct app_platform_opts *p = &o->plat;
-    if (p->suvm_cache_set)
-        return;
-    size_t reserve = SUVM_CACHE_EPC_RESERVE_MIB + o->mem_mib / SUVM_CACHE_META_DIV;
-    size_t fit = p->epc_mib > reserve ? p->epc_mib - reserve : 0;
-    if (fit < p->suvm_cache_mib)
-        p->suvm_cache_mib = fit > SUVM_CACHE_MIN_MIB ? fit : SUVM_CACHE_MIN_MIB;
-}
 
 /* memcached's rule: the descriptor limit must cover -c, or the server does not start; the
  * reserve beyond it is best effort (the event loop backs off on EMFILE). */
@@ -162,71 +124,6 @@ static void *worker_thread(void *arg) {
     return NULL;
 }
 
-/* The host side's state between steps (main thread only). */
-struct balloon {
-    uint64_t last_faults; /* the enclave's EPC fault count at the last step       */
-    unsigned quiet;       /* consecutive quiet periods (few or no EPC faults)    */
-    unsigned wait;        /* quiet periods before the next grow                    */
-    bool probing;         /* a grow happened and has not held for `wait` yet       */
-};
-
-static void balloon_init(struct app *a, struct balloon *b) {
-    struct eleos_enclave_stats st;
-    eleos_enclave_stats(a->pf.enc, &st);
-    b->last_faults = st.epc_faults;
-    b->quiet = 0;
-    b->wait = BALLOON_GROW_WAIT;
-    b->probing = false;
-}
-
-static void balloon_resize(struct app *a, size_t want, uint64_t faults) {
-    if (app_ecall(&a->pf, kvs_enclave_balloon, (void *)(uintptr_t)want) != 0)
-        return;
-    a->suvm_cache = want;
-    if (a->opt.verbose)
-        fprintf(stderr, "eleos-kvs: %llu EPC faults in %d ms: SUVM cache now %zu KiB\n",
-                (unsigned long long)faults, BALLOON_PERIOD_MS, a->suvm_cache >> 10);
-}
-
-/* One balloon step (host mode, main thread, every BALLOON_PERIOD_MS): shrink the SUVM cache
- * if the enclave took more than BALLOON_FAULTS EPC faults since the last step, grow it back
- * after a quiet wait (see BALLOON_* above). */
-static void balloon_step(struct app *a, struct balloon *b) {
-    struct eleos_enclave_stats st;
-    eleos_enclave_stats(a->pf.enc, &st);
-    uint64_t faults = st.epc_faults - b->last_faults;
-    b->last_faults = st.epc_faults;
-    size_t min = KVS_BALLOON_MIN_BYTES;
-    if (faults > BALLOON_FAULTS) {
-        b->quiet = 0;
-        if (b->probing) { /* the last grow was too much */
-            b->probing = false;
-            b->wait = b->wait * 2 < BALLOON_GROW_WAIT_MAX ? b->wait * 2 : BALLOON_GROW_WAIT_MAX;
-        }
-        if (a->suvm_cache > min) {
-            size_t want = a->suvm_cache - a->suvm_cache / 4;
-            balloon_resize(a, want > min ? want : min, faults);
-        }
-        return;
-    }
-    if (faults > BALLOON_QUIET_FAULTS) {
-        b->quiet = 0;
-        return;
-    }
-    if (++b->quiet < b->wait)
-        return;
-    b->quiet = 0;
-    if (b->probing) { /* the last grow held */
-        b->probing = false;
-        b->wait = BALLOON_GROW_WAIT;
-    }
-    if (a->suvm_cache >= a->suvm_cache_start)
-        return;
-    size_t old = a->suvm_cache, step = old / 4 > min ? old / 4 : min;
-    balloon_resize(a, old + step < a->suvm_cache_start ? old + step : a->suvm_cache_start, 0);
-    b->probing = a->suvm_cache > old;
-}
-
 /* The platform, and the untrusted page of wake words for the enclave's locks. */
 static int start_platform(struct app *a) {
     int r = app_platform_start(&a->pf, &a->opt.plat, "eleos-kvs", "eleos-kvs", a->opt.threads,
@@ -253,7 +150,8 @@ static int setup_server(struct app *a) {
     s.port = o->port;
     s.mem_limit = o->mem_mib << 20;
     s.item_size_max = o->item_size_max;
-    s.suvm_cache = o->plat.suvm_cache_mib << 20;
+    /* 0: auto, SUVM coordinates it with the platform (the enclave checks the value). */
+    s.suvm_cache = o->plat.suvm_cache_set ? o->plat.suvm_cache_mib << 20 : 0;
     s.stop_fd = a->stop_r;
     s.nlisten = a->ls.n;
     memcpy(s.listen_fds, a->ls.fd, sizeof s.listen_fds);
@@ -270,7 +168,6 @@ static int setup_server(struct app *a) {
             fprintf(stderr, "eleos-kvs: cannot create the store: %s\n", strerror(-r));
         return r;
     }
-    a->suvm_cache = a->suvm_cache_start = s.suvm_cache;
     app_platform_start_evictor(&a->pf, s.out_suvm, "eleos-kvs");
     return 0;
 }
@@ -307,8 +204,11 @@ static void print_banner(const struct app *a) {
             printf("    RPC  %s: network system calls %s\n", rpc_on ? "on " : "off",
                    rpc_on ? "go to host workers one at a time (eleos/sys.h)"
                           : "trap and exit the enclave");
-        if (a->pf.suvm_on)
-            printf("    SUVM on : values in SUVM, page cache %zu MiB\n", p->suvm_cache_mib);
+        if (a->pf.suvm_on && p->suvm_cache_set)
+            printf("    SUVM on : values in SUVM, page cache %zu MiB (fixed)\n", p->suvm_cache_mib);
+        else if (a->pf.suvm_on)
+            printf("    SUVM on : values in SUVM, page cache auto (coordinated with the platform "
+                   "EPC)\n");
         else
             printf("    SUVM off: values on the enclave heap (emulated EPC paging)\n");
     } else {
@@ -334,18 +234,11 @@ static void print_banner(const struct app *a) {
     fflush(stdout);
 }
 
-/* Waits for SIGINT/SIGTERM, running the balloon in between when the cache is auto-sized. */
+/* Waits for SIGINT/SIGTERM. Nothing runs in between: the SUVM cache sizes itself. */
 static int wait_for_signal(struct app *a, const sigset_t *sigs) {
+    (void)a;
     int sig = 0;
-    if (a->pf.suvm_on && !a->opt.plat.suvm_cache_set) {
-        struct timespec period = {0, BALLOON_PERIOD_MS * 1000000L};
-        struct balloon b;
-        balloon_init(a, &b);
-        while ((sig = sigtimedwait(sigs, NULL, &period)) < 0)
-            balloon_step(a, &b);
-    } else {
-        sigwait(sigs, &sig);
-    }
+    sigwait(sigs, &sig);
     return sig;
 }
 
@@ -442,7 +335,6 @@ static int start(struct app *a, sigset_t *sigs) {
     int r = kvs_options_parse(a->argc, a->argv, &a->opt);
     if (r)
         return r;
-    size_suvm_cache(&a->opt);
     if (a->opt.set.ssl_enabled && kvs_tls_lib_init()) {
         fprintf(stderr, "eleos-kvs: cannot initialise OpenSSL\n");
         return 1;

@@ -2,7 +2,7 @@
  * kvs_server.h — the interface between eleos-kvs's two halves.
  *
  *   host_main.c        host side: options, the listening socket, the enclave and its
- *                      services, worker threads, signals, the balloon's sampling, the final
+ *                      services, worker threads, signals, the final
  *                      statistics. Holds no state the enclave relies on.
  *   enclave_server.c   enclave side: the ECALL entry points below, the trusted server state
  *                      (store, workers, connection table), the `stats` hooks.
@@ -51,8 +51,8 @@
 /* Descriptors kept beyond -c for listeners, epoll instances and pipes (memcached reserves
  * 20; `stats` shows it). */
 #define RESERVED_FDS 20u
-/* The smallest SUVM cache the balloon asks for, and the enclave accepts. */
-#define KVS_BALLOON_MIN_BYTES (2u << 20)
+/* The smallest fixed SUVM cache the enclave accepts (0 = auto: SUVM sizes it). */
+#define KVS_SUVM_CACHE_MIN_BYTES (2u << 20)
 /* Listening descriptors (every address of every -l entry, or the unix socket). A listener's
  * settings.listeners[] index, or one of these: */
 #define KVS_MAX_LISTEN_FDS 16u
@@ -103,7 +103,6 @@ long kvs_enclave_setup(void *setup);          /* struct kvs_setup *: 0 or -errno
 long kvs_enclave_worker(void *index);         /* (uintptr_t) worker index; runs the loop */
 long kvs_enclave_teardown(void *unused);
 long kvs_enclave_stats(void *report);         /* struct kvs_report *: `stats` output     */
-long kvs_enclave_balloon(void *bytes);        /* (uintptr_t) new SUVM cache size          */
 long kvs_enclave_udp(void *unused);           /* -U: serves the UDP socket until stopped  */
 
 /* --- enclave side internals (enclave_server.c <-> enclave_net.c) ----------------------- */

@@ -8,9 +8,9 @@ and verify failures, hit ratio 1.0 after the preload, ops > 0, and that the serv
 get_hits / cmd_set cover what the generator counted. Native also runs many connections
 with pipelining and a SET-heavy mix. Finally: a port with nothing listening makes the
 generator exit 2 with a clear message, and bad options exit 2. The third scenario checks
-eleos mode's defaults: the balloon shrinks an auto-sized SUVM cache that crowds the item
-metadata out of a small EPC and grows it back once the server is idle (every value still
-verifies after that), and --rpc auto picks an executor for the batched I/O path.
+eleos mode's defaults: an auto-sized SUVM cache is coordinated with the platform (SUVM
+shrinks it so the item metadata fits next to it in a small EPC; every value still verifies
+after that), and --rpc auto picks an executor for the batched I/O path.
 """
 import csv
 import io
@@ -108,37 +108,41 @@ try:
     # 20,000 x 1 KiB values through a 16 MiB SUVM cache in a 32 MiB EPC: SUVM pages.
     scenario("eleos", ["-t", "2", "-m", "48", "--epc", "32", "--suvm-cache", "16"], 20000, 1024)
 
-    # The balloon and --rpc auto: an auto-sized SUVM cache (16 MiB, the minimum start) fills a
-    # 16 MiB EPC, so the item headers and hash table fault; the host must shrink the cache
-    # until they fit. RPC: on only if the CPUs outnumber 2 server threads + 1 worker - 1.
-    def check_balloon(st, srv, keys, vsize):
-        shrunk = int(st["eleos_suvm_cache_frames"])
-        c.true(int(st["eleos_suvm_balloon_shrinks"]) >= 1,
-               "[balloon] the SUVM cache was shrunk (%s times)" % st["eleos_suvm_balloon_shrinks"])
-        c.true(shrunk < (16 << 20) // 4096,
-               "[balloon] cache below its 16 MiB start (%d frames)" % shrunk)
+    # Coordinated SUVM and --rpc auto: an auto-sized SUVM cache in a 16 MiB EPC; SUVM sizes it
+    # so the enclave's whole footprint (cache, its metadata, the item headers and hash table)
+    # fits the enclave's share, shrinking as the metadata grows with the preload. RPC: on only
+    # if the CPUs outnumber 2 server threads + 1 worker - 1.
+    def check_coord(st, srv, keys, vsize):
+        c.eq(st["eleos_suvm_coordinated"], "1", "[coord] the auto-sized cache is coordinated")
+        c.true(int(st["eleos_suvm_resize_shrinks"]) >= 1,
+               "[coord] the SUVM cache was shrunk (%s times)" % st["eleos_suvm_resize_shrinks"])
         c.eq(st["eleos_rpc"], "queue", "[auto] the batched I/O path")
         c.eq(st["eleos_io_requested"], "auto", "[auto] the executor left to the queue")
         c.true(all(e in ("uring", "worker") for e in st["eleos_io_executor"].split(",")),
                "[auto] each worker on URING or WORKER (%s)" % st["eleos_io_executor"])
-        # Idle, the enclave takes (almost) no EPC faults: after 2 s the balloon grows the cache back
-        # by a quarter (a probe), and again every 2 s while no faults come, up to 16 MiB.
+        # Idle, the background evictor's passes apply the last size (each pass is a check):
+        # the cache settles on its target, and the target leaves the rest of the footprint
+        # and a chunk of headroom inside the share.
         deadline = time.time() + 15
-        grown = st
+        now = st
         while time.time() < deadline:
-            time.sleep(0.5)
-            grown = stats(srv)
-            if int(grown["eleos_suvm_balloon_grows"]) >= 1:
+            now = stats(srv)
+            if now["eleos_suvm_cache_frames"] == now["eleos_suvm_cache_target"]:
                 break
-        c.true(int(grown["eleos_suvm_balloon_grows"]) >= 1,
-               "[balloon] idle: the cache grew back (%s times)" % grown["eleos_suvm_balloon_grows"])
-        frames = int(grown["eleos_suvm_cache_frames"])
-        c.true(shrunk < frames <= (16 << 20) // 4096,
-               "[balloon] idle: %d frames -> %d, at most the 16 MiB start" % (shrunk, frames))
-        # Every value still reads back right through the grown cache.
-        check_run("eleos", srv.port, keys, vsize, label="after the grow")
+            time.sleep(0.2)
+        frames, target = int(now["eleos_suvm_cache_frames"]), int(now["eleos_suvm_cache_target"])
+        share = int(now["eleos_suvm_epc_share"])
+        print("[coord] cache %d frames, target %d, share %d pages, resizes -%s +%s, busy %s" % (
+            frames, target, share, now["eleos_suvm_resize_shrinks"],
+            now["eleos_suvm_resize_grows"], now["eleos_suvm_resize_busy"]))
+        c.eq(frames, target, "[coord] idle: the cache is at its target")
+        c.eq(share, (16 << 20) // 4096, "[coord] alone: the share is the enclave's max (--epc)")
+        c.true(frames + 64 <= share and frames < (16 << 20) // 4096 - 512,
+               "[coord] the cache leaves the metadata room (%d of %d pages)" % (frames, share))
+        # Every value still reads back right through the resized cache.
+        check_run("eleos", srv.port, keys, vsize, label="after the resizes")
 
-    scenario("eleos", ["-t", "2", "-m", "48", "--epc", "16"], 20000, 1024, check_balloon)
+    scenario("eleos", ["-t", "2", "-m", "48", "--epc", "16"], 20000, 1024, check_coord)
 
     # nothing listening: a port that was free a moment ago
     s = socket.socket()

@@ -41,6 +41,9 @@ for b in bench_sim_exits bench_sim_epc bench_rpc_null bench_rpc_io bench_suvm_pa
 done
 run bench_pserver /usr/bin/python3 bench/bench_pserver.py "$build" $quick --csv "$out/bench_pserver.csv"
 run bench_face /usr/bin/python3 bench/bench_face.py "$build" $quick --csv "$out/bench_face.csv"
+# Several enclaves (processes) on one platform EPC: sgx paging, uncoordinated and coordinated
+# SUVM (bench/bench_multi.py; about 3 min, --quick about 1).
+run bench_multi /usr/bin/python3 bench/bench_multi.py "$build" $quick --csv "$out/bench_multi.csv"
 if [ -x bench/bench_kvs.sh ]; then
   run bench_kvs bash bench/bench_kvs.sh "$build" $quick --csv "$out/bench_kvs.csv"
   for section in protocols tls; do

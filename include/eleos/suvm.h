@@ -385,7 +385,8 @@ void eleos_suvm_prefetch(struct eleos_suvm *s, uint64_t addr);
 ELEOS_MUST_CHECK int eleos_suvm_flush(struct eleos_suvm *s);
 
 /*
- * Resizes the page cache at run time (the balloon that lets enclaves share one EPC): grows
+ * Resizes the page cache at run time (what lets enclaves share one EPC; a coordinated
+ * instance calls it itself, and recomputes its size at its next check after this): grows
  * by allocating frames from the enclave heap, shrinks by evicting the retired frames' pages,
  * giving their EPC pages back to the platform (eleos_enclave_trim, no exit) and freeing
  * them to the enclave heap, so the enclave's resident EPC drops by the shrunk amount.

@@ -16,8 +16,9 @@
  *   prefetches the next fault's likely victim (clock_peek, enclave_paging.c).
  *
  * Files, top down: this file (lifetime, statistics) calls the others; enclave_alloc.c
- * (allocator), enclave_access.c (spointers, bulk and sub-page direct access), enclave_paging.c
- * (faults, CLOCK, evictor, flush, resize), enclave_seal.c (AES-GCM and every access to
+ * (allocator), enclave_access.c (spointers, bulk and sub-page direct access), enclave_coord.c
+ * (the cache's size coordinated with the platform EPC), enclave_paging.c (faults, CLOCK,
+ * evictor, flush, resize), enclave_seal.c (AES-GCM and every access to
  * untrusted memory), and the leaf enclave_base.c (memory, counters, integrity failures) that
  * all of them use. Beside them:
  * enclave_ecall.c (the ECALL entry points and

@@ -393,8 +393,8 @@ static void test_fixed_as_if_alone(void) {
     leave(&h);
 }
 
-/* Configuration: the sizing must be one of the enum's; a host-mode auto instance (no
- * platform) gets the default size, fixed. */
+/* Configuration: the sizing must be one of the enum's; a host-mode auto instance (a test
+ * instance: no enclave, no platform) gets the default size, fixed. */
 static void test_config(void) {
     struct eleos_suvm_config cfg;
     struct eleos_suvm *s = NULL;
@@ -408,6 +408,7 @@ static void test_config(void) {
     eleos_suvm_config_default(&cfg);
     cfg.cache_size = ELEOS_SUVM_CACHE_AUTO;
     cfg.backing_size = 8 * MiB;
+    cfg.host_mode = true;
     REQUIRE(eleos_suvm_create(&cfg, &s) == 0);
     struct eleos_suvm_stats st;
     eleos_suvm_stats(s, &st);

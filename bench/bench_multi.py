@@ -28,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 EPC_MIB = 93
@@ -42,6 +43,7 @@ FIELDS = ["part", "mode", "enclaves", "mib_each", "total_mib", "secs", "agg_ops_
           "suvm_major", "cache_mib", "bad"]
 
 seq = 0
+RUN_LIMIT_S = 600       # a run that takes longer is killed (a hung enclave must not hang make bench)
 
 
 def platform(tag):
@@ -55,6 +57,14 @@ def env_for(plat):
     e["ELEOS_EPC_PLATFORM"] = plat
     e["ELEOS_EPC_CAPACITY"] = "%dM" % EPC_MIB
     return e
+
+
+def watchdog(procs):
+    """Kills procs (a list that may still grow) after RUN_LIMIT_S; cancel() when done."""
+    t = threading.Timer(RUN_LIMIT_S, lambda: [p.kill() for p in list(procs) if p.poll() is None])
+    t.daemon = True
+    t.start()
+    return t
 
 
 def kill_all(procs):
@@ -85,6 +95,7 @@ def suvm_run(binary, mode, n, mib, secs):
     cmd = [binary, "--platform", plat, "--mode", mode, "--mib", str(mib), "--seconds",
            str(secs), "--capacity", str(EPC_MIB)]
     procs = []
+    dog = watchdog(procs)
     try:
         for i in range(n):
             procs.append(subprocess.Popen(cmd + ["--seed", str(i + 1)], stdin=subprocess.PIPE,
@@ -105,6 +116,7 @@ def suvm_run(binary, mode, n, mib, secs):
                 raise RuntimeError("%s: exit %s, %r" % (mode, p.returncode, out))
             res.append(kv)
     finally:
+        dog.cancel()
         kill_all(procs)
     per = [float(r["ops_per_s"]) for r in res]
     cache = (sum(float(r["cache_mib"]) for r in res) / n) if mode != "sgx" else None
@@ -131,7 +143,7 @@ def kvs_stats(port):
     return st
 
 
-def kvs_start(kvs, mode, plat):
+def kvs_start(kvs, mode, plat, procs):
     mem = int(KVS_KEYS * (KVS_VSIZE + KVS_KEY_SIZE + 59) * 1.25 / 1048576 * 1.3) + 16
     args = [kvs, "-p", "0", "-t", "1", "-m", str(mem), "-c", "256", "-u", "root",
             "--epc", str(EPC_MIB)]
@@ -143,6 +155,7 @@ def kvs_start(kvs, mode, plat):
         args += ["--mode", "eleos"]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          env=env_for(plat))
+    procs.append(p)  # under the watchdog while it starts
     deadline = time.time() + 60
     while time.time() < deadline:
         line = p.stdout.readline()
@@ -171,21 +184,26 @@ def load_rows(p):
 
 def kvs_run(kvs, load, mode, n, secs):
     plat = platform("kvs")
-    servers = []
+    servers, procs = [], []
+    dog = watchdog(procs)
     try:
         for _ in range(n):
-            servers.append(kvs_start(kvs, mode, plat))
-        for p in [kvs_load(load, port, ["--preload"]) for _, port in servers]:
+            servers.append(kvs_start(kvs, mode, plat, procs))
+        loads = [kvs_load(load, port, ["--preload"]) for _, port in servers]
+        procs.extend(loads)
+        for p in loads:
             load_rows(p)
         before = [kvs_stats(port) for _, port in servers]
-        rows = [load_rows(p) for p in [kvs_load(load, port, ["--secs", str(secs),
-                                                             "--get-ratio", "0.9"])
-                                       for _, port in servers]]
+        loads = [kvs_load(load, port, ["--secs", str(secs), "--get-ratio", "0.9"])
+                 for _, port in servers]
+        procs.extend(loads)
+        rows = [load_rows(p) for p in loads]
         after = [kvs_stats(port) for _, port in servers]
     finally:
+        dog.cancel()
         for p, _ in servers:
             p.terminate()
-        kill_all([p for p, _ in servers])
+        kill_all(procs)
 
     def delta(k):
         return sum(int(a.get(k, 0)) - int(b.get(k, 0)) for a, b in zip(after, before))

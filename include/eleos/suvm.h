@@ -123,7 +123,10 @@ struct eleos_suvm;
  * cache_max_size are clamped to the EPC capacity minus an eighth of it and minus the
  * instance's page table (and sub-page versions), with one line on stderr saying so; read
  * the size granted in eleos_suvm_stats' cache_frames. A larger cache would double-page
- * (the driver evicting SUVM's own frames).
+ * (the driver evicting SUVM's own frames). With cache_size ELEOS_SUVM_CACHE_AUTO the size
+ * comes from the platform instead (the enclave's share, or its max for FIXED, less the rest
+ * of its footprint; enum eleos_suvm_sizing), and a coordinated instance then resizes itself
+ * on its own paths (faults, allocation, the evictor's pass; no exit).
  * Errors: -EINVAL (bad config; host_mode set inside an enclave), -EPERM (called in host
  * mode without host_mode), -ENOMEM (also: 256 instances live in the process already, or
  * not one 256 KiB chunk of cache fits the EPC), -EIO (no randomness / crypto setup failed).
@@ -144,7 +147,8 @@ void eleos_suvm_destroy(struct eleos_suvm *s);
 /*
  * Allocates size bytes of SUVM memory, zero-filled, and stores its address in *addr.
  * Slab allocations (<= ELEOS_SUVM_SLAB_MAX) are aligned to their rounded size and never
- * cross a page; larger ones are page-aligned. MT-safe, no exit.
+ * cross a page; larger ones are page-aligned. MT-safe, no exit. On a coordinated instance
+ * this is one of the checks of the cache's size, which may resize it (no exit either).
  * Errors: -EINVAL (size 0), -ENOMEM (address space exhausted or no enclave heap), -EBADMSG
  * (zeroing a reused slab slot hit an integrity failure).
  */

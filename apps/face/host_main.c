@@ -207,8 +207,11 @@ static void *worker_thread(void *arg) {
     return NULL;
 }
 
+/* Non-blocking, as eleos-kvs's: several queues accept on it, and the batch executor polls
+ * before it accepts, so a connection another worker took first must give EAGAIN, not a
+ * worker blocked in accept4 until the next client (or forever, at shutdown). */
 static int listen_on(const char *addr, uint16_t port) {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (lfd < 0)
         return -1;

@@ -177,11 +177,16 @@ size_t sim_plat_capacity(const struct eleos_enclave *enc) {
 /* The fast path: one atomic reservation of a page. */
 bool sim_plat_reserve(struct eleos_enclave *enc) {
     struct sim_platform *p = enc->epc.plat;
-    uint64_t used = atomic_fetch_add_explicit(&p->sh->used, 1, memory_order_acq_rel) + 1;
-    if (used > p->capacity) {
-        sub_floor(&p->sh->used, 1);
-        return false;
-    }
+    /* A compare-and-swap, not add-then-undo: an overshoot undone a moment later is still
+     * seen by every other reader (a sampler, or a reserver refused for nothing). */
+    uint64_t used = atomic_load_explicit(&p->sh->used, memory_order_acquire);
+    do {
+        if (used >= p->capacity)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&p->sh->used, &used, used + 1,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire));
+    used++;
     if (p->capacity - used == PLAT_LOW - 1 && p->has_reclaimer) {
         /* Crossing the low watermark: wake the reclaimers (ksgxd) once. */
         atomic_fetch_add_explicit(&p->sh->kick, 1, memory_order_release);

@@ -419,6 +419,10 @@ enum sim_fault sim_plat_make_room(struct eleos_enclave *enc) {
             continue;
         uint64_t waited = now_ns() - t0;
         if (waited > PLAT_SELF_FALLBACK_NS && enc->epc.fifo_count > 0) {
+            /* A dead process's pages come before our own: check liveness now, whatever
+             * the rate limit says (this runs at most once per fallback wait). */
+            if (reap_dead(p, true))
+                continue;
             if (sim_epc_evict_batch_locked(enc, 1) < 0)
                 return SIM_FAULT_FATAL;
             continue;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # eleos-kvs throughput, side by side in one invocation: real memcached, then eleos-kvs in
-# native, sgx, eleos, eleos with RPC forced on (eleos --rpc on: eleos mode's default, --rpc
-# auto, leaves RPC off when the server threads leave no CPU for an RPC worker, as on a
-# 2-vCPU machine), RPC-only (sgx --rpc on) and SUVM-only (sgx --suvm on) modes; same
-# server worker threads (-t 2), same client threads (2) and connections (16). Two loads:
+# native, sgx, eleos (--rpc auto: batched I/O, its executor and completion moderation
+# chosen at run time), eleos-nomod (the same with --moderation off), eleos-rpc (the worker
+# executor forced: --rpc on), eleos-sync (one call at a time), RPC-only (sgx --rpc on) and
+# SUVM-only (sgx --suvm on) modes; same server worker threads (-t 2), same client threads
+# (2) and connections (16). Two loads:
 #
 #   uniform    eleos-kvs-load (tools/kvs_load.c): every request's key is uniform over the
 #              whole preloaded data set (the Eleos paper's memcached experiment), so at 5x
@@ -73,7 +74,7 @@ case $grid in
            costs="on"; servers_on="sgx eleos"; servers_off=""
            : "${secs:=3}" "${reps:=1}" ;;
   default) vsizes="1024"; u_mults="0.5 5"; m_mults="0.5 5"; u_mixes="get set"; m_mixes="get"
-           costs="on off"; servers_on="sgx eleos eleos-rpc eleos-sync rpc-only suvm-only"; servers_off="sgx eleos"
+           costs="on off"; servers_on="sgx eleos eleos-nomod eleos-rpc eleos-sync rpc-only suvm-only"; servers_off="sgx eleos"
            : "${secs:=3}" "${reps:=2}" ;;
   full)    vsizes="1024 4096"; u_mults="0.5 2 5"; m_mults="0.5 2 5"; u_mixes="get set"
            m_mixes="get set"; costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"
@@ -128,6 +129,7 @@ start_server() { # name cost [attempt]
     eleos)     "$kvs" --mode eleos -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-uring) "$kvs" --mode eleos --rpc uring -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-sync) "$kvs" --mode eleos --rpc sync -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+    eleos-nomod) "$kvs" --mode eleos --moderation off -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-rpc) "$kvs" --mode eleos --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     rpc-only)  "$kvs" --mode sgx --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     suvm-only) "$kvs" --mode sgx --suvm on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;

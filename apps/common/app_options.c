@@ -130,18 +130,29 @@ static bool apply(struct app_platform_opts *o, int opt, const char *arg) {
             return false;
         o->rpc_spin_us = v;
         return true;
+    case APP_OPT_MODERATION:
+        if (!strcmp(arg, "auto"))
+            o->io_mod = ELEOS_IOQ_MOD_AUTO;
+        else if (!strcmp(arg, "on"))
+            o->io_mod = ELEOS_IOQ_MOD_ON;
+        else if (!strcmp(arg, "off"))
+            o->io_mod = ELEOS_IOQ_MOD_OFF;
+        else
+            return false;
+        return true;
     default: return false;
     }
 }
 
 static const char *opt_name(int opt) {
     static const char *const names[] = {"mode", "rpc", "suvm", "epc", "cost", "pollute",
-                                        "suvm-cache", "rpc-workers", "rpc-spin-us"};
+                                        "suvm-cache", "rpc-workers", "rpc-spin-us",
+                                        "moderation"};
     return names[opt - APP_OPT_MODE];
 }
 
 int app_platform_opt(struct app_platform_opts *o, int opt, const char *arg, const char *prog) {
-    if (opt < APP_OPT_MODE || opt > APP_OPT_RPC_SPIN)
+    if (opt < APP_OPT_MODE || opt > APP_OPT_MODERATION)
         return 0;
     if (apply(o, opt, arg))
         return 1;
@@ -194,7 +205,10 @@ void app_platform_usage(FILE *f, const struct app_platform_opts *d) {
             "      --pollute=KB       cost model: cache pollution per exit (default 0)\n"
             "      --suvm-cache=MB    SUVM page cache (default %zu)\n"
             "      --rpc-workers=N    host RPC or I/O worker threads (default %u)\n"
-            "      --rpc-spin-us=N    idle spin of an RPC worker before it sleeps (default %llu)\n",
+            "      --rpc-spin-us=N    idle spin of an RPC worker before it sleeps (default %llu)\n"
+            "      --moderation=M     batched I/O: a wait holds out (at most 200 us) for a\n"
+            "                         round of completions: auto (while the CPUs are busy;\n"
+            "                         default), on, off\n",
             app_mode_name(d->mode), d->epc_mib, d->suvm_cache_mib, d->rpc_workers,
             (unsigned long long)d->rpc_spin_us);
 }

@@ -29,12 +29,15 @@ struct app_platform_opts {
     bool suvm_cache_set;      /* given on the command line                              */
     unsigned rpc_workers;
     uint64_t rpc_spin_us;
+    int io_mod;               /* the I/O queue's completion moderation (enum
+                                 eleos_ioq_moderation)                                  */
 };
 
 /* getopt_long codes of the shared flags (above any single-character option). */
 enum {
     APP_OPT_MODE = 0x1000, APP_OPT_RPC, APP_OPT_SUVM, APP_OPT_EPC, APP_OPT_COST,
     APP_OPT_POLLUTE, APP_OPT_SUVM_CACHE, APP_OPT_RPC_WORKERS, APP_OPT_RPC_SPIN,
+    APP_OPT_MODERATION,
 };
 
 #define APP_PLATFORM_LONGOPTS                                                               \
@@ -46,7 +49,8 @@ enum {
     {"pollute", required_argument, NULL, APP_OPT_POLLUTE},                                  \
     {"suvm-cache", required_argument, NULL, APP_OPT_SUVM_CACHE},                            \
     {"rpc-workers", required_argument, NULL, APP_OPT_RPC_WORKERS},                          \
-    {"rpc-spin-us", required_argument, NULL, APP_OPT_RPC_SPIN}
+    {"rpc-spin-us", required_argument, NULL, APP_OPT_RPC_SPIN},                             \
+    {"moderation", required_argument, NULL, APP_OPT_MODERATION}
 
 /* Defaults: the given mode, RPC auto, SUVM by mode, 93 MiB EPC, cost model on, one RPC
  * worker spinning spin_us, a SUVM cache of cache_mib. */

@@ -46,6 +46,7 @@ int app_platform_start(struct app_platform *p, const struct app_platform_opts *o
     p->rpc_on = app_rpc_resolve(o, app_threads);
     p->io = app_io_resolve(o);
     p->io_exec = o->io_exec;
+    p->io_mod = o->io_mod;
     p->suvm_on = app_suvm_resolve(o);
     if (o->mode == APP_MODE_NATIVE)
         return 0;

@@ -22,6 +22,7 @@ struct app_platform {
     bool rpc_on, suvm_on;
     enum app_io_path io;              /* how the app's threads make system calls */
     int io_exec;                      /* APP_IO_QUEUE: enum eleos_ioq_exec       */
+    int io_mod;                       /* APP_IO_QUEUE: enum eleos_ioq_moderation */
     bool ioq_service;                 /* the I/O service (workers, monitor) runs */
 };
 

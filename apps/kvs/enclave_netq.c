@@ -41,7 +41,9 @@ enum { K_RECV = 0, K_SEND = 1, K_OTHER = 2 };
 #define UD_WAKE (UINT64_MAX - 2)
 #define UD_NOTE (UINT64_MAX - 3) /* completions nobody waits for (eventfd writes) */
 #define UD_LISTEN (UINT64_MAX - 4) /* listener i: UD_LISTEN - i */
-#define REAP_MAX 16u /* also bounds how many receives drain at once */
+/* Also bounds a moderated wait (a round of every connection's receive and send) and how
+ * many receives' data is held at once (64 x 8 KiB at most). */
+#define REAP_MAX 64u
 #define HELD_MAX 64u
 /* Passes between publications of the queue's counters. */
 #define STATS_EVERY 64u
@@ -415,6 +417,8 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_spins, st.spins, memory_order_relaxed);
     atomic_store_explicit(&w->q_faults, st.host_faults + st.bad_results, memory_order_relaxed);
     atomic_store_explicit(&w->q_switches, st.switches, memory_order_relaxed);
+    atomic_store_explicit(&w->q_moderated, st.moderated, memory_order_relaxed);
+    atomic_store_explicit(&w->q_mod_timeouts, st.mod_timeouts, memory_order_relaxed);
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);
 }
 
@@ -520,6 +524,7 @@ static int loop_open(struct qloop *l) {
     eleos_ioq_config_default(&cfg);
     cfg.entries = queue_entries(l->srv);
     cfg.exec = (enum eleos_ioq_exec)l->srv->io_exec;
+    cfg.moderation = (enum eleos_ioq_moderation)l->srv->io_mod;
     struct eleos_enclave *enc = eleos_enclave_current();
     int r = eleos_ioq_create(enc, &cfg, &l->q);
     if (r)
@@ -567,9 +572,9 @@ int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {
     int r = loop_open(&l);
     struct eleos_ioq_cqe cqes[REAP_MAX];
     while (!r && l.running) {
-        /* One completion is enough: waiting for more saves exits but delays requests that
-         * have arrived, and a partial send may need a follow-up before anything else comes
-         * (measurements in docs/rpc.md). */
+        /* One completion is enough; while the machine is busy the queue's moderation holds
+         * out (bounded) for a round of them, so one exit serves every connection that
+         * answered (docs/rpc.md, "Moderation"). */
         int n = eleos_ioq_wait(l.q, cqes, REAP_MAX, 1, wait_ns(&l));
         if (n < 0) {
             atomic_fetch_add_explicit(&srv->wait_errors, 1, memory_order_relaxed);

@@ -90,7 +90,7 @@ static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
     if (s->rpc_on && !host_range(k, s->rpc_area, s->rpc_area_size))
         return -EINVAL;
     if (s->io_exec < -1 || s->io_exec >= (int)ELEOS_IOQ_NEXEC || (s->io_exec >= 0 && !k->enc) ||
-        (s->io_exec >= 0 && s->rpc_on))
+        (s->io_exec >= 0 && s->rpc_on) || s->io_mod < 0 || s->io_mod > (int)ELEOS_IOQ_MOD_ON)
         return -EINVAL;
     return 0;
 }
@@ -203,6 +203,7 @@ static int server_build(struct kvs_enclave *k) {
     srv->maxconns = k->set.maxconns;
     srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
     srv->io_exec = k->set.io_exec;
+    srv->io_mod = k->set.io_mod;
     struct kvs_store_config sc;
     kvs_store_config_default(&sc);
     sc.mem_limit = k->set.mem_limit;
@@ -579,7 +580,7 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
 
 /* The I/O queues' counters, summed over workers, and the executor each has now. */
 static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
-    uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0;
+    uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, mod = 0, mod_to = 0;
     char execs[KVS_MAX_THREADS * 8] = "";
     size_t used = 0;
     for (unsigned i = 0; i < k->srv.nworkers; i++) {
@@ -590,6 +591,8 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
         spins += atomic_load_explicit(&w->q_spins, memory_order_relaxed);
         faults += atomic_load_explicit(&w->q_faults, memory_order_relaxed);
         sw += atomic_load_explicit(&w->q_switches, memory_order_relaxed);
+        mod += atomic_load_explicit(&w->q_moderated, memory_order_relaxed);
+        mod_to += atomic_load_explicit(&w->q_mod_timeouts, memory_order_relaxed);
         int e = atomic_load_explicit(&w->q_exec, memory_order_relaxed);
         int n = snprintf(execs + used, sizeof execs - used, "%s%s", i ? "," : "",
                          e < 0 ? "-" : eleos_ioq_exec_name((enum eleos_ioq_exec)e));
@@ -606,6 +609,8 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_io_spins", spins);
     ESTAT("eleos_io_host_faults", faults);
     ESTAT("eleos_io_switches", sw);
+    ESTAT("eleos_io_moderated_waits", mod);
+    ESTAT("eleos_io_moderation_timeouts", mod_to);
     return 0;
 }
 

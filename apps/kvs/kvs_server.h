@@ -67,6 +67,7 @@ struct kvs_setup {
     enum app_mode mode;
     bool rpc_on, suvm_on;
     int io_exec;             /* the I/O queue's executor, or -1: not the queue path */
+    int io_mod;              /* the I/O queue's moderation (enum eleos_ioq_moderation) */
     unsigned threads, maxconns, verbose, port;
     size_t mem_limit, item_size_max;
     size_t suvm_cache, suvm_backing;
@@ -148,6 +149,7 @@ struct kvs_worker {
     int wake_fd;
     /* the queue's counters, published by the worker for `stats` */
     _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches;
+    _Atomic uint64_t q_moderated, q_mod_timeouts;
     _Atomic int q_exec;
 };
 
@@ -191,6 +193,7 @@ struct kvs_server {
     _Atomic uint64_t wait_errors;     /* epoll_wait failures the loop survived           */
     _Atomic uint64_t idle_kicks;      /* connections closed by idle_timeout              */
     int io_exec;                      /* >= 0: workers run the completion loop on a queue */
+    int io_mod;                       /* the queues' moderation                          */
     struct kvs_tls *tls;              /* -Z: the TLS context (enclave_tls.h), else NULL   */
 };
 

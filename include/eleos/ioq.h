@@ -91,6 +91,8 @@ enum eleos_ioq_exec {
 #define ELEOS_IOQ_MAX_NAME        128u       /* socket address bytes (accept, *msg)       */
 /* An idle worker spins this long before it sleeps. */
 #define ELEOS_IOQ_DEFAULT_WORKER_SPIN_NS 200000u
+/* How long a moderated wait holds out for more completions than it was asked for. */
+#define ELEOS_IOQ_DEFAULT_MODERATION_NS 200000u
 
 /* Fault injection (tests only): the host forges, replays, reorders and drops completions
  * and rewrites bounce buffers after completing into them. */
@@ -153,13 +155,32 @@ void eleos_ioq_service_stats(struct eleos_ioq_service_stats *out);
 
 struct eleos_ioq;
 
+/*
+ * Completion moderation (as a NIC coalesces interrupts). On URING and BATCH every round of
+ * waiting is an exit; a moderated wait asks the host for as many completions as the queue's
+ * recent waits delivered (never fewer than the caller's min), for at most moderation_ns, so
+ * one exit carries a whole round of a busy server's requests. The estimate grows with what
+ * waits deliver and falls to what came when the bound runs out; a wait still returns as
+ * soon as it has that many. AUTO moderates only while the host's monitor reports the
+ * machine's CPUs busy (then a request that waits costs no idle CPU and an exit saved is
+ * CPU given back); ON always (on URING and BATCH); OFF never. WORKER and SQPOLL post
+ * completions while the enclave runs, so their waits are never moderated.
+ */
+enum eleos_ioq_moderation {
+    ELEOS_IOQ_MOD_AUTO = 0,
+    ELEOS_IOQ_MOD_OFF,
+    ELEOS_IOQ_MOD_ON,
+};
+
 struct eleos_ioq_config {
     unsigned entries;        /* operations outstanding at most, power of two (0 = default) */
     enum eleos_ioq_exec exec; /* ELEOS_IOQ_EXEC_AUTO by default                            */
+    enum eleos_ioq_moderation moderation; /* ELEOS_IOQ_MOD_AUTO by default                */
+    uint32_t moderation_ns;  /* bound of a moderated wait (0 = the default)                */
 };
 
-/* Fills *cfg with the defaults: ELEOS_IOQ_DEFAULT_ENTRIES operations, ELEOS_IOQ_EXEC_AUTO.
- * Pure; any mode, any thread, no exit. */
+/* Fills *cfg with the defaults: ELEOS_IOQ_DEFAULT_ENTRIES operations, ELEOS_IOQ_EXEC_AUTO,
+ * ELEOS_IOQ_MOD_AUTO, ELEOS_IOQ_DEFAULT_MODERATION_NS. Pure; any mode, any thread, no exit. */
 void eleos_ioq_config_default(struct eleos_ioq_config *cfg);
 
 /*
@@ -242,6 +263,12 @@ ELEOS_MUST_CHECK int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *c
 ELEOS_MUST_CHECK int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max,
                                     unsigned min, uint64_t timeout_ns);
 
+/* Completion moderation in force, and a way to set it (see enum eleos_ioq_moderation).
+ * set_moderation: 0 or -EINVAL (unknown mode). moderating: true if the next wait on URING
+ * or BATCH may hold out for more than its min. No exit. */
+ELEOS_MUST_CHECK int eleos_ioq_set_moderation(struct eleos_ioq *q, enum eleos_ioq_moderation mode);
+bool eleos_ioq_moderating(const struct eleos_ioq *q);
+
 /* Operations queued or in flight (not yet reaped). No exit. */
 unsigned eleos_ioq_outstanding(const struct eleos_ioq *q);
 
@@ -267,6 +294,8 @@ struct eleos_ioq_stats {
     uint64_t host_faults;   /* completions or indices that failed validation             */
     uint64_t bad_results;   /* results out of range, turned into -EIO                    */
     uint64_t switches;      /* executor changes made by AUTO                             */
+    uint64_t moderated;     /* waits that asked the host for more than their min        */
+    uint64_t mod_timeouts;  /* of those: ended by the moderation bound with fewer       */
     uint64_t by_exec[ELEOS_IOQ_NEXEC]; /* operations submitted per executor              */
 };
 

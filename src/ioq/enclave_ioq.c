@@ -667,6 +667,8 @@ void ioq_op_complete(struct eleos_ioq *q, struct ioq_op *op, int32_t res,
 void eleos_ioq_config_default(struct eleos_ioq_config *cfg) {
     cfg->entries = ELEOS_IOQ_DEFAULT_ENTRIES;
     cfg->exec = ELEOS_IOQ_EXEC_AUTO;
+    cfg->moderation = ELEOS_IOQ_MOD_AUTO;
+    cfg->moderation_ns = ELEOS_IOQ_DEFAULT_MODERATION_NS;
 }
 
 static int queue_alloc(struct eleos_ioq *q, uint32_t n) {
@@ -715,7 +717,8 @@ int eleos_ioq_create(struct eleos_enclave *enc, const struct eleos_ioq_config *c
         cfg = &def;
     uint32_t n = cfg->entries ? cfg->entries : def.entries;
     if (!out || n > ELEOS_IOQ_MAX_ENTRIES || (n & (n - 1)) || n < 8 ||
-        (unsigned)cfg->exec >= ELEOS_IOQ_NEXEC || (!enc && eleos_enclave_in_enclave_mode()))
+        (unsigned)cfg->exec >= ELEOS_IOQ_NEXEC || (unsigned)cfg->moderation > ELEOS_IOQ_MOD_ON ||
+        (!enc && eleos_enclave_in_enclave_mode()))
         return -EINVAL;
     struct eleos_ioq *q = enc ? eleos_enclave_malloc(enc, sizeof *q) : malloc(sizeof *q);
     if (!q)
@@ -723,6 +726,9 @@ int eleos_ioq_create(struct eleos_enclave *enc, const struct eleos_ioq_config *c
     memset(q, 0, sizeof *q);
     q->enc = enc;
     q->forced = cfg->exec;
+    q->mod_mode = cfg->moderation;
+    q->mod_ns = cfg->moderation_ns ? cfg->moderation_ns : def.moderation_ns;
+    q->mod_expect = 1;
     int r = queue_alloc(q, n);
     if (!r)
         r = ioq_lanes_init(q);

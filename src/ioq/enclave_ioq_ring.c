@@ -30,6 +30,12 @@
 #define WORKER_ON_PERMILLE 700u
 #define WORKER_OFF_PERMILLE 300u
 #define WORKER_WAIT_PERMILLE 100u /* a worker waiting for a CPU 10% of the time */
+/* AUTO moderation: on below this much idle CPU (thousandths of a core, all cores), off
+ * above the second. */
+#define MOD_ON_PERMILLE 300u
+#define MOD_OFF_PERMILLE 600u
+#define PROBE_EVERY 8u     /* filled moderated waits before asking for one completion more */
+#define PROBE_HOLD 256u    /* moderated waits without probing after one the bound ended    */
 
 static uint64_t ns_to_tsc(const struct eleos_ioq *q, uint64_t ns) {
     return ns >= UINT64_MAX / (q->hz ? q->hz : 1) ? UINT64_MAX : ns * q->hz / 1000000000ull;
@@ -371,10 +377,42 @@ static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
     return 0;
 }
 
+/* AUTO moderation follows the machine's idle CPU as the host's monitor reports it (a lie
+ * only costs speed or latency, bounded by moderation_ns). No monitor: nothing is known, so
+ * no moderation. A change must hold POLICY_HOLD periods, as an executor change must. */
+static void moderation_tick(struct eleos_ioq *q) {
+    struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+    if (q->mod_mode != ELEOS_IOQ_MOD_AUTO || !ctl)
+        return;
+    if (atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE) {
+        q->mod_on = false;
+        return;
+    }
+    uint64_t idle = (uint64_t)atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed) +
+                    atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
+    bool busy = idle < (q->mod_on ? MOD_OFF_PERMILLE : MOD_ON_PERMILLE);
+    q->mod_ticks = busy == q->mod_pending ? q->mod_ticks + 1 : 1;
+    q->mod_pending = busy;
+    if (busy != q->mod_on && q->mod_ticks >= POLICY_HOLD)
+        q->mod_on = busy;
+}
+
+bool eleos_ioq_moderating(const struct eleos_ioq *q) {
+    return q->mod_mode == ELEOS_IOQ_MOD_ON || (q->mod_mode == ELEOS_IOQ_MOD_AUTO && q->mod_on);
+}
+
+int eleos_ioq_set_moderation(struct eleos_ioq *q, enum eleos_ioq_moderation mode) {
+    if ((unsigned)mode > ELEOS_IOQ_MOD_ON)
+        return -EINVAL;
+    q->mod_mode = mode;
+    return 0;
+}
+
 static void policy_tick(struct eleos_ioq *q) {
     uint64_t now = tsc_now(), window = now - q->pol_start;
     if (window < ns_to_tsc(q, POLICY_NS))
         return;
+    moderation_tick(q);
     if (q->forced == ELEOS_IOQ_EXEC_AUTO) {
         /* A change must hold for POLICY_HOLD periods: every switch migrates what is in
          * flight, so a load that hovers at a threshold must not flip it back and forth. */
@@ -500,20 +538,15 @@ static unsigned wait_round(struct eleos_ioq *q, struct eleos_ioq_cqe *out, unsig
     return n + lane_reap(q, l, out + n, max - n);
 }
 
-int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max, unsigned min,
-                   uint64_t timeout_ns) {
-    if (!cqes || !max)
-        return -EINVAL;
-    if (min > max)
-        min = max;
-    unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max); /* rewinds the receive area */
-    uint64_t start = tsc_now();
-    uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);
+/* Waits until n reaches min (capped at what is outstanding) or the deadline passes; with
+ * poll, hands over what is queued and takes what is ready, once. */
+static unsigned wait_until(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max,
+                           unsigned n, unsigned min, uint64_t deadline, bool poll) {
     while (n < max) {
         unsigned need = min > n ? min - n : 0;
         if (need > q->outstanding)
             need = q->outstanding;
-        if (!need || timeout_ns == 0) {
+        if (!need || poll) {
             struct ioq_lane *l = &q->lanes[q->cur];
             int sub = eleos_ioq_submit(q);
             /* URING posts completions only on entry, BATCH runs ops only then: a poll
@@ -529,6 +562,75 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
         if (n >= min || tsc_now() >= deadline)
             break;
     }
+    return n;
+}
+
+/* How many completions a moderated wait holds out for: what recent waits delivered, at
+ * least min, at most what fits and what is outstanding; min itself when not moderating. */
+static unsigned moderation_want(const struct eleos_ioq *q, unsigned max, unsigned n,
+                                unsigned min) {
+    enum eleos_ioq_exec e = q->cur;
+    if (!eleos_ioq_moderating(q) || (e != ELEOS_IOQ_EXEC_URING && e != ELEOS_IOQ_EXEC_BATCH))
+        return min;
+    unsigned want = q->mod_expect > min ? q->mod_expect : min;
+    if (want > max)
+        want = max;
+    if (want > n + q->outstanding)
+        want = n + q->outstanding;
+    return want > min ? want : min;
+}
+
+/*
+ * The estimate: what a wait delivered. A wait returns once it has what it asked for, so
+ * the estimate would never learn that more were on their way: after PROBE_EVERY filled
+ * waits it asks for one more. A moderated wait the bound ends (a round that no longer all
+ * comes back, or a probe too far) cuts it to what came and stops probing for PROBE_HOLD
+ * waits, so a server at its natural round misses about once per PROBE_HOLD waits.
+ */
+static void moderation_learn(struct eleos_ioq *q, unsigned n, unsigned want) {
+    if (want && n < want) {
+        q->mod_expect = n ? n : 1;
+        q->mod_streak = 0;
+        q->mod_hold = PROBE_HOLD;
+        return;
+    }
+    if (n > q->mod_expect) {
+        q->mod_expect = n;
+        return;
+    }
+    if (!want)
+        return;
+    if (q->mod_hold) {
+        q->mod_hold--;
+        return;
+    }
+    if (++q->mod_streak >= PROBE_EVERY) {
+        q->mod_streak = 0;
+        q->mod_expect = want + 1;
+    }
+}
+
+int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max, unsigned min,
+                   uint64_t timeout_ns) {
+    if (!cqes || !max)
+        return -EINVAL;
+    if (min > max)
+        min = max;
+    unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max); /* rewinds the receive area */
+    uint64_t start = tsc_now();
+    uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);
+    unsigned want = timeout_ns && min ? moderation_want(q, max, n, min) : min;
+    if (want > min) {
+        uint64_t bound = start + ns_to_tsc(q, q->mod_ns);
+        q->st.moderated++;
+        n = wait_until(q, cqes, max, n, want, bound < deadline ? bound : deadline, false);
+        if (n < want)
+            q->st.mod_timeouts++;
+    }
+    if (want <= min || (n < min && tsc_now() < deadline))
+        n = wait_until(q, cqes, max, n, min, deadline, timeout_ns == 0);
+    if (min && timeout_ns)
+        moderation_learn(q, n, want > min ? want : 0);
     policy_tick(q);
     return (int)n;
 }

@@ -93,6 +93,15 @@ struct eleos_ioq {
     uint32_t nrx, rx_cur;
     uint32_t nslabs, slabs_cap;
     struct eleos_ioq_stats st;
+    /* completion moderation */
+    enum eleos_ioq_moderation mod_mode;
+    bool mod_on;                        /* AUTO: the machine is busy (held decision)    */
+    bool mod_pending;                   /* AUTO's last reading, and how many ticks held */
+    unsigned mod_ticks;
+    uint32_t mod_expect;                /* completions recent waits delivered           */
+    uint32_t mod_streak;                /* moderated waits filled since the last probe  */
+    uint32_t mod_hold;                  /* waits left before probing again (after a miss) */
+    uint64_t mod_ns;
     /* executor choice */
     uint64_t pol_start;                 /* TSC at the start of the current window      */
     uint64_t spin_budget;               /* cycles a wait spins before it exits         */

@@ -357,10 +357,7 @@ static bool send_buf(struct loop *l, struct kvs_conn *c, struct kvs_buf *buf, si
 static bool conn_flush(struct loop *l, struct kvs_conn *c) {
     if (!send_buf(l, c, &c->wbuf, &c->wpos))
         return false;
-    if (c->wpos == c->wbuf.len) {
-        c->wbuf.len = c->wpos = 0;
-        kvs_buf_shrink(&c->wbuf, 0);
-    }
+    kvs_buf_sent(&c->wbuf, &c->wpos);
     return true;
 }
 

@@ -255,10 +255,7 @@ static void on_send(struct qloop *l, struct kvs_conn *c, int32_t res) {
     }
     c->wpos += (size_t)res;
     kvs_stat_add(&l->w->stats.bytes_written, (uint64_t)res);
-    if (c->wpos == c->wbuf.len) {
-        c->wbuf.len = c->wpos = 0;
-        kvs_buf_shrink(&c->wbuf, 0); /* an idle connection keeps no reply buffer */
-    }
+    kvs_buf_sent(&c->wbuf, &c->wpos); /* an idle connection keeps no reply buffer */
     conn_step(l, c);
 }
 

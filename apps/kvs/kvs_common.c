@@ -104,6 +104,16 @@ void kvs_buf_shrink(struct kvs_buf *b, size_t keep) {
         kvs_buf_fini(b);
 }
 
+void kvs_buf_sent(struct kvs_buf *b, size_t *sent) {
+    if (*sent == b->len) {
+        b->len = *sent = 0;
+        kvs_buf_shrink(b, 0);
+    } else if (*sent >= KVS_BUF_SENT_MAX) {
+        kvs_buf_consume(b, *sent);
+        *sent = 0;
+    }
+}
+
 /* --- kvs_lock ------------------------------------------------------------------------------ */
 
 /* Spins before sleeping: critical sections are a lookup and a value copy (a few us at most,

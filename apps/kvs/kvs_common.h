@@ -57,6 +57,12 @@ void kvs_buf_consume(struct kvs_buf *b, size_t n);
 /* Frees the storage if it grew beyond keep bytes and is empty (a large multiget's buffer
  * should not stay pinned to an idle connection). */
 void kvs_buf_shrink(struct kvs_buf *b, size_t keep);
+/* A reply buffer whose first *sent bytes went out: empty and freed once all did; else, once
+ * KVS_BUF_SENT_MAX went out, the unsent rest moves to the front. A client that reads slowly
+ * would otherwise pin everything sent since the buffer last emptied (the kernel takes a few
+ * MB before the send stalls), on top of the unsent bytes the output limit bounds. */
+#define KVS_BUF_SENT_MAX (256u << 10)
+void kvs_buf_sent(struct kvs_buf *b, size_t *sent);
 
 /*
  * A mutex whose state lives with the data it protects (trusted memory in enclave modes) but

@@ -50,6 +50,13 @@ def start(binary, mode, extra, env=None, prefix=()):
         os.environ.update(old)
 
 
+# The memory checks measure the server, not AddressSanitizer: its quarantine (256 MB by
+# default) keeps every freed block mapped, so a server that reallocates while it streams
+# would seem to grow by what it freed. A small quarantine still catches a use after free of
+# the last few MB.
+MEM_ENV = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=8"}
+
+
 def check_values(ck, server, rounds, what):
     from pymemcache.client.base import Client
     c = Client(server.addr(), connect_timeout=10, timeout=10)
@@ -177,7 +184,7 @@ def push_without_reading(socks, payload, seconds, sample):
 
 
 def t_pipelining_unread(ck, binary, mode, extra):
-    srv = start(binary, mode, extra + ["-m", "64"])
+    srv = start(binary, mode, extra + ["-m", "64"], env=MEM_ENV)
     try:
         c = connect(srv)
         c.sendall(b"set big 0 0 200000\r\n" + b"b" * 200000 + b"\r\n")
@@ -188,6 +195,7 @@ def t_pipelining_unread(ck, binary, mode, extra):
         box = {}
         grown = grow_during(srv, lambda sample: box.update(
             sent=push_without_reading([s], req, 6.0, sample)))
+        print("unread pipelined gets: server grew %.1f MiB" % (grown / MIB))
         ck.true(grown < 96 * MIB, "unread pipelined gets: server grew %d MiB (sent %d MiB)"
                 % (grown // MIB, box["sent"] // MIB))
         s.close()
@@ -198,7 +206,7 @@ def t_pipelining_unread(ck, binary, mode, extra):
 
 
 def t_multiget_amplification(ck, binary, mode, extra):
-    srv = start(binary, mode, extra + ["-m", "128"])
+    srv = start(binary, mode, extra + ["-m", "128"], env=MEM_ENV)
     try:
         c = connect(srv)
         for i in range(40):
@@ -211,7 +219,8 @@ def t_multiget_amplification(ck, binary, mode, extra):
         box = {}
         grown = grow_during(srv, lambda sample: box.update(
             sent=push_without_reading(socks, line * 8, 6.0, sample)))
-        ck.true(grown < 96 * MIB, "8 unread multiget connections: server grew %d MiB"
+        print("8 unread multiget connections: server grew %.1f MiB" % (grown / MIB))
+        ck.true(grown < 48 * MIB, "8 unread multiget connections: server grew %d MiB"
                 % (grown // MIB))
         # The replies are all there for a client that does read.
         r = socks[0]
@@ -237,7 +246,7 @@ def t_idle_connections(ck, binary, mode, extra):
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
-    srv = start(binary, mode, extra + ["-c", "4000"])
+    srv = start(binary, mode, extra + ["-c", "4000"], env=MEM_ENV)
     socks = []
     try:
         warm = [connect(srv) for _ in range(50)]

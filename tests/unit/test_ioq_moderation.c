@@ -34,8 +34,10 @@ struct env {
     enum eleos_ioq_exec exec;
     int sp[NPAIRS][2];
     _Atomic unsigned seq, early, stop;
-    unsigned now;     /* pairs [0, now) written at once, the rest delay_ms later */
-    long delay_ms;
+    /* pairs [0, now) written at once, the rest delay_ms later; atomics because the writer
+     * may still be finishing a round (ordered only through the sockets) as the next is set */
+    _Atomic unsigned now;
+    _Atomic long delay_ms;
 };
 
 static void *writer_main(void *arg) {
@@ -48,12 +50,13 @@ static void *writer_main(void *arg) {
             continue;
         }
         done = atomic_load(&e->seq);
-        unsigned now = e->now;
+        unsigned now = atomic_load(&e->now);
+        long delay_ms = atomic_load(&e->delay_ms);
         for (unsigned i = 0; i < now; i++)
             if (write(e->sp[i][0], "r", 1) != 1)
                 abort();
         atomic_store(&e->early, done);
-        struct timespec ts = {e->delay_ms / 1000, (e->delay_ms % 1000) * 1000000};
+        struct timespec ts = {delay_ms / 1000, (delay_ms % 1000) * 1000000};
         nanosleep(&ts, NULL);
         for (unsigned i = now; i < NPAIRS; i++)
             if (write(e->sp[i][0], "r", 1) != 1)
@@ -64,8 +67,8 @@ static void *writer_main(void *arg) {
 
 /* Asks the writer for a round and returns once its early writes are made. */
 static void round_start(struct env *e, unsigned now, long delay_ms) {
-    e->now = now;
-    e->delay_ms = delay_ms;
+    atomic_store(&e->now, now);
+    atomic_store(&e->delay_ms, delay_ms);
     unsigned seq = atomic_load(&e->seq) + 1;
     atomic_store(&e->seq, seq);
     while (atomic_load(&e->early) != seq)

@@ -116,15 +116,20 @@ static int first_wait(struct run *r, unsigned now, long delay_ms, unsigned min,
     return n;
 }
 
-static long e_moderate(void *arg) {
-    struct run r = {.e = arg};
+/* A queue of 64 on the run's executor with the given moderation and bound. */
+static int queue_open(struct run *r, enum eleos_ioq_moderation mode, uint32_t ns) {
     struct eleos_ioq_config cfg;
     eleos_ioq_config_default(&cfg);
     cfg.entries = 64;
-    cfg.exec = r.e->exec;
-    cfg.moderation = ELEOS_IOQ_MOD_ON;
-    cfg.moderation_ns = 2000000000u;
-    int rc = eleos_ioq_create(enc, &cfg, &r.q);
+    cfg.exec = r->e->exec;
+    cfg.moderation = mode;
+    cfg.moderation_ns = ns;
+    return eleos_ioq_create(enc, &cfg, &r->q);
+}
+
+static long e_moderate(void *arg) {
+    struct run r = {.e = arg};
+    int rc = queue_open(&r, ELEOS_IOQ_MOD_ON, 2000000000u);
     if (rc)
         return rc;
     uint64_t ex;
@@ -163,13 +168,7 @@ static long e_moderate(void *arg) {
 /* The bound: a round that does not all come back within it. */
 static long e_bound(void *arg) {
     struct run r = {.e = arg};
-    struct eleos_ioq_config cfg;
-    eleos_ioq_config_default(&cfg);
-    cfg.entries = 64;
-    cfg.exec = r.e->exec;
-    cfg.moderation = ELEOS_IOQ_MOD_ON;
-    cfg.moderation_ns = 1000000u;
-    int rc = eleos_ioq_create(enc, &cfg, &r.q);
+    int rc = queue_open(&r, ELEOS_IOQ_MOD_ON, 1000000u);
     if (rc)
         return rc;
     uint64_t ex;
@@ -180,16 +179,14 @@ static long e_bound(void *arg) {
     E_CHECK(st.mod_timeouts >= 1);
     eleos_ioq_destroy(r.q);
     /* AUTO without the host's monitor (no I/O service here) knows nothing: no moderation. */
-    cfg.moderation = ELEOS_IOQ_MOD_AUTO;
-    rc = eleos_ioq_create(enc, &cfg, &r.q);
+    rc = queue_open(&r, ELEOS_IOQ_MOD_AUTO, 1000000u);
     if (rc)
         return rc;
     E_CHECK(first_wait(&r, NPAIRS, 0, 1, &ex) == NPAIRS);
     E_CHECK(first_wait(&r, 2, 20, 1, &ex) == 2);
     E_CHECK(!eleos_ioq_moderating(r.q));
     eleos_ioq_destroy(r.q);
-    cfg.moderation = (enum eleos_ioq_moderation)9;
-    E_CHECK(eleos_ioq_create(enc, &cfg, &r.q) == -EINVAL);
+    E_CHECK(queue_open(&r, (enum eleos_ioq_moderation)9, 0) == -EINVAL);
     return 0;
 }
 

@@ -66,9 +66,13 @@ int64_t kvs_now_unix(void) {
 }
 
 int64_t kvs_now_ms(void) {
+    return kvs_now_ns() / 1000000;
+}
+
+int64_t kvs_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no exit */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* --- connection table ------------------------------------------------------------------- */
@@ -140,6 +144,11 @@ void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner
     c->proto.info = &t->info[c->slot];
     atomic_store_explicit(&t->conn[c->slot], c, memory_order_relaxed);
     atomic_store_explicit(&t->meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),
+                          memory_order_release);
+}
+
+void kvs_slot_move(struct kvs_server *srv, struct kvs_conn *c, unsigned owner) {
+    atomic_store_explicit(&srv->conns.meta[c->slot], (c->tag & ~(uint64_t)UINT32_MAX) | (owner + 1u),
                           memory_order_release);
 }
 

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "eleos/ioq.h"
@@ -65,6 +66,11 @@ struct qloop {
      * held until a connection closes, as the backlog holds them on the epoll path */
     uint32_t held[HELD_MAX];  /* listener << 24 | descriptor                          */
     unsigned nheld;
+    /* consolidation (kvs_gather.h) */
+    int64_t period_ns;        /* start of the busy measurement's period              */
+    int64_t cpu_ns;           /* the thread's CPU time then (-1: unknown)            */
+    int64_t move_check_ms;    /* next look for connections to hand over              */
+    unsigned moving_out;      /* connections whose move has started                  */
 };
 
 static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
@@ -75,6 +81,8 @@ static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
  * every connection's receive and send, so this means memory ran out). conn_begin_close may
  * free c: callers touch c no more after it. */
 static void conn_begin_close(struct qloop *l, struct kvs_conn *c);
+/* A moving connection's step: handed over once nothing of it is in flight or pending. */
+static void move_step(struct qloop *l, struct kvs_conn *c);
 
 /* A posted receive waits for data. A draining one (after a receive filled its buffer)
  * takes what else is there without waiting, so a request is parsed whole, as one big read
@@ -115,6 +123,9 @@ static void yield_unlink(struct qloop *l, struct kvs_conn *c) {
 
 static void conn_free(struct qloop *l, struct kvs_conn *c) {
     yield_unlink(l, c);
+    if (c->moving)
+        l->moving_out--;
+    atomic_fetch_sub_explicit(&l->w->nconns, 1, memory_order_relaxed);
     if (eleos_ioq_close(l->q, c->fd, UD_NOTE))
         l->srv->io->close(&l->w->io_ctx, c->fd); /* the queue is full: one exit then */
     kvs_conn_release(l->srv, c);
@@ -196,6 +207,10 @@ static void conn_step(struct qloop *l, struct kvs_conn *c) {
             conn_begin_close(l, c);
         return;
     }
+    if (c->moving) {
+        move_step(l, c);
+        return;
+    }
     if (!c->recv_posted && pending < KVS_WBUF_HIGH && !c->more && c->rbuf.len < RBUF_MAX)
         post_recv(l, c, false);
 }
@@ -204,6 +219,10 @@ static void on_recv(struct qloop *l, struct kvs_conn *c, int32_t res, char *data
     c->recv_posted = false;
     if (c->closing) {
         conn_begin_close(l, c);
+        return;
+    }
+    if (c->moving && res == -ECANCELED) {
+        move_step(l, c); /* the receive it was waiting in is withdrawn: hand it over */
         return;
     }
     bool drained = c->draining;
@@ -276,13 +295,18 @@ static void post_accept(struct qloop *l) {
             l->listen_posted |= 1u << i;
 }
 
-/* Gives c to worker t: its own if t is us, else through t's inbox and eventfd. */
-static bool conn_hand(struct qloop *l, struct kvs_conn *c, struct kvs_worker *t) {
+/* Gives c to worker t: its own if t is us, else through t's inbox and eventfd. moved: c
+ * is a live connection of ours (its slot changes owner, nothing else). */
+static bool conn_hand(struct qloop *l, struct kvs_conn *c, struct kvs_worker *t, bool moved) {
     bool placed = false, ring = false;
     kvs_lock_acquire(&t->lock);
     if (t->running) {
         c->proto.stats = &t->stats;
-        kvs_slot_publish(l->srv, c, t->id);
+        if (moved)
+            kvs_slot_move(l->srv, c, t->id);
+        else
+            kvs_slot_publish(l->srv, c, t->id);
+        atomic_fetch_add_explicit(&t->nconns, 1, memory_order_relaxed);
         if (t != l->w) {
             ring = !t->inbox;
             c->next = t->inbox;
@@ -299,12 +323,16 @@ static bool conn_hand(struct qloop *l, struct kvs_conn *c, struct kvs_worker *t)
     return placed;
 }
 
+/* Round robin over the workers that hold connections (kvs_gather.h), then the others. */
 static bool conn_place_q(struct qloop *l, struct kvs_conn *c) {
     struct kvs_server *srv = l->srv;
     unsigned n = srv->nworkers;
+    unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    if (!a || a > n)
+        a = n;
     unsigned start = atomic_fetch_add_explicit(&srv->next_worker, 1, memory_order_relaxed);
     for (unsigned k = 0; k < n; k++)
-        if (conn_hand(l, c, &srv->workers[(start + k) % n]))
+        if (conn_hand(l, c, &srv->workers[k < a ? (start + k) % a : k], false))
             return true;
     return false;
 }
@@ -343,6 +371,7 @@ static void conn_new_q(struct qloop *l, int fd, uint8_t listener) {
     kvs_buf_init(&c->rbuf, srv->alloc);
     kvs_buf_init(&c->wbuf, srv->alloc);
     if (!kvs_tls_conn_open(srv, c, kvs_conn_listener(c)) || !conn_place_q(l, c)) {
+        atomic_fetch_add_explicit(&l->w->nconns, 1, memory_order_relaxed); /* conn_free's */
         c->closing = true;
         conn_free(l, c);
         return;
@@ -380,6 +409,130 @@ static void on_wake(struct qloop *l) {
     }
     if (eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
         l->running = false; /* cannot listen for hand-overs any more: stop cleanly */
+}
+
+/* --- gathering connections on fewer workers (kvs_gather.h) ------------------------------- */
+
+/* A connection moves only when its receive is all it has in flight and nothing of it waits
+ * to be parsed or sent. TLS and watching connections stay with their worker. */
+static bool conn_movable(const struct kvs_conn *c) {
+    return c->recv_posted && !c->draining && !c->send_posted && !c->closing && !c->moving &&
+           c->wpos == c->wbuf.len && !c->more && !c->proto.yielded && !c->proto.close &&
+           !c->tls && c->proto.watch_slot < 0 && c->rbuf.len < RBUF_MAX;
+}
+
+/* The worker (not us) among those that hold connections that holds the fewest. */
+static struct kvs_worker *move_target(struct qloop *l) {
+    struct kvs_server *srv = l->srv;
+    unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    struct kvs_worker *best = NULL;
+    uint32_t fewest = UINT32_MAX;
+    for (unsigned i = 0; i < a && i < srv->nworkers; i++) {
+        struct kvs_worker *t = &srv->workers[i];
+        uint32_t n = atomic_load_explicit(&t->nconns, memory_order_relaxed);
+        if (t != l->w && n < fewest) {
+            best = t;
+            fewest = n;
+        }
+    }
+    return best;
+}
+
+static void move_step(struct qloop *l, struct kvs_conn *c) {
+    if (c->recv_posted || c->send_posted || c->wbuf.len > c->wpos || c->more ||
+        c->proto.yielded)
+        return; /* the completion still to come steps it again */
+    c->moving = false;
+    l->moving_out--;
+    struct kvs_worker *t = c->rbuf.len < RBUF_MAX ? move_target(l) : NULL;
+    /* a move counts as activity: the new owner's idle scan must not find it stale */
+    c->active_s = kvs_now_ms() / 1000;
+    if (t && conn_hand(l, c, t, true)) {
+        atomic_fetch_sub_explicit(&l->w->nconns, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->srv->conn_moves, 1, memory_order_relaxed);
+        return; /* t posts its receive; c is t's from here on */
+    }
+    post_recv(l, c, false); /* nobody takes it: it stays */
+}
+
+/* Starts moving up to n of this worker's connections: their receives are cancelled, and
+ * each is handed over when its receive ends (move_step). */
+static void move_start(struct qloop *l, unsigned n) {
+    struct kvs_conn_table *t = &l->srv->conns;
+    for (uint32_t i = 0; i < t->size && n; i++) {
+        struct kvs_conn *c = kvs_conn_owned(l->srv, l->w->id, i);
+        if (!c || !conn_movable(c) || eleos_ioq_cancel_fd(l->q, c->fd, UD_NOTE))
+            continue;
+        c->moving = true;
+        l->moving_out++;
+        n--;
+    }
+}
+
+/* Worker 0 decides how many workers hold connections, from each one's busy share. */
+static void gather_decide(struct qloop *l, int64_t now_ms) {
+    struct kvs_server *srv = l->srv;
+    uint32_t busy[KVS_MAX_THREADS];
+    unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    for (unsigned i = 0; i < a; i++) {
+        struct kvs_worker *w = &srv->workers[i];
+        int64_t at = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);
+        /* a worker blocked in a long wait has not measured: it is not busy */
+        busy[i] = now_ms - at > 3 * KVS_GATHER_PERIOD_MS
+                      ? 0
+                      : atomic_load_explicit(&w->busy_permille, memory_order_relaxed);
+    }
+    unsigned next = kvs_gather_decide(&srv->gather, (enum kvs_gather_mode)srv->io_gather,
+                                      eleos_ioq_moderating(l->q), a, srv->nworkers, busy);
+    atomic_store_explicit(&srv->io_active, next, memory_order_relaxed);
+}
+
+/* The worker thread's CPU time: a system call (one exit, once a period) into the worker's
+ * untrusted bounce. The host may lie; that only changes how many workers hold
+ * connections. -1 if it fails or is not a time. */
+static int64_t thread_cpu_ns(struct qloop *l) {
+    struct app_io_ctx *io = &l->w->io_ctx;
+    if (!io->bounce || io->bounce_size < sizeof(struct timespec) ||
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, io->bounce))
+        return -1;
+    struct timespec ts;
+    memcpy(&ts, io->bounce, sizeof ts); /* read once */
+    if (ts.tv_sec < 0 || ts.tv_sec > INT32_MAX || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* After each pass: once a period, the busy share (and worker 0's decision); every few
+ * milliseconds, whether this worker holds more than its share (none, beyond the workers
+ * that hold connections), and the surplus's moves started. */
+static void gather_step(struct qloop *l, int64_t now) {
+    struct kvs_server *srv = l->srv;
+    int64_t span = now - l->period_ns, now_ms = now / 1000000;
+    if (span >= KVS_GATHER_PERIOD_MS * 1000000ll) {
+        int64_t cpu = thread_cpu_ns(l), used = cpu - l->cpu_ns;
+        if (cpu >= 0 && l->cpu_ns >= 0 && used >= 0) {
+            atomic_store_explicit(&l->w->busy_permille,
+                                  (uint32_t)(used >= span ? 1000 : used * 1000 / span),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&l->w->busy_ms, now_ms, memory_order_relaxed);
+        }
+        l->period_ns = now;
+        l->cpu_ns = cpu;
+        if (l->w->id == 0)
+            gather_decide(l, now_ms);
+    }
+    if (now_ms < l->move_check_ms || srv->nworkers < 2)
+        return;
+    l->move_check_ms = now_ms + 10;
+    unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        total += atomic_load_explicit(&srv->workers[i].nconns, memory_order_relaxed);
+    /* one over the even share: two workers must not pass a connection back and forth */
+    uint64_t share = l->w->id >= a ? 0 : (total + a - 1) / a + 1;
+    uint64_t own = atomic_load_explicit(&l->w->nconns, memory_order_relaxed);
+    if (own > share + l->moving_out)
+        move_start(l, (unsigned)(own - share - l->moving_out));
 }
 
 /* --- the loop -------------------------------------------------------------------------------- */
@@ -530,6 +683,8 @@ static int loop_open(struct qloop *l) {
     l->w->running = true;
     kvs_lock_release(&l->w->lock);
     l->running = true;
+    l->period_ns = kvs_now_ns();
+    l->cpu_ns = thread_cpu_ns(l);
     if (eleos_ioq_poll(l->q, l->srv->stop_fd, POLLIN, UD_STOP) ||
         eleos_ioq_read(l->q, l->w->wake_fd, &l->wake_buf, sizeof l->wake_buf, -1, UD_WAKE))
         return -ENOMEM;
@@ -581,6 +736,7 @@ int kvs_worker_loop_q(struct kvs_server *srv, struct kvs_worker *w) {
         for (int i = 0; i < n; i++)
             dispatch_q(&l, &cqes[i]);
         serve_yields(&l);
+        gather_step(&l, kvs_now_ns());
         if (++l.passes % STATS_EVERY == 0)
             publish_stats(&l);
     }

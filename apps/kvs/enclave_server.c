@@ -90,7 +90,8 @@ static int setup_check(const struct kvs_enclave *k, struct kvs_setup *s) {
     if (s->rpc_on && !host_range(k, s->rpc_area, s->rpc_area_size))
         return -EINVAL;
     if (s->io_exec < -1 || s->io_exec >= (int)ELEOS_IOQ_NEXEC || (s->io_exec >= 0 && !k->enc) ||
-        (s->io_exec >= 0 && s->rpc_on) || s->io_mod < 0 || s->io_mod > (int)ELEOS_IOQ_MOD_ON)
+        (s->io_exec >= 0 && s->rpc_on) || s->io_mod < 0 || s->io_mod > (int)ELEOS_IOQ_MOD_ON ||
+        !kvs_gather_mode_name(s->io_gather))
         return -EINVAL;
     return 0;
 }
@@ -102,6 +103,7 @@ static _Atomic uint32_t *wake_word(struct kvs_enclave *k, size_t i) {
 static int workers_create(struct kvs_enclave *k) {
     struct kvs_server *srv = &k->srv;
     srv->nworkers = k->set.threads;
+    atomic_store_explicit(&srv->io_active, srv->nworkers, memory_order_relaxed);
     srv->workers = kvs_malloc(&k->alloc, srv->nworkers * sizeof *srv->workers);
     if (!srv->workers)
         return -ENOMEM;
@@ -204,6 +206,7 @@ static int server_build(struct kvs_enclave *k) {
     srv->io = app_io_for(k->enc != NULL, k->set.rpc_on, false);
     srv->io_exec = k->set.io_exec;
     srv->io_mod = k->set.io_mod;
+    srv->io_gather = k->set.io_gather;
     struct kvs_store_config sc;
     kvs_store_config_default(&sc);
     sc.mem_limit = k->set.mem_limit;
@@ -581,8 +584,8 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
 /* The I/O queues' counters, summed over workers, and the executor each has now. */
 static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, mod = 0, mod_to = 0;
-    char execs[KVS_MAX_THREADS * 8] = "";
-    size_t used = 0;
+    char execs[KVS_MAX_THREADS * 8] = "", busy[KVS_MAX_THREADS * 6] = "";
+    size_t used = 0, bused = 0;
     for (unsigned i = 0; i < k->srv.nworkers; i++) {
         struct kvs_worker *w = &k->srv.workers[i];
         ex += atomic_load_explicit(&w->q_exits, memory_order_relaxed);
@@ -598,6 +601,10 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
                          e < 0 ? "-" : eleos_ioq_exec_name((enum eleos_ioq_exec)e));
         if (n > 0 && (size_t)n < sizeof execs - used)
             used += (size_t)n;
+        n = snprintf(busy + bused, sizeof busy - bused, "%s%u", i ? "," : "",
+                     (unsigned)atomic_load_explicit(&w->busy_permille, memory_order_relaxed));
+        if (n > 0 && (size_t)n < sizeof busy - bused)
+            bused += (size_t)n;
     }
     int r = kvs_buf_printf(out, "STAT eleos_io_executor %s\r\nSTAT eleos_io_requested %s\r\n",
                            execs, eleos_ioq_exec_name((enum eleos_ioq_exec)k->set.io_exec));
@@ -611,6 +618,12 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_io_switches", sw);
     ESTAT("eleos_io_moderated_waits", mod);
     ESTAT("eleos_io_moderation_timeouts", mod_to);
+    ESTAT("eleos_io_active_workers",
+          atomic_load_explicit(&k->srv.io_active, memory_order_relaxed));
+    ESTAT("eleos_io_conn_moves", atomic_load_explicit(&k->srv.conn_moves, memory_order_relaxed));
+    r = kvs_buf_printf(out, "STAT eleos_io_cpu_permille %s\r\n", busy);
+    if (r)
+        return r;
     return 0;
 }
 

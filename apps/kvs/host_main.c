@@ -144,6 +144,7 @@ static int setup_server(struct app *a) {
     s.rpc_on = a->pf.rpc_on;
     s.io_exec = a->pf.io == APP_IO_QUEUE ? a->pf.io_exec : -1;
     s.io_mod = a->pf.io_mod;
+    s.io_gather = o->gather;
     s.suvm_on = a->pf.suvm_on;
     s.threads = o->threads;
     s.maxconns = o->maxconns;

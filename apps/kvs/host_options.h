@@ -41,6 +41,7 @@ struct options {
     bool lock_memory;         /* -k                                                     */
     bool maxcore;             /* -r                                                     */
     bool udp_on;              /* -U given non-zero: a UDP socket on udpport             */
+    int gather;               /* --consolidate (enum kvs_gather_mode)                   */
 };
 
 /* Parses argv into o. Returns 0 to go on, or the status to exit with (after printing

@@ -28,6 +28,7 @@
 #include "app_options.h"
 #include "kvs_common.h"
 #include "app_io.h"
+#include "kvs_gather.h"
 #include "kvs_proto.h"
 #include "kvs_store.h"
 
@@ -68,6 +69,7 @@ struct kvs_setup {
     bool rpc_on, suvm_on;
     int io_exec;             /* the I/O queue's executor, or -1: not the queue path */
     int io_mod;              /* the I/O queue's moderation (enum eleos_ioq_moderation) */
+    int io_gather;           /* the queue path's consolidation (enum kvs_gather_mode)  */
     unsigned threads, maxconns, verbose, port;
     size_t mem_limit, item_size_max;
     size_t suvm_cache, suvm_backing;
@@ -117,6 +119,7 @@ struct kvs_conn {
     /* completion loop: what is in flight, and a close under way */
     bool recv_posted, send_posted, closing;
     bool draining;            /* the posted receive only drains what is there       */
+    bool moving;              /* its receive is cancelled: it goes to another worker  */
     uint8_t listener;         /* the listener it came from: kvs_conn_listener()     */
     int64_t active_s;         /* monotonic second of its last input (idle_timeout)  */
     struct kvs_conn *next;    /* in a worker's inbox                             */
@@ -151,6 +154,10 @@ struct kvs_worker {
     _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches;
     _Atomic uint64_t q_moderated, q_mod_timeouts;
     _Atomic int q_exec;
+    /* consolidation (kvs_gather.h): connections held, and the busy share of the last
+     * period (permille) with the millisecond it was measured */
+    _Atomic uint32_t nconns, busy_permille;
+    _Atomic int64_t busy_ms;
 };
 
 /* Connections by slot. epoll carries (generation << 32 | slot) for a connection, never a
@@ -194,6 +201,10 @@ struct kvs_server {
     _Atomic uint64_t idle_kicks;      /* connections closed by idle_timeout              */
     int io_exec;                      /* >= 0: workers run the completion loop on a queue */
     int io_mod;                       /* the queues' moderation                          */
+    int io_gather;                    /* consolidation (enum kvs_gather_mode)            */
+    _Atomic unsigned io_active;       /* workers that hold connections (kvs_gather.h)    */
+    _Atomic uint64_t conn_moves;      /* connections handed to another worker            */
+    struct kvs_gather gather;         /* worker 0's decision state                       */
     struct kvs_tls *tls;              /* -Z: the TLS context (enclave_tls.h), else NULL   */
 };
 
@@ -232,9 +243,12 @@ int kvs_udp_loop(struct kvs_server *srv);
 extern const char kvs_too_many_conns[];
 int64_t kvs_now_unix(void);
 int64_t kvs_now_ms(void);
+int64_t kvs_now_ns(void);
 bool kvs_slot_take(struct kvs_server *srv, struct kvs_conn *c);
 void kvs_slot_publish(struct kvs_server *srv, struct kvs_conn *c, unsigned owner);
 void kvs_slot_give_back(struct kvs_server *srv, uint32_t slot);
+/* Makes owner the owner of c's slot (a connection moved between workers); nothing else. */
+void kvs_slot_move(struct kvs_server *srv, struct kvs_conn *c, unsigned owner);
 struct kvs_conn *kvs_conn_lookup(struct kvs_server *srv, unsigned worker, uint64_t tag);
 /* The connection in slot (< srv->conns.size) if worker owns it, else NULL: a worker walks
  * its own connections this way (only the owner frees a slot, so the answer is stable). */

@@ -1,0 +1,58 @@
+/*
+ * kvs_gather.c — the consolidation decision (kvs_gather.h).
+ */
+#include "kvs_gather.h"
+
+#include <stddef.h>
+
+/* What this period alone asks for. */
+static unsigned target(enum kvs_gather_mode mode, bool scarce, unsigned active, unsigned n,
+                       const uint32_t *busy, unsigned calm) {
+    if (mode == KVS_GATHER_OFF || n <= 1)
+        return n;
+    if (mode == KVS_GATHER_AUTO && !scarce)
+        return n; /* cores are free: every worker waits for its own, latency first */
+    uint64_t sum = 0;
+    uint32_t max = 0;
+    for (unsigned i = 0; i < active; i++) {
+        sum += busy[i];
+        if (busy[i] > max)
+            max = busy[i];
+    }
+    if (active < n && max > KVS_GATHER_GROW_PERMILLE)
+        return active + 1;
+    if (active > 1 && sum < (uint64_t)(active - 1) * KVS_GATHER_SHRINK_PERMILLE && !calm)
+        return active - 1;
+    return active;
+}
+
+unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, bool scarce,
+                           unsigned active, unsigned n, const uint32_t *busy) {
+    if (n == 0)
+        return 0;
+    if (active == 0 || active > n)
+        active = n;
+    if (g->calm)
+        g->calm--;
+    unsigned t = target(mode, scarce, active, n, busy, g->calm);
+    if (mode == KVS_GATHER_OFF)
+        return t; /* forced: at once */
+    g->ticks = t == g->pending ? g->ticks + 1 : 1;
+    g->pending = t;
+    unsigned hold = mode == KVS_GATHER_AUTO && !scarce ? KVS_GATHER_FREE_HOLD : KVS_GATHER_HOLD;
+    if (t == active || g->ticks < hold)
+        return active;
+    if (t > active && (mode == KVS_GATHER_ON || scarce)) { /* added: the others saturated */
+        g->backoff = g->backoff ? g->backoff * 2 : KVS_GATHER_CALM;
+        if (g->backoff > KVS_GATHER_CALM_MAX)
+            g->backoff = KVS_GATHER_CALM_MAX;
+        g->calm = g->backoff;
+    }
+    g->ticks = 0;
+    return t;
+}
+
+const char *kvs_gather_mode_name(int mode) {
+    static const char *const names[] = {"auto", "off", "on"};
+    return mode >= 0 && (size_t)mode < sizeof names / sizeof names[0] ? names[mode] : NULL;
+}

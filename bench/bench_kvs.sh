@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # eleos-kvs throughput, side by side in one invocation: real memcached, then eleos-kvs in
 # native, sgx, eleos (--rpc auto: batched I/O, its executor and completion moderation
-# chosen at run time), eleos-nomod (the same with --moderation off), eleos-gather
-# (--consolidate on --moderation on: connections gathered on fewer workers), eleos-rpc (the worker
+# chosen at run time, connections gathered on fewer workers while no core is idle),
+# eleos-nomod (the same with --moderation off), eleos-spread (--consolidate off: every
+# worker keeps its connections), eleos-rpc (the worker
 # executor forced: --rpc on), eleos-sync (one call at a time), RPC-only (sgx --rpc on) and
 # SUVM-only (sgx --suvm on) modes; same server worker threads (-t 2), same client threads
 # (2) and connections (16). Two loads:
@@ -75,7 +76,7 @@ case $grid in
            costs="on"; servers_on="sgx eleos"; servers_off=""
            : "${secs:=3}" "${reps:=1}" ;;
   default) vsizes="1024"; u_mults="0.5 5"; m_mults="0.5 5"; u_mixes="get set"; m_mixes="get"
-           costs="on off"; servers_on="sgx eleos eleos-nomod eleos-gather eleos-rpc eleos-sync rpc-only suvm-only"; servers_off="sgx eleos"
+           costs="on off"; servers_on="sgx eleos eleos-nomod eleos-spread eleos-rpc eleos-sync rpc-only suvm-only"; servers_off="sgx eleos"
            : "${secs:=3}" "${reps:=2}" ;;
   full)    vsizes="1024 4096"; u_mults="0.5 2 5"; m_mults="0.5 2 5"; u_mixes="get set"
            m_mixes="get set"; costs="on off"; servers_on="sgx eleos eleos-rpc rpc-only suvm-only"
@@ -131,7 +132,7 @@ start_server() { # name cost [attempt]
     eleos-uring) "$kvs" --mode eleos --rpc uring -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-sync) "$kvs" --mode eleos --rpc sync -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-nomod) "$kvs" --mode eleos --moderation off -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
-    eleos-gather) "$kvs" --mode eleos --consolidate on --moderation on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
+    eleos-spread) "$kvs" --mode eleos --consolidate off -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     eleos-rpc) "$kvs" --mode eleos --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     rpc-only)  "$kvs" --mode sgx --rpc on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;
     suvm-only) "$kvs" --mode sgx --suvm on -p 0 --cost "$cost" "${args[@]}" > "$log" 2>&1 & srv_pid=$! ;;

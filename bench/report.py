@@ -331,7 +331,7 @@ section("eleos-kvs against memcached", "bench_kvs",
         "Eleos memcached up to 2.2x the throughput of plain SGX at up to 5x the EPC.")
 rows = read_csv("bench_kvs")
 if rows:
-    KVS_SERVERS = ["memcached", "native", "sgx", "eleos", "eleos-nomod", "eleos-gather", "eleos-rpc", "rpc-only", "suvm-only"]
+    KVS_SERVERS = ["memcached", "native", "sgx", "eleos", "eleos-nomod", "eleos-spread", "eleos-rpc", "rpc-only", "suvm-only"]
     for r in rows:  # CSVs from before the uniform load had no "load" column
         r["load"] = r.get("load") or "memcaslap"
     uni = [r for r in rows if r["load"] == "uniform"]

@@ -71,6 +71,7 @@ struct qloop {
     int64_t cpu_ns;           /* the thread's CPU time then (-1: unknown)            */
     int64_t move_check_ms;    /* next look for connections to hand over              */
     unsigned moving_out;      /* connections whose move has started                  */
+    bool mod_forced;          /* moderation forced on while connections are gathered */
 };
 
 static uint64_t ud_of(const struct kvs_conn *c, unsigned kind) {
@@ -483,8 +484,21 @@ static void gather_decide(struct qloop *l, int64_t now_ms) {
                       : atomic_load_explicit(&w->busy_permille, memory_order_relaxed);
     }
     unsigned next = kvs_gather_decide(&srv->gather, (enum kvs_gather_mode)srv->io_gather,
-                                      eleos_ioq_moderating(l->q), a, srv->nworkers, busy);
+                                      eleos_ioq_host_idle(l->q), a, srv->nworkers, busy);
     atomic_store_explicit(&srv->io_active, next, memory_order_relaxed);
+}
+
+/* While connections are gathered, the workers moderate their waits (if moderation is
+ * AUTO) even when the host reports idle CPU: gathering leaves that CPU idle on purpose
+ * (kvs_gather.h), and a gathered worker that stopped moderating would exit more per
+ * request than the spread workers did. */
+static void gather_moderation(struct qloop *l, unsigned active) {
+    struct kvs_server *srv = l->srv;
+    bool force = active < srv->nworkers && srv->io_mod == ELEOS_IOQ_MOD_AUTO &&
+                 srv->io_gather != KVS_GATHER_OFF;
+    enum eleos_ioq_moderation m = force ? ELEOS_IOQ_MOD_ON : (enum eleos_ioq_moderation)srv->io_mod;
+    if (force != l->mod_forced && eleos_ioq_set_moderation(l->q, m) == 0)
+        l->mod_forced = force;
 }
 
 /* The worker thread's CPU time: a system call (one exit, once a period) into the worker's
@@ -525,6 +539,7 @@ static void gather_step(struct qloop *l, int64_t now) {
         return;
     l->move_check_ms = now_ms + 10;
     unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    gather_moderation(l, a);
     uint64_t total = 0;
     for (unsigned i = 0; i < srv->nworkers; i++)
         total += atomic_load_explicit(&srv->workers[i].nconns, memory_order_relaxed);

@@ -98,8 +98,8 @@ static void usage(void) {
     app_platform_usage(stdout, &d);
     printf("      --consolidate=M    batched I/O: gather connections on fewer worker\n"
            "                         threads while they carry the load, so one exit serves\n"
-           "                         more of them: off (default), on, auto (while\n"
-           "                         waits are moderated)\n");
+           "                         more of them: auto (while no core is idle; default),\n"
+           "                         on, off\n");
 }
 
 static void license(void) {
@@ -823,7 +823,7 @@ static void defaults(struct parse *ps, struct options *o) {
     ps->mem_mib = DEFAULT_MEM_MIB;
     ps->item_size_max = (long)o->set.item_size_max;
     ps->lru_maintainer = true;
-    o->gather = KVS_GATHER_OFF; /* AUTO is not the default yet: docs/kvs.md, "Consolidation" */
+    o->gather = KVS_GATHER_AUTO;
     app_platform_opts_default(&o->plat, APP_MODE_ELEOS, KVS_DEFAULT_SUVM_CACHE_MIB,
                               KVS_DEFAULT_RPC_SPIN_US);
 }

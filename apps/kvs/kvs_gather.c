@@ -5,13 +5,21 @@
 
 #include <stddef.h>
 
+/* AUTO: cores are free, every worker waits for its own connections (latency first). */
+static bool cores_free(int64_t idle, unsigned active, unsigned n) {
+    if (idle < 0)
+        return true; /* nothing known: as memcached does */
+    return active < n ? idle >= (int64_t)(n - active) * 1000 : idle >= KVS_GATHER_BUSY_IDLE;
+}
+
 /* What this period alone asks for. */
-static unsigned target(enum kvs_gather_mode mode, bool scarce, unsigned active, unsigned n,
+static unsigned target(enum kvs_gather_mode mode, int64_t idle, unsigned active, unsigned n,
                        const uint32_t *busy, unsigned calm) {
     if (mode == KVS_GATHER_OFF || n <= 1)
         return n;
-    if (mode == KVS_GATHER_AUTO && !scarce)
-        return n; /* cores are free: every worker waits for its own, latency first */
+    if (mode == KVS_GATHER_AUTO && cores_free(idle, active, n))
+        return n;
+    bool scarce = mode == KVS_GATHER_ON || idle < KVS_GATHER_BUSY_IDLE;
     uint64_t sum = 0;
     uint32_t max = 0;
     for (unsigned i = 0; i < active; i++) {
@@ -21,12 +29,13 @@ static unsigned target(enum kvs_gather_mode mode, bool scarce, unsigned active, 
     }
     if (active < n && max > KVS_GATHER_GROW_PERMILLE)
         return active + 1;
-    if (active > 1 && sum < (uint64_t)(active - 1) * KVS_GATHER_SHRINK_PERMILLE && !calm)
+    if (active > 1 && scarce && !calm &&
+        sum < (uint64_t)(active - 1) * KVS_GATHER_SHRINK_PERMILLE)
         return active - 1;
     return active;
 }
 
-unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, bool scarce,
+unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, int64_t idle,
                            unsigned active, unsigned n, const uint32_t *busy) {
     if (n == 0)
         return 0;
@@ -34,15 +43,15 @@ unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, bool
         active = n;
     if (g->calm)
         g->calm--;
-    unsigned t = target(mode, scarce, active, n, busy, g->calm);
+    unsigned t = target(mode, idle, active, n, busy, g->calm);
     if (mode == KVS_GATHER_OFF)
         return t; /* forced: at once */
     g->ticks = t == g->pending ? g->ticks + 1 : 1;
     g->pending = t;
-    unsigned hold = mode == KVS_GATHER_AUTO && !scarce ? KVS_GATHER_FREE_HOLD : KVS_GATHER_HOLD;
-    if (t == active || g->ticks < hold)
+    bool free = mode == KVS_GATHER_AUTO && cores_free(idle, active, n);
+    if (t == active || g->ticks < (free ? KVS_GATHER_FREE_HOLD : KVS_GATHER_HOLD))
         return active;
-    if (t > active && (mode == KVS_GATHER_ON || scarce)) { /* added: the others saturated */
+    if (t > active && !free) { /* added: the others saturated */
         g->backoff = g->backoff ? g->backoff * 2 : KVS_GATHER_CALM;
         if (g->backoff > KVS_GATHER_CALM_MAX)
             g->backoff = KVS_GATHER_CALM_MAX;

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 enum kvs_gather_mode {
-    KVS_GATHER_AUTO = 0, /* gather while the queues moderate (no core to spare)       */
+    KVS_GATHER_AUTO = 0, /* gather while the machine has no core to spare            */
     KVS_GATHER_OFF = 1,  /* every worker holds connections (memcached's round robin)  */
     KVS_GATHER_ON = 2,   /* gather whenever fewer workers carry the load             */
 };
@@ -39,8 +39,12 @@ enum kvs_gather_mode {
  * so they spend less per request), so a removal is a trial, undone (with KVS_GATHER_CALM)
  * if the remaining workers saturate. */
 #define KVS_GATHER_SHRINK_PERMILLE 1000u
-/* Spreading again because cores are free needs this many periods in a row: the host
- * monitor's verdict on a machine at the edge flickers. */
+/* AUTO gathers only while the host reports less idle CPU than this (the queue's own
+ * threshold for moderating), and spreads again once a whole core is idle for each worker
+ * that gave its connections up: gathering itself leaves some CPU idle (the workers that
+ * gave up their connections sleep), and that must not undo it. Spreading because cores
+ * are free needs KVS_GATHER_FREE_HOLD periods in a row: the host's figure flickers. */
+#define KVS_GATHER_BUSY_IDLE 300
 #define KVS_GATHER_FREE_HOLD 10u
 /* After a worker was added because the others were saturated, no removal for this many
  * periods, doubled each time it happens again (up to the max): a load that saturates one
@@ -57,9 +61,9 @@ struct kvs_gather {
 
 /* The number of workers (1..n) that should hold connections after this period. active:
  * how many do now; busy[0..active): each one's CPU time over the period, in permille of
- * a core; scarce: the machine has no core to spare (ignored by ON and OFF). g starts
- * zeroed. */
-unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, bool scarce,
+ * a core; idle: the machine's idle CPU the host reports, in permille of a core, -1 if
+ * unknown (read by AUTO only). g starts zeroed. */
+unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, int64_t idle,
                            unsigned active, unsigned n, const uint32_t *busy);
 
 /* "auto", "off", "on"; NULL for anything else. */

@@ -269,6 +269,12 @@ ELEOS_MUST_CHECK int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *c
 ELEOS_MUST_CHECK int eleos_ioq_set_moderation(struct eleos_ioq *q, enum eleos_ioq_moderation mode);
 bool eleos_ioq_moderating(const struct eleos_ioq *q);
 
+/* The idle CPU the host's monitor last reported, in thousandths of a core: what AUTO's
+ * choices read (idle time plus the time the service's own workers spent spinning, which
+ * they would give up), or -1 when no monitor runs (no service started). The host's word:
+ * a program may steer by it, never rely on it. Any mode, any thread, no exit. */
+int64_t eleos_ioq_host_idle(const struct eleos_ioq *q);
+
 /* Operations queued or in flight (not yet reaped). No exit. */
 unsigned eleos_ioq_outstanding(const struct eleos_ioq *q);
 

@@ -381,15 +381,13 @@ static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
  * only costs speed or latency, bounded by moderation_ns). No monitor: nothing is known, so
  * no moderation. A change must hold POLICY_HOLD periods, as an executor change must. */
 static void moderation_tick(struct eleos_ioq *q) {
-    struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
-    if (q->mod_mode != ELEOS_IOQ_MOD_AUTO || !ctl)
+    if (q->mod_mode != ELEOS_IOQ_MOD_AUTO)
         return;
-    if (atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE) {
+    int64_t idle = eleos_ioq_host_idle(q);
+    if (idle < 0) {
         q->mod_on = false;
         return;
     }
-    uint64_t idle = (uint64_t)atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed) +
-                    atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
     bool busy = idle < (q->mod_on ? MOD_OFF_PERMILLE : MOD_ON_PERMILLE);
     q->mod_ticks = busy == q->mod_pending ? q->mod_ticks + 1 : 1;
     q->mod_pending = busy;
@@ -399,6 +397,15 @@ static void moderation_tick(struct eleos_ioq *q) {
 
 bool eleos_ioq_moderating(const struct eleos_ioq *q) {
     return q->mod_mode == ELEOS_IOQ_MOD_ON || (q->mod_mode == ELEOS_IOQ_MOD_AUTO && q->mod_on);
+}
+
+int64_t eleos_ioq_host_idle(const struct eleos_ioq *q) {
+    struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+    if (!ctl || atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE)
+        return -1;
+    uint64_t idle = (uint64_t)atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed) +
+                    atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
+    return idle > INT32_MAX ? INT32_MAX : (int64_t)idle; /* a host value: bounded */
 }
 
 int eleos_ioq_set_moderation(struct eleos_ioq *q, enum eleos_ioq_moderation mode) {

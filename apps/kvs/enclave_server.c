@@ -638,6 +638,7 @@ static int hook_eleos_stats(void *arg, struct kvs_buf *out) {
     if (k->set.io_exec >= 0 && (r = stats_ioq(k, out)))
         return r;
     ESTAT("eleos_host_faults", atomic_load_explicit(&k->srv.host_faults, memory_order_relaxed));
+    ESTAT("eleos_conn_buf_bytes", kvs_buf_held_bytes());
     ESTAT("eleos_accept_backoffs",
           atomic_load_explicit(&k->srv.accept_backoffs, memory_order_relaxed));
     ESTAT("eleos_wait_errors", atomic_load_explicit(&k->srv.wait_errors, memory_order_relaxed));

@@ -30,6 +30,13 @@ const struct kvs_alloc kvs_alloc_libc = {libc_malloc, libc_realloc, libc_free, N
 /* First allocation of a buffer: one typical response or request fits without regrowth. */
 #define BUF_MIN_CAP 2048u
 
+/* Bytes every kvs_buf of the process holds (capacity, not length). */
+static _Atomic uint64_t buf_held;
+
+uint64_t kvs_buf_held_bytes(void) {
+    return atomic_load_explicit(&buf_held, memory_order_relaxed);
+}
+
 void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a) {
     b->data = NULL;
     b->len = 0;
@@ -38,6 +45,7 @@ void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a) {
 }
 
 void kvs_buf_fini(struct kvs_buf *b) {
+    atomic_fetch_sub_explicit(&buf_held, b->cap, memory_order_relaxed);
     kvs_free(b->alloc, b->data);
     b->data = NULL;
     b->len = b->cap = 0;
@@ -55,6 +63,7 @@ int kvs_buf_reserve(struct kvs_buf *b, size_t extra) {
     char *p = b->alloc->realloc(b->alloc->ctx, b->data, cap);
     if (!p)
         return -ENOMEM;
+    atomic_fetch_add_explicit(&buf_held, cap - b->cap, memory_order_relaxed);
     b->data = p;
     b->cap = cap;
     return 0;

@@ -46,6 +46,9 @@ struct kvs_buf {
 };
 
 void kvs_buf_init(struct kvs_buf *b, const struct kvs_alloc *a);
+/* What every buffer of the process holds now, in bytes of capacity (connections' input
+ * and replies, and any being built): `stats` reports it as eleos_conn_buf_bytes. */
+uint64_t kvs_buf_held_bytes(void);
 void kvs_buf_fini(struct kvs_buf *b);
 /* Makes room for extra more bytes. 0 or -ENOMEM (the buffer is unchanged then). */
 ELEOS_MUST_CHECK int kvs_buf_reserve(struct kvs_buf *b, size_t extra);

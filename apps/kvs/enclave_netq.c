@@ -470,18 +470,18 @@ static void move_start(struct qloop *l, unsigned n) {
     }
 }
 
-/* Worker 0 decides how many workers hold connections, from each one's busy share. */
+/* Worker 0 decides how many workers hold connections, from each one's CPU time. */
 static void gather_decide(struct qloop *l, int64_t now_ms) {
     struct kvs_server *srv = l->srv;
     uint32_t busy[KVS_MAX_THREADS];
     unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
     for (unsigned i = 0; i < a; i++) {
         struct kvs_worker *w = &srv->workers[i];
-        int64_t at = atomic_load_explicit(&w->busy_ms, memory_order_relaxed);
+        int64_t at = atomic_load_explicit(&w->cpu_ms, memory_order_relaxed);
         /* a worker blocked in a long wait has not measured: it is not busy */
         busy[i] = now_ms - at > 3 * KVS_GATHER_PERIOD_MS
                       ? 0
-                      : atomic_load_explicit(&w->busy_permille, memory_order_relaxed);
+                      : atomic_load_explicit(&w->cpu_permille, memory_order_relaxed);
     }
     unsigned next = kvs_gather_decide(&srv->gather, (enum kvs_gather_mode)srv->io_gather,
                                       eleos_ioq_host_idle(l->q), a, srv->nworkers, busy);
@@ -516,7 +516,7 @@ static int64_t thread_cpu_ns(struct qloop *l) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* After each pass: once a period, the busy share (and worker 0's decision); every few
+/* After each pass: once a period, the CPU time (and worker 0's decision); every few
  * milliseconds, whether this worker holds more than its share (none, beyond the workers
  * that hold connections), and the surplus's moves started. */
 static void gather_step(struct qloop *l, int64_t now) {
@@ -525,10 +525,10 @@ static void gather_step(struct qloop *l, int64_t now) {
     if (span >= KVS_GATHER_PERIOD_MS * 1000000ll) {
         int64_t cpu = thread_cpu_ns(l), used = cpu - l->cpu_ns;
         if (cpu >= 0 && l->cpu_ns >= 0 && used >= 0) {
-            atomic_store_explicit(&l->w->busy_permille,
+            atomic_store_explicit(&l->w->cpu_permille,
                                   (uint32_t)(used >= span ? 1000 : used * 1000 / span),
                                   memory_order_relaxed);
-            atomic_store_explicit(&l->w->busy_ms, now_ms, memory_order_relaxed);
+            atomic_store_explicit(&l->w->cpu_ms, now_ms, memory_order_relaxed);
         }
         l->period_ns = now;
         l->cpu_ns = cpu;

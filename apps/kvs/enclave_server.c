@@ -602,7 +602,7 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
         if (n > 0 && (size_t)n < sizeof execs - used)
             used += (size_t)n;
         n = snprintf(busy + bused, sizeof busy - bused, "%s%u", i ? "," : "",
-                     (unsigned)atomic_load_explicit(&w->busy_permille, memory_order_relaxed));
+                     (unsigned)atomic_load_explicit(&w->cpu_permille, memory_order_relaxed));
         if (n > 0 && (size_t)n < sizeof busy - bused)
             bused += (size_t)n;
     }

@@ -154,10 +154,10 @@ struct kvs_worker {
     _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches;
     _Atomic uint64_t q_moderated, q_mod_timeouts;
     _Atomic int q_exec;
-    /* consolidation (kvs_gather.h): connections held, and the busy share of the last
-     * period (permille) with the millisecond it was measured */
-    _Atomic uint32_t nconns, busy_permille;
-    _Atomic int64_t busy_ms;
+    /* consolidation (kvs_gather.h): connections held, and the thread's CPU time over
+     * the last period (permille of a core) with the millisecond it was measured */
+    _Atomic uint32_t nconns, cpu_permille;
+    _Atomic int64_t cpu_ms;
 };
 
 /* Connections by slot. epoll carries (generation << 32 | slot) for a connection, never a

@@ -581,11 +581,19 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
     return 0;
 }
 
+/* Appends worker i's item to a comma-separated list in buf (what does not fit is left
+ * out: the buffers are sized for KVS_MAX_THREADS items). */
+static void list_add(char *buf, size_t size, size_t *used, unsigned i, const char *item) {
+    int n = snprintf(buf + *used, size - *used, "%s%s", i ? "," : "", item);
+    if (n > 0 && (size_t)n < size - *used)
+        *used += (size_t)n;
+}
+
 /* The I/O queues' counters, summed over workers, and the executor each has now. */
 static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, mod = 0, mod_to = 0;
-    char execs[KVS_MAX_THREADS * 8] = "", busy[KVS_MAX_THREADS * 6] = "";
-    size_t used = 0, bused = 0;
+    char execs[KVS_MAX_THREADS * 8] = "", cpu[KVS_MAX_THREADS * 6] = "", num[16];
+    size_t used = 0, cused = 0;
     for (unsigned i = 0; i < k->srv.nworkers; i++) {
         struct kvs_worker *w = &k->srv.workers[i];
         ex += atomic_load_explicit(&w->q_exits, memory_order_relaxed);
@@ -597,14 +605,11 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
         mod += atomic_load_explicit(&w->q_moderated, memory_order_relaxed);
         mod_to += atomic_load_explicit(&w->q_mod_timeouts, memory_order_relaxed);
         int e = atomic_load_explicit(&w->q_exec, memory_order_relaxed);
-        int n = snprintf(execs + used, sizeof execs - used, "%s%s", i ? "," : "",
-                         e < 0 ? "-" : eleos_ioq_exec_name((enum eleos_ioq_exec)e));
-        if (n > 0 && (size_t)n < sizeof execs - used)
-            used += (size_t)n;
-        n = snprintf(busy + bused, sizeof busy - bused, "%s%u", i ? "," : "",
-                     (unsigned)atomic_load_explicit(&w->cpu_permille, memory_order_relaxed));
-        if (n > 0 && (size_t)n < sizeof busy - bused)
-            bused += (size_t)n;
+        list_add(execs, sizeof execs, &used, i,
+                 e < 0 ? "-" : eleos_ioq_exec_name((enum eleos_ioq_exec)e));
+        snprintf(num, sizeof num, "%u",
+                 (unsigned)atomic_load_explicit(&w->cpu_permille, memory_order_relaxed));
+        list_add(cpu, sizeof cpu, &cused, i, num);
     }
     int r = kvs_buf_printf(out, "STAT eleos_io_executor %s\r\nSTAT eleos_io_requested %s\r\n",
                            execs, eleos_ioq_exec_name((enum eleos_ioq_exec)k->set.io_exec));
@@ -621,7 +626,7 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_io_active_workers",
           atomic_load_explicit(&k->srv.io_active, memory_order_relaxed));
     ESTAT("eleos_io_conn_moves", atomic_load_explicit(&k->srv.conn_moves, memory_order_relaxed));
-    r = kvs_buf_printf(out, "STAT eleos_io_cpu_permille %s\r\n", busy);
+    r = kvs_buf_printf(out, "STAT eleos_io_cpu_permille %s\r\n", cpu);
     if (r)
         return r;
     return 0;

@@ -3,7 +3,8 @@
 
 Throughput (keys/s) of eleos-pserver in native, sgx and eleos modes, for batches of 64 B to
 64 KiB, a working set that fits the EPC (32 MiB table) and one 5.5x larger (512 MiB table,
-93 MiB EPC, 60 MiB SUVM cache), cost model on and off. Every configuration is the median of
+93 MiB EPC, 60 MiB SUVM cache), cost model on and off. Each server has an EPC platform of
+its own (ELEOS_EPC_PLATFORM), so the servers alive side by side do not page each other. Every configuration is the median of
 R runs; ratios (eleos/sgx, native/sgx) are taken within the same run of this script.
 
 eleos mode runs with its default I/O path (--rpc auto: the I/O queue, executor chosen at run
@@ -81,7 +82,11 @@ def start(col, table_mib, model):
     port = free_port()
     cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
            "--cost", "on" if model else "off", *extra]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The servers run side by side; on one platform their enclaves would share one EPC and
+    # the "fits the EPC" table would page. Each gets an EPC of its own, as when measured alone.
+    env = dict(os.environ, ELEOS_EPC_PLATFORM=f"bench-pserver-{os.getpid()}-{col}")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env)
     for _ in range(20):  # the server's first lines, until it listens
         line = p.stdout.readline()
         if "cost model effective/target" in line or "cost model (raw" in line:

@@ -275,6 +275,8 @@ static void totals_add(struct ps_ioq_totals *t, const struct qconn *c) {
     atomic_fetch_add_explicit(&t->host_faults, s.host_faults, memory_order_relaxed);
     atomic_fetch_add_explicit(&t->bad_results, s.bad_results, memory_order_relaxed);
     atomic_fetch_add_explicit(&t->switches, s.switches, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->trials, s.trials, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->trials_won, s.trials_won, memory_order_relaxed);
     for (unsigned e = 0; e < ELEOS_IOQ_NEXEC; e++)
         atomic_fetch_add_explicit(&t->by_exec[e], s.by_exec[e], memory_order_relaxed);
     unsigned cur = (unsigned)eleos_ioq_executor(q);
@@ -315,6 +317,8 @@ void ps_queue_stats(struct ps_ioq_totals *t, struct ps_stats *st) {
     st->ioq_host_faults = atomic_load_explicit(&t->host_faults, memory_order_relaxed);
     st->ioq_bad_results = atomic_load_explicit(&t->bad_results, memory_order_relaxed);
     st->ioq_switches = atomic_load_explicit(&t->switches, memory_order_relaxed);
+    st->ioq_trials = atomic_load_explicit(&t->trials, memory_order_relaxed);
+    st->ioq_trials_won = atomic_load_explicit(&t->trials_won, memory_order_relaxed);
     for (unsigned e = 0; e < ELEOS_IOQ_NEXEC; e++) {
         st->ioq_by_exec[e] = atomic_load_explicit(&t->by_exec[e], memory_order_relaxed);
         st->ioq_final_exec[e] = atomic_load_explicit(&t->final_exec[e], memory_order_relaxed);

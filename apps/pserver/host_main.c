@@ -235,13 +235,13 @@ static void print_ioq_stats(const struct ps_stats *st) {
     dprintf(STDOUT_FILENO,
             "ioq: executor %s; %llu connections (%llu failed to set up); ops %llu, "
             "completions %llu, exits %llu (enters %llu, wakes %llu), spins %llu, polled %llu, "
-            "host faults %llu, bad results %llu, switches %llu\n"
+            "host faults %llu, bad results %llu, switches %llu (trials %llu, kept %llu)\n"
             "ioq: ops by executor: %s; executor in effect at close: %s\n",
             eleos_ioq_exec_name((enum eleos_ioq_exec)st->ioq_exec), (ull)st->ioq_conns,
             (ull)st->ioq_failures, (ull)st->ioq_ops, (ull)st->ioq_completions,
             (ull)st->ioq_exits, (ull)st->ioq_enters, (ull)st->ioq_wakes, (ull)st->ioq_spins,
             (ull)st->ioq_polled, (ull)st->ioq_host_faults, (ull)st->ioq_bad_results,
-            (ull)st->ioq_switches, by, fin);
+            (ull)st->ioq_switches, (ull)st->ioq_trials, (ull)st->ioq_trials_won, by, fin);
     struct eleos_ioq_service_stats ss;
     eleos_ioq_service_stats(&ss);
     dprintf(STDOUT_FILENO,

@@ -67,7 +67,7 @@ struct ps_stats {
     uint64_t ioq_conns, ioq_failures;              /* served; queue set-up failed      */
     uint64_t ioq_ops, ioq_completions, ioq_exits, ioq_enters, ioq_wakes, ioq_spins;
     uint64_t ioq_polled;                           /* waits the server's own polling met */
-    uint64_t ioq_host_faults, ioq_bad_results, ioq_switches;
+    uint64_t ioq_host_faults, ioq_bad_results, ioq_switches, ioq_trials, ioq_trials_won;
     uint64_t ioq_by_exec[ELEOS_IOQ_NEXEC];         /* operations submitted per executor */
     uint64_t ioq_final_exec[ELEOS_IOQ_NEXEC];      /* connections by executor at close  */
 };
@@ -90,7 +90,7 @@ void ps_suvm_table_stats(void *table, struct ps_stats *st);
 /* The queue path's counters, summed over connections as they close (trusted state). */
 struct ps_ioq_totals {
     _Atomic uint64_t conns, failures, ops, completions, exits, enters, wakes, spins, polled;
-    _Atomic uint64_t host_faults, bad_results, switches;
+    _Atomic uint64_t host_faults, bad_results, switches, trials, trials_won;
     _Atomic uint64_t by_exec[ELEOS_IOQ_NEXEC], final_exec[ELEOS_IOQ_NEXEC];
 };
 

@@ -303,6 +303,8 @@ struct eleos_ioq_stats {
     uint64_t moderated;     /* waits that asked the host for more than their min        */
     uint64_t mod_timeouts;  /* of those: ended by the moderation bound with fewer       */
     uint64_t by_exec[ELEOS_IOQ_NEXEC]; /* operations submitted per executor              */
+    uint64_t trials;        /* AUTO: executors tried against the one in use (measured)   */
+    uint64_t trials_won;    /* of those: the one tried was kept                          */
 };
 
 /* The queue's counters (the owner thread, or any thread for an approximate snapshot). No

@@ -10,8 +10,9 @@
  * Waiting: on the URING and BATCH executors a wait is one exit that submits and waits
  * together. On WORKER and SQPOLL completions arrive in the ring while the enclave runs, so a
  * wait first spins on the CQ tail (a bounded budget), and only exits to sleep when nothing
- * came. The executor choice (AUTO) runs at most every POLICY_NS, from the idle CPU and the
- * CPU contention the host reports (policy_target).
+ * came. The executor choice (AUTO): a worker may be tried while the host reports a free
+ * core and no contention (worker_feasible, every POLICY_NS); whether it is kept is
+ * measured (ioq_trial.h: completions per second on each executor).
  */
 #include <errno.h>
 #include <immintrin.h>
@@ -20,15 +21,15 @@
 #include "common/tsc.h"
 #include "eleos/sys.h"
 #include "ioq/ioq_internal.h"
+#include "ioq/ioq_trial.h"
 
 #define POLICY_NS 100000000ull         /* how often AUTO reconsiders (the host's period) */
 #define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
 #define POLICY_HOLD 3u                 /* periods a new choice must hold                 */
 #define STALL_NS 10000ull              /* ... unless the poller takes nothing this long  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
-/* AUTO thresholds, in thousandths of a core that pollers would have (hysteresis). */
-#define WORKER_ON_PERMILLE 700u
-#define WORKER_OFF_PERMILLE 300u
+/* AUTO: a worker may be tried with this much of a core free (thousandths). */
+#define WORKER_FREE_PERMILLE 300u
 #define WORKER_WAIT_PERMILLE 100u /* a worker waiting for a CPU 10% of the time */
 /* AUTO moderation: on below this much idle CPU (thousandths of a core, all cores), off
  * above the second. */
@@ -39,6 +40,15 @@
 
 static uint64_t ns_to_tsc(const struct eleos_ioq *q, uint64_t ns) {
     return ns >= UINT64_MAX / (q->hz ? q->hz : 1) ? UINT64_MAX : ns * q->hz / 1000000000ull;
+}
+
+/* The executor AUTO starts new queues on: the last one a trial kept in this enclave
+ * (enclave memory; queues of one program see the same machine), so that a short-lived
+ * queue (a connection) does not pay for a trial of its own. */
+static _Atomic int auto_hint = ELEOS_IOQ_EXEC_URING;
+
+static uint64_t tsc_ns_of(const struct eleos_ioq *q, uint64_t t) {
+    return (uint64_t)((unsigned __int128)t * 1000000000u / (q->hz ? q->hz : 1));
 }
 
 /* --- OCALLs ------------------------------------------------------------------------------------ */
@@ -141,14 +151,30 @@ void ioq_lane_close(struct eleos_ioq *q, struct ioq_lane *l) {
     l->live = false;
 }
 
+/* AUTO's first executor: URING (BATCH without io_uring), or WORKER where a trial in this
+ * enclave kept it and a worker runs. */
+static enum eleos_ioq_exec auto_start(struct eleos_ioq *q) {
+    ioq_trial_init(&q->trial, tsc_ns_of(q, tsc_now()));
+    if (ioq_lane_open(q, ELEOS_IOQ_EXEC_URING))
+        return ELEOS_IOQ_EXEC_BATCH;
+    if (atomic_load_explicit(&auto_hint, memory_order_relaxed) != ELEOS_IOQ_EXEC_WORKER ||
+        ioq_lane_open(q, ELEOS_IOQ_EXEC_WORKER))
+        return ELEOS_IOQ_EXEC_URING;
+    struct ioq_lane *w = &q->lanes[ELEOS_IOQ_EXEC_WORKER];
+    if (atomic_load_explicit(&w->ctl->worker_state, memory_order_relaxed) == IOQ_WORKER_NONE) {
+        ioq_lane_close(q, w);
+        return ELEOS_IOQ_EXEC_URING;
+    }
+    return ELEOS_IOQ_EXEC_WORKER;
+}
+
 int ioq_lanes_init(struct eleos_ioq *q) {
     q->hz = (uint64_t)(tsc_ghz() * 1e9);
     q->spin_budget = ns_to_tsc(q, SPIN_NS);
     q->pol_start = tsc_now();
     enum eleos_ioq_exec want = q->forced;
     if (want == ELEOS_IOQ_EXEC_AUTO)
-        want = ioq_lane_open(q, ELEOS_IOQ_EXEC_URING) == 0 ? ELEOS_IOQ_EXEC_URING
-                                                         : ELEOS_IOQ_EXEC_BATCH;
+        want = auto_start(q);
     int r = ioq_lane_open(q, want);
     if (r == -EIO)
         return r;
@@ -314,30 +340,33 @@ int eleos_ioq_reap(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
 /* --- the executor choice ----------------------------------------------------------------------- */
 
 /*
- * The choice, from what the host reports (untrusted: a lie only costs speed). A core is
- * free when the machine is idle, counting a spinning worker's CPU as idle (it yields to
- * anyone else). The worker pays only there; once its threads wait for a CPU (a loaded
- * machine, where every spin steals from the app) one exit per batch costs less. SQPOLL's
- * poller cannot yield, so the choice leaves it to be forced.
+ * Whether a worker may be tried, from what the host reports (untrusted: a lie only costs
+ * speed): on URING, while a core is free (idle CPU, counting a spinning worker's as idle: it
+ * yields to anyone else) and the worker's threads do not wait for a CPU (a loaded machine,
+ * where every spin steals from the app). On WORKER those readings describe the worker's own
+ * polling, so there only the trials decide (they try URING again, ioq_trial.h), unless the
+ * worker went away. SQPOLL's poller cannot yield, so the choice leaves it to be forced.
  */
-static enum eleos_ioq_exec policy_target(struct eleos_ioq *q) {
-    if (!q->avail[ELEOS_IOQ_EXEC_URING])
-        return ELEOS_IOQ_EXEC_BATCH;
+static bool worker_exists(const struct eleos_ioq *q) {
     struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+    return q->avail[ELEOS_IOQ_EXEC_URING] && ctl &&
+           atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) != IOQ_WORKER_NONE;
+}
+
+/* The host's reading of a free core (taken every POLICY_NS, whatever the executor). */
+static bool core_free(struct eleos_ioq *q) {
+    struct ioq_svc_ctl *ctl = q->lanes[q->cur].ctl;
+    if (!ctl)
+        return false;
     uint32_t ncpus = atomic_load_explicit(&ctl->ncpus, memory_order_relaxed);
     uint64_t cap = (ncpus ? ncpus : 1) * 1000ull;
     uint64_t free = (uint64_t)atomic_load_explicit(&ctl->idle_permille, memory_order_relaxed) +
                     atomic_load_explicit(&ctl->spin_permille, memory_order_relaxed);
     if (free > cap)
         free = cap;
-    bool worker = atomic_load_explicit(&ctl->worker_state, memory_order_relaxed) !=
-                  IOQ_WORKER_NONE;
     bool contended = atomic_load_explicit(&ctl->wait_permille, memory_order_relaxed) >=
                      WORKER_WAIT_PERMILLE;
-    if (q->cur == ELEOS_IOQ_EXEC_WORKER)
-        return worker && !contended && free >= WORKER_OFF_PERMILLE ? ELEOS_IOQ_EXEC_WORKER
-                                                                   : ELEOS_IOQ_EXEC_URING;
-    return worker && free >= WORKER_ON_PERMILLE ? ELEOS_IOQ_EXEC_WORKER : ELEOS_IOQ_EXEC_URING;
+    return !contended && free >= WORKER_FREE_PERMILLE;
 }
 
 /* Asks lane l to cancel each operation it has in flight; each comes back cancelled (or
@@ -415,21 +444,27 @@ int eleos_ioq_set_moderation(struct eleos_ioq *q, enum eleos_ioq_moderation mode
     return 0;
 }
 
+/* Every wait: the trial's step (cheap); every POLICY_NS: the host's readings. */
 static void policy_tick(struct eleos_ioq *q) {
-    uint64_t now = tsc_now(), window = now - q->pol_start;
-    if (window < ns_to_tsc(q, POLICY_NS))
-        return;
-    moderation_tick(q);
-    if (q->forced == ELEOS_IOQ_EXEC_AUTO) {
-        /* A change must hold for POLICY_HOLD periods: every switch migrates what is in
-         * flight, so a load that hovers at a threshold must not flip it back and forth. */
-        enum eleos_ioq_exec t = policy_target(q);
-        q->pending_ticks = t == q->pending ? q->pending_ticks + 1 : 1;
-        q->pending = t;
-        if (t != q->cur && q->pending_ticks >= POLICY_HOLD && switch_to(q, t) == 0)
-            q->st.switches++;
+    uint64_t now = tsc_now();
+    if (now - q->pol_start >= ns_to_tsc(q, POLICY_NS)) {
+        moderation_tick(q);
+        if (q->forced == ELEOS_IOQ_EXEC_AUTO)
+            q->core_free = core_free(q);
+        q->pol_start = now;
     }
-    q->pol_start = now;
+    if (q->forced != ELEOS_IOQ_EXEC_AUTO)
+        return;
+    uint64_t won = q->trial.won;
+    bool ok = worker_exists(q) && (q->cur == ELEOS_IOQ_EXEC_WORKER || q->core_free);
+    enum eleos_ioq_exec t =
+        ioq_trial_step(&q->trial, tsc_ns_of(q, now), q->st.completions, q->cur, ok);
+    if (t != q->cur && switch_to(q, t) == 0)
+        q->st.switches++;
+    if (q->trial.won != won)
+        atomic_store_explicit(&auto_hint, (int)q->cur, memory_order_relaxed);
+    q->st.trials = q->trial.trials;
+    q->st.trials_won = q->trial.won;
 }
 
 enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q) {
@@ -446,6 +481,8 @@ int eleos_ioq_set_executor(struct eleos_ioq *q, enum eleos_ioq_exec exec) {
     }
     if (exec != ELEOS_IOQ_EXEC_AUTO && switch_to(q, exec))
         return -ENOSYS; /* the executor in force stays, and so does the choice's mode */
+    if (exec == ELEOS_IOQ_EXEC_AUTO && q->forced != ELEOS_IOQ_EXEC_AUTO)
+        ioq_trial_init(&q->trial, tsc_ns_of(q, tsc_now())); /* a fresh schedule */
     q->forced = exec;
     return 0;
 }

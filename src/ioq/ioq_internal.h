@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "eleos/ioq.h"
+#include "ioq/ioq_trial.h"
 #include "ioq/ioq_shared.h"
 
 /* Per-operation untrusted header: msghdr, iovecs, socket address and its length. */
@@ -82,8 +83,8 @@ struct eleos_ioq {
     bool avail[ELEOS_IOQ_NEXEC];        /* executors that can be set up here           */
     enum eleos_ioq_exec cur;            /* lane new operations go to                   */
     enum eleos_ioq_exec forced;         /* AUTO: adaptive                              */
-    enum eleos_ioq_exec pending;        /* AUTO's last target, and how many ticks it held */
-    unsigned pending_ticks;
+    bool core_free;                     /* AUTO: the host's last reading (worker trial) */
+    struct ioq_trial trial;             /* AUTO: URING or WORKER, by measured rate      */
     bool closing;                       /* destroy: cancelled operations stay cancelled */
     uint32_t outstanding;
     struct ioq_class cls[IOQ_NCLASS];

@@ -9,7 +9,9 @@ R runs; ratios (eleos/sgx, native/sgx) are taken within the same run of this scr
 
 eleos mode runs with its default I/O path (--rpc auto: the I/O queue, executor chosen at run
 time); --rpc X,Y adds an eleos column per listed --rpc value (uring, worker, sqpoll, batch,
-sync...), measured in the same interleaved repetitions. --points SET:BATCH,... measures only
+sync...), measured in the same interleaved repetitions. A "floor" column runs the same client
+against bench/pserver_floor (a native server that busy-polls its connection and does no table
+work): what this client can reach at all on this machine, so floor/sgx bounds eleos/sgx. --points SET:BATCH,... measures only
 those points (e.g. small:64), --model on|off only that cost model. After each server group
 the executors the I/O queue ran on are printed (from the servers' final statistics).
 
@@ -53,10 +55,12 @@ while i < len(args):
 
 SERVER = os.path.join(build, "apps/pserver/eleos-pserver")
 LOAD = os.path.join(build, "tools/eleos-pserver-load")
+FLOOR = os.path.join(build, "bench/pserver_floor")
 BATCHES = [64, 4096, 65536] if quick else [64, 512, 4096, 65536]
 SETS = [("small", 32), ("large", 512)] if not quick else [("small", 32), ("large", 256)]
 # Column name -> (mode, extra server flags).
-MODES = {"native": ("native", []), "sgx": ("sgx", []), "eleos": ("eleos", [])}
+MODES = {"native": ("native", []), "sgx": ("sgx", []), "eleos": ("eleos", []),
+         "floor": ("floor", [])}
 for x in rpc_extra:
     MODES[f"eleos_{x}"] = ("eleos", ["--rpc", x])
 KEYS_PER_RUN = 60000 if quick else 200000
@@ -82,6 +86,8 @@ def start(col, table_mib, model):
     port = free_port()
     cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
            "--cost", "on" if model else "off", *extra]
+    if mode == "floor":
+        cmd = [FLOOR, str(port)]
     # The servers run side by side; on one platform their enclaves would share one EPC and
     # the "fits the EPC" table would page. Each gets an EPC of its own, as when measured alone.
     env = dict(os.environ, ELEOS_EPC_PLATFORM=f"bench-pserver-{os.getpid()}-{col}")
@@ -148,6 +154,8 @@ for set_name, table_mib in SETS:
                       f"  eleos {med['eleos']:11.0f} keys/s   eleos/sgx "
                       f"{med['eleos'] / med['sgx']:5.2f}x  native/sgx "
                       f"{med['native'] / med['sgx']:5.2f}x", flush=True)
+                print(f"{'':44}client floor     {med['floor']:11.0f} keys/s   floor/sgx "
+                      f"{med['floor'] / med['sgx']:5.2f}x", flush=True)
                 for m in rpc_extra:
                     c = f"eleos_{m}"
                     print(f"{'':44}eleos --rpc {m:6} {med[c]:11.0f} keys/s   eleos/sgx "
@@ -165,11 +173,12 @@ for line in sorted(cost_lines):
 if csv_path:
     with open(csv_path, "w") as f:
         f.write("set,table_mib,model,batch_bytes,native_keys_per_s,sgx_keys_per_s,"
-                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx" +
+                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx,floor_keys_per_s,floor_over_sgx" +
                 "".join(f",eleos_{m}_keys_per_s,eleos_{m}_over_sgx" for m in rpc_extra) + "\n")
         for set_name, table_mib, model, batch, med in rows:
             f.write(f"{set_name},{table_mib},{model},{batch},{med['native']:.0f},"
                     f"{med['sgx']:.0f},{med['eleos']:.0f},{med['eleos'] / med['sgx']:.3f},"
-                    f"{med['native'] / med['sgx']:.3f}" +
+                    f"{med['native'] / med['sgx']:.3f},{med['floor']:.0f},"
+                    f"{med['floor'] / med['sgx']:.3f}" +
                     "".join(f",{med[f'eleos_{m}']:.0f},{med[f'eleos_{m}'] / med['sgx']:.3f}"
                             for m in rpc_extra) + "\n")

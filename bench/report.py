@@ -498,7 +498,10 @@ rows = read_csv("bench_pserver")
 if rows:
     md.append(table(rows, ["set", "table_mib", "model", "batch_bytes", "native_keys_per_s",
                            "sgx_keys_per_s", "eleos_keys_per_s", "eleos_over_sgx",
-                           "native_over_sgx"]))
+                           "native_over_sgx"] + (["floor_over_sgx"] if "floor_over_sgx" in rows[0]
+                                                  else [])))
+    md.append("\nfloor: the same client against a native server that busy-polls and does no "
+              "table work (bench/pserver_floor.c), the most any server reaches here.\n")
     for set_name in sorted({r["set"] for r in rows}):
         data = os.path.join(plots, f"pserver_{set_name}.dat")
         with open(data, "w") as f:

@@ -582,6 +582,7 @@ static void publish_stats(struct qloop *l) {
     atomic_store_explicit(&w->q_spins, st.spins, memory_order_relaxed);
     atomic_store_explicit(&w->q_faults, st.host_faults + st.bad_results, memory_order_relaxed);
     atomic_store_explicit(&w->q_switches, st.switches, memory_order_relaxed);
+    atomic_store_explicit(&w->q_trials, st.trials, memory_order_relaxed);
     atomic_store_explicit(&w->q_moderated, st.moderated, memory_order_relaxed);
     atomic_store_explicit(&w->q_mod_timeouts, st.mod_timeouts, memory_order_relaxed);
     atomic_store_explicit(&w->q_exec, (int)eleos_ioq_executor(l->q), memory_order_relaxed);

@@ -591,7 +591,8 @@ static void list_add(char *buf, size_t size, size_t *used, unsigned i, const cha
 
 /* The I/O queues' counters, summed over workers, and the executor each has now. */
 static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
-    uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, mod = 0, mod_to = 0;
+    uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, trials = 0, mod = 0;
+    uint64_t mod_to = 0;
     char execs[KVS_MAX_THREADS * 8] = "", cpu[KVS_MAX_THREADS * 6] = "", num[16];
     size_t used = 0, cused = 0;
     for (unsigned i = 0; i < k->srv.nworkers; i++) {
@@ -602,6 +603,7 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
         spins += atomic_load_explicit(&w->q_spins, memory_order_relaxed);
         faults += atomic_load_explicit(&w->q_faults, memory_order_relaxed);
         sw += atomic_load_explicit(&w->q_switches, memory_order_relaxed);
+        trials += atomic_load_explicit(&w->q_trials, memory_order_relaxed);
         mod += atomic_load_explicit(&w->q_moderated, memory_order_relaxed);
         mod_to += atomic_load_explicit(&w->q_mod_timeouts, memory_order_relaxed);
         int e = atomic_load_explicit(&w->q_exec, memory_order_relaxed);
@@ -621,6 +623,7 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_io_spins", spins);
     ESTAT("eleos_io_host_faults", faults);
     ESTAT("eleos_io_switches", sw);
+    ESTAT("eleos_io_trials", trials);
     ESTAT("eleos_io_moderated_waits", mod);
     ESTAT("eleos_io_moderation_timeouts", mod_to);
     ESTAT("eleos_io_active_workers",

@@ -151,7 +151,7 @@ struct kvs_worker {
     struct kvs_conn *inbox;
     int wake_fd;
     /* the queue's counters, published by the worker for `stats` */
-    _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches;
+    _Atomic uint64_t q_exits, q_ops, q_completions, q_spins, q_faults, q_switches, q_trials;
     _Atomic uint64_t q_moderated, q_mod_timeouts;
     _Atomic int q_exec;
     /* consolidation (kvs_gather.h): connections held, and the thread's CPU time over

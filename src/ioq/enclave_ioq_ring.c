@@ -28,8 +28,12 @@
 #define POLICY_HOLD 3u                 /* periods a new choice must hold                 */
 #define STALL_NS 10000ull              /* ... unless the poller takes nothing this long  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
-/* AUTO: a worker may be tried with this much of a core free (thousandths). */
+/* AUTO: a worker may be tried with this much of a core free (thousandths), by a queue with
+ * at most this many operations in flight. A deeper queue already shares each exit among
+ * many operations, so a poller can save little there and its trials cost more than they
+ * find (eleos-kvs, 8-16 receives per queue, lost every one). */
 #define WORKER_FREE_PERMILLE 300u
+#define TRIAL_MAX_INFLIGHT 4u
 #define WORKER_WAIT_PERMILLE 100u /* a worker waiting for a CPU 10% of the time */
 /* AUTO moderation: on below this much idle CPU (thousandths of a core, all cores), off
  * above the second. */
@@ -451,12 +455,16 @@ static void policy_tick(struct eleos_ioq *q) {
         moderation_tick(q);
         if (q->forced == ELEOS_IOQ_EXEC_AUTO)
             q->core_free = core_free(q);
+        q->depth = q->depth_peak;
+        q->depth_peak = 0;
         q->pol_start = now;
     }
     if (q->forced != ELEOS_IOQ_EXEC_AUTO)
         return;
     uint64_t won = q->trial.won;
-    bool ok = worker_exists(q) && (q->cur == ELEOS_IOQ_EXEC_WORKER || q->core_free);
+    bool ok = worker_exists(q) &&
+              (q->cur == ELEOS_IOQ_EXEC_WORKER ||
+               (q->core_free && q->depth <= TRIAL_MAX_INFLIGHT));
     enum eleos_ioq_exec t =
         ioq_trial_step(&q->trial, tsc_ns_of(q, now), q->st.completions, q->cur, ok);
     if (t != q->cur && switch_to(q, t) == 0)
@@ -660,6 +668,8 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
         return -EINVAL;
     if (min > max)
         min = max;
+    if (q->outstanding > q->depth_peak) /* before the reap: how deep the queue runs */
+        q->depth_peak = q->outstanding;
     unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max); /* rewinds the receive area */
     uint64_t start = tsc_now();
     uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);

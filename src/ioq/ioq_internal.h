@@ -84,6 +84,8 @@ struct eleos_ioq {
     enum eleos_ioq_exec cur;            /* lane new operations go to                   */
     enum eleos_ioq_exec forced;         /* AUTO: adaptive                              */
     bool core_free;                     /* AUTO: the host's last reading (worker trial) */
+    uint32_t depth, depth_peak;         /* most operations in flight at a wait: last
+                                           POLICY_NS window, and the current one         */
     struct ioq_trial trial;             /* AUTO: URING or WORKER, by measured rate      */
     bool closing;                       /* destroy: cancelled operations stay cancelled */
     uint32_t outstanding;

@@ -2,7 +2,8 @@
  * ioq_trial.c — AUTO's URING/WORKER choice by trial (ioq_trial.h). A schedule of phases:
  * IDLE until the next trial is due; BASE measures the incumbent for one window; SETTLE
  * lets the switch to the candidate (its migrations) pass; MEASURE measures the candidate
- * for one window, then the better of the two stays. Lost trials space the next ones out
+ * for one window; a worker that won goes through BACK and CONFIRM (URING measured again)
+ * before it is kept. Lost trials space the next ones out
  * (doubling gap), so a machine where the candidate never wins pays for a trial rarely.
  */
 #include "ioq/ioq_trial.h"
@@ -35,11 +36,12 @@ void ioq_trial_init(struct ioq_trial *t, uint64_t now_ns) {
     schedule(t, now_ns, IOQ_TRIAL_GAP_NS);
 }
 
-/* The candidate's window is over: keep it or go back. */
-static enum eleos_ioq_exec judge(struct ioq_trial *t, uint64_t now_ns, uint64_t done) {
-    uint64_t rate = rate_of(t, now_ns, done), base = t->base_rate;
+static bool beats(const struct ioq_trial *t, uint64_t rate, uint64_t base) {
     unsigned pct = t->to == ELEOS_IOQ_EXEC_WORKER ? IOQ_TRIAL_WORKER_GAIN : IOQ_TRIAL_URING_LOSS;
-    bool won = rate * 100 >= base * pct;
+    return rate * 100 >= base * pct;
+}
+
+static enum eleos_ioq_exec verdict(struct ioq_trial *t, uint64_t now_ns, bool won) {
     t->trials++;
     if (won) {
         t->won++;
@@ -49,6 +51,25 @@ static enum eleos_ioq_exec judge(struct ioq_trial *t, uint64_t now_ns, uint64_t 
     uint64_t gap = t->gap_ns * 2;
     schedule(t, now_ns, gap > IOQ_TRIAL_GAP_MAX_NS ? IOQ_TRIAL_GAP_MAX_NS : gap);
     return t->from;
+}
+
+/* The candidate's window is over: a loss ends the trial; a worker's win goes back to URING
+ * to be confirmed; URING's win is kept at once (it is the cheaper executor). */
+static enum eleos_ioq_exec judge(struct ioq_trial *t, uint64_t now_ns, uint64_t done) {
+    uint64_t rate = rate_of(t, now_ns, done);
+    bool won = beats(t, rate, t->base_rate);
+    if (!won || t->to != ELEOS_IOQ_EXEC_WORKER)
+        return verdict(t, now_ns, won);
+    t->cand_rate = rate;
+    mark(t, IOQ_TRIAL_BACK, now_ns, done);
+    return t->from;
+}
+
+/* URING's second window is over: the worker must beat the better of the two. */
+static enum eleos_ioq_exec confirm(struct ioq_trial *t, uint64_t now_ns, uint64_t done) {
+    uint64_t again = rate_of(t, now_ns, done);
+    uint64_t base = again > t->base_rate ? again : t->base_rate;
+    return verdict(t, now_ns, beats(t, t->cand_rate, base));
 }
 
 enum eleos_ioq_exec ioq_trial_step(struct ioq_trial *t, uint64_t now_ns, uint64_t done,
@@ -63,7 +84,9 @@ enum eleos_ioq_exec ioq_trial_step(struct ioq_trial *t, uint64_t now_ns, uint64_
     }
     if (now_ns < t->mark_ns || done < t->mark_done) /* time or count went back: restart */
         mark(t, t->phase, now_ns, done);
-    if ((t->phase == IOQ_TRIAL_SETTLE || t->phase == IOQ_TRIAL_MEASURE) && cur != t->to) {
+    bool on_cand = t->phase == IOQ_TRIAL_SETTLE || t->phase == IOQ_TRIAL_MEASURE;
+    bool on_from = t->phase == IOQ_TRIAL_BACK || t->phase == IOQ_TRIAL_CONFIRM;
+    if ((on_cand && cur != t->to) || (on_from && cur != t->from)) {
         schedule(t, now_ns, t->gap_ns); /* the switch did not happen: nothing to judge */
         return cur;
     }
@@ -92,6 +115,14 @@ enum eleos_ioq_exec ioq_trial_step(struct ioq_trial *t, uint64_t now_ns, uint64_
         if (now_ns - t->mark_ns < IOQ_TRIAL_WINDOW_NS)
             return t->to;
         return judge(t, now_ns, done);
+    case IOQ_TRIAL_BACK:
+        if (now_ns - t->mark_ns >= IOQ_TRIAL_SETTLE_NS)
+            mark(t, IOQ_TRIAL_CONFIRM, now_ns, done);
+        return t->from;
+    case IOQ_TRIAL_CONFIRM:
+        if (now_ns - t->mark_ns < IOQ_TRIAL_WINDOW_NS)
+            return t->from;
+        return confirm(t, now_ns, done);
     }
     return cur;
 }

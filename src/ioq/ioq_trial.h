@@ -3,6 +3,10 @@
  * trial: run the other executor for a short while and keep it only if the queue completed
  * clearly more per second on it.
  *
+ * A worker that looks better is confirmed before it is kept: URING is measured again after
+ * it (A-B-A), and the worker must beat the better of the two URING windows, so a load that
+ * grows during a trial does not make the worker look faster than it is.
+ *
  * Why measure instead of reading idle CPU alone: whether a poller pays depends on how the
  * app waits, not only on whether a core is idle. A latency-bound connection (one request in
  * flight) gains from a worker that keeps the round trip out of the scheduler even on two
@@ -31,13 +35,22 @@
 #define IOQ_TRIAL_WORKER_GAIN 110u
 #define IOQ_TRIAL_URING_LOSS 95u
 
-enum ioq_trial_phase { IOQ_TRIAL_IDLE, IOQ_TRIAL_BASE, IOQ_TRIAL_SETTLE, IOQ_TRIAL_MEASURE };
+enum ioq_trial_phase {
+    IOQ_TRIAL_IDLE,    /* until the next trial is due                                     */
+    IOQ_TRIAL_BASE,    /* measuring the incumbent                                         */
+    IOQ_TRIAL_SETTLE,  /* on the candidate, not measured yet                              */
+    IOQ_TRIAL_MEASURE, /* measuring the candidate                                         */
+    IOQ_TRIAL_BACK,    /* a worker that looked better: back on URING, not measured yet    */
+    IOQ_TRIAL_CONFIRM, /* measuring URING again: a load that rose during the trial is not
+                          the worker's doing                                              */
+};
 
 struct ioq_trial {
     enum ioq_trial_phase phase;
     enum eleos_ioq_exec from, to;  /* during a trial: the incumbent and the candidate   */
     uint64_t mark_ns, mark_done;   /* start of the window being measured                */
     uint64_t base_rate;            /* the incumbent's completions per second            */
+    uint64_t cand_rate;            /* the candidate's, while confirming                 */
     uint64_t gap_ns, next_ns;      /* no trial starts before next_ns                    */
     uint64_t trials, won;          /* trials run, and of them those the candidate won   */
 };

@@ -1,7 +1,8 @@
 /*
  * test_ioq_trial — AUTO's URING/WORKER choice by trial (src/ioq/ioq_trial.h), driven with
  * made-up completion rates in 1 ms steps: no trial before its gap; a worker is kept only
- * when it completes clearly more, the kernel whenever it is nearly as fast; lost trials
+ * when it completes clearly more than URING before and after it (a load rising during the
+ * trial is not the worker's doing), the kernel whenever it is nearly as fast; lost trials
  * space the next ones out up to the cap; a light load, a host that reports no free core, and
  * executors the trial does not choose between start no trial; a trial under way is judged
  * on its rates whatever the readings say.
@@ -51,8 +52,23 @@ static void test_faster_worker_is_kept(void) {
     CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_WORKER);
     CHECK_EQ(s.t.trials, 1u);
     CHECK_EQ(s.t.won, 1u);
-    CHECK_EQ(s.switches, 1u);
+    CHECK_EQ(s.switches, 3u); /* there, back to confirm, there again */
     CHECK(s.t.base_rate >= 49000 && s.t.base_rate <= 51000);
+}
+
+/* The load grows during the trial: the worker beats the first URING window but not the
+ * second, so it is not kept. */
+static void test_rising_load_is_not_the_workers(void) {
+    struct sim s;
+    sim_init(&s, ELEOS_IOQ_EXEC_URING);
+    for (int i = 0; i < 1000 && s.t.phase != IOQ_TRIAL_SETTLE; i++)
+        run(&s, 1, 40000, 40000, true);
+    CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_WORKER);
+    run(&s, 200, 60000, 50000, true); /* 1.25x the base, 0.83x URING's second window */
+    CHECK_EQ(s.t.trials, 1u);
+    CHECK_EQ(s.t.won, 0u);
+    CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_URING);
+    CHECK_EQ(s.switches, 2u);
 }
 
 static void test_slightly_faster_worker_is_not(void) {
@@ -62,7 +78,7 @@ static void test_slightly_faster_worker_is_not(void) {
     CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_URING);
     CHECK_EQ(s.t.trials, 1u);
     CHECK_EQ(s.t.won, 0u);
-    CHECK_EQ(s.switches, 2u); /* there and back */
+    CHECK_EQ(s.switches, 2u); /* there and back, no confirmation needed */
     CHECK_EQ(s.t.gap_ns, 2 * IOQ_TRIAL_GAP_NS);
 }
 
@@ -83,6 +99,7 @@ static void test_kernel_kept_when_nearly_as_fast(void) {
     run(&s, 400, 97000, 100000, true); /* 0.97 of the worker: the cheaper one wins */
     CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_URING);
     CHECK_EQ(s.t.won, 1u);
+    CHECK_EQ(s.switches, 1u); /* the cheaper one is kept without a confirmation */
     sim_init(&s, ELEOS_IOQ_EXEC_WORKER);
     run(&s, 400, 80000, 100000, true);
     CHECK_EQ(s.cur, ELEOS_IOQ_EXEC_WORKER);
@@ -150,6 +167,7 @@ static void test_clock_or_count_back(void) {
 }
 
 TEST_MAIN(TEST_CASE(test_no_trial_before_the_gap), TEST_CASE(test_faster_worker_is_kept),
+          TEST_CASE(test_rising_load_is_not_the_workers),
           TEST_CASE(test_slightly_faster_worker_is_not),
           TEST_CASE(test_lost_trials_space_out_to_the_cap),
           TEST_CASE(test_kernel_kept_when_nearly_as_fast), TEST_CASE(test_light_load_runs_no_trial),

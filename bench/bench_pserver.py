@@ -134,8 +134,10 @@ for set_name, table_mib in SETS:
     if points is not None and not any(s == set_name for s, _ in points):
         continue
     for model in models:
-        servers = {m: start(m, table_mib, model) for m in MODES}
+        servers = {}
         try:
+            for m in MODES:  # in the try: a server that fails to start stops the others
+                servers[m] = start(m, table_mib, model)
             # Warm-up: touch the table once so sgx mode's first-touch commits are not measured.
             for m in MODES:
                 run_load(servers[m][1], 65536, table_mib)

@@ -11,8 +11,8 @@
  * together. On WORKER and SQPOLL completions arrive in the ring while the enclave runs, so a
  * wait first spins on the CQ tail (a bounded budget), and only exits to sleep when nothing
  * came. The executor choice (AUTO): a worker may be tried while the host reports a free
- * core and no contention (worker_feasible, every POLICY_NS); whether it is kept is
- * measured (ioq_trial.h: completions per second on each executor).
+ * core and no contention (core_free, every POLICY_NS) by a shallow queue; whether it is
+ * kept is measured (ioq_trial.h: completions per second on each executor).
  */
 #include <errno.h>
 #include <immintrin.h>
@@ -25,7 +25,7 @@
 
 #define POLICY_NS 100000000ull         /* how often AUTO reconsiders (the host's period) */
 #define SPIN_NS 30000ull               /* a WORKER/SQPOLL wait spins this long, at most  */
-#define POLICY_HOLD 3u                 /* periods a new choice must hold                 */
+#define POLICY_HOLD 3u                 /* periods a moderation change must hold          */
 #define STALL_NS 10000ull              /* ... unless the poller takes nothing this long  */
 #define OTHER_LANE_NS 1000000ull       /* a lane no longer current is still polled this  */
 /* AUTO: a worker may be tried with this much of a core free (thousandths), by a queue with
@@ -412,7 +412,8 @@ static int switch_to(struct eleos_ioq *q, enum eleos_ioq_exec e) {
 
 /* AUTO moderation follows the machine's idle CPU as the host's monitor reports it (a lie
  * only costs speed or latency, bounded by moderation_ns). No monitor: nothing is known, so
- * no moderation. A change must hold POLICY_HOLD periods, as an executor change must. */
+ * no moderation. A change must hold POLICY_HOLD periods: a load hovering at a threshold
+ * must not flip it at every reading. */
 static void moderation_tick(struct eleos_ioq *q) {
     if (q->mod_mode != ELEOS_IOQ_MOD_AUTO)
         return;

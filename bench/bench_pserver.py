@@ -4,15 +4,17 @@
 Throughput (keys/s) of eleos-pserver in native, sgx and eleos modes, for batches of 64 B to
 64 KiB, a working set that fits the EPC (32 MiB table) and one 5.5x larger (512 MiB table,
 93 MiB EPC, 60 MiB SUVM cache), cost model on and off. Each server has an EPC platform of
-its own (ELEOS_EPC_PLATFORM), so the servers alive side by side do not page each other. Every configuration is the median of
-R runs; ratios (eleos/sgx, native/sgx) are taken within the same run of this script.
+its own (ELEOS_EPC_PLATFORM), so the servers alive side by side do not page each other.
+Every configuration is the median of R runs; ratios (eleos/sgx, native/sgx) are taken
+within the same run of this script.
 
 eleos mode runs with its default I/O path (--rpc auto: the I/O queue, executor chosen at run
 time); --rpc X,Y adds an eleos column per listed --rpc value (uring, worker, sqpoll, batch,
 sync...), measured in the same interleaved repetitions. A "floor" column runs the same client
 against bench/pserver_floor (a native server that busy-polls its connection and does no table
-work): what this client can reach at all on this machine, so floor/sgx bounds eleos/sgx. --points SET:BATCH,... measures only
-those points (e.g. small:64), --model on|off only that cost model. After each server group
+work): what this client can reach at all on this machine, so floor/sgx bounds eleos/sgx.
+--points SET:BATCH,... measures only those points (e.g. small:64), --model on|off only that
+cost model. After each server group
 the executors the I/O queue ran on are printed (from the servers' final statistics).
 
 usage: bench_pserver.py BUILD_DIR [--quick] [--reps R] [--csv FILE] [--rpc LIST]
@@ -175,7 +177,8 @@ for line in sorted(cost_lines):
 if csv_path:
     with open(csv_path, "w") as f:
         f.write("set,table_mib,model,batch_bytes,native_keys_per_s,sgx_keys_per_s,"
-                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx,floor_keys_per_s,floor_over_sgx" +
+                "eleos_keys_per_s,eleos_over_sgx,native_over_sgx,floor_keys_per_s,"
+                "floor_over_sgx" +
                 "".join(f",eleos_{m}_keys_per_s,eleos_{m}_over_sgx" for m in rpc_extra) + "\n")
         for set_name, table_mib, model, batch, med in rows:
             f.write(f"{set_name},{table_mib},{model},{batch},{med['native']:.0f},"

@@ -766,6 +766,8 @@ unsigned eleos_ioq_outstanding(const struct eleos_ioq *q) {
 
 void eleos_ioq_stats(const struct eleos_ioq *q, struct eleos_ioq_stats *out) {
     *out = q->st;
+    out->trials = q->trial.trials; /* kept by the trial itself, read here */
+    out->trials_won = q->trial.won;
 }
 
 static const char *const exec_names[ELEOS_IOQ_NEXEC] = {"auto", "uring", "worker", "sqpoll",

@@ -472,8 +472,6 @@ static void policy_tick(struct eleos_ioq *q) {
         q->st.switches++;
     if (q->trial.won != won)
         atomic_store_explicit(&auto_hint, (int)q->cur, memory_order_relaxed);
-    q->st.trials = q->trial.trials;
-    q->st.trials_won = q->trial.won;
 }
 
 enum eleos_ioq_exec eleos_ioq_executor(const struct eleos_ioq *q) {

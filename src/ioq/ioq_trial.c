@@ -3,8 +3,8 @@
  * IDLE until the next trial is due; BASE measures the incumbent for one window; SETTLE
  * lets the switch to the candidate (its migrations) pass; MEASURE measures the candidate
  * for one window; a worker that won goes through BACK and CONFIRM (URING measured again)
- * before it is kept. Lost trials space the next ones out
- * (doubling gap), so a machine where the candidate never wins pays for a trial rarely.
+ * before it is kept. Lost trials space the next ones out (doubling gap), so a machine
+ * where the candidate never wins pays for a trial rarely.
  */
 #include "ioq/ioq_trial.h"
 

@@ -503,17 +503,20 @@ static void gather_moderation(struct qloop *l, unsigned active) {
 
 /* The worker thread's CPU time: a system call (one exit, once a period) into the worker's
  * untrusted bounce. The host may lie; that only changes how many workers hold
- * connections. -1 if it fails or is not a time. */
+ * connections. -1 if it fails or is not a time (counted as a host fault). */
 static int64_t thread_cpu_ns(struct qloop *l) {
     struct app_io_ctx *io = &l->w->io_ctx;
-    if (!io->bounce || io->bounce_size < sizeof(struct timespec) ||
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, io->bounce))
+    if (!io->bounce || io->bounce_size < sizeof(struct timespec))
         return -1;
     struct timespec ts;
-    memcpy(&ts, io->bounce, sizeof ts); /* read once */
-    if (ts.tv_sec < 0 || ts.tv_sec > INT32_MAX || ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000)
-        return -1;
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, io->bounce) == 0) {
+        memcpy(&ts, io->bounce, sizeof ts); /* read once */
+        if (ts.tv_sec >= 0 && ts.tv_sec <= INT32_MAX && ts.tv_nsec >= 0 &&
+            ts.tv_nsec < 1000000000)
+            return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
+    atomic_fetch_add_explicit(&l->srv->host_faults, 1, memory_order_relaxed);
+    return -1;
 }
 
 /* After each pass: once a period, the CPU time (and worker 0's decision); every few

@@ -13,12 +13,17 @@
  * has waited on or woken through syscall() (in sgx mode, the wake words of the enclave's
  * locks, which live in host memory): the enclave may be woken early or late, but mutual
  * exclusion must hold.
+ *
+ * HOSTILE_CPUCLOCK=1 makes clock_gettime lie about per-thread and per-process CPU time (the
+ * clocks eleos-kvs reads to decide how many workers hold connections): negative seconds,
+ * nanoseconds out of range, a clock that runs backwards, jumps of years, and failures.
  */
 #include <pthread.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -33,9 +38,13 @@
 
 typedef int (*epoll_wait_fn)(int, struct epoll_event *, int, int);
 typedef long (*syscall_fn)(long, ...);
+typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
 static epoll_wait_fn real_epoll_wait;
 static syscall_fn real_syscall;
+static clock_gettime_fn real_clock_gettime;
+static int clock_lying;
+static _Atomic uint64_t clock_lies;
 static int forging;
 static _Atomic uint64_t forged, calls;
 #define MAX_WORDS 64
@@ -52,6 +61,8 @@ static void resolve(void) {
         real_syscall = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
     if (!real_epoll_wait)
         real_epoll_wait = (epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
+    if (!real_clock_gettime)
+        real_clock_gettime = (clock_gettime_fn)dlsym(RTLD_NEXT, "clock_gettime");
 }
 
 static void remember_word(uint32_t *w) {
@@ -93,6 +104,8 @@ __attribute__((constructor)) static void shim_init(void) {
     memset(fake_conn, 0x41, sizeof fake_conn);
     e = getenv("HOSTILE_SCRIBBLE");
     scribbling = e && e[0] == '1';
+    e = getenv("HOSTILE_CPUCLOCK");
+    clock_lying = e && e[0] == '1';
     pthread_t t;
     if (scribbling && pthread_create(&t, NULL, scribbler, NULL) == 0)
         pthread_detach(t);
@@ -102,6 +115,9 @@ __attribute__((destructor)) static void shim_fini(void) {
     if (scribbling)
         fprintf(stderr, "hostile_host: scribbled %llu times over %u futex words\n",
                 (unsigned long long)atomic_load(&scribbles), atomic_load(&nwords));
+    if (clock_lying)
+        fprintf(stderr, "hostile_host: lied %llu times about CPU time\n",
+                (unsigned long long)atomic_load(&clock_lies));
     if (forging)
         fprintf(stderr, "hostile_host: forged %llu epoll words in %llu calls\n",
                 (unsigned long long)atomic_load(&forged), (unsigned long long)atomic_load(&calls));
@@ -177,4 +193,23 @@ long syscall(long nr, ...) {
             r = forged_count((int)r, (int)a[2]);
     }
     return r;
+}
+
+/* Every CPU-time reading is a lie, cycling through the kinds a host could tell. */
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    resolve();
+    int r = real_clock_gettime(id, ts);
+    if (!clock_lying || r != 0 ||
+        (id != CLOCK_THREAD_CPUTIME_ID && id != CLOCK_PROCESS_CPUTIME_ID))
+        return r;
+    uint64_t k = atomic_fetch_add(&clock_lies, 1);
+    switch (k % 6) {
+    case 0: ts->tv_sec = -1 - (time_t)(k % 1000); break;       /* negative seconds       */
+    case 1: ts->tv_nsec = 1000000000 + (long)(k % 7); break;    /* nanoseconds overflow   */
+    case 2: ts->tv_sec = 0, ts->tv_nsec = (long)(k % 1000); break; /* back to the start  */
+    case 3: ts->tv_sec += (time_t)(k % 5 + 1) * 31536000; break; /* years of CPU at once   */
+    case 4: ts->tv_sec = (time_t)INT64_MAX; break;                  /* the end of time   */
+    default: errno = EINVAL; return -1;                               /* no answer at all */
+    }
+    return 0;
 }

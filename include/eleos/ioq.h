@@ -157,11 +157,13 @@ struct eleos_ioq;
 
 /*
  * Completion moderation (as a NIC coalesces interrupts). On URING and BATCH every round of
- * waiting is an exit; a moderated wait asks the host for as many completions as the queue's
- * recent waits delivered (never fewer than the caller's min), for at most moderation_ns, so
- * one exit carries a whole round of a busy server's requests. The estimate grows with what
- * waits deliver and falls to what came when the bound runs out; a wait still returns as
- * soon as it has that many. AUTO moderates only while the host's monitor reports the
+ * waiting is an exit; a moderated wait asks the host for every operation queued in the
+ * queue's last three waits that is still outstanding (a closed-loop server's round; older
+ * ones, such as an accept, are not waited for), never fewer than the caller's min, for at
+ * most moderation_ns, so one exit carries a whole round of a busy server's requests. When
+ * the bound runs out on that ask it falls back to what recent waits delivered and is tried
+ * again after a hold that grows with each such miss; a wait still returns as soon as it
+ * has what it asked for. AUTO moderates only while the host's monitor reports the
  * machine's CPUs busy (then a request that waits costs no idle CPU and an exit saved is
  * CPU given back); ON always (on URING and BATCH); OFF never. WORKER and SQPOLL post
  * completions while the enclave runs, so their waits are never moderated.

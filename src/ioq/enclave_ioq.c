@@ -140,6 +140,9 @@ void ioq_op_release(struct eleos_ioq *q, uint32_t slot) {
         bounce_put(q, op->cls, op->data);
     if (op->iov)
         ioq_mem_free(q, op->iov);
+    if (op->queued)
+        ioq_mod_released(&q->mod, op->mod_wave);
+    op->queued = false;
     op->data = NULL;
     op->iov = NULL;
     op->cls = 0xff;
@@ -180,6 +183,8 @@ static int op_queue(struct eleos_ioq *q, struct ioq_op *op, uint32_t slot,
     op->sqe = *sqe;
     op->lane = (uint8_t)q->cur;
     op->state = OP_QUEUED;
+    op->queued = true;
+    op->mod_wave = ioq_mod_queued(&q->mod);
     l->inflight++;
     q->outstanding++;
     q->st.ops++;
@@ -728,7 +733,7 @@ int eleos_ioq_create(struct eleos_enclave *enc, const struct eleos_ioq_config *c
     q->forced = cfg->exec;
     q->mod_mode = cfg->moderation;
     q->mod_ns = cfg->moderation_ns ? cfg->moderation_ns : def.moderation_ns;
-    q->mod_expect = 1;
+    ioq_mod_init(&q->mod);
     int r = queue_alloc(q, n);
     if (!r)
         r = ioq_lanes_init(q);

@@ -39,8 +39,6 @@
  * above the second. */
 #define MOD_ON_PERMILLE 300u
 #define MOD_OFF_PERMILLE 600u
-#define PROBE_EVERY 8u     /* filled moderated waits before asking for one completion more */
-#define PROBE_HOLD 256u    /* moderated waits without probing after one the bound ended    */
 
 static uint64_t ns_to_tsc(const struct eleos_ioq *q, uint64_t ns) {
     return ns >= UINT64_MAX / (q->hz ? q->hz : 1) ? UINT64_MAX : ns * q->hz / 1000000000ull;
@@ -616,49 +614,19 @@ static unsigned wait_until(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsi
     return n;
 }
 
-/* How many completions a moderated wait holds out for: what recent waits delivered, at
- * least min, at most what fits and what is outstanding; min itself when not moderating. */
+/* How many completions a moderated wait holds out for (ioq_mod.h), at least min, at most
+ * what fits and what is outstanding; min itself when not moderating. */
 static unsigned moderation_want(const struct eleos_ioq *q, unsigned max, unsigned n,
                                 unsigned min) {
     enum eleos_ioq_exec e = q->cur;
     if (!eleos_ioq_moderating(q) || (e != ELEOS_IOQ_EXEC_URING && e != ELEOS_IOQ_EXEC_BATCH))
         return min;
-    unsigned want = q->mod_expect > min ? q->mod_expect : min;
+    unsigned want = ioq_mod_want(&q->mod, n);
     if (want > max)
         want = max;
     if (want > n + q->outstanding)
         want = n + q->outstanding;
     return want > min ? want : min;
-}
-
-/*
- * The estimate: what a wait delivered. A wait returns once it has what it asked for, so
- * the estimate would never learn that more were on their way: after PROBE_EVERY filled
- * waits it asks for one more. A moderated wait the bound ends (a round that no longer all
- * comes back, or a probe too far) cuts it to what came and stops probing for PROBE_HOLD
- * waits, so a server at its natural round misses about once per PROBE_HOLD waits.
- */
-static void moderation_learn(struct eleos_ioq *q, unsigned n, unsigned want) {
-    if (want && n < want) {
-        q->mod_expect = n ? n : 1;
-        q->mod_streak = 0;
-        q->mod_hold = PROBE_HOLD;
-        return;
-    }
-    if (n > q->mod_expect) {
-        q->mod_expect = n;
-        return;
-    }
-    if (!want)
-        return;
-    if (q->mod_hold) {
-        q->mod_hold--;
-        return;
-    }
-    if (++q->mod_streak >= PROBE_EVERY) {
-        q->mod_streak = 0;
-        q->mod_expect = want + 1;
-    }
 }
 
 int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max, unsigned min,
@@ -670,6 +638,7 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
     if (q->outstanding > q->depth_peak) /* before the reap: how deep the queue runs */
         q->depth_peak = q->outstanding;
     unsigned n = (unsigned)eleos_ioq_reap(q, cqes, max); /* rewinds the receive area */
+    ioq_mod_next_wave(&q->mod);
     uint64_t start = tsc_now();
     uint64_t deadline = timeout_ns == UINT64_MAX ? UINT64_MAX : start + ns_to_tsc(q, timeout_ns);
     unsigned want = timeout_ns && min ? moderation_want(q, max, n, min) : min;
@@ -683,7 +652,7 @@ int eleos_ioq_wait(struct eleos_ioq *q, struct eleos_ioq_cqe *cqes, unsigned max
     if (want <= min || (n < min && tsc_now() < deadline))
         n = wait_until(q, cqes, max, n, min, deadline, timeout_ns == 0);
     if (min && timeout_ns)
-        moderation_learn(q, n, want > min ? want : 0);
+        ioq_mod_learn(&q->mod, n, want > min ? want : 0);
     policy_tick(q);
     return (int)n;
 }

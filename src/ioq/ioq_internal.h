@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "eleos/ioq.h"
+#include "ioq/ioq_mod.h"
 #include "ioq/ioq_trial.h"
 #include "ioq/ioq_shared.h"
 
@@ -31,6 +32,8 @@ struct ioq_op {
     uint8_t lane;
     uint8_t cls;            /* bounce class of data, or 0xff: none                    */
     bool migrating;         /* cancelled on its old lane, to be issued again on the new */
+    bool queued;            /* counted by the moderation's young operations (mod_wave) */
+    uint32_t mod_wave;
     uint32_t gen;           /* tag = gen << 32 | slot; never 0                         */
     uint32_t len;           /* bytes requested (after capping)                         */
     uint32_t events;        /* K_POLL: events asked for                                */
@@ -101,9 +104,7 @@ struct eleos_ioq {
     bool mod_on;                        /* AUTO: the machine is busy (held decision)    */
     bool mod_pending;                   /* AUTO's last reading, and how many ticks held */
     unsigned mod_ticks;
-    uint32_t mod_expect;                /* completions recent waits delivered           */
-    uint32_t mod_streak;                /* moderated waits filled since the last probe  */
-    uint32_t mod_hold;                  /* waits left before probing again (after a miss) */
+    struct ioq_mod mod;                 /* how many completions a moderated wait asks */
     uint64_t mod_ns;
     /* executor choice */
     uint64_t pol_start;                 /* TSC at the start of the current window      */

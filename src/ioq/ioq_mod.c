@@ -1,0 +1,67 @@
+/*
+ * ioq_mod.c — the moderated wait's ask (ioq_mod.h).
+ */
+#include "ioq/ioq_mod.h"
+
+#include <string.h>
+
+void ioq_mod_init(struct ioq_mod *m) {
+    memset(m, 0, sizeof *m);
+    m->expect = 1;
+    m->backoff = IOQ_MOD_HOLD_MIN;
+}
+
+uint32_t ioq_mod_queued(struct ioq_mod *m) {
+    m->young[m->wave % IOQ_MOD_WAVES]++;
+    m->young_sum++;
+    return m->wave;
+}
+
+void ioq_mod_released(struct ioq_mod *m, uint32_t w) {
+    uint32_t *b = &m->young[w % IOQ_MOD_WAVES];
+    /* counted until its bucket is recycled, IOQ_MOD_WAVES waits after its own */
+    if (m->wave - w < IOQ_MOD_WAVES && *b) {
+        (*b)--;
+        m->young_sum--;
+    }
+}
+
+void ioq_mod_next_wave(struct ioq_mod *m) {
+    m->wave++;
+    uint32_t *b = &m->young[m->wave % IOQ_MOD_WAVES];
+    m->young_sum -= *b; /* the bucket of wave - IOQ_MOD_WAVES, reused from now on */
+    *b = 0;
+}
+
+unsigned ioq_mod_want(const struct ioq_mod *m, unsigned n) {
+    if (!m->full)
+        return m->expect;
+    unsigned all = n + m->young_sum;
+    return all > m->expect ? all : m->expect;
+}
+
+void ioq_mod_learn(struct ioq_mod *m, unsigned n, unsigned want) {
+    if (want && n < want) { /* the bound ran out: ask for what came */
+        m->expect = n ? n : 1;
+        if (m->full) {
+            m->full = false;
+            m->hold = m->backoff;
+            m->backoff = m->backoff * 2 > IOQ_MOD_HOLD_MAX ? IOQ_MOD_HOLD_MAX : m->backoff * 2;
+        } else {
+            m->hold = m->backoff;
+        }
+        return;
+    }
+    if (n > m->expect)
+        m->expect = n;
+    if (!want)
+        return;
+    if (m->full) {
+        m->backoff = IOQ_MOD_HOLD_MIN; /* the round came back whole: keep asking for it */
+        return;
+    }
+    if (m->hold)
+        m->hold--;
+    else
+        m->full = true;
+}

@@ -43,12 +43,10 @@ unsigned ioq_mod_want(const struct ioq_mod *m, unsigned n) {
 void ioq_mod_learn(struct ioq_mod *m, unsigned n, unsigned want) {
     if (want && n < want) { /* the bound ran out: ask for what came */
         m->expect = n ? n : 1;
+        m->hold = m->backoff;
         if (m->full) {
             m->full = false;
-            m->hold = m->backoff;
             m->backoff = m->backoff * 2 > IOQ_MOD_HOLD_MAX ? IOQ_MOD_HOLD_MAX : m->backoff * 2;
-        } else {
-            m->hold = m->backoff;
         }
         return;
     }

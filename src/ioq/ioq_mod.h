@@ -46,7 +46,8 @@ uint32_t ioq_mod_queued(struct ioq_mod *m);
 /* An operation queued in wave w left the queue (completed, or never issued). */
 void ioq_mod_released(struct ioq_mod *m, uint32_t w);
 
-/* A wait begins: operations queued IOQ_MOD_WAVES - 1 waits ago are no longer young. */
+/* A wait begins: operations that were queued before the last IOQ_MOD_WAVES - 1 waits are
+ * no longer young. */
 void ioq_mod_next_wave(struct ioq_mod *m);
 
 /* How many completions to hold out for, n being reaped already (before the caller's

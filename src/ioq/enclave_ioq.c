@@ -140,9 +140,8 @@ void ioq_op_release(struct eleos_ioq *q, uint32_t slot) {
         bounce_put(q, op->cls, op->data);
     if (op->iov)
         ioq_mem_free(q, op->iov);
-    if (op->queued)
+    if (op->state != OP_FREE) /* queued, not only taken: the moderation counted it */
         ioq_mod_released(&q->mod, op->mod_wave);
-    op->queued = false;
     op->data = NULL;
     op->iov = NULL;
     op->cls = 0xff;
@@ -183,7 +182,6 @@ static int op_queue(struct eleos_ioq *q, struct ioq_op *op, uint32_t slot,
     op->sqe = *sqe;
     op->lane = (uint8_t)q->cur;
     op->state = OP_QUEUED;
-    op->queued = true;
     op->mod_wave = ioq_mod_queued(&q->mod);
     l->inflight++;
     q->outstanding++;

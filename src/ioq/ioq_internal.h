@@ -32,8 +32,7 @@ struct ioq_op {
     uint8_t lane;
     uint8_t cls;            /* bounce class of data, or 0xff: none                    */
     bool migrating;         /* cancelled on its old lane, to be issued again on the new */
-    bool queued;            /* counted by the moderation's young operations (mod_wave) */
-    uint32_t mod_wave;
+    uint32_t mod_wave;      /* the wave it was queued in (ioq_mod.h)                   */
     uint32_t gen;           /* tag = gen << 32 | slot; never 0                         */
     uint32_t len;           /* bytes requested (after capping)                         */
     uint32_t events;        /* K_POLL: events asked for                                */

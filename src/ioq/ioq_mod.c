@@ -13,30 +13,32 @@ void ioq_mod_init(struct ioq_mod *m) {
 
 uint32_t ioq_mod_queued(struct ioq_mod *m) {
     m->young[m->wave % IOQ_MOD_WAVES]++;
-    m->young_sum++;
     return m->wave;
 }
 
 void ioq_mod_released(struct ioq_mod *m, uint32_t w) {
     uint32_t *b = &m->young[w % IOQ_MOD_WAVES];
     /* counted until its bucket is recycled, IOQ_MOD_WAVES waits after its own */
-    if (m->wave - w < IOQ_MOD_WAVES && *b) {
+    if (m->wave - w < IOQ_MOD_WAVES && *b)
         (*b)--;
-        m->young_sum--;
-    }
 }
 
 void ioq_mod_next_wave(struct ioq_mod *m) {
     m->wave++;
-    uint32_t *b = &m->young[m->wave % IOQ_MOD_WAVES];
-    m->young_sum -= *b; /* the bucket of wave - IOQ_MOD_WAVES, reused from now on */
-    *b = 0;
+    m->young[m->wave % IOQ_MOD_WAVES] = 0; /* wave - IOQ_MOD_WAVES's, reused from now on */
+}
+
+unsigned ioq_mod_young(const struct ioq_mod *m) {
+    unsigned n = 0;
+    for (unsigned i = 0; i < IOQ_MOD_WAVES; i++)
+        n += m->young[i];
+    return n;
 }
 
 unsigned ioq_mod_want(const struct ioq_mod *m, unsigned n) {
     if (!m->full)
         return m->expect;
-    unsigned all = n + m->young_sum;
+    unsigned all = n + ioq_mod_young(m);
     return all > m->expect ? all : m->expect;
 }
 

@@ -32,13 +32,15 @@
 struct ioq_mod {
     uint32_t wave;                    /* waits so far                                    */
     uint32_t young[IOQ_MOD_WAVES];    /* outstanding operations queued per recent wave   */
-    uint32_t young_sum;
     bool full;                        /* asking for every young operation                */
     uint32_t expect;                  /* the fallback: what recent waits delivered       */
     uint32_t hold, backoff;           /* waits left at the fallback, and the next hold   */
 };
 
 void ioq_mod_init(struct ioq_mod *m);
+
+/* Outstanding operations queued in the waves still young. */
+unsigned ioq_mod_young(const struct ioq_mod *m);
 
 /* An operation was queued: returns the wave to keep with it for ioq_mod_released. */
 uint32_t ioq_mod_queued(struct ioq_mod *m);

@@ -42,18 +42,18 @@ static void test_young_operations_age_out(void) {
     struct ioq_mod m;
     ioq_mod_init(&m);
     uint32_t a = ioq_mod_queued(&m), b = ioq_mod_queued(&m);
-    CHECK_EQ(m.young_sum, 2u);
+    CHECK_EQ(ioq_mod_young(&m), 2u);
     ioq_mod_released(&m, a);
-    CHECK_EQ(m.young_sum, 1u);
+    CHECK_EQ(ioq_mod_young(&m), 1u);
     for (unsigned i = 0; i < IOQ_MOD_WAVES - 1; i++) {
         ioq_mod_next_wave(&m);
-        CHECK_EQ(m.young_sum, 1u); /* still young for the waits after it */
+        CHECK_EQ(ioq_mod_young(&m), 1u); /* still young for the waits after it */
     }
     ioq_mod_next_wave(&m);
-    CHECK_EQ(m.young_sum, 0u);
+    CHECK_EQ(ioq_mod_young(&m), 0u);
     ioq_mod_queued(&m); /* reuses b's bucket */
     ioq_mod_released(&m, b); /* released after it aged out: the newer one still counts */
-    CHECK_EQ(m.young_sum, 1u);
+    CHECK_EQ(ioq_mod_young(&m), 1u);
     CHECK_EQ(m.young[m.wave % IOQ_MOD_WAVES], 1u);
 }
 

@@ -236,7 +236,8 @@ void kvs_conn_release(struct kvs_server *srv, struct kvs_conn *c) {
     kvs_buf_fini(&c->wbuf);
     kvs_slot_give_back(srv, c->slot);
     kvs_free(srv->alloc, c);
-    atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed);
+    if (atomic_fetch_sub_explicit(&srv->curr_conns, 1, memory_order_relaxed) == 1)
+        atomic_fetch_add_explicit(&srv->conns_emptied, 1, memory_order_relaxed);
 }
 
 /* Closes a connection of l's worker (only the owner closes its connections). */

@@ -71,6 +71,7 @@ struct qloop {
     int64_t cpu_ns;           /* the thread's CPU time then (-1: unknown)            */
     int64_t move_check_ms;    /* next look for connections to hand over              */
     unsigned moving_out;      /* connections whose move has started                  */
+    uint64_t emptied_seen;    /* worker 0: srv->conns_emptied when it last looked     */
     bool mod_forced;          /* moderation forced on while connections are gathered */
 };
 
@@ -488,6 +489,21 @@ static void gather_decide(struct qloop *l, int64_t now_ms) {
     atomic_store_explicit(&srv->io_active, next, memory_order_relaxed);
 }
 
+/* Worker 0: the last connection closed since it last looked, so a load ended
+ * (kvs_gather_emptied). Looked at every few milliseconds, not once a period: the next
+ * load's first connections may already be arriving. */
+static void gather_emptied(struct qloop *l, int64_t now_ms) {
+    struct kvs_server *srv = l->srv;
+    uint64_t e = atomic_load_explicit(&srv->conns_emptied, memory_order_relaxed);
+    if (e == l->emptied_seen)
+        return;
+    l->emptied_seen = e;
+    unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
+    unsigned next = kvs_gather_emptied(&srv->gather, (enum kvs_gather_mode)srv->io_gather, a,
+                                       srv->nworkers, now_ms);
+    atomic_store_explicit(&srv->io_active, next, memory_order_relaxed);
+}
+
 /* While connections are gathered, the workers moderate their waits (if moderation is
  * AUTO) even when the host reports idle CPU: gathering leaves that CPU idle on purpose
  * (kvs_gather.h), and a gathered worker that stopped moderating would exit more per
@@ -541,6 +557,8 @@ static void gather_step(struct qloop *l, int64_t now) {
     if (now_ms < l->move_check_ms || srv->nworkers < 2)
         return;
     l->move_check_ms = now_ms + 10;
+    if (l->w->id == 0)
+        gather_emptied(l, now_ms);
     unsigned a = atomic_load_explicit(&srv->io_active, memory_order_relaxed);
     gather_moderation(l, a);
     uint64_t total = 0;

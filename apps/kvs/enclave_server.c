@@ -594,7 +594,8 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     uint64_t ex = 0, ops = 0, comp = 0, spins = 0, faults = 0, sw = 0, trials = 0, mod = 0;
     uint64_t mod_to = 0;
     char execs[KVS_MAX_THREADS * 8] = "", cpu[KVS_MAX_THREADS * 6] = "", num[16];
-    size_t used = 0, cused = 0;
+    char conns[KVS_MAX_THREADS * 11] = "";
+    size_t used = 0, cused = 0, nused = 0;
     for (unsigned i = 0; i < k->srv.nworkers; i++) {
         struct kvs_worker *w = &k->srv.workers[i];
         ex += atomic_load_explicit(&w->q_exits, memory_order_relaxed);
@@ -612,6 +613,9 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
         snprintf(num, sizeof num, "%u",
                  (unsigned)atomic_load_explicit(&w->cpu_permille, memory_order_relaxed));
         list_add(cpu, sizeof cpu, &cused, i, num);
+        snprintf(num, sizeof num, "%u",
+                 (unsigned)atomic_load_explicit(&w->nconns, memory_order_relaxed));
+        list_add(conns, sizeof conns, &nused, i, num);
     }
     int r = kvs_buf_printf(out, "STAT eleos_io_executor %s\r\nSTAT eleos_io_requested %s\r\n",
                            execs, eleos_ioq_exec_name((enum eleos_ioq_exec)k->set.io_exec));
@@ -629,7 +633,8 @@ static int stats_ioq(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_io_active_workers",
           atomic_load_explicit(&k->srv.io_active, memory_order_relaxed));
     ESTAT("eleos_io_conn_moves", atomic_load_explicit(&k->srv.conn_moves, memory_order_relaxed));
-    r = kvs_buf_printf(out, "STAT eleos_io_cpu_permille %s\r\n", cpu);
+    r = kvs_buf_printf(out, "STAT eleos_io_cpu_permille %s\r\nSTAT eleos_io_worker_conns %s\r\n",
+                       cpu, conns);
     if (r)
         return r;
     return 0;

@@ -61,6 +61,20 @@ unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, int6
     return t;
 }
 
+unsigned kvs_gather_emptied(struct kvs_gather *g, enum kvs_gather_mode mode, unsigned active,
+                            unsigned n, int64_t now_ms) {
+    if (n == 0)
+        return 0;
+    if (active == 0 || active > n)
+        active = n;
+    int64_t last = g->emptied_ms;
+    g->emptied_ms = now_ms;
+    if (last && now_ms - last < (int64_t)KVS_GATHER_HOLD * KVS_GATHER_PERIOD_MS)
+        return active; /* connections come and go: one load */
+    *g = (struct kvs_gather){.emptied_ms = now_ms};
+    return mode == KVS_GATHER_OFF ? n : 1;
+}
+
 const char *kvs_gather_mode_name(int mode) {
     static const char *const names[] = {"auto", "off", "on"};
     return mode >= 0 && (size_t)mode < sizeof names / sizeof names[0] ? names[mode] : NULL;

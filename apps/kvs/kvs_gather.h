@@ -53,10 +53,11 @@ enum kvs_gather_mode {
 #define KVS_GATHER_CALM_MAX 600u
 
 struct kvs_gather {
-    unsigned pending; /* the answer the last periods gave                  */
-    unsigned ticks;   /* periods in a row that gave it                      */
-    unsigned calm;    /* periods left before a removal may be decided       */
-    unsigned backoff; /* the last calm set                                  */
+    unsigned pending;   /* the answer the last periods gave                  */
+    unsigned ticks;     /* periods in a row that gave it                      */
+    unsigned calm;      /* periods left before a removal may be decided       */
+    unsigned backoff;   /* the last calm set                                  */
+    int64_t emptied_ms; /* when the last connection last closed (0: never)    */
 };
 
 /* The number of workers (1..n) that should hold connections after this period. active:
@@ -65,6 +66,19 @@ struct kvs_gather {
  * unknown (read by AUTO only). g starts zeroed. */
 unsigned kvs_gather_decide(struct kvs_gather *g, enum kvs_gather_mode mode, int64_t idle,
                            unsigned active, unsigned n, const uint32_t *busy);
+
+/* The last connection closed at now_ms: the load the periods before measured is gone, and
+ * what they decided (the calm after a saturation above all) says nothing about the next
+ * one. Unless the last connection also closed within the KVS_GATHER_HOLD periods before,
+ * the decision starts over, and the next load starts on one worker (all of them if OFF):
+ * if it saturates that one, one is added within KVS_GATHER_HOLD periods; if the server
+ * stays without connections, AUTO spreads again once cores are free (KVS_GATHER_FREE_HOLD
+ * periods), as before any load. The idle CPU the host reports cannot decide it here: it
+ * still counts the load that just ended, or already counts its end. A server whose
+ * connections come and go (one request per connection) empties all the time: it keeps
+ * its decision. Returns the number of workers that hold connections from now on. */
+unsigned kvs_gather_emptied(struct kvs_gather *g, enum kvs_gather_mode mode, unsigned active,
+                            unsigned n, int64_t now_ms);
 
 /* "auto", "off", "on"; NULL for anything else. */
 const char *kvs_gather_mode_name(int mode);

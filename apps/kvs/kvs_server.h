@@ -204,6 +204,7 @@ struct kvs_server {
     int io_gather;                    /* consolidation (enum kvs_gather_mode)            */
     _Atomic unsigned io_active;       /* workers that hold connections (kvs_gather.h)    */
     _Atomic uint64_t conn_moves;      /* connections handed to another worker            */
+    _Atomic uint64_t conns_emptied;   /* times the last connection closed                */
     struct kvs_gather gather;         /* worker 0's decision state                       */
     struct kvs_tls *tls;              /* -Z: the TLS context (enclave_tls.h), else NULL   */
 };

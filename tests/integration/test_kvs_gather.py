@@ -3,7 +3,9 @@
 With --consolidate on and a light load, the four workers' connections are gathered on
 one: each connection's receive is cancelled and the connection handed to another worker,
 with whatever it had half-received. Checks every reply across the moves, a command split
-around them, the counters in `stats`, and that a bad value is refused.
+around them, the counters in `stats`, and that a bad value is refused. Then a load that
+ends (its last connection closes) while spread: the next load starts on one worker at
+once, without moves (the decision steps down one worker per hold otherwise).
 
 usage: test_kvs_gather.py ELEOS_KVS eleos [server args...]
 """
@@ -78,4 +80,52 @@ c.eq(int(stats(srv)["curr_connections"]), NCONN + 1, "curr_connections counts ev
 c.eq(stats(srv).get("eleos_io_host_faults"), "0", "no completion named a connection its worker does not own")
 for s in socks:
     s.close()
-c.finish(srv)
+c.finish_server(srv)
+
+
+def rt(srv, i, s):
+    s.sendall(b"set e%d 0 0 2\r\nok\r\nget e%d\r\n" % (i, i))
+    return recv_until(s, b"END\r\n", timeout=10) == b"STORED\r\nVALUE e%d 0 2\r\nok\r\nEND\r\n" % i
+
+
+def after_emptying():
+    """One server: 8 connections spread over 4 workers, closed, then 8 new ones. None when
+    the first load was not spread when it ended (the decision stepped down first)."""
+    srv = Server(binary, mode, ["-t", "4", "--consolidate", "on"] + extra)
+    try:
+        first = [connect(srv) for _ in range(8)]
+        ok = all(rt(srv, i, s) for i, s in enumerate(first))
+        st = stats(srv)
+        if st.get("eleos_io_active_workers") != "4":
+            return None
+        for s in first:
+            s.close()
+        seen = []
+        deadline = time.time() + 5
+        while time.time() < deadline and (not seen or seen[-1] == "4"):
+            seen.append(stats(srv).get("eleos_io_active_workers"))
+            time.sleep(0.01)
+        moves = int(stats(srv)["eleos_io_conn_moves"])
+        nxt = [connect(srv) for _ in range(8)]
+        ok = all(rt(srv, i, s) for i, s in enumerate(nxt)) and ok
+        st = stats(srv)
+        for s in nxt:
+            s.close()
+        return ok, seen, moves, st
+    finally:
+        c.finish_server(srv)
+
+
+for attempt in range(3):
+    got = after_emptying()
+    if got is not None:
+        break
+c.true(got is not None, "a first load was still spread when it ended (3 attempts)")
+if got is not None:
+    ok, seen, moves, st = got
+    c.true(ok, "every reply right before and after the emptying")
+    c.eq(seen[-1], "1", "the next load starts on one worker, not one step down (seen %s)" % seen)
+    c.eq(st.get("eleos_io_worker_conns", "").split(",")[1:], ["0", "0", "0"],
+         "the new connections are placed on worker 0 (%s)" % st.get("eleos_io_worker_conns"))
+    c.eq(int(st["eleos_io_conn_moves"]), moves, "placed there, not moved there")
+c.finish()

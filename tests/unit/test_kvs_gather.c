@@ -3,7 +3,9 @@
  * connections, from their CPU shares and whether the machine has a core to spare. A
  * change holds for its periods, a removal after a saturation waits its (doubling) calm,
  * OFF spreads at once, AUTO gathers on a busy machine and spreads again only after a
- * whole core per gathered-away worker stayed idle.
+ * whole core per gathered-away worker stayed idle; a load that ended (the last connection
+ * closed) starts the next on one worker, without the calm the last one earned, unless
+ * connections come and go all the time.
  */
 #include "harness.h"
 #include "kvs_gather.h"
@@ -74,6 +76,36 @@ static void test_auto_follows_idle_cpu(void) {
     CHECK_EQ(feed(&h, KVS_GATHER_AUTO, 500, &a, 2, two, 30), 2u);
 }
 
+static void test_emptied_starts_over(void) {
+    struct kvs_gather g = {0};
+    uint32_t hot[2] = {990, 0}, light[2] = {300, 300};
+    unsigned a = 1;
+    CHECK_EQ(feed(&g, KVS_GATHER_AUTO, 0, &a, 2, hot, KVS_GATHER_HOLD), 2u);
+    CHECK(g.calm > 0); /* the saturated load's calm */
+    const int64_t t = 1000000, hold_ms = (int64_t)KVS_GATHER_HOLD * KVS_GATHER_PERIOD_MS;
+    a = kvs_gather_emptied(&g, KVS_GATHER_AUTO, a, 2, t);
+    CHECK_EQ(a, 1u);
+    CHECK_EQ(g.calm, 0u);
+    CHECK_EQ(g.backoff, 0u);
+    /* the next load fits one worker: it stays there */
+    CHECK_EQ(feed(&g, KVS_GATHER_AUTO, 0, &a, 2, light, 30), 1u);
+    /* the next load saturates it: one is added within the hold, as before any load */
+    CHECK_EQ(feed(&g, KVS_GATHER_AUTO, 0, &a, 2, hot, KVS_GATHER_HOLD), 2u);
+    /* connections that come and go within the hold: the decision (and its calm) stays */
+    a = kvs_gather_emptied(&g, KVS_GATHER_AUTO, a, 2, t + hold_ms - 1);
+    CHECK_EQ(a, 2u);
+    CHECK(g.calm > 0);
+    a = kvs_gather_emptied(&g, KVS_GATHER_AUTO, a, 2, t + 2 * hold_ms - 2);
+    CHECK_EQ(a, 2u);
+    /* quiet for the hold since the last emptying: starts over */
+    CHECK_EQ(kvs_gather_emptied(&g, KVS_GATHER_ON, a, 2, t + 3 * hold_ms), 1u);
+    /* OFF: every worker; bounds */
+    struct kvs_gather h = {0};
+    CHECK_EQ(kvs_gather_emptied(&h, KVS_GATHER_OFF, 1, 4, t), 4u);
+    CHECK_EQ(kvs_gather_emptied(&h, KVS_GATHER_AUTO, 1, 0, t + 2 * hold_ms), 0u);
+    CHECK_EQ(kvs_gather_emptied(&h, KVS_GATHER_AUTO, 1, 1, t + 4 * hold_ms), 1u);
+}
+
 static void test_off_and_bounds(void) {
     struct kvs_gather g = {0};
     uint32_t busy[4] = {0, 0, 0, 0};
@@ -89,4 +121,4 @@ static void test_off_and_bounds(void) {
 
 TEST_MAIN(TEST_CASE(test_gathers_light_load), TEST_CASE(test_stays_when_it_would_not_fit),
           TEST_CASE(test_saturation_adds_and_calms), TEST_CASE(test_auto_follows_idle_cpu),
-          TEST_CASE(test_off_and_bounds))
+          TEST_CASE(test_emptied_starts_over), TEST_CASE(test_off_and_bounds))

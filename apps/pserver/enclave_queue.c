@@ -46,7 +46,11 @@
  * before it exits to sleep, less than a client's round trip takes here when the machine is
  * busy: every request would then cost an exit and a wake-up. So the loop first polls the
  * ring (no exit) this long, as an exitless RPC caller spins for its reply, and only then
- * waits; a connection idle longer sleeps. */
+ * waits; a connection idle longer sleeps. With other connections served too, it does not
+ * poll while the host reports the worker starved (eleos_ioq_poller_starved): each poller
+ * holds a core, and with more of them than cores the worker that posts their completions
+ * and the clients wait out whole time slices. A connection alone polls regardless: the
+ * worker then waits for a CPU part of the time, yet the poll still pays. */
 #define POLL_NS 2000000ull
 /* Teardown: how long cancelled operations may take to come back before the queue goes. */
 #define DRAIN_NS 1000000000ull
@@ -168,13 +172,17 @@ static uint64_t mono_ns(void) {
 }
 
 /* Reaps without exiting (a zero timeout) until something completes or POLL_NS pass. */
-static int poll_ring(struct qconn *c, struct eleos_ioq_cqe *cqe, unsigned max) {
+static int poll_ring(const struct ps_queue_env *env, struct qconn *c,
+                     struct eleos_ioq_cqe *cqe, unsigned max) {
     uint64_t start = 0;
     for (unsigned i = 0;; i++) {
         int n = eleos_ioq_wait(c->q, cqe, max, 1, 0);
         if (n)
             return n;
-        if (i % 64 == 0) { /* the clock now and then: a poll is far shorter */
+        if (i % 64 == 0) { /* the host's word and the clock now and then */
+            if (eleos_ioq_poller_starved(c->q) &&
+                atomic_load_explicit(&env->tot->serving, memory_order_relaxed) > 1)
+                return 0;
             uint64_t now = mono_ns();
             if (!start)
                 start = now;
@@ -195,7 +203,7 @@ static int wait_pass(const struct ps_queue_env *env, struct qconn *c) {
     unsigned out = eleos_ioq_outstanding(c->q);
     bool polled = e == ELEOS_IOQ_EXEC_WORKER || e == ELEOS_IOQ_EXEC_SQPOLL;
     unsigned min = polled || out < 2 ? 1 : out;
-    int n = polled ? poll_ring(c, cqe, 4) : 0;
+    int n = polled ? poll_ring(env, c, cqe, 4) : 0;
     if (n > 0)
         c->polled++;
     else if (n == 0)
@@ -291,7 +299,9 @@ long ps_queue_serve(const struct ps_queue_env *env, int fd) {
     c.tx = eleos_enclave_malloc(env->enc, TX_CAP);
     long err = c.rx && c.tx ? queue_create(env->enc, env->exec, &c.q) : -ENOMEM;
     if (!err) {
+        atomic_fetch_add_explicit(&env->tot->serving, 1, memory_order_relaxed);
         err = serve_loop(env, &c);
+        atomic_fetch_sub_explicit(&env->tot->serving, 1, memory_order_relaxed);
         drain(&c);
         totals_add(env->tot, &c);
         eleos_ioq_destroy(c.q);

@@ -92,6 +92,7 @@ struct ps_ioq_totals {
     _Atomic uint64_t conns, failures, ops, completions, exits, enters, wakes, spins, polled;
     _Atomic uint64_t host_faults, bad_results, switches, trials, trials_won;
     _Atomic uint64_t by_exec[ELEOS_IOQ_NEXEC], final_exec[ELEOS_IOQ_NEXEC];
+    _Atomic unsigned serving; /* connections on the queue path right now */
 };
 
 /* What the queue path's connection loop uses of the trusted server state: copied from it

@@ -277,6 +277,14 @@ bool eleos_ioq_moderating(const struct eleos_ioq *q);
  * a program may steer by it, never rely on it. Any mode, any thread, no exit. */
 int64_t eleos_ioq_host_idle(const struct eleos_ioq *q);
 
+/* True while the queue runs on WORKER and the host's monitor reports the service's workers
+ * waiting for a CPU (10 % of the time or more, over its last period): completions then
+ * arrive only when a worker gets a core, and threads that spin for them (polling with a
+ * zero timeout) take it from the worker. Such threads should wait instead (a wait with a
+ * timeout spins briefly, then sleeps). False on every other executor. The host's word: a
+ * program may steer by it, never rely on it. No exit. */
+bool eleos_ioq_poller_starved(const struct eleos_ioq *q);
+
 /* Operations queued or in flight (not yet reaped). No exit. */
 unsigned eleos_ioq_outstanding(const struct eleos_ioq *q);
 

@@ -371,6 +371,14 @@ static bool core_free(struct eleos_ioq *q) {
     return !contended && free >= WORKER_FREE_PERMILLE;
 }
 
+bool eleos_ioq_poller_starved(const struct eleos_ioq *q) {
+    const struct ioq_lane *l = &q->lanes[q->cur];
+    if (l->exec != ELEOS_IOQ_EXEC_WORKER || !l->ctl)
+        return false;
+    return atomic_load_explicit(&l->ctl->wait_permille, memory_order_relaxed) >=
+           WORKER_WAIT_PERMILLE;
+}
+
 /* Asks lane l to cancel each operation it has in flight; each comes back cancelled (or
  * done) and is issued again on the current lane (reissue), so no operation is left on a
  * lane the queue no longer waits on. The cancels carry generation 0: no operation has it. */

@@ -2,15 +2,19 @@
  * test_ioq_basic — every operation of eleos/ioq.h on real descriptors (socket pair, TCP
  * loopback, pipe, file), from enclave mode, on each executor (forced), and the adaptive
  * choice. Checks results, data, user_data, that each completion comes once, and what each
- * executor costs in exits.
+ * executor costs in exits; and that a WORKER queue reports its poller starved once more
+ * threads spin than there are CPUs (and never on the other executors).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "eleos/ioq.h"
@@ -302,6 +306,69 @@ static void test_worker(void) {
     eleos_ioq_service_stop();
 }
 
+/* --- a starved poller ------------------------------------------------------------------- */
+
+static _Atomic bool spin_stop;
+
+static void *spinner(void *arg) {
+    (void)arg;
+    while (!atomic_load_explicit(&spin_stop, memory_order_relaxed))
+        ;
+    return NULL;
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Keeps the worker busy with nops (so it stays awake, and its waits for a CPU count) until
+ * the queue reports it starved or 5 s pass: 1 if it did, 0 if not, -1 on a queue error. */
+static long e_starved(void *arg) {
+    (void)arg;
+    struct eleos_ioq_config cfg;
+    eleos_ioq_config_default(&cfg);
+    cfg.exec = ELEOS_IOQ_EXEC_WORKER;
+    struct eleos_ioq *q = NULL;
+    if (eleos_ioq_create(enc, &cfg, &q))
+        return -1;
+    long seen = 0;
+    uint64_t end = mono_ms() + 5000;
+    struct eleos_ioq_cqe c[1];
+    while (!seen && mono_ms() < end) {
+        if (eleos_ioq_nop(q, 1) || eleos_ioq_wait(q, c, 1, 1, 100000000ull) != 1) {
+            seen = -1;
+            break;
+        }
+        seen = eleos_ioq_poller_starved(q);
+    }
+    eleos_ioq_destroy(q);
+    return seen;
+}
+
+/* More spinning threads than CPUs: the host's monitor sees the worker wait for a CPU, and
+ * the queue says so (eleos-pserver's pollers stop spinning on it). */
+static void test_worker_starved(void) {
+    struct eleos_ioq_service_config sc;
+    eleos_ioq_service_config_default(&sc);
+    REQUIRE(eleos_ioq_service_start(&sc) == 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN), n = (cpus > 0 ? cpus : 1) + 2;
+    pthread_t th[64];
+    if (n > 64)
+        n = 64;
+    atomic_store(&spin_stop, false);
+    for (long i = 0; i < n; i++)
+        REQUIRE(pthread_create(&th[i], NULL, spinner, NULL) == 0);
+    long rv = -2;
+    REQUIRE(eleos_enclave_ecall(enc, e_starved, NULL, &rv) == 0);
+    atomic_store(&spin_stop, true);
+    for (long i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(rv, 1);
+    eleos_ioq_service_stop();
+}
+
 /* --- the exit counts ioq.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
 
 #define MAX_STEPS 24
@@ -361,6 +428,8 @@ static long e_steps(void *arg) {
     struct eleos_ioq_stats st;
     STEP(x, "outstanding", 0, eleos_ioq_outstanding(q) != 0);
     STEP(x, "executor", 0, eleos_ioq_executor(q) != x->exec);
+    STEP(x, "poller_starved (never here)", 0, eleos_ioq_poller_starved(q));
+    STEP(x, "host_idle", 0, (eleos_ioq_host_idle(q), 0));
     STEP(x, "exec_name", 0, eleos_ioq_exec_name(x->exec) == NULL);
     STEP(x, "exec_parse", 0, eleos_ioq_exec_parse("batch", &ex));
     STEP(x, "stats", 0, (eleos_ioq_stats(q, &st), 0));
@@ -413,7 +482,8 @@ static void setup(void) {
 int main(void) {
     setup();
     const struct harness_case cases[] = {TEST_CASE(test_uring), TEST_CASE(test_batch),
-                                         TEST_CASE(test_worker), TEST_CASE(test_sqpoll),
+                                         TEST_CASE(test_worker), TEST_CASE(test_worker_starved),
+                                         TEST_CASE(test_sqpoll),
                                          TEST_CASE(test_auto), TEST_CASE(test_no_uring),
                                          TEST_CASE(test_exit_counts_uring),
                                          TEST_CASE(test_exit_counts_batch)};

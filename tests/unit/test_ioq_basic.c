@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "eleos/ioq.h"
+#include "exit_steps.h"
 #include "harness.h"
 #include "rpc_testutil.h"
 
@@ -371,38 +372,13 @@ static void test_worker_starved(void) {
 
 /* --- the exit counts ioq.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
 
-#define MAX_STEPS 24
-
 struct steps {
+    struct exit_steps rec;
     enum eleos_ioq_exec exec;
     int sp[2];
-    int n, failed;              /* failed: the first step whose call failed, 1-based    */
-    const char *name[MAX_STEPS];
-    uint64_t documented[MAX_STEPS];
-    uint64_t exits[MAX_STEPS];
 };
 
-static uint64_t now_exits(void) {
-    static struct eleos_enclave_stats st; /* large: not on the enclave stack */
-    eleos_enclave_stats(enc, &st);
-    return st.ocalls + st.syscall_exits;
-}
-
-/* Runs stmt (0 on success) and records the exits it cost. */
-#define STEP(x, nm, doc, stmt)                                                              \
-    do {                                                                                    \
-        uint64_t t_ = now_exits();                                                          \
-        int ok_ = (stmt) == 0;                                                              \
-        uint64_t n_ = now_exits();                                                          \
-        if ((x)->n < MAX_STEPS) {                                                           \
-            (x)->name[(x)->n] = (nm);                                                       \
-            (x)->documented[(x)->n] = (doc);                                                \
-            (x)->exits[(x)->n] = n_ - t_;                                                   \
-            (x)->n++;                                                                       \
-        }                                                                                   \
-        if (!ok_ && !(x)->failed)                                                           \
-            (x)->failed = (x)->n;                                                           \
-    } while (0)
+#define STEP(x, nm, doc, stmt) EXIT_STEP(&(x)->rec, nm, doc, stmt)
 
 static long e_steps(void *arg) {
     struct steps *x = arg;
@@ -450,24 +426,15 @@ static long e_steps(void *arg) {
 static void exit_counts(enum eleos_ioq_exec exec) {
     static struct steps x;
     memset(&x, 0, sizeof x);
+    x.rec.enc = enc;
     x.exec = exec;
     REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, x.sp) == 0);
     long rv = -1;
     REQUIRE(eleos_enclave_ecall(enc, e_steps, &x, &rv) == 0);
     CHECK_EQ(rv, 0);
-    if (x.failed)
-        fprintf(stderr, "  %s: step %s: the call failed\n", eleos_ioq_exec_name(exec),
-                x.name[x.failed - 1]);
-    CHECK_EQ(x.failed, 0);
-    for (int i = 0; i < x.n; i++) {
-        fprintf(stderr, "  %s %-24s %llu exits\n", eleos_ioq_exec_name(exec), x.name[i],
-                (unsigned long long)x.exits[i]);
-        if (NO_SANITIZER_SYSCALLS && x.exits[i] != x.documented[i]) {
-            fprintf(stderr, "  %s: documented %llu exits\n", x.name[i],
-                    (unsigned long long)x.documented[i]);
-            CHECK(false);
-        }
-    }
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s ", eleos_ioq_exec_name(exec));
+    exit_steps_check(&x.rec, prefix, NO_SANITIZER_SYSCALLS);
     close(x.sp[0]);
     close(x.sp[1]);
 }

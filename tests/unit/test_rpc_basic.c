@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "eleos/rpc.h"
+#include "exit_steps.h"
 #include "harness.h"
 #include "rpc/rpc_shared.h" /* test_client_again writes a stale request */
 #include "rpc_testutil.h"
@@ -507,36 +508,11 @@ static void test_bad_area(void) {
 
 /* --- the exit counts rpc.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
 
-#define MAX_STEPS 24
-
 struct steps {
-    int n, failed;              /* failed: the first step whose call failed, 1-based    */
-    const char *name[MAX_STEPS];
-    uint64_t documented[MAX_STEPS];
-    uint64_t exits[MAX_STEPS];
+    struct exit_steps rec;
 };
 
-static uint64_t now_exits(void) {
-    static struct eleos_enclave_stats st; /* large: not on the enclave stack */
-    eleos_enclave_stats(enc, &st);
-    return st.ocalls + st.syscall_exits;
-}
-
-/* Runs stmt (0 on success) and records the exits it cost. */
-#define STEP(x, nm, doc, stmt)                                                              \
-    do {                                                                                    \
-        uint64_t t_ = now_exits();                                                          \
-        int ok_ = (stmt) == 0;                                                              \
-        uint64_t n_ = now_exits();                                                          \
-        if ((x)->n < MAX_STEPS) {                                                           \
-            (x)->name[(x)->n] = (nm);                                                       \
-            (x)->documented[(x)->n] = (doc);                                                \
-            (x)->exits[(x)->n] = n_ - t_;                                                   \
-            (x)->n++;                                                                       \
-        }                                                                                   \
-        if (!ok_ && !(x)->failed)                                                           \
-            (x)->failed = (x)->n;                                                           \
-    } while (0)
+#define STEP(x, nm, doc, stmt) EXIT_STEP(&(x)->rec, nm, doc, stmt)
 
 /* Everything on the exit path (exitless off), so that each count is deterministic. */
 static long e_steps(void *arg) {
@@ -575,22 +551,13 @@ static long e_steps(void *arg) {
 static void test_exit_counts(void) {
     setup(1, 0);
     static struct steps x;
+    x.rec.enc = enc;
     long rv = -1;
     e_fails = e_fail_line = 0;
     REQUIRE(eleos_enclave_ecall(enc, e_steps, &x, &rv) == 0);
     CHECK_EQ(rv, 0);
     CHECK_EQ(e_fails, 0);
-    if (x.failed)
-        fprintf(stderr, "  step %s: the call failed\n", x.name[x.failed - 1]);
-    CHECK_EQ(x.failed, 0);
-    for (int i = 0; i < x.n; i++) {
-        fprintf(stderr, "  %-28s %llu exits\n", x.name[i], (unsigned long long)x.exits[i]);
-        if (NO_SANITIZER_SYSCALLS && x.exits[i] != x.documented[i]) {
-            fprintf(stderr, "  %s: documented %llu exits\n", x.name[i],
-                    (unsigned long long)x.documented[i]);
-            CHECK(false);
-        }
-    }
+    exit_steps_check(&x.rec, "", NO_SANITIZER_SYSCALLS);
     teardown();
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "eleos/suvm.h"
+#include "exit_steps.h"
 #include "harness.h"
 #include "suvm/suvm_testutil.h"
 
@@ -171,33 +172,13 @@ static long nop(void *arg) {
     return 0;
 }
 
-#define MAX_STEPS 80
-
 /* One call per step, each with the exit count its header documents for enclave mode. */
 struct steps {
+    struct exit_steps rec; /* rec.enc: e */
     struct eleos_enclave *e, *other;
-    int n;
-    int failed;                 /* the first step whose call failed (1-based), 0 if none */
-    const char *name[MAX_STEPS];
-    uint64_t documented[MAX_STEPS];
-    uint64_t exits[MAX_STEPS];
 };
 
-/* Runs stmt (0 on success) and records the exits (OCALLs + trapped syscalls) it cost. */
-#define STEP(x, nm, doc, stmt)                                                              \
-    do {                                                                                    \
-        uint64_t t_ = now_exits((x)->e);                                                    \
-        int ok_ = (stmt) == 0;                                                              \
-        uint64_t n_ = now_exits((x)->e);                                                    \
-        if ((x)->n < MAX_STEPS) {                                                           \
-            (x)->name[(x)->n] = (nm);                                                       \
-            (x)->documented[(x)->n] = (doc);                                                \
-            (x)->exits[(x)->n] = n_ - t_;                                                   \
-            (x)->n++;                                                                       \
-        }                                                                                   \
-        if (!ok_ && !(x)->failed)                                                           \
-            (x)->failed = (x)->n;                                                           \
-    } while (0)
+#define STEP(x, nm, doc, stmt) EXIT_STEP(&(x)->rec, nm, doc, stmt)
 
 /* suvm.h: set-up, management and teardown. */
 static long c_steps_suvm_admin(void *arg) {
@@ -357,23 +338,13 @@ static void test_documented_exit_counts(void) {
     struct eleos_enclave *e = suvm_t_enclave(1ull << 30, 93 * MiB, false);
     static struct steps x;
     x.e = e;
+    x.rec.enc = e;
     x.other = suvm_t_enclave(256 * MiB, 32 * MiB, false);
     CHECK_EQ(suvm_t_run(e, c_steps_suvm_admin, &x), 0);
     CHECK_EQ(suvm_t_run(e, c_steps_suvm_access, &x), 0);
     CHECK_EQ(suvm_t_run(e, c_steps_enclave_mem, &x), 0);
     CHECK_EQ(suvm_t_run(e, c_steps_enclave_misc, &x), 0);
-    if (x.failed)
-        fprintf(stderr, "  step %s: the call failed\n", x.name[x.failed - 1]);
-    CHECK_EQ(x.failed, 0);
-    CHECK(x.n < MAX_STEPS);
-    for (int i = 0; i < x.n; i++) {
-        fprintf(stderr, "  %-28s %llu exits\n", x.name[i], (unsigned long long)x.exits[i]);
-        if (!SANITIZER_EXITS && x.exits[i] != x.documented[i]) {
-            fprintf(stderr, "  %s: documented %llu exits\n", x.name[i],
-                    (unsigned long long)x.documented[i]);
-            CHECK(false);
-        }
-    }
+    exit_steps_check(&x.rec, "", !SANITIZER_EXITS);
     eleos_enclave_destroy(x.other);
     eleos_enclave_destroy(e);
 }

@@ -213,7 +213,9 @@ static void row(const char *model, const char *metric, double v) {
         fprintf(csv, "%s,%s,%.3f,%d,%ld\n", model, metric, v, reps, iters);
 }
 
-static void run_model(bool model_on, double native_ppid) {
+/* The enclave, a pool of one worker (CPU 1) and the client, with the cost model on or off;
+ * prints the model in force. The caller runs on CPU 0. */
+static void setup_model(bool model_on, struct bctx *b) {
     struct eleos_enclave_config ec;
     eleos_enclave_config_default(&ec);
     if (model_on)
@@ -232,20 +234,18 @@ static void run_model(bool model_on, double native_ppid) {
     pc.workers = 1;
     pc.cpus = cpus;
     pc.ncpus = 1;
-    struct bctx b = {0};
-    if (eleos_rpc_pool_create(enc, &pc, &b.pool) || eleos_sys_host_register(b.pool) ||
-        eleos_rpc_pool_start(b.pool)) {
+    if (eleos_rpc_pool_create(enc, &pc, &b->pool) || eleos_sys_host_register(b->pool) ||
+        eleos_rpc_pool_start(b->pool)) {
         fprintf(stderr, "pool setup failed\n");
         exit(1);
     }
     long rv;
-    if (eleos_enclave_ecall(enc, e_create, &b, &rv) || rv) {
+    if (eleos_enclave_ecall(enc, e_create, b, &rv) || rv) {
         fprintf(stderr, "client setup failed\n");
         exit(1);
     }
     struct eleos_enclave_config got;
     eleos_enclave_get_config(enc, &got);
-    const char *model = model_on ? "on" : "off";
     printf("\n== cost model %s: ecall %llu, ocall %llu, syscall %llu target cycles, pollute %u "
            "KiB; workers 1 (cpu 1), caller cpu 0, spin budget %llu ns, ring %u\n",
            model_on ? "ON" : "OFF", (unsigned long long)got.cost.ecall_cycles,
@@ -253,18 +253,23 @@ static void run_model(bool model_on, double native_ppid) {
            got.cost.pollute_kib, (unsigned long long)pc.spin_ns, pc.ring_size);
     bench_print_cost_calibration(enc);
     bench_pin_cpu(0);
+}
+
+/* Every call row; returns the exit-path iteration count (the trapped row's, for the
+ * closing line). */
+static long measure_calls(struct bctx *b, const char *model, double native_ppid) {
     long exit_n = iters / 10 > 1000 ? iters / 10 : 1000;
     /* Every repetition measures every row, the floor first: drift and other tenants of the
      * machine hit all rows alike. */
     enum { R_FLOOR, R_EXIT, R_SYNC, R_BATCH, R_PPID_EXIT, R_PPID, R_PPID_TRAP, R_COUNT };
     double v[R_COUNT][MAX_REPS];
     for (int r = 0; r < reps; r++) {
-        v[R_EXIT][r] = measure_once(&b, K_EXIT, exit_n);
-        v[R_SYNC][r] = measure_once(&b, K_SYNC, iters);
-        v[R_BATCH][r] = measure_once(&b, K_BATCH, iters * 4);
-        v[R_PPID_EXIT][r] = measure_once(&b, K_PPID_EXIT, exit_n);
-        v[R_PPID][r] = measure_once(&b, K_PPID_EXITLESS, iters);
-        v[R_PPID_TRAP][r] = measure_once(&b, K_PPID_TRAP, exit_n);
+        v[R_EXIT][r] = measure_once(b, K_EXIT, exit_n);
+        v[R_SYNC][r] = measure_once(b, K_SYNC, iters);
+        v[R_BATCH][r] = measure_once(b, K_BATCH, iters * 4);
+        v[R_PPID_EXIT][r] = measure_once(b, K_PPID_EXIT, exit_n);
+        v[R_PPID][r] = measure_once(b, K_PPID_EXITLESS, iters);
+        v[R_PPID_TRAP][r] = measure_once(b, K_PPID_TRAP, exit_n);
         /* Let the worker fall asleep first: the floor's responder runs on its CPU. */
         sleep_s(2e-3);
         v[R_FLOOR][r] = floor_ns();
@@ -300,31 +305,35 @@ static void run_model(bool model_on, double native_ppid) {
     row(model, "null_exit_over_sync", t_exit / t_sync);
     row(model, "getppid_trapped_over_exitless", t_ppid_trap / t_ppid);
     row(model, "getppid_rpc_exit_over_exitless", t_ppid_exit / t_ppid);
+    return exit_n;
+}
 
-    /* Idle: after the last call, give the workers 1 ms, then measure the process's CPU use
-     * (only the pool's workers can be running: this thread sleeps). */
-    b.kind = K_SYNC;
+/* Idle: after the last call, give the workers 1 ms, then measure the process's CPU use
+ * (only the pool's workers can be running: this thread sleeps); and how many of the next
+ * calls find no worker awake. */
+static void measure_idle(struct bctx *b, const char *model) {
+    b->kind = K_SYNC;
     double idle[MAX_REPS];
-    long first_exit_max = 0;
+    long first_exit_max = 0, rv;
     for (int r = 0; r < reps; r++) {
-        if (eleos_enclave_ecall(enc, e_run, &b, &rv))
+        if (eleos_enclave_ecall(enc, e_run, b, &rv))
             exit(1);
         sleep_s(0.001);
         double c0 = cpu_s(), m0 = mono_s();
         sleep_s(0.1);
         idle[r] = (cpu_s() - c0) / (mono_s() - m0) * 100.0;
         struct eleos_rpc_client_stats s0, s1;
-        eleos_rpc_client_stats(b.cl, &s0);
-        b.kind = K_FEW;
-        b.n = 10;
-        if (eleos_enclave_ecall(enc, e_run, &b, &rv))
+        eleos_rpc_client_stats(b->cl, &s0);
+        b->kind = K_FEW;
+        b->n = 10;
+        if (eleos_enclave_ecall(enc, e_run, b, &rv))
             exit(1);
-        eleos_rpc_client_stats(b.cl, &s1);
+        eleos_rpc_client_stats(b->cl, &s1);
         long fb = (long)(s1.no_worker - s0.no_worker);
         if (fb > first_exit_max)
             first_exit_max = fb;
-        b.kind = K_SYNC;
-        b.n = 1000;
+        b->kind = K_SYNC;
+        b->n = 1000;
     }
     double idle_pct = bench_median(idle, reps);
     printf("  %-36s %10.3f %% of a core (median)\n", "idle pool CPU from 1 ms after", idle_pct);
@@ -332,10 +341,19 @@ static void run_model(bool model_on, double native_ppid) {
            first_exit_max, reps);
     row(model, "idle_cpu_pct", idle_pct);
     row(model, "first_calls_exit_max", (double)first_exit_max);
+}
+
+static void run_model(bool model_on, double native_ppid) {
+    struct bctx b = {0};
+    setup_model(model_on, &b);
+    const char *model = model_on ? "on" : "off";
+    long exit_n = measure_calls(&b, model, native_ppid);
+    measure_idle(&b, model);
     struct eleos_enclave_stats es;
     eleos_enclave_stats(enc, &es);
     printf("  enclave syscall exits during the run: %llu (all from the trapped-syscall row: "
            "(%ld + 4 warm-up) x %d)\n", (unsigned long long)es.syscall_exits, exit_n, reps);
+    long rv;
     if (eleos_enclave_ecall(enc, e_destroy, &b, &rv))
         exit(1);
     eleos_rpc_pool_destroy(b.pool);

@@ -114,93 +114,103 @@ static long inject_struct(const uint64_t *a, long r, uint64_t rnd) {
     return r;
 }
 
+/* ELEOS_RPC_FAULT_BOUNCE: rewrites the data system call a[0] produced or consumed (the
+ * whole buffer it was given). */
+static void inject_bounce(const uint64_t *a, uint64_t rnd) {
+    switch ((long)a[0]) {
+    case SYS_read:
+    case SYS_pread64:
+    case SYS_recvfrom:
+    case SYS_write:
+    case SYS_pwrite64:
+    case SYS_sendto:
+        if (a[2])
+            memset(ptr(a[2]), (int)(rnd & 0xff), a[3]);
+        break;
+    case SYS_epoll_wait:
+        if (a[2])
+            memset(ptr(a[2]), (int)(rnd & 0xff), a[3] * sizeof(struct epoll_event));
+        break;
+    case SYS_fstat:
+        memset(ptr(a[2]), (int)(rnd & 0xff), sizeof(struct stat));
+        break;
+    case SYS_newfstatat:
+        memset(ptr(a[3]), (int)(rnd & 0xff), sizeof(struct stat));
+        break;
+    case SYS_getrandom:
+        memset(ptr(a[1]), (int)(rnd & 0xff), a[2]);
+        break;
+    case SYS_poll:
+        memset(ptr(a[1]), (int)(rnd & 0xff), a[2] * sizeof(struct pollfd));
+        break;
+    default:
+        break;
+    }
+}
+
+/* ELEOS_RPC_FAULT_LEN: a length beyond what system call a[0] was given (its result, or an
+ * address or message length it wrote back); the forged result. */
+static long inject_len(const uint64_t *a, long r, uint64_t rnd) {
+    switch ((long)a[0]) {
+    case SYS_read:
+    case SYS_pread64:
+    case SYS_write:
+    case SYS_pwrite64:
+        if (r >= 0)
+            r = (long)a[3] + 1 + (long)(rnd % 100000);
+        break;
+    case SYS_recvfrom:
+        if (r >= 0)
+            r = (long)a[3] + 1 + (long)(rnd % 100000);
+        if (a[6])
+            *(socklen_t *)ptr(a[6]) = 0x7fffff00u;
+        break;
+    case SYS_sendto:
+    case SYS_sendmsg:
+        if (r >= 0)
+            r += 1 + (long)(rnd % 100000);
+        break;
+    case SYS_getrandom:
+        if (r >= 0)
+            r = (long)a[2] + 1 + (long)(rnd % 100000);
+        break;
+    case SYS_poll:
+        if (r >= 0)
+            r = (long)a[2] + 1 + (long)(rnd % 100);
+        break;
+    case SYS_recvmsg:
+        if (rnd & 1) {
+            if (r >= 0)
+                r += 1 + (long)(rnd % 100000);
+        } else {
+            struct msghdr *h = ptr(a[2]);
+            h->msg_controllen = (size_t)1 << 40;
+            h->msg_namelen = 0x7fffff00u;
+        }
+        break;
+    case SYS_accept4:
+    case SYS_getsockname:
+    case SYS_getpeername:
+        if (a[3])
+            *(socklen_t *)ptr(a[3]) = 0x7fffff00u;
+        break;
+    case SYS_getsockopt:
+        *(socklen_t *)ptr(a[5]) = 0x7fffff00u;
+        break;
+    default:
+        break;
+    }
+    return r;
+}
+
 /* Returns a forged result for system call a[0] whose real result was r. */
 static long inject(struct eleos_rpc_pool *pool, unsigned f, const uint64_t *a, long r) {
     long nr = (long)a[0];
     uint64_t rnd = eleos_rpc_pool_fault_random(pool);
-    if (f & ELEOS_RPC_FAULT_BOUNCE) {
-        /* Rewrite the data the call produced or consumed (the whole buffer it was given). */
-        switch (nr) {
-        case SYS_read:
-        case SYS_pread64:
-        case SYS_recvfrom:
-        case SYS_write:
-        case SYS_pwrite64:
-        case SYS_sendto:
-            if (a[2])
-                memset(ptr(a[2]), (int)(rnd & 0xff), a[3]);
-            break;
-        case SYS_epoll_wait:
-            if (a[2])
-                memset(ptr(a[2]), (int)(rnd & 0xff), a[3] * sizeof(struct epoll_event));
-            break;
-        case SYS_fstat:
-            memset(ptr(a[2]), (int)(rnd & 0xff), sizeof(struct stat));
-            break;
-        case SYS_newfstatat:
-            memset(ptr(a[3]), (int)(rnd & 0xff), sizeof(struct stat));
-            break;
-        case SYS_getrandom:
-            memset(ptr(a[1]), (int)(rnd & 0xff), a[2]);
-            break;
-        case SYS_poll:
-            memset(ptr(a[1]), (int)(rnd & 0xff), a[2] * sizeof(struct pollfd));
-            break;
-        default:
-            break;
-        }
-    }
-    if (f & ELEOS_RPC_FAULT_LEN) {
-        switch (nr) {
-        case SYS_read:
-        case SYS_pread64:
-        case SYS_write:
-        case SYS_pwrite64:
-            if (r >= 0)
-                r = (long)a[3] + 1 + (long)(rnd % 100000);
-            break;
-        case SYS_recvfrom:
-            if (r >= 0)
-                r = (long)a[3] + 1 + (long)(rnd % 100000);
-            if (a[6])
-                *(socklen_t *)ptr(a[6]) = 0x7fffff00u;
-            break;
-        case SYS_sendto:
-        case SYS_sendmsg:
-            if (r >= 0)
-                r += 1 + (long)(rnd % 100000);
-            break;
-        case SYS_getrandom:
-            if (r >= 0)
-                r = (long)a[2] + 1 + (long)(rnd % 100000);
-            break;
-        case SYS_poll:
-            if (r >= 0)
-                r = (long)a[2] + 1 + (long)(rnd % 100);
-            break;
-        case SYS_recvmsg:
-            if (rnd & 1) {
-                if (r >= 0)
-                    r += 1 + (long)(rnd % 100000);
-            } else {
-                struct msghdr *h = ptr(a[2]);
-                h->msg_controllen = (size_t)1 << 40;
-                h->msg_namelen = 0x7fffff00u;
-            }
-            break;
-        case SYS_accept4:
-        case SYS_getsockname:
-        case SYS_getpeername:
-            if (a[3])
-                *(socklen_t *)ptr(a[3]) = 0x7fffff00u;
-            break;
-        case SYS_getsockopt:
-            *(socklen_t *)ptr(a[5]) = 0x7fffff00u;
-            break;
-        default:
-            break;
-        }
-    }
+    if (f & ELEOS_RPC_FAULT_BOUNCE)
+        inject_bounce(a, rnd);
+    if (f & ELEOS_RPC_FAULT_LEN)
+        r = inject_len(a, r, rnd);
     if (f & ELEOS_RPC_FAULT_ERRNO) {
         /* Beyond the kernel's MAX_ERRNO (ELEOS_SYS_ERRNO_MAX): never an errno. */
         static const long bad[] = {-4096, -4097, -65536, -1000000, -(1L << 40), INT64_MIN};

@@ -50,7 +50,8 @@
  * poll while the host reports the worker starved (eleos_ioq_poller_starved): each poller
  * holds a core, and with more of them than cores the worker that posts their completions
  * and the clients wait out whole time slices. A connection alone polls regardless: the
- * worker then waits for a CPU part of the time, yet the poll still pays. */
+ * worker then waits for a CPU part of the time, yet the poll still pays. On SQPOLL the
+ * kernel thread's waits are not measured: there only a connection alone polls. */
 #define POLL_NS 2000000ull
 /* Teardown: how long cancelled operations may take to come back before the queue goes. */
 #define DRAIN_NS 1000000000ull
@@ -180,8 +181,9 @@ static int poll_ring(const struct ps_queue_env *env, struct qconn *c,
         if (n)
             return n;
         if (i % 64 == 0) { /* the host's word and the clock now and then */
-            if (eleos_ioq_poller_starved(c->q) &&
-                atomic_load_explicit(&env->tot->serving, memory_order_relaxed) > 1)
+            if (atomic_load_explicit(&env->tot->serving, memory_order_relaxed) > 1 &&
+                (eleos_ioq_poller_starved(c->q) ||
+                 eleos_ioq_executor(c->q) == ELEOS_IOQ_EXEC_SQPOLL))
                 return 0;
             uint64_t now = mono_ns();
             if (!start)

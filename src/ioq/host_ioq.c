@@ -81,6 +81,17 @@ static int ring_init(struct ioq_host_lane *hl, uint32_t exec, uint32_t entries) 
     if (exec == ELEOS_IOQ_EXEC_SQPOLL) {
         p.flags |= IORING_SETUP_SQPOLL;
         p.sq_thread_idle = SQPOLL_IDLE_MS;
+        /* One kernel poller for every SQPOLL ring of the process: a thread per ring would
+         * spin as many cores as the app has queues. */
+        for (uint32_t i = 0; i < MAX_LANES; i++)
+            if (H.lanes[i].in_use && H.lanes[i].exec == ELEOS_IOQ_EXEC_SQPOLL) {
+                struct io_uring_params q = p;
+                q.flags |= IORING_SETUP_ATTACH_WQ;
+                q.wq_fd = (uint32_t)H.lanes[i].ring.ring_fd;
+                if (io_uring_queue_init_params(entries, &hl->ring, &q) == 0)
+                    return 0;
+                break; /* a kernel that cannot share: a poller of its own */
+            }
     }
     return io_uring_queue_init_params(entries, &hl->ring, &p);
 }

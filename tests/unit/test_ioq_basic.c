@@ -2,9 +2,11 @@
  * test_ioq_basic — every operation of eleos/ioq.h on real descriptors (socket pair, TCP
  * loopback, pipe, file), from enclave mode, on each executor (forced), and the adaptive
  * choice. Checks results, data, user_data, that each completion comes once, and what each
- * executor costs in exits; and that a WORKER queue reports its poller starved once more
- * threads spin than there are CPUs (and never on the other executors).
+ * executor costs in exits; that a WORKER queue reports its poller starved once more
+ * threads spin than there are CPUs (and never on the other executors), and that SQPOLL
+ * queues share one kernel poller.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -370,6 +373,71 @@ static void test_worker_starved(void) {
     eleos_ioq_service_stop();
 }
 
+/* --- SQPOLL queues share one kernel poller ---------------------------------------------- */
+
+static struct eleos_ioq *sq_q[3];
+
+static long e_sq_open(void *arg) {
+    (void)arg;
+    struct eleos_ioq_config cfg;
+    eleos_ioq_config_default(&cfg);
+    cfg.exec = ELEOS_IOQ_EXEC_SQPOLL;
+    for (int i = 0; i < 3; i++) {
+        int r = eleos_ioq_create(enc, &cfg, &sq_q[i]);
+        if (r)
+            return r;
+        struct eleos_ioq_cqe c[1];
+        if (eleos_ioq_nop(sq_q[i], 1) || eleos_ioq_wait(sq_q[i], c, 1, 1, 2000000000ull) != 1)
+            return -EIO;
+    }
+    return 0;
+}
+
+static long e_sq_close(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        if (sq_q[i])
+            eleos_ioq_destroy(sq_q[i]);
+    return 0;
+}
+
+/* Threads of this process whose name starts with prefix. */
+static int threads_named(const char *prefix) {
+    DIR *d = opendir("/proc/self/task");
+    REQUIRE(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], name[32];
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = e->d_name[0] == '.' ? NULL : fopen(path, "re");
+        if (!f)
+            continue;
+        if (fgets(name, sizeof name, f) && !strncmp(name, prefix, strlen(prefix)))
+            n++;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Three SQPOLL queues, one kernel polling thread: a thread per ring would spin as many
+ * cores as the program has queues. */
+static void test_sqpoll_shared(void) {
+    /* an earlier case's poller may still be on its way out */
+    for (int i = 0; i < 200 && threads_named("iou-sqp"); i++)
+        usleep(10000);
+    long rv = -1;
+    REQUIRE(eleos_enclave_ecall(enc, e_sq_open, NULL, &rv) == 0);
+    if (rv == -ENOSYS) {
+        fprintf(stderr, "sqpoll not available here\n");
+    } else {
+        CHECK_EQ(rv, 0);
+        CHECK_EQ(threads_named("iou-sqp"), 1);
+    }
+    REQUIRE(eleos_enclave_ecall(enc, e_sq_close, NULL, &rv) == 0);
+}
+
 /* --- the exit counts ioq.h states, measured (enclave stats: OCALLs + trapped syscalls) ---- */
 
 struct steps {
@@ -450,7 +518,7 @@ int main(void) {
     setup();
     const struct harness_case cases[] = {TEST_CASE(test_uring), TEST_CASE(test_batch),
                                          TEST_CASE(test_worker), TEST_CASE(test_worker_starved),
-                                         TEST_CASE(test_sqpoll),
+                                         TEST_CASE(test_sqpoll), TEST_CASE(test_sqpoll_shared),
                                          TEST_CASE(test_auto), TEST_CASE(test_no_uring),
                                          TEST_CASE(test_exit_counts_uring),
                                          TEST_CASE(test_exit_counts_batch)};

@@ -58,7 +58,8 @@ int app_platform_start(struct app_platform *p, const struct app_platform_opts *o
         cfg.elrange_size = elrange;
     if (!o->cost)
         eleos_cost_model_off(&cfg.cost);
-    cfg.cost.pollute_kib = o->pollute_kib;
+    if (o->pollute_kib) /* else ELEOS_COST_POLLUTE_KIB's, as the other ELEOS_COST_* */
+        cfg.cost.pollute_kib = o->pollute_kib;
     int r = eleos_enclave_create(&cfg, &p->enc);
     if (r) {
         fprintf(stderr, "%s: cannot create the enclave: %s\n", prog, strerror(-r));

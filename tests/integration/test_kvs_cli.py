@@ -480,6 +480,25 @@ def recv_all(s, n):
     return buf
 
 
+def t_cost_env(c, binary, mode):
+    """ELEOS_COST_POLLUTE_KIB tunes the model as the other ELEOS_COST_* do; --pollute wins."""
+    old = os.environ.get("ELEOS_COST_POLLUTE_KIB")
+    os.environ["ELEOS_COST_POLLUTE_KIB"] = "64"
+    try:
+        for args, want in ((["--cost", "on"], b"pollute=64 KiB"),
+                           (["--cost", "on", "--pollute", "32"], b"pollute=32 KiB")):
+            srv = Server(binary, mode, args)
+            rc, out = srv.stop()
+            c.true(want in out, "%s with ELEOS_COST_POLLUTE_KIB=64: the model says %s"
+                   % (" ".join(args), want.decode()))
+            c.eq(rc, 0, "server exits cleanly")
+    finally:
+        if old is None:
+            del os.environ["ELEOS_COST_POLLUTE_KIB"]
+        else:
+            os.environ["ELEOS_COST_POLLUTE_KIB"] = old
+
+
 def main():
     binary, mode, _extra = parse_args()
     c = Checker("test_kvs_cli[%s]" % mode)
@@ -500,6 +519,8 @@ def main():
         t_maxconns_slow(c, binary, mode)
         t_watch_disabled(c, binary, mode)
         t_watch(c, binary, mode)
+        if mode != "native":
+            t_cost_env(c, binary, mode)
     c.finish()
 
 

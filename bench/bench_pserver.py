@@ -14,11 +14,13 @@ sync...), measured in the same interleaved repetitions. A "floor" column runs th
 against bench/pserver_floor (a native server that busy-polls its connection and does no table
 work): what this client can reach at all on this machine, so floor/sgx bounds eleos/sgx.
 --points SET:BATCH,... measures only those points (e.g. small:64), --model on|off only that
-cost model. After each server group
+cost model. --base OTHER_BUILD adds that build's sgx and eleos servers (its own defaults,
+driven by this build's client) to the same interleaved repetitions: an older commit's
+eleos/sgx re-measured beside this one's. After each server group
 the executors the I/O queue ran on are printed (from the servers' final statistics).
 
 usage: bench_pserver.py BUILD_DIR [--quick] [--reps R] [--csv FILE] [--rpc LIST]
-                        [--points LIST] [--model on|off]
+                        [--points LIST] [--model on|off] [--base OTHER_BUILD_DIR]
 """
 import os
 import socket
@@ -38,6 +40,7 @@ csv_path = None
 rpc_extra = []
 points = None
 models = (False, True)
+base = None
 i = 0
 while i < len(args):
     if args[i] == "--reps":
@@ -49,6 +52,8 @@ while i < len(args):
     elif args[i] == "--points":
         points = {(p.split(":")[0], int(p.split(":")[1])) for p in args[i + 1].split(",")}
         i += 1
+    elif args[i] == "--base":
+        base = args[i + 1]; i += 1
     elif args[i] == "--model" and i + 1 < len(args) and args[i + 1] in ("on", "off"):
         models = (args[i + 1] == "on",); i += 1
     elif args[i] != "--quick":
@@ -60,11 +65,14 @@ LOAD = os.path.join(build, "tools/eleos-pserver-load")
 FLOOR = os.path.join(build, "bench/pserver_floor")
 BATCHES = [64, 4096, 65536] if quick else [64, 512, 4096, 65536]
 SETS = [("small", 32), ("large", 512)] if not quick else [("small", 32), ("large", 256)]
-# Column name -> (mode, extra server flags).
-MODES = {"native": ("native", []), "sgx": ("sgx", []), "eleos": ("eleos", []),
-         "floor": ("floor", [])}
+# Column name -> (mode, extra server flags, server binary).
+MODES = {"native": ("native", [], SERVER), "sgx": ("sgx", [], SERVER),
+         "eleos": ("eleos", [], SERVER), "floor": ("floor", [], SERVER)}
 for x in rpc_extra:
-    MODES[f"eleos_{x}"] = ("eleos", ["--rpc", x])
+    MODES[f"eleos_{x}"] = ("eleos", ["--rpc", x], SERVER)
+if base:
+    for x in ("sgx", "eleos"):
+        MODES[f"base_{x}"] = (x, [], os.path.join(base, "apps/pserver/eleos-pserver"))
 KEYS_PER_RUN = 60000 if quick else 200000
 if quick:
     reps = min(reps, 3)
@@ -84,9 +92,9 @@ cost_lines = set()
 
 
 def start(col, table_mib, model):
-    mode, extra = MODES[col]
+    mode, extra, server = MODES[col]
     port = free_port()
-    cmd = [SERVER, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
+    cmd = [server, "--mode", mode, "-p", str(port), "--table", str(table_mib), "--epc", "93",
            "--cost", "on" if model else "off", *extra]
     if mode == "floor":
         cmd = [FLOOR, str(port)]
@@ -164,6 +172,11 @@ for set_name, table_mib in SETS:
                     c = f"eleos_{m}"
                     print(f"{'':44}eleos --rpc {m:6} {med[c]:11.0f} keys/s   eleos/sgx "
                           f"{med[c] / med['sgx']:5.2f}x", flush=True)
+                if base:
+                    print(f"{'':44}base build: sgx {med['base_sgx']:11.0f}  eleos "
+                          f"{med['base_eleos']:11.0f} keys/s   eleos/sgx "
+                          f"{med['base_eleos'] / med['base_sgx']:5.2f}x  this eleos/base "
+                          f"eleos {med['eleos'] / med['base_eleos']:5.2f}x", flush=True)
         finally:
             for m, (p, _) in servers.items():
                 for line in stop(p):

@@ -576,6 +576,11 @@ static int stats_suvm(struct kvs_enclave *k, struct kvs_buf *out) {
     ESTAT("eleos_suvm_evictions", ss.evictions);
     ESTAT("eleos_suvm_clean_drops", ss.clean_drops);
     ESTAT("eleos_suvm_dirty_writebacks", ss.dirty_writebacks);
+    /* Who evicted: a request's thread (on the request path) or the background evictor,
+     * whose naps are the only exits SUVM makes. */
+    ESTAT("eleos_suvm_sync_evictions", ss.sync_evictions);
+    ESTAT("eleos_suvm_evictor_batches", ss.evictor_batches);
+    ESTAT("eleos_suvm_evictor_naps", ss.evictor_naps);
     ESTAT("eleos_suvm_integrity_failures", ss.integrity_failures);
     ESTAT("eleos_suvm_cache_frames", ss.cache_frames);
     return 0;

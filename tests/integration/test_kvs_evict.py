@@ -88,6 +88,11 @@ try:
         c.true(int(st["eleos_suvm_evictions"]) > 0 and int(st["eleos_suvm_major_faults"]) > 0,
                "SUVM paged (evictions %s, major faults %s)" % (st["eleos_suvm_evictions"], st["eleos_suvm_major_faults"]))
         c.eq(st["eleos_suvm_integrity_failures"], "0", "no SUVM integrity failures")
+        sync, batches = int(st["eleos_suvm_sync_evictions"]), int(st["eleos_suvm_evictor_batches"])
+        c.true(sync + batches > 0 and sync <= int(st["eleos_suvm_evictions"])
+               and int(st["eleos_suvm_evictor_naps"]) >= 0,
+               "who evicted is reported (sync %d, evictor batches %d, naps %s)"
+               % (sync, batches, st["eleos_suvm_evictor_naps"]))
     else:
         c.true(int(st["eleos_epc_evictions"]) > 0 and int(st["eleos_epc_faults"]) > 0,
                "EPC paged (evictions %s, faults %s)" % (st["eleos_epc_evictions"], st["eleos_epc_faults"]))

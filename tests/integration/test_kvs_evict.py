@@ -90,7 +90,7 @@ try:
         c.eq(st["eleos_suvm_integrity_failures"], "0", "no SUVM integrity failures")
         sync, batches = int(st["eleos_suvm_sync_evictions"]), int(st["eleos_suvm_evictor_batches"])
         c.true(sync + batches > 0 and sync <= int(st["eleos_suvm_evictions"])
-               and int(st["eleos_suvm_evictor_naps"]) >= 0,
+               and int(st["eleos_suvm_evictor_naps"]) > 0,
                "who evicted is reported (sync %d, evictor batches %d, naps %s)"
                % (sync, batches, st["eleos_suvm_evictor_naps"]))
     else:
